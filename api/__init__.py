@@ -1,0 +1,1 @@
+"""The custody API (FastAPI), its client and the `custody` command line."""

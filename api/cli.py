@@ -1,0 +1,58 @@
+"""`custody`: the one command line. Each subcommand lives in the package that owns it; this
+module only dispatches, importing the owner lazily (a signer host never imports the API stack).
+
+A subcommand module defines `add_arguments(parser)` and `run(args) -> int` (the exit status).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+
+# name -> (module, one-line help). Kept in one table so `custody --help` lists everything.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "dev": ("api.dev", "run the whole system locally on the embedded defaults"),
+    "demo": ("mpc.demo", "local threshold keygen and signing demo (all parties in one process)"),
+    "signer": ("mpc.signer.cli", "run one signer peer: custody signer --config FILE"),
+    "cluster": ("mpc.cluster_cli", "local signer cluster tools: cluster init --peers N --threshold T"),
+    "ledger": ("node.cli_ledger", "ledger tools: ledger check"),
+    "audit": ("node.cli_audit", "audit log tools: audit verify"),
+}
+
+
+def _available() -> dict[str, tuple[str, str]]:
+    out = {}
+    for name, (module, help_) in COMMANDS.items():
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            found = False
+        if found:
+            out[name] = (module, help_)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    if not __debug__:
+        # Programmer errors are asserts; python -O would strip them.
+        print("custody: refusing to run under python -O (asserts are part of the safety checks)", file=sys.stderr)
+        return 2
+    available = _available()
+    parser = argparse.ArgumentParser(prog="custody", description="Self-hosted custody node and MPC signer.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    modules = {}
+    argv = sys.argv[1:] if argv is None else argv
+    for name, (module_name, help_) in available.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        # Only the chosen subcommand's module is imported.
+        if argv and argv[0] == name:
+            modules[name] = importlib.import_module(module_name)
+            modules[name].add_arguments(p)
+    args = parser.parse_args(argv)
+    return int(modules[args.command].run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
