@@ -1,4 +1,144 @@
-"""The ports the adapters implement. node/ depends on these Protocols only; mpc/ and chains/
-implement them and are wired together by the composition root (api/)."""
+"""The ports the adapters implement, and the value types that cross them.
+
+node/ depends on these only; mpc/ and chains/ implement them and are wired together by the
+composition root (api/). Amounts are int base units (satoshi, wei, token unit); never floats.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import rfc8785
+
+# A non-hardened BIP32 path below the vault's group key, e.g. (0, 17) for deposit address 17.
+Path = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Payment:
+    """One output the intent asks for: `amount` base units of the intent's asset to `destination`."""
+
+    destination: str
+    amount: int
+
+    def __post_init__(self):
+        if not isinstance(self.amount, int) or isinstance(self.amount, bool) or self.amount <= 0:
+            raise ValueError(f"payment amount must be a positive int in base units, got {self.amount!r}")
+
+
+@dataclass(frozen=True)
+class WithdrawalIntent:
+    """What the approvers approved and what each signer peer checks the transaction against.
+
+    `kind`: "withdrawal" (to outside addresses), "sweep" (deposit address -> hot, hot -> cold:
+    every payment goes to one of our own addresses, named by path in `own_destination_paths`),
+    or "refill" (cold -> hot).
+    `asset`: "BTC", "ETH", or an ERC-20 as "ERC20:<EIP-55 contract address>".
+    """
+
+    intent_id: str
+    vault_id: str
+    chain: str  # "bitcoin" | "ethereum"
+    network: str  # bitcoin: "mainnet" | "testnet" | "regtest"; ethereum: the decimal chain id
+    asset: str
+    payments: tuple[Payment, ...]
+    fee_max: int  # base units of the chain's fee asset (sats, wei), the most this may pay
+    kind: str = "withdrawal"
+    own_destination_paths: tuple[Path, ...] = ()
+
+    def canonical(self) -> dict:
+        return {
+            "intent_id": self.intent_id,
+            "vault_id": self.vault_id,
+            "chain": self.chain,
+            "network": self.network,
+            "asset": self.asset,
+            "payments": [{"destination": p.destination, "amount": str(p.amount)} for p in self.payments],
+            "fee_max": str(self.fee_max),
+            "kind": self.kind,
+            "own_destination_paths": [list(p) for p in self.own_destination_paths],
+        }
+
+    def canonical_bytes(self) -> bytes:
+        """RFC 8785 bytes: what approvers sign (Ed25519) and the node signs into requests."""
+        return rfc8785.dumps(self.canonical())
+
+
+@dataclass(frozen=True)
+class InputKey:
+    """A key the transaction must be signed with: our child key at `path`.
+
+    Bitcoin: one per input, with the value of the output it spends (`amount`, BIP143 commits to
+    it). Ethereum: exactly one (the sender), `amount` 0.
+    """
+
+    path: Path
+    amount: int = 0
+
+
+@dataclass(frozen=True)
+class UnsignedTransaction:
+    """The full unsigned transaction as the node built it, for the peers to parse themselves.
+
+    `payload`: bitcoin, the unsigned transaction in network serialisation (no witnesses);
+    ethereum, the unsigned typed transaction (EIP-2718 type byte ‖ RLP payload).
+    `change_paths`: paths of outputs that pay back to our own addresses (bitcoin change).
+    """
+
+    chain: str
+    network: str
+    payload: bytes
+    inputs: tuple[InputKey, ...]
+    change_paths: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class SigningDigest:
+    """One 32-byte digest to sign with the child key at `path` (one per bitcoin input)."""
+
+    path: Path
+    digest: bytes
+
+
+class IntentMismatch(Exception):
+    """The transaction does not do what the intent says; `reason` is a sentence-like code,
+    e.g. `destination_mismatch`, `amount_mismatch`, `change_not_ours`, `fee_exceeds_max`."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@runtime_checkable
+class VaultKeys(Protocol):
+    """Public key material of one vault: enough to derive our own addresses, no secret."""
+
+    def child_public_key(self, path: Path) -> bytes:
+        """33-byte compressed secp256k1 public key at the non-hardened `path`."""
+        ...
+
+
+@runtime_checkable
+class IntentChecker(Protocol):
+    """Implemented per chain by chains/; called by every signer peer before it signs."""
+
+    chain: str
+
+    def check(self, tx: UnsignedTransaction, intent: WithdrawalIntent, keys: VaultKeys) -> list[SigningDigest]:
+        """Parses `tx` independently, confirms it pays exactly the intent's payments in the
+        intent's asset, that every other output goes to our own addresses (derived from `keys`
+        at `tx.change_paths` / `intent.own_destination_paths`), that the fee stays within
+        `intent.fee_max`, and returns the digests to sign, computed here. Raises IntentMismatch."""
+        ...
+
+
+@dataclass(frozen=True)
+class EcdsaSignature:
+    """A secp256k1 signature from outside (the MPC cluster): low-S, with its recovery id."""
+
+    r: int
+    s: int
+    recovery_id: int
+    public_key: bytes = field(default=b"", repr=False)  # 33-byte compressed key it verifies under
