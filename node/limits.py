@@ -20,7 +20,6 @@ POR_HEADER_FILE_BYTES_MAX = 1 << 16  # a signed header file
 POR_ASSETS_FILE_BYTES_MAX = 64 << 20  # an assets file (one entry per funded address)
 POR_ADDRESSES_MAX = 200_000  # funded addresses in one assets file
 POR_ACCOUNTS_MAX = 1 << 30  # accounts in one snapshot: 2 parts each must fit POR_DEPTH_MAX
-POR_BUILD_CHUNK_NODES = 1 << 16  # nodes hashed per chunk by the fast builder (bounds memory)
 POR_BALANCE_READ_TIMEOUT_S = 30  # the verifier's re-read of an address balance from a node
 POR_SNAPSHOT_INTERVAL_S_MIN = 60  # scheduled snapshots: never more often than this
 POR_SNAPSHOTS_LISTED_MAX = 500  # one page of the snapshot history

@@ -27,6 +27,14 @@ int mst_sha256_ranges(const uint8_t *prefix, size_t prefix_len, const uint8_t *d
                       const int64_t *offsets, size_t n, uint8_t *out);
 int mst_hmac_rows(const uint8_t *keys, size_t n_keys, const int64_t *key_index,
                   const uint8_t *rows, size_t n, size_t width, uint8_t *out);
+int mst_split(const uint64_t *balances, size_t n, size_t n_assets, const int64_t *starts,
+              const uint64_t *random, size_t n_random, uint64_t *out);
+int mst_leaves(const uint8_t *keys, size_t n_keys, const uint8_t *uidc, const uint8_t *sid,
+               const int64_t *perm, const int64_t *account_of, const uint32_t *part_of,
+               const uint64_t *split, size_t n_assets, size_t n_leaves,
+               uint8_t *out_hashes, uint64_t *out_sums);
+int mst_level(const uint8_t *hashes, const uint64_t *sums, size_t n_assets, size_t m,
+              uint8_t *out_hashes, uint64_t *out_sums);
 """
 
 SOURCE = r"""
@@ -78,6 +86,120 @@ int mst_hmac_rows(const uint8_t *keys, size_t n_keys, const int64_t *key_index,
         SHA256_Update(&c, opad, 64);
         SHA256_Update(&c, inner, 32);
         SHA256_Final(out + 32 * i, &c);
+    }
+    return 0;
+}
+
+#define MST_ASSETS_MAX 64
+
+static void put_u64be(uint8_t *p, uint64_t x) {
+    for (int k = 7; k >= 0; k--) { p[k] = (uint8_t)x; x >>= 8; }
+}
+
+/* u128be of each of n_assets (hi, lo) limb pairs. */
+static void put_sums(uint8_t *p, const uint64_t *limbs, size_t n_assets) {
+    for (size_t a = 0; a < n_assets; a++) {
+        put_u64be(p + 16 * a, limbs[2 * a]);
+        put_u64be(p + 16 * a + 8, limbs[2 * a + 1]);
+    }
+}
+
+/* Splits account k's balance vector into starts[k+1]-starts[k] parts written at out[starts[k]..]:
+   part j = floor(remaining * r / 2^64) for a fresh random 64-bit r, the last part the rest.
+   Every part is in [0, remaining], so the parts are non-negative and add up exactly. */
+int mst_split(const uint64_t *balances, size_t n, size_t n_assets, const int64_t *starts,
+              const uint64_t *random, size_t n_random, uint64_t *out) {
+    size_t used = 0;
+    for (size_t k = 0; k < n; k++) {
+        int64_t s = starts[k + 1] - starts[k];
+        if (s < 2) return -1;
+        for (size_t a = 0; a < n_assets; a++) {
+            const uint64_t *b = balances + 2 * (k * n_assets + a);
+            unsigned __int128 rem = ((unsigned __int128)b[0] << 64) | b[1];
+            for (int64_t j = 0; j < s; j++) {
+                unsigned __int128 p;
+                if (j == s - 1) {
+                    p = rem;
+                } else {
+                    if (used >= n_random) return -2;
+                    uint64_t r = random[used++];
+                    uint64_t hi = (uint64_t)(rem >> 64), lo = (uint64_t)rem;
+                    p = (unsigned __int128)hi * r + (((unsigned __int128)lo * r) >> 64);
+                }
+                rem -= p;
+                uint64_t *o = out + 2 * ((size_t)(starts[k] + j) * n_assets + a);
+                o[0] = (uint64_t)(p >> 64);
+                o[1] = (uint64_t)p;
+            }
+        }
+    }
+    return used == n_random ? 0 : -3;
+}
+
+/* Leaf i is split-row u = perm[i]: hash = HMAC(keys[account_of[u]], 0x00 || sid || uidc ||
+   u32be(part_of[u]) || u128be(...)), sums = split[u]. */
+int mst_leaves(const uint8_t *keys, size_t n_keys, const uint8_t *uidc, const uint8_t *sid,
+               const int64_t *perm, const int64_t *account_of, const uint32_t *part_of,
+               const uint64_t *split, size_t n_assets, size_t n_leaves,
+               uint8_t *out_hashes, uint64_t *out_sums) {
+    if (n_assets == 0 || n_assets > MST_ASSETS_MAX) return -1;
+    uint8_t msg[53 + 16 * MST_ASSETS_MAX], ipad[64], opad[64], inner[32];
+    size_t width = 53 + 16 * n_assets;
+    SHA256_CTX c;
+    msg[0] = 0x00;
+    memcpy(msg + 1, sid, 16);
+    for (size_t i = 0; i < n_leaves; i++) {
+        int64_t u = perm[i];
+        if (u < 0 || (size_t)u >= n_leaves) return -2;
+        int64_t acct = account_of[u];
+        if (acct < 0 || (size_t)acct >= n_keys) return -3;
+        const uint64_t *limbs = split + 2 * n_assets * (size_t)u;
+        memcpy(msg + 17, uidc + 32 * (size_t)acct, 32);
+        uint32_t part = part_of[u];
+        msg[49] = (uint8_t)(part >> 24); msg[50] = (uint8_t)(part >> 16);
+        msg[51] = (uint8_t)(part >> 8); msg[52] = (uint8_t)part;
+        put_sums(msg + 53, limbs, n_assets);
+        memcpy(out_sums + 2 * n_assets * i, limbs, 16 * n_assets);
+        const uint8_t *key = keys + 32 * (size_t)acct;
+        for (int j = 0; j < 32; j++) { ipad[j] = key[j] ^ 0x36; opad[j] = key[j] ^ 0x5c; }
+        memset(ipad + 32, 0x36, 32);
+        memset(opad + 32, 0x5c, 32);
+        SHA256_Init(&c);
+        SHA256_Update(&c, ipad, 64);
+        SHA256_Update(&c, msg, width);
+        SHA256_Final(inner, &c);
+        SHA256_Init(&c);
+        SHA256_Update(&c, opad, 64);
+        SHA256_Update(&c, inner, 32);
+        SHA256_Final(out_hashes + 32 * i, &c);
+    }
+    return 0;
+}
+
+/* One level up: m parents of 2m children. hash = H(0x01 || L.hash || L.sums || R.hash || R.sums),
+   sums = L.sums + R.sums; returns 1 (and stops) if any sum reaches 2^128. */
+int mst_level(const uint8_t *hashes, const uint64_t *sums, size_t n_assets, size_t m,
+              uint8_t *out_hashes, uint64_t *out_sums) {
+    if (n_assets == 0 || n_assets > MST_ASSETS_MAX) return -1;
+    uint8_t msg[1 + 2 * (32 + 16 * MST_ASSETS_MAX)];
+    size_t side = 32 + 16 * n_assets;
+    msg[0] = 0x01;
+    for (size_t i = 0; i < m; i++) {
+        const uint64_t *ls = sums + 2 * n_assets * (2 * i), *rs = sums + 2 * n_assets * (2 * i + 1);
+        uint64_t *os = out_sums + 2 * n_assets * i;
+        for (size_t a = 0; a < n_assets; a++) {
+            unsigned __int128 l = ((unsigned __int128)ls[2 * a] << 64) | ls[2 * a + 1];
+            unsigned __int128 r = ((unsigned __int128)rs[2 * a] << 64) | rs[2 * a + 1];
+            unsigned __int128 t = l + r;
+            if (t < l) return 1;
+            os[2 * a] = (uint64_t)(t >> 64);
+            os[2 * a + 1] = (uint64_t)t;
+        }
+        memcpy(msg + 1, hashes + 32 * (2 * i), 32);
+        put_sums(msg + 33, ls, n_assets);
+        memcpy(msg + 1 + side, hashes + 32 * (2 * i + 1), 32);
+        put_sums(msg + 33 + side, rs, n_assets);
+        SHA256(msg, 1 + 2 * side, out_hashes + 32 * i);
     }
     return 0;
 }

@@ -135,89 +135,48 @@ def ints_from_limbs(limbs: np.ndarray) -> list:
     return join(hi, lo)
 
 
-def add_limbs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a + b element-wise on 128-bit limbs; raises sum_overflow when any sum reaches 2^128."""
-    lo = a[..., 1] + b[..., 1]
-    carry = (lo < a[..., 1]).astype(U64)
-    hi = a[..., 0] + b[..., 0]
-    over = hi < a[..., 0]
-    hi2 = hi + carry
-    over |= hi2 < hi
-    if over.any():
-        raise SnapshotRefused("sum_overflow", "a total reaches 2^128")
-    return np.stack([hi2, lo], axis=-1)
-
-
-def sub_limbs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a - b, asserting b <= a element-wise (a programmer error otherwise)."""
-    lo = a[..., 1] - b[..., 1]
-    borrow = (a[..., 1] < b[..., 1]).astype(U64)
-    hi = a[..., 0] - b[..., 0] - borrow
-    assert not ((a[..., 0] < b[..., 0]) | ((a[..., 0] == b[..., 0]) & (borrow == 1))).any(), "negative part"
-    return np.stack([hi, lo], axis=-1)
-
-
-def be_bytes(limbs: np.ndarray) -> np.ndarray:
-    """(n, A, 2) limbs -> (n, 16*A) uint8: u128be(x0) ‖ ... ‖ u128be(x_{A-1}) per row."""
-    n = limbs.shape[0]
-    return limbs.astype(">u8").view(np.uint8).reshape(n, -1)
-
-
 # --- leaf layout: random splits and a random order --------------------------------------
 
 
-def _random_u32(count: int) -> np.ndarray:
-    return np.frombuffer(os.urandom(4 * count), dtype=np.uint32).astype(U64) if count else np.zeros(0, U64)
+def _random_u64(count: int) -> np.ndarray:
+    return np.frombuffer(os.urandom(8 * count), dtype=U64) if count else np.zeros(0, U64)
 
 
 def _random_permutation(n: int) -> np.ndarray:
     """A uniformly random permutation from the OS CSPRNG: sort by 64-bit random keys (ties,
     probability < n^2 / 2^65, keep a stable order and so cost no randomness that matters)."""
-    keys = np.frombuffer(os.urandom(8 * n), dtype=U64)
-    return np.argsort(keys, kind="stable")
-
-
-def _split_once(remaining: np.ndarray) -> np.ndarray:
-    """A random part p with 0 <= p <= remaining, element-wise (remaining: (n, A, 2) limbs).
-
-    Below 2^64: p = floor(x * r / 2^32) for a CSPRNG r < 2^32, in 32-bit pieces so numpy's
-    uint64 never overflows. From 2^64 up (wei above ~18.4 ETH): Python ints, secrets-grade."""
-    n, a, _ = remaining.shape
-    hi = remaining[..., 0]
-    lo = remaining[..., 1]
-    r = _random_u32(n * a).reshape(n, a)
-    part_lo = (lo >> U64(32)) * r + (((lo & U64(0xFFFFFFFF)) * r) >> U64(32))
-    part = np.stack([np.zeros_like(part_lo), part_lo], axis=-1)
-    big = np.nonzero(hi)
-    if len(big[0]):
-        import secrets
-
-        for i, j in zip(*big):
-            x = (int(hi[i, j]) << 64) | int(lo[i, j])
-            p = secrets.randbelow(x + 1)
-            part[i, j, 0] = p >> 64
-            part[i, j, 1] = p & LIMB_MASK
-    return part
+    return np.argsort(_random_u64(n), kind="stable")
 
 
 @dataclass
 class Layout:
-    """Which account and part each leaf is, and its balances: leaf i is
-    (leaf_account[i], leaf_part[i], leaf_balances[i])."""
+    """The leaves before and after shuffling. Row u of the `u_*` arrays is part u_part[u] of
+    account u_account[u] with balances u_balances[u] (rows grouped by account); the leaf at
+    tree index i is row perm[i]."""
 
     depth: int
-    leaf_account: np.ndarray  # (L,) int64 index into the account list
-    leaf_part: np.ndarray  # (L,) uint32
-    leaf_balances: np.ndarray  # (L, A, 2) uint64 limbs
+    perm: np.ndarray  # (L,) int64
+    u_account: np.ndarray  # (L,) int64 index into the account list
+    u_part: np.ndarray  # (L,) uint32
+    u_balances: np.ndarray  # (L, A, 2) uint64 limbs
+
+    @property
+    def leaf_account(self) -> np.ndarray:
+        return self.u_account[self.perm]
+
+    @property
+    def leaf_part(self) -> np.ndarray:
+        return self.u_part[self.perm]
 
     def leaves_of(self) -> tuple[np.ndarray, np.ndarray]:
-        """(order, starts): leaf indexes grouped by account; account k's are
+        """(order, starts): tree leaf indexes grouped by account; account k's are
         order[starts[k]:starts[k+1]]."""
-        order = np.argsort(self.leaf_account, kind="stable")
-        n_accounts = int(self.leaf_account.max()) + 1 if len(self.leaf_account) else 0
-        counts = np.bincount(self.leaf_account, minlength=n_accounts)
+        inverse = np.empty_like(self.perm)
+        inverse[self.perm] = np.arange(len(self.perm), dtype=self.perm.dtype)
+        order = inverse[np.argsort(self.u_account, kind="stable")]
+        n_accounts = int(self.u_account.max()) + 1
         starts = np.zeros(n_accounts + 1, dtype=np.int64)
-        np.cumsum(counts, out=starts[1:])
+        np.cumsum(np.bincount(self.u_account, minlength=n_accounts), out=starts[1:])
         return order, starts
 
 
@@ -230,8 +189,11 @@ def depth_for(n_accounts: int) -> int:
 
 def plan_layout(balances: np.ndarray) -> Layout:
     """Splits every account into >= 2 random parts that fill 2^depth leaves exactly, and
-    places the leaves in a uniformly random order (CSPRNG)."""
+    places the leaves in a uniformly random order (CSPRNG). Part j of an account is
+    floor(rest * r / 2^64) of what the earlier parts left, for a fresh CSPRNG r; the last
+    part is the rest, so the parts are non-negative and add up exactly."""
     n, a, _ = balances.shape
+    assert balances.dtype == U64
     depth = depth_for(n)
     n_leaves = 1 << depth
     extra = n_leaves - limits.POR_PARTS_MIN * n
@@ -241,31 +203,31 @@ def plan_layout(balances: np.ndarray) -> Layout:
     assert parts.sum() == n_leaves and parts.max() <= limits.POR_PARTS_MAX
     starts = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(parts, out=starts[1:])
-    account_of = np.repeat(np.arange(n, dtype=np.int64), parts)
-    part_of = (np.arange(n_leaves, dtype=np.int64) - starts[account_of]).astype(np.uint32)
-    split = np.empty((n_leaves, a, 2), dtype=U64)
-    remaining = balances.copy()
-    for k in range(int(parts.max()) - 1):
-        more = np.nonzero(parts > k + 1)[0]  # accounts that still split off part k
-        p = _split_once(remaining[more])
-        split[starts[more] + k] = p
-        remaining[more] = sub_limbs(remaining[more], p)
-    split[starts[1:] - 1] = remaining  # the last part is what is left
-    perm = _random_permutation(n_leaves)
-    return Layout(depth, account_of[perm], part_of[perm], np.ascontiguousarray(split[perm]))
+    u_account = np.repeat(np.arange(n, dtype=np.int64), parts)
+    u_part = (np.arange(n_leaves, dtype=np.int64) - starts[u_account]).astype(np.uint32)
+    u_balances = np.empty((n_leaves, a, 2), dtype=U64)
+    random = _random_u64(int((parts - 1).sum()) * a)
+    mod = native()
+    rc = mod.lib.mst_split(
+        _ptr(mod.ffi, np.ascontiguousarray(balances), "uint64_t *"), n, a, _ptr(mod.ffi, starts, "int64_t *"),
+        _ptr(mod.ffi, random, "uint64_t *"), len(random), _ptr(mod.ffi, u_balances, "uint64_t *"),
+    )
+    assert rc == 0, rc
+    return Layout(depth, _random_permutation(n_leaves), u_account, u_part, u_balances)
 
 
 def layout_from_specs(account_ids: list[str], specs: list[mst.LeafSpec]) -> Layout:
-    """An explicit layout (the test vector's)."""
+    """An explicit layout (the test vector's): no shuffle, rows in leaf order."""
     position = {a: i for i, a in enumerate(account_ids)}
     specs = sorted(specs, key=lambda s: s.index)
     n = len(specs)
     assert n >= 2 and n & (n - 1) == 0 and [s.index for s in specs] == list(range(n))
     return Layout(
         depth=n.bit_length() - 1,
-        leaf_account=np.array([position[s.account_id] for s in specs], dtype=np.int64),
-        leaf_part=np.array([s.part for s in specs], dtype=np.uint32),
-        leaf_balances=limbs_from_ints([s.balances for s in specs]),
+        perm=np.arange(n, dtype=np.int64),
+        u_account=np.array([position[s.account_id] for s in specs], dtype=np.int64),
+        u_part=np.array([s.part for s in specs], dtype=np.uint32),
+        u_balances=limbs_from_ints([s.balances for s in specs]),
     )
 
 
@@ -285,7 +247,9 @@ class FastTree:
         self.depth = layout.depth
         n_accounts = len(account_ids)
         n_assets = len(assets)
-        chunk = limits.POR_BUILD_CHUNK_NODES
+        n_leaves = 1 << self.depth
+        mod = native()
+        ffi = mod.ffi
 
         # Per account: key = HMAC(secret, tag ‖ sid); uidc = H(tag ‖ account_id).
         key_msg = np.frombuffer(mst.TAG_KEY + sid, dtype=np.uint8)
@@ -296,43 +260,37 @@ class FastTree:
         )
         uidc = uid_commitments(account_ids)
 
-        # Leaves: HMAC(key, 0x00 ‖ sid ‖ uidc ‖ u32be(j) ‖ u128be(p_j[0]) ‖ ...), in chunks.
-        n_leaves = 1 << self.depth
-        width = 1 + 16 + 32 + 4 + 16 * n_assets
-        leaf_hashes = np.empty((n_leaves, 32), dtype=np.uint8)
-        for start in range(0, n_leaves, chunk):
-            stop = min(n_leaves, start + chunk)
-            acct = layout.leaf_account[start:stop]
-            rows = np.empty((stop - start, width), dtype=np.uint8)
-            rows[:, 0] = 0
-            rows[:, 1:17] = np.frombuffer(sid, dtype=np.uint8)
-            rows[:, 17:49] = uidc[acct]
-            rows[:, 49:53] = layout.leaf_part[start:stop].astype(">u4").view(np.uint8).reshape(-1, 4)
-            rows[:, 53:] = be_bytes(layout.leaf_balances[start:stop])
-            leaf_hashes[start:stop] = hmac_rows(self.keys, acct, rows)
+        # Leaves: HMAC(key, 0x00 ‖ sid ‖ uidc ‖ u32be(j) ‖ u128be(p_j[0]) ‖ ...), in tree order.
+        hashes = np.empty((n_leaves, 32), dtype=np.uint8)
+        sums = np.empty((n_leaves, n_assets, 2), dtype=U64)
+        sid_arr = np.frombuffer(sid, dtype=np.uint8).copy()
+        rc = mod.lib.mst_leaves(
+            _ptr(ffi, self.keys, "uint8_t *"), n_accounts, _ptr(ffi, uidc, "uint8_t *"), _ptr(ffi, sid_arr, "uint8_t *"),
+            _ptr(ffi, np.ascontiguousarray(layout.perm, dtype=np.int64), "int64_t *"),
+            _ptr(ffi, np.ascontiguousarray(layout.u_account, dtype=np.int64), "int64_t *"),
+            _ptr(ffi, np.ascontiguousarray(layout.u_part, dtype=np.uint32), "uint32_t *"),
+            _ptr(ffi, np.ascontiguousarray(layout.u_balances, dtype=U64), "uint64_t *"),
+            n_assets, n_leaves, _ptr(ffi, hashes, "uint8_t *"), _ptr(ffi, sums, "uint64_t *"),
+        )
+        assert rc == 0, rc
         del uidc
-        self.hashes = [leaf_hashes]
-        self.sums = [layout.leaf_balances]
+        self.hashes = [hashes]
+        self.sums = [sums]
 
-        # Inner nodes: H(0x01 ‖ L.hash ‖ L.sums ‖ R.hash ‖ R.sums), sums added with carries.
-        side = 32 + 16 * n_assets
+        # Inner nodes: H(0x01 ‖ L.hash ‖ L.sums ‖ R.hash ‖ R.sums), sums = L.sums + R.sums.
         for _ in range(self.depth):
-            below_h, below_s = self.hashes[-1], self.sums[-1]
-            m = below_h.shape[0] // 2
-            sums = add_limbs(below_s[0::2], below_s[1::2])
-            hashes = np.empty((m, 32), dtype=np.uint8)
-            for start in range(0, m, chunk):
-                stop = min(m, start + chunk)
-                left, right = slice(2 * start, 2 * stop, 2), slice(2 * start + 1, 2 * stop, 2)
-                rows = np.empty((stop - start, 1 + 2 * side), dtype=np.uint8)
-                rows[:, 0] = 1
-                rows[:, 1:33] = below_h[left]
-                rows[:, 33 : 1 + side] = be_bytes(below_s[left])
-                rows[:, 1 + side : 33 + side] = below_h[right]
-                rows[:, 33 + side :] = be_bytes(below_s[right])
-                hashes[start:stop] = sha256_rows(rows)
-            self.hashes.append(hashes)
-            self.sums.append(sums)
+            m = self.hashes[-1].shape[0] // 2
+            up_h = np.empty((m, 32), dtype=np.uint8)
+            up_s = np.empty((m, n_assets, 2), dtype=U64)
+            rc = mod.lib.mst_level(
+                _ptr(ffi, self.hashes[-1], "uint8_t *"), _ptr(ffi, self.sums[-1], "uint64_t *"), n_assets, m,
+                _ptr(ffi, up_h, "uint8_t *"), _ptr(ffi, up_s, "uint64_t *"),
+            )
+            if rc == 1:
+                raise SnapshotRefused("sum_overflow", "a total reaches 2^128")
+            assert rc == 0, rc
+            self.hashes.append(up_h)
+            self.sums.append(up_s)
         self._leaves_by_account = None
 
     @property
@@ -365,14 +323,15 @@ class FastTree:
         leaves = np.sort(self.leaves_of(account))
         sib_hashes, sib_sums = self.paths(leaves)
         sib_sums = ints_from_limbs(sib_sums)
-        balances = ints_from_limbs(self.layout.leaf_balances[leaves])
+        balances = ints_from_limbs(self.sums[0][leaves])
+        parts = self.layout.u_part[self.layout.perm[leaves]].tolist()
         total = [sum(col) for col in zip(*balances)]
         out_leaves = []
         for n, index in enumerate(leaves.tolist()):
             out_leaves.append(
                 {
                     "index": index,
-                    "part": int(self.layout.leaf_part[index]),
+                    "part": parts[n],
                     "balances": [str(x) for x in balances[n]],
                     "path": [
                         {"hash": sib_hashes[n, level].tobytes().hex(), "sums": [str(x) for x in sib_sums[n][level]]}

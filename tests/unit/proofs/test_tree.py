@@ -62,7 +62,7 @@ def test_random_trees_every_proof_verifies_and_matches_reference(n_assets, data)
 
     specs = [
         mst.LeafSpec(i, ids[int(layout.leaf_account[i])], int(layout.leaf_part[i]), tuple(b))
-        for i, b in enumerate(tree.ints_from_limbs(layout.leaf_balances))
+        for i, b in enumerate(tree.ints_from_limbs(t.sums[0]))
     ]
     ref = mst.ReferenceTree(sid, assets, dict(zip(ids, secrets)), specs)
     assert ref.root == (t.root_hash, t.root_sums)
@@ -98,7 +98,7 @@ def test_split_fills_tree_and_parts_add_up():
     counts = np.bincount(layout.leaf_account)
     assert counts.min() >= 2 and counts.sum() == 2048
     order, starts = layout.leaves_of()
-    leaf_ints = tree.ints_from_limbs(layout.leaf_balances)
+    leaf_ints = tree.ints_from_limbs(layout.u_balances[layout.perm])
     for k in range(0, 1000, 37):
         mine = order[starts[k] : starts[k + 1]]
         assert sorted(layout.leaf_part[mine].tolist()) == list(range(len(mine)))
