@@ -106,3 +106,56 @@ def make_world(tmp: pathlib.Path, balances=BALANCES, holdings=HOLDINGS, now=None
         TableLiabilities(balances), wallets, wallets, store, key, now or dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.timezone.utc)
     )
     return World(tmp, store, key, public, published)
+
+
+# --- tampering: each case turns valid files into one the verifiers must reject ------------
+# (name, which file is checked, mutate(docs) -> None, the reason code both verifiers report)
+
+
+def _leaf(docs, part=0):
+    return next(leaf for leaf in docs["proof"]["leaves"] if leaf["part"] == part)
+
+
+def _swap_siblings(docs):
+    path = _leaf(docs)["path"]
+    path[0], path[1] = path[1], path[0]
+
+
+def _other_key_signature(docs):
+    entry = docs["assets"]["addresses"][0]
+    other = coincurve.PrivateKey(b"\x55" * 32)
+    sid, root = docs["assets"]["snapshot_id"], docs["header"]["header"]["root"]["hash"]
+    raw = other.sign_recoverable(ast.reserves_digest(entry["chain"], sid, root), hasher=None)
+    entry["signature"] = ast.encode_signature(
+        entry["chain"], int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:64], "big"), raw[64]
+    )
+
+
+def _set(path, value):
+    def mutate(docs):
+        obj = docs
+        for p in path[:-1]:
+            obj = obj[p] if not callable(p) else p(docs)
+        obj[path[-1]] = value(obj[path[-1]]) if callable(value) else value
+
+    return mutate
+
+
+TAMPER_CASES = [
+    ("tampered_root_sum", "proof", _set(["proof", "root", "sums", 0], lambda v: str(int(v) + 1)), "root_sums_mismatch"),
+    ("tampered_sibling_sum", "proof", lambda d: _leaf(d)["path"][0]["sums"].__setitem__(0, str(int(_leaf(d)["path"][0]["sums"][0]) + 1)), "root_hash_mismatch"),
+    ("tampered_leaf_balance", "proof", lambda d: _leaf(d)["balances"].__setitem__(1, str(int(_leaf(d)["balances"][1]) + 1)), "root_hash_mismatch"),
+    ("swapped_siblings", "proof", _swap_siblings, "root_hash_mismatch"),
+    ("negative_value", "proof", lambda d: _leaf(d)["path"][2]["sums"].__setitem__(0, "-1"), "amount_malformed"),
+    ("value_not_below_2_128", "proof", lambda d: _leaf(d)["balances"].__setitem__(0, str(2**128)), "amount_out_of_range"),
+    ("sum_overflows", "proof", lambda d: _leaf(d)["path"][0]["sums"].__setitem__(2, str(2**128 - 1)), "sum_overflow"),
+    ("wrong_key", "proof", _set(["proof", "key"], "11" * 32), "root_hash_mismatch"),
+    ("missing_part", "proof", lambda d: d["proof"]["leaves"].remove(_leaf(d, 0)), "parts_not_contiguous"),
+    ("balances_overstated", "proof", _set(["proof", "account_balances", 0], lambda v: str(int(v) + 1)), "balances_mismatch"),
+    ("header_signature_mismatch", "header", _set(["header", "header", "negative_balances_clamped"], 3), "header_signature_invalid"),
+    ("header_root_changed", "header", _set(["header", "header", "root", "sums", 0], lambda v: str(int(v) - 1)), "header_signature_invalid"),
+    ("header_other_key", "header", _set(["header", "signature", "public_key"], "22" * 32), "header_wrong_key"),
+    ("assets_signature_wrong_key", "assets", _other_key_signature, "signature_wrong_key"),
+    ("assets_balance_inflated", "assets", _set(["assets", "addresses", 0, "balance"], lambda v: str(int(v) + 1)), "reserves_mismatch"),
+    ("assets_address_repeated", "assets", lambda d: d["assets"]["addresses"].append(dict(d["assets"]["addresses"][0])), "address_repeated"),
+]
