@@ -43,10 +43,19 @@ SOURCE = r"""
 #include <string.h>
 #include <openssl/sha.h>
 
+/* SHA-256 through the low-level API: OpenSSL 3's one-shot SHA256() fetches the algorithm on
+   every call, which costs more than hashing a node. */
+static void sha256_once(const uint8_t *data, size_t len, uint8_t *out) {
+    SHA256_CTX c;
+    SHA256_Init(&c);
+    SHA256_Update(&c, data, len);
+    SHA256_Final(out, &c);
+}
+
 /* out[i] = SHA-256(rows[i]) for n rows of `width` bytes. */
 int mst_sha256_rows(const uint8_t *rows, size_t n, size_t width, uint8_t *out) {
     for (size_t i = 0; i < n; i++) {
-        SHA256(rows + i * width, width, out + 32 * i);
+        sha256_once(rows + i * width, width, out + 32 * i);
     }
     return 0;
 }
@@ -93,8 +102,10 @@ int mst_hmac_rows(const uint8_t *keys, size_t n_keys, const int64_t *key_index,
 #define MST_ASSETS_MAX 64
 
 static void put_u64be(uint8_t *p, uint64_t x) {
-    for (int k = 7; k >= 0; k--) { p[k] = (uint8_t)x; x >>= 8; }
+    x = __builtin_bswap64(x);  /* little-endian hosts; the assert in build() checks the byte order */
+    memcpy(p, &x, 8);
 }
+
 
 /* u128be of each of n_assets (hi, lo) limb pairs. */
 static void put_sums(uint8_t *p, const uint64_t *limbs, size_t n_assets) {
@@ -199,7 +210,7 @@ int mst_level(const uint8_t *hashes, const uint64_t *sums, size_t n_assets, size
         put_sums(msg + 33, ls, n_assets);
         memcpy(msg + 1 + side, hashes + 32 * (2 * i + 1), 32);
         put_sums(msg + 33 + side, rs, n_assets);
-        SHA256(msg, 1 + 2 * side, out_hashes + 32 * i);
+        sha256_once(msg, 1 + 2 * side, out_hashes + 32 * i);
     }
     return 0;
 }
@@ -212,6 +223,9 @@ MODULE = f"_mstfast_{VERSION}"
 
 def build() -> pathlib.Path:
     import cffi
+
+    # put_u64be byte-swaps: it assumes a little-endian host (x86-64, arm64 as deployed).
+    assert sys.byteorder == "little", "proofs/native_build.py assumes a little-endian host"
 
     ffi = cffi.FFI()
     ffi.cdef(CDEF)

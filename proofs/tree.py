@@ -158,7 +158,7 @@ class Layout:
     perm: np.ndarray  # (L,) int64
     u_account: np.ndarray  # (L,) int64 index into the account list
     u_part: np.ndarray  # (L,) uint32
-    u_balances: np.ndarray  # (L, A, 2) uint64 limbs
+    u_balances: np.ndarray | None  # (L, A, 2) uint64 limbs; None once a FastTree is built
 
     @property
     def leaf_account(self) -> np.ndarray:
@@ -274,6 +274,8 @@ class FastTree:
         )
         assert rc == 0, rc
         del uidc
+        # The tree takes the layout over: its balances now live, in tree order, in sums[0].
+        layout.u_balances = None
         self.hashes = [hashes]
         self.sums = [sums]
 
