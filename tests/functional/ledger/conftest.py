@@ -7,7 +7,6 @@ purpose says so with `@pytest.mark.ledger_tampered`: the checker must then find 
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
@@ -19,22 +18,11 @@ from node.ledger import AccountCreate, AccountFlags, Ledger, TransferCreate
 from node.store import Store, open_store
 from node.wallets import Wallets
 
+from ledger_helpers import Clock
+
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "ledger_tampered: the test breaks the books on purpose; the checker must notice")
-
-
-class Clock:
-    """The ledger's wall clock, advanced by tests of timeouts (no sleeping)."""
-
-    def __init__(self):
-        self.offset_ns = 0
-
-    def __call__(self) -> int:
-        return time.time_ns() + self.offset_ns
-
-    def advance(self, seconds: int) -> None:
-        self.offset_ns += seconds * 1_000_000_000
 
 
 class Stores:
