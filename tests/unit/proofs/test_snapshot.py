@@ -92,3 +92,39 @@ def test_a_reserves_signature_from_the_wrong_key_stops_the_snapshot(tmp_path):
         snapshot.take_snapshot(W.TableLiabilities(W.BALANCES), wallets, wallets, store, W.Ed25519PrivateKey.generate(), T0)
     assert exc.value.reason == "reserves_signature_invalid"
     assert store.latest() is None
+
+
+class _MovingBooks:
+    """A stand-in for node.customers.Customers (unit test of LedgerLiabilities.freeze only):
+    the journal moves between the per-asset reads for the first `unstable` attempts."""
+
+    def __init__(self, unstable: int):
+        self.unstable, self.calls = unstable, 0
+
+    def customer_balances_snapshot(self, asset):
+        self.calls += 1
+        attempt = (self.calls - 1) // 3
+        seq = 10 + self.calls if attempt < self.unstable else 99
+        return seq, 0, [("c1", {"BTC": 5, "ETH": 7, "USDT": 0}[asset])]
+
+
+@pytest.mark.parametrize("unstable, outcome", [(0, "ok"), (2, "ok"), (5, "liabilities_not_stable")])
+def test_freeze_needs_one_journal_instant(unstable, outcome):
+    from proofs import liabilities
+
+    source = liabilities.LedgerLiabilities(_MovingBooks(unstable), W.ASSETS, lambda: W.CHAINS)
+    if outcome == "ok":
+        frozen = source.freeze()
+        assert frozen.balances == {"c1": (5, 7, 0)} and frozen.instant == "journal:99"
+    else:
+        with pytest.raises(tree.SnapshotRefused) as exc:
+            source.freeze()
+        assert exc.value.reason == outcome
+
+
+def test_freeze_rereads_when_heights_move():
+    from proofs import liabilities
+
+    heights = iter([W.CHAINS, W.CHAINS[:1], W.CHAINS, W.CHAINS])
+    source = liabilities.LedgerLiabilities(_MovingBooks(0), W.ASSETS, lambda: next(heights))
+    assert source.freeze().chains == W.CHAINS
