@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cluster": ("mpc.cluster_cli", "local signer cluster tools: cluster init --peers N --threshold T"),
     "ledger": ("node.cli_ledger", "ledger tools: ledger check"),
     "audit": ("node.cli_audit", "audit log tools: audit verify"),
+    "reserves": ("proofs.cli", "proof-of-reserves snapshots: reserves history | export"),
 }
 
 
