@@ -15,6 +15,7 @@ the library is missing or older than this file. Needs a C compiler and OpenSSL's
 from __future__ import annotations
 
 import hashlib
+import os
 import pathlib
 import sys
 
@@ -222,21 +223,28 @@ MODULE = f"_mstfast_{VERSION}"
 
 
 def build() -> pathlib.Path:
+    """Compiles into a private temporary directory, then renames the library into place, so
+    concurrent first uses (bench children, parallel test processes) never see half a file."""
+    import tempfile
+
     import cffi
 
     # put_u64be byte-swaps: it assumes a little-endian host (x86-64, arm64 as deployed).
     assert sys.byteorder == "little", "proofs/native_build.py assumes a little-endian host"
-
     ffi = cffi.FFI()
     ffi.cdef(CDEF)
     ffi.set_source(f"proofs._native.{MODULE}", SOURCE, libraries=["crypto"], extra_compile_args=["-O2"])
     OUT_DIR.mkdir(exist_ok=True)
-    build_dir = OUT_DIR / "build"
-    path = ffi.compile(tmpdir=str(build_dir), verbose=False)
-    built = pathlib.Path(path)
-    target = OUT_DIR / built.name
-    if built != target:
-        built.replace(target)
+    with tempfile.TemporaryDirectory(dir=OUT_DIR, prefix="build-") as tmp:
+        try:
+            built = pathlib.Path(ffi.compile(tmpdir=tmp, verbose=False))
+        except Exception as exc:
+            raise SystemExit(
+                f"building proofs/_native/{MODULE} failed ({exc}); it needs a C compiler and OpenSSL's "
+                "headers (Debian: apt-get install gcc libssl-dev)"
+            ) from None
+        target = OUT_DIR / built.name
+        os.replace(built, target)
     return target
 
 
