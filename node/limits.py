@@ -52,6 +52,7 @@ POR_BALANCE_READ_TIMEOUT_S = 30  # the verifier's re-read of an address balance 
 POR_SNAPSHOT_INTERVAL_S_MIN = 60  # scheduled snapshots: never more often than this
 POR_SNAPSHOTS_LISTED_MAX = 500  # one page of the snapshot history
 POR_SIGN_ATTEMPTS_MAX = 3  # reserves signatures: attempts per address before the snapshot fails
+POR_TREES_CACHED = 2  # snapshot trees kept loaded (memory-mapped) to serve proofs
 POR_FREEZE_ATTEMPTS_MAX = 5  # reads of liabilities + heights until one instant is seen consistently
 
 # --- relations ---------------------------------------------------------------------------

@@ -76,6 +76,11 @@ def check_header_shape(h) -> None:
         raise P("header_malformed", "reserves: [{asset, amount, addresses}, ...]")
     for r in h["reserves"]:
         mst.parse_amount(r["amount"], f"reserves.{r['asset']}")
+    codes = [a["code"] for a in assets]
+    if len(set(codes)) != len(codes) or [r["asset"] for r in h["reserves"]] != codes:
+        raise P("header_malformed", "reserves: one row per asset, in the assets' order")
+    if not {a["chain"] for a in assets} <= {c["chain"] for c in chains}:
+        raise P("header_malformed", "chains: every asset's chain needs its height")
     if not isinstance(h["negative_balances_clamped"], int) or h["negative_balances_clamped"] < 0:
         raise P("header_malformed", "negative_balances_clamped")
     if h["prev"] is not None:

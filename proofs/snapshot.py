@@ -53,6 +53,7 @@ class SnapshotStore:
     account's long-lived proof secret."""
 
     def __init__(self, path: str | os.PathLike):
+        self._trees: dict[str, tree.FastTree] = {}  # the latest loaded tree(s), for serving proofs
         self.path = pathlib.Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path / "snapshots.sqlite3", isolation_level=None, timeout=30)
@@ -164,6 +165,17 @@ class SnapshotStore:
         return Published(cur.lastrowid, sid, signed_header, assets_doc)
 
     def load_tree(self, snapshot_id: str) -> tree.FastTree:
+        """The stored tree, memory-mapped; the last POR_TREES_CACHED stay loaded."""
+        cached = self._trees.get(snapshot_id)
+        if cached is not None:
+            return cached
+        t = self._load_tree(snapshot_id)
+        while len(self._trees) >= limits.POR_TREES_CACHED:
+            self._trees.pop(next(iter(self._trees)))
+        self._trees[snapshot_id] = t
+        return t
+
+    def _load_tree(self, snapshot_id: str) -> tree.FastTree:
         d = self._tree_dir(snapshot_id)
         meta = json.loads((d / "meta.json").read_text())
         t = tree.FastTree.__new__(tree.FastTree)
