@@ -45,6 +45,8 @@ def _header(args):
 
 def cmd_proof(args) -> list[str]:
     verified = mst.verify_user_proof(_read(args.file, limits.POR_PROOF_FILE_BYTES_MAX))
+    if args.account_id is not None and verified.account_id != args.account_id:
+        raise mst.ProofInvalid("account_mismatch", f"the proof is for {verified.account_id!r}, not {args.account_id!r}")
     lines = [
         f"valid: proof for {verified.account_id} in snapshot {verified.snapshot_id}",
         f"root {verified.root_hash}",
@@ -97,12 +99,16 @@ def cmd_assets(args) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if not __debug__:
+        print("custody-verify: refusing to run under python -O (asserts guard its own invariants)", file=sys.stderr)
+        return 2
     parser = argparse.ArgumentParser(prog="custody-verify", description="Verify por-mst/1 proofs of reserves.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("proof", help="verify your inclusion proof")
     p.add_argument("file")
     p.add_argument("--signed-header", help="also check the proof's root against this signed header")
     p.add_argument("--public-key", help="the snapshot key you trust (hex Ed25519)")
+    p.add_argument("--account-id", help="also check that the proof is for this account (yours)")
     p.set_defaults(run=cmd_proof)
     h = sub.add_parser("header", help="verify a signed snapshot header")
     h.add_argument("file")

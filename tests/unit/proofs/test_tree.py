@@ -103,3 +103,16 @@ def test_split_fills_tree_and_parts_add_up():
         mine = order[starts[k] : starts[k + 1]]
         assert sorted(layout.leaf_part[mine].tolist()) == list(range(len(mine)))
         assert [sum(leaf_ints[i][a] for i in mine) for a in range(3)] == balances[k]
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n_accounts=st.integers(10, 70), seed=st.integers(0, 2**32 - 1))
+def test_larger_random_trees_every_proof_verifies(n_accounts, seed):
+    rng = np.random.default_rng(seed)  # test data; the layout's randomness is os.urandom
+    balances = [[int(x) for x in rng.integers(0, 2**63, size=2)] for _ in range(n_accounts)]
+    ids = [f"a{i}" for i in range(n_accounts)]
+    t = tree.FastTree(os.urandom(16), ["X", "Y"], ids, tree.secrets_array([os.urandom(32) for _ in ids]),
+                      tree.plan_layout(tree.limbs_from_ints(balances)))
+    assert t.root_sums == [sum(b[0] for b in balances), sum(b[1] for b in balances)]
+    for n in range(n_accounts):
+        assert list(mst.verify_user_proof(t.proof(n)).account_balances) == balances[n]

@@ -104,3 +104,19 @@ def test_user_proofs_need_only_the_standard_library(tmp_path, vector):
     r = subprocess.run([sys.executable, "-c", code, str(p)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_account_id_must_match_when_given(vector, tmp_path):
+    p = tmp_path / "alice.json"
+    p.write_text(json.dumps(vector["expected"]["proofs"]["acct-alice"]))
+    assert run("proof", p, "--account-id", "acct-alice").returncode == 0
+    r = run("proof", p, "--account-id", "acct-bob")
+    assert r.returncode == 1 and r.stderr.startswith("invalid: account_mismatch"), r.stderr
+
+
+def test_refuses_python_O(vector, tmp_path):
+    p = tmp_path / "alice.json"
+    p.write_text(json.dumps(vector["expected"]["proofs"]["acct-alice"]))
+    r = subprocess.run([sys.executable, "-O", "-c", "import sys; from proofs import verify_cli; sys.exit(verify_cli.main(sys.argv[1:]))",
+                        "proof", str(p)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "python -O" in r.stderr
