@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.support import por_world as W
+from support import por_world as W
 
 pytestmark = pytest.mark.functional
 
@@ -88,7 +88,7 @@ def test_hash_primitives_match_python(page):
 
 def test_works_offline_from_a_file_url(browser, vector, tmp_path):
     """Saved to disk and opened with no server and no network, the page still verifies."""
-    from tests.functional.proofs.conftest import WEB_DIR
+    from proofs import WEB_DIR
 
     context = browser.new_context(offline=True)
     try:
