@@ -23,7 +23,6 @@ HERE = pathlib.Path(__file__).resolve().parent
 OUT_DIR = HERE / "_native"
 
 CDEF = """
-int mst_sha256_rows(const uint8_t *rows, size_t n, size_t width, uint8_t *out);
 int mst_sha256_ranges(const uint8_t *prefix, size_t prefix_len, const uint8_t *data,
                       const int64_t *offsets, size_t n, uint8_t *out);
 int mst_hmac_rows(const uint8_t *keys, size_t n_keys, const int64_t *key_index,
@@ -51,14 +50,6 @@ static void sha256_once(const uint8_t *data, size_t len, uint8_t *out) {
     SHA256_Init(&c);
     SHA256_Update(&c, data, len);
     SHA256_Final(out, &c);
-}
-
-/* out[i] = SHA-256(rows[i]) for n rows of `width` bytes. */
-int mst_sha256_rows(const uint8_t *rows, size_t n, size_t width, uint8_t *out) {
-    for (size_t i = 0; i < n; i++) {
-        sha256_once(rows + i * width, width, out + 32 * i);
-    }
-    return 0;
 }
 
 /* out[i] = SHA-256(prefix || data[offsets[i] .. offsets[i+1])). */

@@ -59,16 +59,6 @@ def _ptr(ffi, arr: np.ndarray, ctype: str):
     return ffi.cast(ctype, ffi.from_buffer(arr))
 
 
-def sha256_rows(rows: np.ndarray) -> np.ndarray:
-    """SHA-256 of each row of a (n, width) uint8 array -> (n, 32)."""
-    mod = native()
-    n, width = rows.shape
-    out = np.empty((n, 32), dtype=np.uint8)
-    rc = mod.lib.mst_sha256_rows(_ptr(mod.ffi, rows, "uint8_t *"), n, width, _ptr(mod.ffi, out, "uint8_t *"))
-    assert rc == 0
-    return out
-
-
 def hmac_rows(keys: np.ndarray, key_index: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """HMAC-SHA256(keys[key_index[i]], rows[i]) -> (n, 32)."""
     mod = native()

@@ -116,3 +116,13 @@ def test_larger_random_trees_every_proof_verifies(n_accounts, seed):
     assert t.root_sums == [sum(b[0] for b in balances), sum(b[1] for b in balances)]
     for n in range(n_accounts):
         assert list(mst.verify_user_proof(t.proof(n)).account_balances) == balances[n]
+
+
+def test_leaf_order_is_shuffled_and_fresh_each_time():
+    """Not a randomness test (that is os.urandom's job): it catches a layout that forgot to
+    shuffle, or that shuffles the same way twice."""
+    balances = tree.limbs_from_ints([[i] for i in range(512)])
+    a, b = tree.plan_layout(balances), tree.plan_layout(balances)
+    assert sorted(a.perm.tolist()) == list(range(1024))
+    assert not (np.diff(a.leaf_account) >= 0).all()  # not grouped by account
+    assert (a.perm != b.perm).any()
