@@ -52,6 +52,8 @@ POR_BALANCE_READ_TIMEOUT_S = 30  # the verifier's re-read of an address balance 
 POR_SNAPSHOT_INTERVAL_S_MIN = 60  # scheduled snapshots: never more often than this
 POR_SNAPSHOTS_LISTED_MAX = 500  # one page of the snapshot history
 POR_SIGN_ATTEMPTS_MAX = 3  # reserves signatures: attempts per address before the snapshot fails
+POR_BTC_TXS_PAGE = 1000  # searchrawtransactions page when re-reading an address's balance
+POR_BTC_TXS_MAX = 100_000  # transactions of one address the verifier will read
 POR_TREES_CACHED = 2  # snapshot trees kept loaded (memory-mapped) to serve proofs
 POR_FREEZE_ATTEMPTS_MAX = 5  # reads of liabilities + heights until one instant is seen consistently
 
@@ -68,6 +70,7 @@ assert LEDGER_PAGE_MAX <= LEDGER_QUERY_IDS_MAX
 assert STORE_LOCK_TIMEOUT_MS < STORE_STATEMENT_TIMEOUT_MS
 assert WRITER_SUBMIT_TIMEOUT_S * 1000 > STORE_LOCK_TIMEOUT_MS
 assert 2 <= POR_PARTS_MIN <= POR_PARTS_MAX
+assert POR_BTC_TXS_PAGE <= POR_BTC_TXS_MAX
 assert POR_ACCOUNTS_MAX * POR_PARTS_MIN <= 1 << POR_DEPTH_MAX
 # a 3-part proof at full depth with 8 assets (each path entry: 64 hex + 8 sums of <= 41 chars)
 assert POR_PROOF_FILE_BYTES_MAX >= 3 * POR_DEPTH_MAX * (64 + 8 * 41 + 32)

@@ -2,7 +2,7 @@
 
     custody-verify proof alice.json [--signed-header header.json --public-key HEX]
     custody-verify header header.json --public-key HEX [--prev previous-header.json]
-    custody-verify assets assets.json --signed-header header.json --public-key HEX [--ethereum-rpc URL]
+    custody-verify assets assets.json --signed-header header.json --public-key HEX [--ethereum-rpc URL] [--bitcoin-rpc URL]
 
 Exit status 0 only when everything checked is valid; 1 when something is invalid (the reason
 is printed, e.g. `invalid: root_hash_mismatch: ...`); 2 for usage errors and unreadable files.
@@ -84,11 +84,13 @@ def cmd_assets(args) -> list[str]:
     except ast.AssetsInvalid as exc:
         raise mst.ProofInvalid(exc.reason, exc.detail) from None
     lines = [f"valid: {sum(verified.addresses.values())} address signatures for snapshot {verified.snapshot_id}"]
-    if args.ethereum_rpc:
-        try:
+    try:
+        if args.bitcoin_rpc:
+            lines += ast.reread_bitcoin(doc, header, args.bitcoin_rpc)
+        if args.ethereum_rpc:
             lines += ast.reread_ethereum(doc, header, args.ethereum_rpc)
-        except ast.AssetsInvalid as exc:
-            raise mst.ProofInvalid(exc.reason, exc.detail) from None
+    except ast.AssetsInvalid as exc:
+        raise mst.ProofInvalid(exc.reason, exc.detail) from None
     for a, liabilities in zip(header["assets"], header["root"]["sums"]):
         code = a["code"]
         reserves = verified.reserves.get(code, 0)
@@ -120,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--signed-header", required=True)
     a.add_argument("--public-key", required=True, help="the snapshot key you trust (hex Ed25519)")
     a.add_argument("--ethereum-rpc", help="re-read ETH balances at the header's height from this node (one you trust)")
+    a.add_argument("--bitcoin-rpc", help="re-read BTC balances at the header's height from this node (one you trust, "
+                   "with an address index: btcd --addrindex); credentials in the URL: http://user:pass@host:port")
     a.set_defaults(run=cmd_assets)
     args = parser.parse_args(argv)
     try:

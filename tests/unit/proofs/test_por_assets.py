@@ -110,3 +110,33 @@ def test_signer_side_request_digest():
     assert (sid, root) == (SID, ROOT) and digest == ast.eip191_digest(MESSAGE.encode())
     with pytest.raises(ast.AssetsInvalid):
         ast.reserves_request_digest("ethereum", b"\x19Ethereum Signed Message:\n32" + bytes(32))
+
+
+def test_bitcoin_balance_at_subtracts_spends_up_to_the_height(monkeypatch):
+    """Unit test of the arithmetic only (canned node answers, exact Decimal amounts); the real
+    node is exercised in tests/functional/proofs/test_por_reread_btcd.py."""
+    from decimal import Decimal
+
+    addr = "bcrt1qexample"
+    txs = [
+        {"txid": "a", "blockhash": "h1", "vin": [], "vout": [{"n": 0, "value": Decimal("1.5"), "scriptPubKey": {"addresses": [addr]}},
+                                                              {"n": 1, "value": Decimal("9"), "scriptPubKey": {"addresses": ["other"]}}]},
+        {"txid": "b", "blockhash": "h2", "vin": [], "vout": [{"n": 0, "value": Decimal("0.00000001"), "scriptPubKey": {"addresses": [addr]}}]},
+        {"txid": "c", "blockhash": "h3", "vin": [{"txid": "a", "vout": 0}], "vout": []},  # spends a:0 at height 3
+        {"txid": "d", "vin": [{"txid": "b", "vout": 0}], "vout": []},  # in the mempool: not counted
+    ]
+    heights = {"h1": 1, "h2": 2, "h3": 3}
+
+    def fake(url, method, params):
+        if method == "searchrawtransactions":
+            return txs[params[2]:params[2] + params[3]]
+        if method == "getblockheader":
+            return {"height": heights[params[0]]}
+        raise AssertionError(method)
+
+    monkeypatch.setattr(ast, "_btc_rpc", fake)
+    assert ast.bitcoin_balance_at("http://node", addr, 1) == 150_000_000
+    assert ast.bitcoin_balance_at("http://node", addr, 2) == 150_000_001
+    assert ast.bitcoin_balance_at("http://node", addr, 3) == 1
+    with pytest.raises(ast.AssetsInvalid):
+        ast._sats(Decimal("0.000000001"))
