@@ -3,7 +3,8 @@ the hashing. Produces exactly the bytes of the reference implementation (`proofs
 property tests hold the two together, and every proof drawn from a tree is checked by the
 reference verifier before a snapshot is published.
 
-Layout in memory (1,000,000 accounts x 8 assets -> 2^21 leaves, ~0.9 GB at the peak):
+Layout in memory (1,000,000 accounts x 8 assets -> 2^21 leaves; the process peaks at ~1.1 GB
+with its inputs):
 - balances and sums are 128-bit integers as two uint64 limbs, shape (n, assets, 2) with
   [..., 0] the high limb and [..., 1] the low limb; additions carry explicitly and any carry
   out of the high limb is `sum_overflow` (the format's range rule);
