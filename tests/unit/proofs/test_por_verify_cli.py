@@ -120,3 +120,16 @@ def test_refuses_python_O(vector, tmp_path):
     r = subprocess.run([sys.executable, "-O", "-c", "import sys; from proofs import verify_cli; sys.exit(verify_cli.main(sys.argv[1:]))",
                         "proof", str(p)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "python -O" in r.stderr
+
+
+def test_header_chain_with_prev(world, tmp_path):
+    wallets = W.TestKeyWallets(W.HOLDINGS)
+    second = W.snapshot.take_snapshot(W.TableLiabilities(W.BALANCES), wallets, wallets, world.store, world.key,
+                                      W.dt.datetime(2026, 11, 24, tzinfo=W.dt.timezone.utc))
+    first_file, second_file = tmp_path / "first.json", tmp_path / "second.json"
+    first_file.write_text(json.dumps(world.published.signed_header))
+    second_file.write_text(json.dumps(second.signed_header))
+    r = run("header", second_file, "--public-key", world.public_key_hex, "--prev", first_file)
+    assert r.returncode == 0 and "chains to the previous header" in r.stdout, r.stderr
+    r = run("header", first_file, "--public-key", world.public_key_hex, "--prev", second_file)
+    assert r.returncode == 1 and r.stderr.startswith("invalid: header_chain_broken"), r.stderr
