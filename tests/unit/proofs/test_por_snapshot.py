@@ -128,3 +128,23 @@ def test_freeze_rereads_when_heights_move():
     heights = iter([W.CHAINS, W.CHAINS[:1], W.CHAINS, W.CHAINS])
     source = liabilities.LedgerLiabilities(_MovingBooks(0), W.ASSETS, lambda: next(heights))
     assert source.freeze().chains == W.CHAINS
+
+
+def test_snapshot_key_is_sealed_at_rest_and_signs_headers(tmp_path):
+    from mpc.sealing import PassphraseKeyProvider, Sealer, SealingError
+    from proofs import snapshot_key
+
+    # Low argon2 cost: test only (production uses the provider's defaults).
+    sealer = Sealer(PassphraseKeyProvider("correct horse battery staple", key_id="node/2026", time_cost=1, memory_kib=8 * 1024))
+    blob, public = snapshot_key.new_sealed_key(sealer, "node-1")
+    key = snapshot_key.open_sealed_key(blob, sealer, "node-1")
+    assert snapshot_key.public_hex(key) == public
+    wallets = W.TestKeyWallets(W.HOLDINGS)
+    store = snapshot.SnapshotStore(tmp_path / "s")
+    published = snapshot.take_snapshot(W.TableLiabilities(W.BALANCES), wallets, wallets, store, key, T0)
+    hdr.verify_signed_header(published.signed_header, public)
+    with pytest.raises(SealingError):
+        snapshot_key.open_sealed_key(blob, sealer, "node-2")  # sealed for another node
+    wrong = Sealer(PassphraseKeyProvider("wrong passphrase here", key_id="node/2026", time_cost=1, memory_kib=8 * 1024))
+    with pytest.raises(SealingError):
+        snapshot_key.open_sealed_key(blob, wrong, "node-1")
