@@ -238,3 +238,35 @@ def test_intent_check_refuses_a_transaction_that_does_not_match(eth, hot):
             eth.ours.checker.check(tx_, it_, keys)
         assert_eq(exc.value.reason, reason, f"case {reason}")
     eth.ours.release("mismatch-1", HOT, "ours")
+
+
+def test_fee_estimate_comes_from_the_node(eth):
+    est = eth.ours.estimate_fee()
+    assert est.source == "node" and 0 < est.max_priority_fee_per_gas <= est.max_fee_per_gas, est
+
+
+def test_bad_withdrawals_are_refused_and_take_no_nonce(eth, hot):
+    dest = eth.w3.eth.accounts[1]
+    rows = [
+        ("destination_invalid", intent(eth, "bad-e0", "0x1234", 1)),
+        ("destination_checksum_invalid", intent(eth, "bad-e1", EIP55_BROKEN, 1)),
+        ("asset_not_supported", intent(eth, "bad-e2", dest, 1, asset="BTC")),
+        ("fee_exceeds_max", intent(eth, "bad-e3", dest, 1, fee_max=1)),
+        ("intent_wrong_chain", dataclasses.replace(intent(eth, "bad-e4", dest, 1), network="1")),
+        ("vault_unknown", dataclasses.replace(intent(eth, "bad-e5", dest, 1), vault_id="nobody")),
+    ]
+    for reason, it in rows:
+        with pytest.raises(ChainError) as exc:
+            eth.ours.build_withdrawal(it, source_path=HOT)
+        assert_eq(exc.value.reason, reason, f"refusal of {it.intent_id}")
+        assert_eq(eth.ours.nonce_of(it.intent_id, hot), None, f"nonce taken by {it.intent_id}")
+        with eth.ours.state.begin() as st:
+            assert_eq(st.txs_of(it.intent_id), [], f"transactions recorded for {it.intent_id}")
+    # The next good withdrawal gets the next nonce: no gap was left.
+    it = intent(eth, "after-bad", dest, 1)
+    utx = eth.ours.build_withdrawal(it, source_path=HOT)
+    assert_eq(etx.parse_unsigned(utx.payload).nonce, eth.w3.eth.get_transaction_count(hot, "pending"), "next nonce")
+    eth.ours.release("after-bad", HOT, "ours")
+
+
+EIP55_BROKEN = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD"  # last letter's case flipped
