@@ -164,7 +164,7 @@ class EthereumAdapter(Scanner):
     def _apply_block(self, st: StateTx, ref: BlockRef, payload) -> list:
         block, logs = payload
         watched = self._watch_map(st)
-        events = []
+        candidates: list[DepositRow] = []
         for t in block["transactions"]:
             to = t.get("to")
             if not to or int(t["value"]) == 0:
@@ -177,7 +177,7 @@ class EthereumAdapter(Scanner):
             receipt = self._rpc(lambda: self.w3.eth.get_transaction_receipt(t["hash"]))
             if int(receipt["status"]) != 1:
                 continue
-            events += self._seen(st, self._row(f"{_hex(t['hash'])}:value", "ETH", _hex(t["hash"]), to, hit, int(t["value"]), ref))
+            candidates.append(self._row(f"{_hex(t['hash'])}:value", "ETH", _hex(t["hash"]), to, hit, int(t["value"]), ref))
         for lg in logs:
             topics = lg["topics"]
             if len(topics) != 3 or bytes(topics[0]) != etx.ERC20_TRANSFER_TOPIC:
@@ -192,8 +192,8 @@ class EthereumAdapter(Scanner):
                 continue
             asset = f"ERC20:{etx.checksum(lg['address'])}"
             txh = _hex(lg["transactionHash"])
-            events += self._seen(st, self._row(f"{txh}:{int(lg['logIndex'])}", asset, txh, to, hit, amount, ref))
-        return events
+            candidates.append(self._row(f"{txh}:{int(lg['logIndex'])}", asset, txh, to, hit, amount, ref))
+        return self._seen(st, candidates)
 
     @staticmethod
     def _row(deposit_id, asset, txh, to, hit, amount, ref) -> DepositRow:

@@ -103,12 +103,10 @@ class ScriptedChain(Scanner):
             yield BlockRef(h, self.blocks[h][0], parent), self.blocks[h][1]
 
     def _apply_block(self, st, ref, deposits):
-        events = []
-        for deposit_id, amount in deposits:
-            events += self._seen(
-                st, DepositRow(deposit_id, "COIN", deposit_id, "addr", "v", (0, 0), amount, ref.height, ref.hash, "", 0)
-            )
-        return events
+        return self._seen(
+            st,
+            [DepositRow(d, "COIN", d, "addr", "v", (0, 0), amount, ref.height, ref.hash, "", 0) for d, amount in deposits],
+        )
 
     def _rollback(self, st, fork_height):
         pass
