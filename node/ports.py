@@ -144,6 +144,123 @@ class EcdsaSignature:
     public_key: bytes = field(default=b"", repr=False)  # 33-byte compressed key it verifies under
 
 
+# --- the chain port (chains/bitcoin, chains/ethereum) --------------------------------------
+# A watcher calls `scan()` on a timer; the events it returns drive the ledger: `pending` records
+# a pending credit, `credited` posts it, `voided` voids it (a reorg before the confirmation
+# depth), `reorged_after_credit` flags a posted deposit that left the chain for staff.
+
+DEPOSIT_PENDING = "pending"
+DEPOSIT_CREDITED = "credited"
+DEPOSIT_VOIDED = "voided"
+DEPOSIT_REORGED_AFTER_CREDIT = "reorged_after_credit"
+
+
+@dataclass(frozen=True)
+class Deposit:
+    """One payment to one of our deposit addresses, identified by `deposit_id`
+    (bitcoin `<txid>:<vout>`, ethereum `<tx hash>:<log index>` or `<tx hash>:value`).
+
+    `epoch` counts how often it entered the chain: a deposit voided by a reorg and mined again
+    comes back as a new pending deposit with the next epoch (ledger transfer ids use both)."""
+
+    chain: str
+    network: str
+    asset: str
+    deposit_id: str
+    txid: str
+    address: str
+    vault_id: str
+    path: Path
+    amount: int
+    block_height: int
+    block_hash: str
+    status: str
+    epoch: int = 1
+    confirmations: int = 0
+
+
+@dataclass(frozen=True)
+class DepositEvent:
+    kind: str  # one of the DEPOSIT_* statuses: the status the deposit just entered
+    deposit: Deposit
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """What one `scan()` saw: the tip it reached, the blocks it rolled back, and the events."""
+
+    tip_height: int
+    tip_hash: str
+    rolled_back_to: int | None  # the fork height when a reorg was found, else None
+    events: tuple[DepositEvent, ...]
+
+
+@dataclass(frozen=True)
+class SignedTransaction:
+    chain: str
+    network: str
+    txid: str  # bitcoin txid (hex, display order); ethereum transaction hash (0x hex)
+    raw: bytes
+
+
+TX_UNKNOWN = "unknown"  # the node has never heard of it (or dropped it)
+TX_MEMPOOL = "mempool"
+TX_CONFIRMED = "confirmed"
+TX_FAILED = "failed"  # ethereum: mined but reverted
+
+
+@dataclass(frozen=True)
+class TxStatus:
+    txid: str
+    state: str
+    confirmations: int = 0
+    block_height: int | None = None
+
+
+@dataclass(frozen=True)
+class FeeEstimate:
+    """Bitcoin: `fee_rate` in sat/vB. Ethereum: `max_fee_per_gas` and `max_priority_fee_per_gas`
+    in wei. `source` says where it came from: "node" or "fallback" (the configured rate)."""
+
+    source: str
+    fee_rate: int = 0
+    max_fee_per_gas: int = 0
+    max_priority_fee_per_gas: int = 0
+
+
+@runtime_checkable
+class ChainAdapter(Protocol):
+    """One chain and network. Never holds a private key: it builds unsigned transactions, gives
+    the digests to sign, and attaches signatures made outside (the MPC cluster), verifying each
+    against our child public key before anything is broadcast."""
+
+    chain: str
+    network: str
+
+    def register_vault(self, vault_id: str, keys: VaultKeys) -> None: ...
+
+    def address(self, vault_id: str, path: Path) -> str:
+        """Our address at `path`; also starts watching it (deposit addresses: deposits are
+        reported; internal ones, e.g. change or the hot wallet, are only tracked as funds)."""
+        ...
+
+    def scan(self) -> ScanResult: ...
+
+    def estimate_fee(self) -> FeeEstimate: ...
+
+    def build_withdrawal(self, intent: WithdrawalIntent, source_path: Path | None = None) -> UnsignedTransaction: ...
+
+    def digests(self, tx: UnsignedTransaction, intent: WithdrawalIntent) -> list[SigningDigest]:
+        """The intent check run locally (the same code the signer peers run)."""
+        ...
+
+    def attach_signatures(self, tx: UnsignedTransaction, signatures: list[EcdsaSignature], intent: WithdrawalIntent) -> SignedTransaction: ...
+
+    def broadcast(self, signed: SignedTransaction) -> str: ...
+
+    def status(self, txid: str) -> TxStatus: ...
+
+
 # --- the signing cluster (implemented by mpc/: mpc.client.ClusterClient) -----------------
 
 
