@@ -29,8 +29,11 @@ class PreParamsSource:
         self._lock = threading.Lock()
         self._generating = False
         fixture = cfg.test.get("preparams_fixture") if cfg.is_test else None
-        self._fixture = _from_bytes((cfg.path.parent / fixture).read_bytes()) if fixture else None
-        if self._fixture is None and self.store.preparams() is None:
+        self._fixture_path = (cfg.path.parent / fixture) if fixture else None
+        if self._fixture_path is not None and not self._fixture_path.is_file():
+            raise ValueError(f"[test] preparams_fixture {self._fixture_path}: no such file")
+        self._fixture = None
+        if self._fixture_path is None and self.store.preparams() is None:
             self._generate_in_background()
 
     def _generate_in_background(self) -> None:
@@ -56,7 +59,9 @@ class PreParamsSource:
 
     def __call__(self):
         """The pre-params for the next ceremony, or None while they are being generated."""
-        if self._fixture is not None:
+        if self._fixture_path is not None:
+            if self._fixture is None:
+                self._fixture = _from_bytes(self._fixture_path.read_bytes())
             return self._fixture
         data = self.store.preparams()
         if data is None:
@@ -65,6 +70,6 @@ class PreParamsSource:
         return _from_bytes(data)
 
     def consumed(self) -> None:
-        if self._fixture is None:
+        if self._fixture_path is None:
             self.store.drop_preparams()
             self._generate_in_background()
