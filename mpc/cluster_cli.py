@@ -143,7 +143,7 @@ def run(args) -> int:
         if args.environment != "test":
             print("custody cluster init: fixture pre-params are for --environment test only", file=sys.stderr)
             return 2
-        fixtures = sorted(p for p in pathlib.Path(args.preparams_fixtures).iterdir() if p.is_file())
+        fixtures = sorted(pathlib.Path(args.preparams_fixtures).glob("preparams-*.json"))
     try:
         info = init_cluster(args.dir, n, args.threshold, [args.base_port + i for i in range(1, n + 1)],
                             [args.base_port + 100 + i for i in range(1, n + 1)], args.environment, fixtures)

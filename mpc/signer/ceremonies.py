@@ -22,11 +22,6 @@ def generation_of(party: str) -> int:
     return int(party.rpartition(":")[2])
 
 
-def party_key(party: str) -> int:
-    """tss-lib sorts parties by this key; unique per party id, non-zero, far below the curve order."""
-    return int.from_bytes(hashlib.sha256(b"custody/party-key/v1|" + party.encode()).digest()[:16], "big") | 1
-
-
 def sub_session_id(ceremony_id: str, index: int) -> str:
     """The tss session id of digest `index` of a ceremony (hex, 16 bytes, bound by tss-lib v3)."""
     return hashlib.sha256(bytes.fromhex(ceremony_id) + index.to_bytes(4, "big")).digest()[:16].hex()
@@ -39,18 +34,19 @@ def _engine():
 
 
 def _pids(parties):
+    # The engine derives each party's tss-lib key (its Shamir x-coordinate) from the id.
     e = _engine()
-    return [e.PartyId(p, party_key(p)) for p in sorted(parties)]
+    return [e.PartyId.of(p) for p in sorted(parties)]
 
 
 def keygen(self_party: str, parties, threshold: int, preparams, session_id: str):
-    return _engine().keygen_session(self_party, _pids(parties), threshold, preparams, session_id)
+    return _engine().keygen_session(self_party, _pids(parties), threshold, preparams, bytes.fromhex(session_id))
 
 
 def sign(self_party: str, signers, share_bytes: bytes, digest: bytes, session_id: str, path=()):
     e = _engine()
     share = e.KeyShare.from_bytes(share_bytes)
-    return e.sign_session(self_party, _pids(signers), share, digest, session_id, tuple(path))
+    return e.sign_session(self_party, _pids(signers), share, digest, bytes.fromhex(session_id), tuple(path))
 
 
 def reshare(self_party: str, old, new, old_threshold: int, new_threshold: int, share_bytes: bytes | None,
@@ -58,7 +54,7 @@ def reshare(self_party: str, old, new, old_threshold: int, new_threshold: int, s
     e = _engine()
     share = e.KeyShare.from_bytes(share_bytes) if share_bytes is not None else None
     return e.reshare_session(self_party, _pids(old), _pids(new), old_threshold, new_threshold, share, preparams,
-                             session_id, public_key, chain_code)
+                             bytes.fromhex(session_id), public_key, chain_code)
 
 
 class RecordKeys:

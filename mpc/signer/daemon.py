@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import coincurve
 import grpc
+from google.protobuf.message import DecodeError
 
 from mpc.proto import signer_pb2 as pb
 from mpc.proto import signer_pb2_grpc as pb_grpc
@@ -134,6 +135,22 @@ class SignerPeer:
         self._signed_requests: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.ready = False
         self.round_timeout_s = cfg.round_timeout_ms / 1000
+        # gRPC cancels a call whose future is garbage-collected: in-flight calls live here.
+        self._inflight: set = set()
+        self._inflight_lock = threading.Lock()
+
+    def _keep(self, f, callback=None):
+        with self._inflight_lock:
+            self._inflight.add(f)
+
+        def done(f):
+            with self._inflight_lock:
+                self._inflight.discard(f)
+            if callback is not None:
+                callback(f)
+
+        f.add_done_callback(done)
+        return f
 
     # ------------------------------------------------------------------ helpers
     def _remember_finished(self, sid: str) -> None:
@@ -169,12 +186,20 @@ class SignerPeer:
             with self._lock:
                 if req.session_id in self._ceremonies or req.session_id in self._finished:
                     raise Refused("session_id_reused")
-            signed = pb.SignedRequest.FromString(req.request)
+            try:
+                signed = pb.SignedRequest.FromString(req.request)
+            except DecodeError:
+                raise Refused("request_malformed", "not a SignedRequest") from None
             peers = tuple(req.peers)
             if len(set(peers)) != len(peers) or any(p not in self.all_peers for p in peers):
                 raise Refused("session_peers_unknown")
             build = {"sign": self._prepare_sign, "keygen": self._prepare_keygen, "reshare": self._prepare_reshare}[req.protocol]
-            c = build(req.session_id, caller, peers, signed)
+            from mpc.engine import InvalidSessionRequest
+
+            try:
+                c = build(req.session_id, caller, peers, signed)
+            except InvalidSessionRequest as exc:
+                raise Refused("session_rejected_by_engine", str(exc)) from None
             with self._lock:
                 active = sum(1 for s in self._sessions.values() if s.state in ("prepared", "running"))
                 if active + len(c.sessions) > limits.CLUSTER_ACTIVE_SESSIONS_MAX:
@@ -230,7 +255,12 @@ class SignerPeer:
                         vault_keys=keys)
 
     def _preparams(self):
-        pp = self.preparams_source()
+        from mpc.preparams import PreParamsError
+
+        try:
+            pp = self.preparams_source()
+        except PreParamsError as exc:
+            raise Refused("preparams_invalid", str(exc)) from None
         if pp is None:
             raise Refused("preparams_not_ready")
         return pp
@@ -421,7 +451,7 @@ class SignerPeer:
                 self._deliver_local(c, ls, env)
                 continue
             f = self.mesh.stub(peer).Deliver.future(env, timeout=limits.CLUSTER_RPC_TIMEOUT_MS / 1000)
-            f.add_done_callback(lambda f, peer=peer, rnd=ev.round: self._on_sent(c, ls, peer, rnd, f))
+            self._keep(f, lambda f, peer=peer, rnd=ev.round: self._on_sent(c, ls, peer, rnd, f))
 
     def _on_sent(self, c: Ceremony, ls: LocalSession, peer: str, rnd: int, f) -> None:
         """Runs on a gRPC thread when a Deliver finished: a dead peer or a refusal aborts."""
@@ -562,7 +592,7 @@ class SignerPeer:
             req = pb.AbortRequest(session_id=c.cid, culprits=c.culprits, reason=reason[:500])
             for p in others:
                 try:
-                    self.mesh.stub(p).Abort.future(req, timeout=limits.CLUSTER_PROBE_TIMEOUT_MS / 1000)
+                    self._keep(self.mesh.stub(p).Abort.future(req, timeout=limits.CLUSTER_PROBE_TIMEOUT_MS / 1000))
                 except grpc.RpcError:
                     pass  # best effort: their own deadlines abort them anyway
 
@@ -616,7 +646,7 @@ class SignerPeer:
             echo_to = ls.echo.record_own(env.sender, env.round, env.payload_hash, env.recipients)
             e = pb.Echo(session_id=ls.sid, sender=env.sender, round=env.round, payload_hash=env.payload_hash, echoer=self.name)
             for peer in echo_to:
-                self.mesh.stub(peer).EchoHashes.future(e, timeout=limits.CLUSTER_RPC_TIMEOUT_MS / 1000)
+                self._keep(self.mesh.stub(peer).EchoHashes.future(e, timeout=limits.CLUSTER_RPC_TIMEOUT_MS / 1000))
         self._deliver_local(c, ls, env)
 
     def echo(self, caller: str | None, e: pb.Echo) -> pb.Ack:

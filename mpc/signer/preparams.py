@@ -18,7 +18,7 @@ GENERATE_TIMEOUT_S = 600
 def _from_bytes(data: bytes):
     from mpc import preparams
 
-    return preparams.PreParams.from_bytes(data)
+    return preparams.PreParams(data)
 
 
 class PreParamsSource:
@@ -47,7 +47,7 @@ class PreParamsSource:
 
             try:
                 pp = preparams.generate(GENERATE_TIMEOUT_S)
-                self.store.put_preparams(pp.to_bytes())
+                self.store.put_preparams(pp._reveal())
                 self.log.info("preparams_ready")
             except Exception as exc:  # retried on the next request; logged, never silent
                 self.log.error("preparams_failed", error=str(exc))

@@ -27,7 +27,7 @@ CUSTODY = [sys.executable, "-m", "api.cli"]
 
 
 def fixture_preparams() -> list[pathlib.Path]:
-    files = sorted(p for p in FIXTURE_PREPARAMS.glob("*") if p.is_file() and not p.name.startswith("."))
+    files = sorted(FIXTURE_PREPARAMS.glob("preparams-*.json"))
     assert files, f"no fixture pre-params in {FIXTURE_PREPARAMS} (they come with the MPC engine)"
     return files
 
