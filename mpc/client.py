@@ -48,12 +48,12 @@ class ClusterClient:
             s = self._stubs[name] = pb_grpc.SignerStub(mesh.open_channel(self.identity, address, name, cert))
         return s
 
-    def _call(self, method: str, body: dict, coordinator: str | None = None) -> pb.CeremonyReply:
+    def _call(self, method: str, body: dict, coordinator: str | None = None, members=None) -> pb.CeremonyReply:
         raw, sig = rq.sign_body(body, self.signing_key)
         req = pb.SignedRequest(request=raw, node_signature=sig)
         last = None
         for name, address, cert in self.coordinators:
-            if coordinator is not None and name != coordinator:
+            if (coordinator is not None and name != coordinator) or (members is not None and name not in members):
                 continue
             try:
                 return getattr(self._stub(name, address, cert), method)(req, timeout=self.timeout_s)
@@ -64,7 +64,7 @@ class ClusterClient:
         raise SigningRefused(f"no_coordinator_reachable: {last.code().name if last else 'none configured'}")
 
     def keygen(self, vault_id: str, committee, threshold: int, coordinator: str | None = None) -> Vault:
-        r = self._call("Keygen", rq.keygen_request(vault_id, committee, threshold), coordinator)
+        r = self._call("Keygen", rq.keygen_request(vault_id, committee, threshold), coordinator, set(committee))
         if not r.ok:
             raise SigningRefused(r.reason, tuple(r.culprits))
         assert len(r.public_key) == 33 and len(r.chain_code) == 32
@@ -75,7 +75,7 @@ class ClusterClient:
         body = rq.reshare_request(vault.vault_id, new_committee, new_threshold)
         body.update({"old_committee": list(vault.committee),
                      "old_threshold": vault.threshold, "public_key": vault.public_key.hex(), "chain_code": vault.chain_code.hex()})
-        r = self._call("Reshare", body, coordinator)
+        r = self._call("Reshare", body, coordinator, {p.rpartition(":")[0] for p in vault.committee})
         if not r.ok:
             raise SigningRefused(r.reason, tuple(r.culprits))
         if bytes(r.public_key) != vault.public_key:
@@ -86,7 +86,9 @@ class ClusterClient:
              approvals=(), opaque_digests: list[SigningDigest] = (), coordinator: str | None = None,
              request_id: str | None = None) -> list[tuple[SigningDigest, EcdsaSignature]]:
         body = rq.sign_request(vault.vault_id, tx, intent, approvals, opaque_digests, request_id)
-        r = self._call("Sign", body, coordinator)
+        # Only a peer of the vault's committee can coordinate its signing: try those.
+        members = {p.rpartition(":")[0] or p for p in vault.committee}
+        r = self._call("Sign", body, coordinator, members)
         if not r.ok:
             raise SigningRefused(r.reason, tuple(r.culprits))
         return self.verify_reply(vault, body, r)

@@ -83,6 +83,7 @@ class LocalSession:
     digest: bytes = b""
     path: tuple = ()
     state: str = "prepared"  # prepared | running | done | aborted
+    round: int = 0  # the highest round seen (sent or received), for logs
     last_activity: float = field(default_factory=time.monotonic)
     started_at: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -128,6 +129,10 @@ class SignerPeer:
         self.all_peers = sorted([self.name, *peer_certs])
         self.log = nlog.get("mpc.signer", peer=self.name)
         self.faults = dict(cfg.test.get("faults", {})) if cfg.is_test else {}
+        rec = cfg.test.get("record_envelopes_dir") if cfg.is_test else None
+        self.record_dir = (cfg.path.parent / rec) if rec else None
+        if self.record_dir is not None:
+            self.record_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._sessions: dict[str, LocalSession] = {}
         self._ceremonies: dict[str, Ceremony] = {}
@@ -391,7 +396,7 @@ class SignerPeer:
                 idle = now - ls.last_activity
                 if idle > deadline_s or now > ceremony_deadline:
                     waiting = self._peers_of(p.session.waiting_for())
-                    log.warning("round_timeout", waiting_for=",".join(waiting))
+                    log.warning("round_timeout", round=ls.round, waiting_for=",".join(waiting))
                     self._abort(c, tuple(w for w in waiting if w != self.name), "round_timeout: waiting for " + ",".join(waiting))
                     return
                 if now >= next_probe:
@@ -400,7 +405,7 @@ class SignerPeer:
                     if waiting:
                         dead = [n for n, ok in self.mesh.probe(waiting).items() if not ok]
                         if dead:
-                            log.warning("peer_unreachable", waiting_for=",".join(dead))
+                            log.warning("peer_unreachable", round=ls.round, waiting_for=",".join(dead))
                             self._abort(c, tuple(dead), "peer_unreachable: " + ",".join(dead))
                             return
                 continue
@@ -424,6 +429,7 @@ class SignerPeer:
         return [x for x in parties if x != p.party_id]
 
     def _send(self, c: Ceremony, ls: LocalSession, p: Party, ev, log) -> None:
+        ls.round = max(ls.round, ev.round)
         recipients = self._recipients(ls, p, ev)
         if not recipients:
             return
@@ -450,6 +456,8 @@ class SignerPeer:
             if peer == self.name:
                 self._deliver_local(c, ls, env)
                 continue
+            if self.record_dir is not None:  # test only: lets a test replay a real envelope
+                (self.record_dir / f"{ls.sid}-{ev.round}-{p.party_id}-{peer}-{int(ev.is_broadcast)}.env").write_bytes(env.SerializeToString())
             f = self.mesh.stub(peer).Deliver.future(env, timeout=limits.CLUSTER_RPC_TIMEOUT_MS / 1000)
             self._keep(f, lambda f, peer=peer, rnd=ev.round: self._on_sent(c, ls, peer, rnd, f))
 
@@ -530,7 +538,7 @@ class SignerPeer:
             ls.state = "done"
         self.metrics.sessions.labels(ls.protocol, "done").inc()
         self.metrics.latency.labels(ls.protocol).observe(time.monotonic() - ls.started_at)
-        log.info("session_done", seconds=round(time.monotonic() - ls.started_at, 3))
+        log.info("session_done", round=ls.round, seconds=round(time.monotonic() - ls.started_at, 3))
         self._maybe_finish_ceremony(c)
 
     def _maybe_finish_ceremony(self, c: Ceremony) -> None:

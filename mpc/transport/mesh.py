@@ -52,7 +52,8 @@ class Mesh:
 
     def probe(self, names, timeout_ms: int = limits.CLUSTER_PROBE_TIMEOUT_MS) -> dict[str, bool]:
         """Health of each named peer, probed in parallel."""
-        futs = {n: self.stub(n).Health.future(pb.HealthRequest(), timeout=timeout_ms / 1000) for n in names}
+        # wait_for_ready: a channel still backing off from a restart gets the whole deadline.
+        futs = {n: self.stub(n).Health.future(pb.HealthRequest(), timeout=timeout_ms / 1000, wait_for_ready=True) for n in names}
         out = {}
         for n, f in futs.items():
             try:

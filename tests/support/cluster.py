@@ -103,16 +103,12 @@ class LocalCluster:
 
     def metric(self, name: str, metric: str, **labels) -> float:
         """The value of one sample (0 when absent) from a peer's /metrics."""
-        want = metric + ("{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else "")
         total = 0.0
         for line in self.metrics(name).splitlines():
             if line.startswith("#"):
                 continue
             key, _, value = line.rpartition(" ")
-            if labels:
-                if key.startswith(metric + "{") and all(f'{k}="{v}"' in key for k, v in labels.items()):
-                    total += float(value)
-            elif key == want:
+            if key == metric or (key.startswith(metric + "{") and all(f'{k}="{v}"' in key for k, v in labels.items())):
                 total += float(value)
         return total
 
@@ -145,7 +141,7 @@ def btc_withdrawal(vault_keys, vault_id: str, amount_sats: int = 50_000, destina
     outsider = BIP32.from_seed(hashlib.sha256(b"outsider").digest())
     dest_pub = outsider.get_pubkey_from_path(list(destination_path))
     destination = btx.p2wpkh_address(dest_pub, "regtest")
-    in_amount = 10_000_000
+    in_amount = 500_000_000
     ins = [btx.TxIn(hashlib.sha256(f"funding-{i}".encode()).hexdigest(), i, in_amount, vault_keys.child_public_key((0, i)))
            for i in range(n_inputs)]
     change = in_amount * n_inputs - amount_sats - fee_sats
