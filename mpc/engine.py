@@ -337,8 +337,6 @@ class Session:
         self._require_open()
         if self._failed is not None:
             raise self._failed
-        if not self._started:
-            raise MpcError(self.task, 0, (), "deliver before start", self.self_id)
         if sender not in self._members or sender == self.self_id:
             raise MpcError(self.task, 0, (sender,), f"message from {sender!r}, who is not a member of this session", self.self_id)
         if not isinstance(wire, bytes) or not 1 < len(wire) <= limits.MPC_WIRE_MESSAGE_BYTES_MAX:

@@ -100,7 +100,8 @@ type session struct {
 	notify  chan struct{} // capacity 1: "the queue changed"
 	quit    chan struct{}
 	started bool
-	deliver sync.Mutex // serialises Update calls from several caller threads
+	early   []tss.ParsedMessage // delivered before start: handed to the party right after Start
+	deliver sync.Mutex          // serialises Update calls from several caller threads
 }
 
 func newSession(kind, self string, members map[string]*tss.PartyID, eventMax int) *session {
@@ -212,6 +213,28 @@ func (s *session) start() *shimError {
 		s.fail(e)
 		return e
 	}
+	// A peer may have started (and sent) before this party did; those messages were kept.
+	early := s.early
+	s.early = nil
+	for _, msg := range early {
+		if e := s.updateParsed(msg); e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+func (s *session) updateParsed(msg tss.ParsedMessage) *shimError {
+	if _, terr := s.party.Update(msg); terr != nil {
+		e := fromTss(terr)
+		if len(e.Culprits) == 0 {
+			// tss-lib names nobody for some malformed contents; the authenticated sender of
+			// the message that caused it is the culprit.
+			e.Culprits = []string{msg.GetFrom().Id}
+		}
+		s.fail(e)
+		return e
+	}
 	return nil
 }
 
@@ -227,9 +250,6 @@ func (s *session) update(wire []byte, from string, isBroadcast bool) *shimError 
 	if failed != nil {
 		return failed
 	}
-	if !s.started {
-		return shimErr(s.kind, nil, "deliver before start")
-	}
 	pid, ok := s.members[from]
 	if !ok {
 		return shimErr(s.kind, []string{from}, "message from %q, who is not a member of this session", from)
@@ -244,17 +264,14 @@ func (s *session) update(wire []byte, from string, isBroadcast bool) *shimError 
 	if msg.GetFrom() == nil || msg.Content() == nil || !msg.ValidateBasic() {
 		return shimErr(s.kind, []string{from}, "message from %q failed basic validation", from)
 	}
-	if _, terr := s.party.Update(msg); terr != nil {
-		e := fromTss(terr)
-		if len(e.Culprits) == 0 {
-			// tss-lib names nobody for some malformed contents; the authenticated sender of
-			// the message that caused it is the culprit.
-			e.Culprits = []string{from}
+	if !s.started {
+		if len(s.early) >= s.eventMax {
+			return shimErr(s.kind, []string{from}, "too many messages before start (%d)", s.eventMax)
 		}
-		s.fail(e)
-		return e
+		s.early = append(s.early, msg)
+		return nil
 	}
-	return nil
+	return s.updateParsed(msg)
 }
 
 func (s *session) nextEvent(timeout time.Duration) event {
