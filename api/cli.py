@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cluster": ("mpc.cluster_cli", "local signer cluster tools: cluster init --peers N --threshold T"),
     "ledger": ("node.cli_ledger", "ledger tools: ledger check"),
     "audit": ("node.cli_audit", "audit log tools: audit verify"),
+    "chains": ("chains.cli", "chain tools: chains address --xpub X --chain bitcoin --network regtest --path 0/17"),
 }
 
 

@@ -83,28 +83,33 @@ class Scanner:
             confirmations=confs,
         )
 
-    def _seen(self, st: StateTx, row: DepositRow) -> list[DepositEvent]:
-        """A deposit found in a newly applied block."""
-        old = st.deposit(row.deposit_id)
-        if old is None:
-            row = replace(row, status=DEPOSIT_PENDING, epoch=1)
-            st.insert_deposit(row)
-            return [DepositEvent(DEPOSIT_PENDING, self._deposit(row, row.block_height))]
-        if old.status == DEPOSIT_VOIDED:
-            row = replace(row, status=DEPOSIT_PENDING, epoch=old.epoch + 1)
-            st.update_deposit(
-                row.deposit_id, status=row.status, epoch=row.epoch, block_height=row.block_height, block_hash=row.block_hash
-            )
-            return [DepositEvent(DEPOSIT_PENDING, self._deposit(row, row.block_height))]
-        if old.status == DEPOSIT_REORGED_AFTER_CREDIT:
-            # Mined again after a reorg took it out: staff already have the flag; keep the
-            # block it is in now so that a status read shows where it lives.
-            st.update_deposit(row.deposit_id, block_height=row.block_height, block_hash=row.block_hash)
-            log.warning("deposit_reincluded_after_flag", chain=self.chain, deposit=row.deposit_id, height=row.block_height)
-            return []
-        # pending or credited and seen again: only possible if the same block is applied twice.
-        assert old.block_hash != row.block_hash, f"block {row.block_hash} applied twice"
-        return []
+    def _seen(self, st: StateTx, rows: list[DepositRow]) -> list[DepositEvent]:
+        """Deposits found in a newly applied block (one lookup, one batched insert)."""
+        events = []
+        known = st.deposits_by_id([r.deposit_id for r in rows])
+        new = []
+        for row in rows:
+            old = known.get(row.deposit_id)
+            if old is None:
+                row = replace(row, status=DEPOSIT_PENDING, epoch=1)
+                new.append(row)
+                events.append(DepositEvent(DEPOSIT_PENDING, self._deposit(row, row.block_height)))
+            elif old.status == DEPOSIT_VOIDED:
+                row = replace(row, status=DEPOSIT_PENDING, epoch=old.epoch + 1)
+                st.update_deposit(
+                    row.deposit_id, status=row.status, epoch=row.epoch, block_height=row.block_height, block_hash=row.block_hash
+                )
+                events.append(DepositEvent(DEPOSIT_PENDING, self._deposit(row, row.block_height)))
+            elif old.status == DEPOSIT_REORGED_AFTER_CREDIT:
+                # Mined again after a reorg took it out: staff already have the flag; keep the
+                # block it is in now so that a status read shows where it lives.
+                st.update_deposit(row.deposit_id, block_height=row.block_height, block_hash=row.block_hash)
+                log.warning("deposit_reincluded_after_flag", chain=self.chain, deposit=row.deposit_id, height=row.block_height)
+            else:
+                # pending or credited and seen again: only if one block were applied twice.
+                assert old.block_hash != row.block_hash, f"block {row.block_hash} applied twice"
+        st.insert_deposits(new)
+        return events
 
     def _rollback_deposits(self, st: StateTx, fork_height: int) -> list[DepositEvent]:
         events = []
@@ -123,8 +128,8 @@ class Scanner:
         events = []
         for row in st.deposits_with_status(DEPOSIT_PENDING):
             if tip_height - row.block_height + 1 >= self.confirmations_for(row.asset):
-                st.update_deposit(row.deposit_id, status=DEPOSIT_CREDITED)
                 events.append(DepositEvent(DEPOSIT_CREDITED, self._deposit(replace(row, status=DEPOSIT_CREDITED), tip_height)))
+        st.set_deposits_status([e.deposit.deposit_id for e in events], DEPOSIT_CREDITED)
         return events
 
     def deposits(self) -> list[Deposit]:

@@ -21,6 +21,7 @@ from sqlalchemy import event
 from node.ports import Path
 
 metadata = sa.MetaData()
+_IN_CHUNK = 500  # bound parameters per IN (...) list
 
 
 class Amount(sa.types.TypeDecorator):
@@ -289,23 +290,49 @@ class StateTx:
         ).first()
         return _deposit_row(row) if row else None
 
-    def insert_deposit(self, d: DepositRow) -> None:
-        self.c.execute(
-            deposits.insert().values(
-                chain_id=self.chain_id,
-                deposit_id=d.deposit_id,
-                asset=d.asset,
-                txid=d.txid,
-                address=d.address,
-                vault_id=d.vault_id,
-                path=path_text(d.path),
-                amount=d.amount,
-                block_height=d.block_height,
-                block_hash=d.block_hash,
-                status=d.status,
-                epoch=d.epoch,
+    def deposits_by_id(self, deposit_ids: list[str]) -> dict[str, DepositRow]:
+        out = {}
+        for i in range(0, len(deposit_ids), _IN_CHUNK):
+            q = sa.select(deposits).where(
+                deposits.c.chain_id == self.chain_id, deposits.c.deposit_id.in_(deposit_ids[i : i + _IN_CHUNK])
             )
+            out.update({r.deposit_id: _deposit_row(r) for r in self.c.execute(q)})
+        return out
+
+    def insert_deposit(self, d: DepositRow) -> None:
+        self.insert_deposits([d])
+
+    def insert_deposits(self, rows: list[DepositRow]) -> None:
+        if not rows:
+            return
+        self.c.execute(
+            deposits.insert(),
+            [
+                dict(
+                    chain_id=self.chain_id,
+                    deposit_id=d.deposit_id,
+                    asset=d.asset,
+                    txid=d.txid,
+                    address=d.address,
+                    vault_id=d.vault_id,
+                    path=path_text(d.path),
+                    amount=d.amount,
+                    block_height=d.block_height,
+                    block_hash=d.block_hash,
+                    status=d.status,
+                    epoch=d.epoch,
+                )
+                for d in rows
+            ],
         )
+
+    def set_deposits_status(self, deposit_ids: list[str], status: str) -> None:
+        for i in range(0, len(deposit_ids), _IN_CHUNK):
+            self.c.execute(
+                deposits.update()
+                .where(deposits.c.chain_id == self.chain_id, deposits.c.deposit_id.in_(deposit_ids[i : i + _IN_CHUNK]))
+                .values(status=status)
+            )
 
     def update_deposit(self, deposit_id: str, **values) -> None:
         self.c.execute(
@@ -336,19 +363,41 @@ class StateTx:
 
     # --- bitcoin UTXO set -------------------------------------------------------------------
     def add_utxo(self, u: Utxo) -> None:
+        self.add_utxos([u])
+
+    def add_utxos(self, rows: list[Utxo]) -> None:
+        if not rows:
+            return
         self.c.execute(
-            utxos.insert().values(
-                chain_id=self.chain_id,
-                txid=u.txid,
-                vout=u.vout,
-                address=u.address,
-                vault_id=u.vault_id,
-                path=path_text(u.path),
-                amount=u.amount,
-                height=u.height,
-                coinbase=u.coinbase,
-            )
+            utxos.insert(),
+            [
+                dict(
+                    chain_id=self.chain_id,
+                    txid=u.txid,
+                    vout=u.vout,
+                    address=u.address,
+                    vault_id=u.vault_id,
+                    path=path_text(u.path),
+                    amount=u.amount,
+                    height=u.height,
+                    coinbase=u.coinbase,
+                )
+                for u in rows
+            ],
         )
+
+    def ours_among(self, outpoints: list[tuple[str, int]]) -> set[tuple[str, int]]:
+        """Which of these outpoints are (unspent) outputs of ours: one query per chunk, so a
+        block's thousands of inputs cost a few statements, not one each."""
+        wanted = set(outpoints)
+        txids = sorted({t for t, _ in wanted})
+        found = set()
+        for i in range(0, len(txids), _IN_CHUNK):
+            q = sa.select(utxos.c.txid, utxos.c.vout).where(
+                utxos.c.chain_id == self.chain_id, utxos.c.txid.in_(txids[i : i + _IN_CHUNK])
+            )
+            found.update((r.txid, r.vout) for r in self.c.execute(q) if (r.txid, r.vout) in wanted)
+        return found
 
     def spend_utxo(self, txid: str, vout: int, spent_by: str, height: int) -> bool:
         res = self.c.execute(

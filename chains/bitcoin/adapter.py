@@ -123,40 +123,40 @@ class BitcoinAdapter(Scanner):
 
     def _apply_block(self, st: StateTx, ref: BlockRef, txs) -> list:
         watched = self._watch_map(st)
-        events = []
-        for entry in txs:
-            parsed = btx.parse_signed_hex(entry["hex"], self.network)
+        parsed_txs = [btx.parse_signed_hex(entry["hex"], self.network) for entry in txs]
+        # Our coins spent in this block (one query per chunk of prevouts; a transaction may
+        # spend an output created earlier in the same block).
+        created_here = {
+            (p.txid, vout) for p in parsed_txs for vout, out in enumerate(p.outputs) if out.script_pubkey in watched
+        }
+        prevouts = [op for p in parsed_txs for op in p.prevouts]
+        ours = st.ours_among(prevouts) | (created_here & set(prevouts))
+        new_utxos: list[Utxo] = []
+        spends: list[tuple[str, int, str]] = []
+        candidates: list[DepositRow] = []
+        for parsed in parsed_txs:
             txid = parsed.txid
             ours_spent = False
-            for prev_txid, prev_vout in parsed.prevouts:
-                if st.spend_utxo(prev_txid, prev_vout, txid, ref.height):
+            for op in parsed.prevouts:
+                if op in ours:
+                    spends.append((op[0], op[1], txid))
                     ours_spent = True
             for vout, out in enumerate(parsed.outputs):
                 hit = watched.get(out.script_pubkey)
                 if hit is None:
                     continue
                 address, vault_id, path, role = hit
-                st.add_utxo(Utxo(txid, vout, address, vault_id, path, out.amount, ref.height, parsed.coinbase))
+                new_utxos.append(Utxo(txid, vout, address, vault_id, path, out.amount, ref.height, parsed.coinbase))
                 # Deposits: payments from outside to a deposit address. Our own transactions
                 # (change, sweeps) and coinbase outputs are funds, not customer deposits.
                 if role == ROLE_DEPOSIT and not ours_spent and not parsed.coinbase:
-                    events += self._seen(
-                        st,
-                        DepositRow(
-                            deposit_id=f"{txid}:{vout}",
-                            asset="BTC",
-                            txid=txid,
-                            address=address,
-                            vault_id=vault_id,
-                            path=path,
-                            amount=out.amount,
-                            block_height=ref.height,
-                            block_hash=ref.hash,
-                            status="",
-                            epoch=0,
-                        ),
+                    candidates.append(
+                        DepositRow(f"{txid}:{vout}", "BTC", txid, address, vault_id, path, out.amount, ref.height, ref.hash, "", 0)
                     )
-        return events
+        st.add_utxos(new_utxos)
+        for prev_txid, prev_vout, txid in spends:
+            assert st.spend_utxo(prev_txid, prev_vout, txid, ref.height), f"{prev_txid}:{prev_vout} vanished"
+        return self._seen(st, candidates)
 
     def _rollback(self, st: StateTx, fork_height: int) -> None:
         st.rollback_utxos_above(fork_height)

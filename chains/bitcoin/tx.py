@@ -7,6 +7,7 @@ bitcoinlib's sighash was cross-checked against the BIP143 native P2WPKH vector
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -49,6 +50,7 @@ def p2wpkh_address(public_key: bytes, network: str) -> str:
     return Address(public_key, script_type="p2wpkh", encoding="bech32", network=check_network(network)).address
 
 
+@functools.lru_cache(maxsize=65536)
 def script_pubkey_for(address: str, network: str) -> bytes:
     """The output script paying `address`; refuses addresses of another network."""
     check_network(network)

@@ -111,7 +111,7 @@ class Anvil:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         argv = [ANVIL, "--host", "127.0.0.1", "--port", self.port, "--chain-id", self.CHAIN_ID, "--silent",
-                "--accounts", "2", "--state-interval", "0"]
+                "--accounts", "2"]
         if not mining:
             argv.append("--no-mining")
         self.proc = Proc("anvil", argv, self.workdir)

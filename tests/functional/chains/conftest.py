@@ -54,3 +54,60 @@ def btc(workdir):
         yield world
     finally:
         world.node.stop()
+
+
+ETH_CONFIRMATIONS = 3
+TOKEN_SOURCE = __import__("pathlib").Path(__file__).with_name("TestToken.sol")
+TOKEN_SUPPLY = 10**15
+GWEI = 10**9
+
+
+class EthWorld:
+    """Anvil, the test ERC-20 (compiled now with solc-js, deployed by Anvil's unlocked dev
+    account, which also plays the outside payer), and our adapter."""
+
+    def __init__(self, workdir):
+        from web3 import Web3
+
+        self.workdir = workdir
+        self.node = nodes.Anvil(workdir / "anvil").start()
+        self.w3 = Web3(Web3.HTTPProvider(self.node.url, request_kwargs={"timeout": 10}))
+        self.payer = self.w3.eth.accounts[0]
+        abi, bytecode = nodes.compile_solidity(TOKEN_SOURCE, "TestToken")
+        txh = self.w3.eth.contract(abi=abi, bytecode=bytecode).constructor(TOKEN_SUPPLY).transact({"from": self.payer})
+        self.token_address = self.w3.eth.wait_for_transaction_receipt(txh, timeout=10)["contractAddress"]
+        self.token = self.w3.eth.contract(address=self.token_address, abi=abi)
+        self.asset = f"ERC20:{self.token_address}"
+        self.signer = PlainTestSigner("custody-test-vault")
+        self.ours = self.adapter()
+
+    def adapter(self):
+        from chains.ethereum.adapter import EthereumAdapter
+
+        state = ChainState(make_engine(f"sqlite:///{self.workdir / 'eth.db'}"), f"ethereum:{nodes.Anvil.CHAIN_ID}")
+        a = EthereumAdapter.connect(
+            self.node.url,
+            state,
+            nodes.Anvil.CHAIN_ID,
+            confirmations={"ETH": ETH_CONFIRMATIONS, self.asset: ETH_CONFIRMATIONS},
+            max_fee_per_gas_fallback=50 * GWEI,
+            max_priority_fee_per_gas_fallback=2 * GWEI,
+            start_height=0,
+        )
+        a.register_vault("ours", self.signer.vault_keys())
+        return a
+
+    def pay_eth(self, to: str, wei: int) -> str:
+        return "0x" + bytes(self.w3.eth.send_transaction({"from": self.payer, "to": to, "value": wei})).hex()
+
+    def pay_token(self, to: str, units: int) -> str:
+        return "0x" + bytes(self.token.functions.transfer(to, units).transact({"from": self.payer})).hex()
+
+
+@pytest.fixture(scope="module")
+def eth(workdir):
+    world = EthWorld(workdir)
+    try:
+        yield world
+    finally:
+        world.node.stop()

@@ -37,16 +37,16 @@ FEE_MAX_SATS = 100_000
 
 
 def intent(intent_id, payments, vault="ours", **kw) -> WithdrawalIntent:
-    return WithdrawalIntent(
+    fields = dict(
         intent_id=intent_id,
         vault_id=vault,
         chain="bitcoin",
         network="regtest",
         asset="BTC",
         payments=tuple(Payment(a, n) for a, n in payments),
-        fee_max=kw.pop("fee_max", FEE_MAX_SATS),
-        **kw,
+        fee_max=FEE_MAX_SATS,
     )
+    return WithdrawalIntent(**{**fields, **kw})
 
 
 def send(btc, adapter, signer, it, **kw) -> str:
@@ -253,3 +253,41 @@ def test_intent_check_refuses_a_transaction_that_does_not_match(funded):
             btc.ours.checker.check(tx_, it_, keys)
         assert_eq(exc.value.reason, reason, f"case {reason}")
     btc.ours.release(it.intent_id)
+
+
+def test_fee_estimate_falls_back_to_the_configured_rate_on_btcd(funded):
+    est = funded.ours.estimate_fee()
+    assert_eq((est.source, est.fee_rate), ("fallback", 2), "btcd has no estimatesmartfee")
+
+
+def test_bad_withdrawals_are_refused_and_change_nothing(funded):
+    btc = funded
+    btc.ours.scan()
+
+    def snapshot():
+        with btc.ours.state.begin() as st:
+            tip = st.tip()[0]
+            return (
+                sorted((u.txid, u.vout) for u in st.spendable_utxos("ours", tip, 1, 100)),
+                st.addresses(),
+                [st.txs_of(f"bad-{i}") for i in range(len(rows))],
+            )
+
+    good_dest = btc.faucet.address("faucet", (1, 400))
+    mainnet_dest = btx.p2wpkh_address(btc.signer.vault_keys().child_public_key((9,)), "mainnet")
+    rows = [
+        ("destination_wrong_network", intent("bad-0", [(mainnet_dest, 100_000)])),
+        ("destination_invalid", intent("bad-1", [("bcrt1qnotanaddress", 100_000)])),
+        ("amount_below_dust", intent("bad-2", [(good_dest, 545)])),
+        ("exceeds_available_balance", intent("bad-3", [(good_dest, 21_000_000 * 100_000_000)])),
+        ("fee_exceeds_max", intent("bad-4", [(good_dest, 100_000)], fee_max=10)),
+        ("asset_not_supported", intent("bad-5", [(good_dest, 100_000)], asset="ETH")),
+        ("vault_unknown", intent("bad-6", [(good_dest, 100_000)], vault="nobody")),
+        ("intent_wrong_chain", intent("bad-7", [(good_dest, 100_000)], network="testnet")),
+    ]
+    before = snapshot()
+    for reason, it in rows:
+        with pytest.raises(ChainError) as exc:
+            btc.ours.build_withdrawal(it)
+        assert_eq(exc.value.reason, reason, f"refusal of {it.intent_id}")
+        assert_eq(snapshot(), before, f"state after refusing {it.intent_id}")
