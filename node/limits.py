@@ -16,6 +16,32 @@ MPC_PREPARAMS_TIMEOUT_S = 600.0  # one safe-prime + Paillier search (10-60 s typ
 MPC_PREPARAMS_POOL_SIZE_MAX = 16  # sealed pre-parameter files kept ready per signer
 MPC_SEALED_BYTES_MAX = 16 * 1024 * 1024  # one sealed file (a key share is ~30 KB at n=5)
 # --- signer cluster (mpc/) ---------------------------------------------------------------
+CLUSTER_PEERS_MAX = 16                      # peers in one cluster config
+CLUSTER_ROUND_TIMEOUT_MS_DEFAULT = 30_000   # no progress in a round for this long: abort
+CLUSTER_ROUND_TIMEOUT_MS_MAX = 300_000
+CLUSTER_ROUND_TIMEOUT_MS_MIN = 200
+CLUSTER_LIVENESS_PROBE_MS = 1_000           # while waiting, probe the awaited peers this often
+CLUSTER_PROBE_TIMEOUT_MS = 1_000            # a Health probe's deadline
+CLUSTER_RPC_TIMEOUT_MS = 10_000             # Deliver / Echo / Join / Start / Abort / Commit deadline
+CLUSTER_JOIN_TIMEOUT_MS = 15_000            # a peer verifies the request and prepares its sessions
+CLUSTER_ECHO_WAIT_MS = 10_000               # after Done, wait this long at most for the echoes
+CLUSTER_CEREMONY_TIMEOUT_MS = 600_000       # one ceremony attempt, all rounds
+CLUSTER_SIGN_ATTEMPTS_MAX = 3               # coordinator retries with another quorum
+CLUSTER_ACTIVE_SESSIONS_MAX = 64            # tss sessions hosted by one peer at once
+CLUSTER_BUFFERED_MESSAGES_MAX = 256         # per session, received before it started
+CLUSTER_RECENT_SESSIONS_MAX = 4_096         # finished session ids remembered (replays are refused)
+CLUSTER_SEEN_REQUESTS_MAX = 65_536          # request ids remembered per peer
+CLUSTER_DIGESTS_PER_REQUEST_MAX = 64        # bitcoin inputs (one tss session each)
+CLUSTER_MESSAGE_BYTES_MAX = 16 * 1024 * 1024  # one gRPC message (keygen rounds carry ~1 MB)
+CLUSTER_REQUEST_BYTES_MAX = 4 * 1024 * 1024   # one node-signed request
+CLUSTER_REQUEST_AGE_MS_MAX = 300_000        # a signed request older (or further ahead) is refused
+CLUSTER_APPROVALS_MAX = 32
+CLUSTER_RPC_WORKERS_MAX = 64                # gRPC server threads per peer
+CLUSTER_QUARANTINE_ABORTS = 3               # aborts as culprit within the window -> quarantine
+CLUSTER_QUARANTINE_WINDOW_S = 600
+CLUSTER_QUARANTINE_S = 900
+CLUSTER_RATE_WINDOW_S = 3_600               # rate limits are per rolling hour
+CLUSTER_RATE_EVENTS_MAX = 100_000           # remembered signing events per peer (bounded window)
 # --- ledger and store (node/) ------------------------------------------------------------
 LEDGER_BATCH_EVENTS_MAX = 8190  # events in one create_transfers/create_accounts call (TigerBeetle's)
 LEDGER_ID_CHARS_MAX = 64  # transfer, customer, sub-account and wallet ids
@@ -74,3 +100,10 @@ assert WRITER_SUBMIT_TIMEOUT_S * 1000 > STORE_LOCK_TIMEOUT_MS
 assert MPC_SESSION_EVENTS_MAX >= 10 * MPC_PARTIES_MAX, "a signing session must fit in the event queue"
 assert MPC_SESSION_ID_BYTES_MIN >= 16 and MPC_SESSION_ID_BYTES_MAX >= MPC_SESSION_ID_BYTES_MIN
 assert MPC_SEALED_BYTES_MAX >= MPC_WIRE_MESSAGE_BYTES_MAX
+assert CLUSTER_ROUND_TIMEOUT_MS_MIN <= CLUSTER_ROUND_TIMEOUT_MS_DEFAULT <= CLUSTER_ROUND_TIMEOUT_MS_MAX
+assert CLUSTER_PROBE_TIMEOUT_MS <= CLUSTER_LIVENESS_PROBE_MS < CLUSTER_ROUND_TIMEOUT_MS_DEFAULT
+assert CLUSTER_ROUND_TIMEOUT_MS_MAX <= CLUSTER_CEREMONY_TIMEOUT_MS
+assert CLUSTER_REQUEST_BYTES_MAX < CLUSTER_MESSAGE_BYTES_MAX
+assert CLUSTER_DIGESTS_PER_REQUEST_MAX <= CLUSTER_ACTIVE_SESSIONS_MAX
+assert CLUSTER_SIGN_ATTEMPTS_MAX >= 2  # one retry with a new quorum at least
+assert CLUSTER_QUARANTINE_ABORTS >= 2  # one abort alone never quarantines a peer

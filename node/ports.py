@@ -259,3 +259,56 @@ class ChainAdapter(Protocol):
     def broadcast(self, signed: SignedTransaction) -> str: ...
 
     def status(self, txid: str) -> TxStatus: ...
+
+
+# --- the signing cluster (implemented by mpc/: mpc.client.ClusterClient) -----------------
+
+
+@dataclass(frozen=True)
+class Approval:
+    """An approver's Ed25519 signature over `WithdrawalIntent.canonical_bytes()`."""
+
+    approver_id: str
+    signature: bytes
+
+
+@dataclass(frozen=True)
+class Vault:
+    """One MPC key: who holds it (any threshold+1 of the committee sign) and its public part."""
+
+    vault_id: str
+    committee: tuple[str, ...]  # party ids "<peer>:<generation>" (a reshare makes generation + 1)
+    threshold: int
+    public_key: bytes  # 33-byte compressed group key
+    chain_code: bytes  # 32 bytes, agreed at key generation (BIP32 non-hardened derivation)
+
+
+class SigningRefused(Exception):
+    """The cluster did not sign (or did not run a ceremony): `reason` is sentence-like, e.g.
+    `approvals_below_quorum`, `transaction_does_not_match_intent`, `signing_failed`;
+    `culprits` names peers blamed for aborted sessions. Nothing was signed."""
+
+    def __init__(self, reason: str, culprits: tuple[str, ...] = ()):
+        super().__init__(f"{reason} (culprits: {', '.join(culprits)})" if culprits else reason)
+        self.reason = reason
+        self.culprits = tuple(culprits)
+
+
+@runtime_checkable
+class SigningCluster(Protocol):
+    """The MPC signer cluster as the node sees it. Every call is node-signed; every peer checks
+    it against its own policy; results are verified before they are returned."""
+
+    def keygen(self, vault_id: str, committee: tuple[str, ...], threshold: int) -> Vault:
+        """A new vault held by `committee` (peer names)."""
+        ...
+
+    def sign(self, vault: Vault, tx: UnsignedTransaction, intent: WithdrawalIntent,
+             approvals: tuple[Approval, ...]) -> list[tuple[SigningDigest, EcdsaSignature]]:
+        """One signature per digest (per bitcoin input), in the transaction's input order,
+        each verified under the vault's child key at its path. Raises SigningRefused."""
+        ...
+
+    def reshare(self, vault: Vault, new_committee: tuple[str, ...], new_threshold: int) -> Vault:
+        """Moves the vault to `new_committee` (peer names); same public key and chain code."""
+        ...
