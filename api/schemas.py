@@ -1,0 +1,112 @@
+"""API schemas, one family per resource: `<Thing>Create` in, `<Thing>Public` out, `<Things>Public`
+for a page. Inputs forbid unknown fields; amounts are decimal strings; times RFC 3339 UTC."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from node import limits
+
+Scope = Literal["read", "deposit", "withdraw", "approve", "admin"]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- API keys ----------------------------------------------------------------------------
+class ApiKeyCreate(Input):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=limits.API_KEY_NAME_LEN_MAX)]
+    scopes: Annotated[list[Scope], Field(min_length=1, max_length=5)]
+    public_key: Annotated[
+        str, StringConstraints(min_length=43, max_length=43, pattern=r"^[A-Za-z0-9_-]{43}$")
+    ] = Field(description="The key's Ed25519 public key, 32 bytes as unpadded base64url. The private key stays with you.")
+
+
+class ApiKeyPublic(BaseModel):
+    id: str
+    client_id: str
+    name: str
+    scopes: list[Scope]
+    public_key: str
+    created_at: str
+    revoked_at: str | None
+
+
+class ApiKeysPublic(BaseModel):
+    data: list[ApiKeyPublic]
+    next_cursor: str | None
+
+
+class PrincipalPublic(BaseModel):
+    key_id: str
+    client_id: str
+    scopes: list[Scope]
+
+
+# --- webhooks ----------------------------------------------------------------------------
+EventType = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z*][a-z_.*]*$")]
+
+
+class WebhookEndpointCreate(Input):
+    url: Annotated[str, StringConstraints(min_length=1, max_length=limits.WEBHOOK_URL_LEN_MAX)]
+    event_types: Annotated[list[EventType], Field(min_length=1, max_length=limits.WEBHOOK_EVENT_TYPES_PER_ENDPOINT_MAX)] = Field(
+        description='Exact types ("withdrawal.completed"), families ("deposit.*") or "*".'
+    )
+
+
+class WebhookEndpointPublic(BaseModel):
+    id: str
+    url: str
+    event_types: list[str]
+    enabled: bool
+    created_at: str
+    secret_rotated_at: str
+
+
+class WebhookEndpointSecretPublic(WebhookEndpointPublic):
+    secret: str = Field(description="HMAC-SHA256 key for Custody-Signature; shown only in this response.")
+
+
+class WebhookEndpointsPublic(BaseModel):
+    data: list[WebhookEndpointPublic]
+    next_cursor: str | None
+
+
+DeliveryStatus = Literal["pending", "delivering", "succeeded", "failed"]
+
+
+class WebhookDeliveryPublic(BaseModel):
+    id: str
+    event_id: str
+    event_type: str
+    endpoint_id: str
+    status: DeliveryStatus
+    attempts: int
+    next_attempt_at: str | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: str
+    updated_at: str
+
+
+class WebhookDeliveriesPublic(BaseModel):
+    data: list[WebhookDeliveryPublic]
+    next_cursor: str | None
+
+
+class WebhookPingPublic(BaseModel):
+    event_id: str
+
+
+# --- system ------------------------------------------------------------------------------
+class HealthPublic(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadinessPublic(BaseModel):
+    status: Literal["ready"]
+    database: Literal["ok"]
