@@ -7,6 +7,24 @@ limits to each other; they run at import, so a bad edit fails every test at once
 # --- MPC engine (mpc/) -------------------------------------------------------------------
 # --- signer cluster (mpc/) ---------------------------------------------------------------
 # --- ledger and store (node/) ------------------------------------------------------------
+LEDGER_BATCH_EVENTS_MAX = 8190  # events in one create_transfers/create_accounts call (TigerBeetle's)
+LEDGER_ID_CHARS_MAX = 64  # transfer, customer, sub-account and wallet ids
+LEDGER_USER_DATA_CHARS_MAX = 128
+LEDGER_TIMEOUT_S_MAX = 2**31 - 1  # a pending transfer's timeout
+LEDGER_EXPIRE_PER_WRITE_MAX = 1024  # due pending transfers expired at the start of one write
+LEDGER_QUERY_IDS_MAX = 900  # ids per IN (...) lookup (SQLite allows 32766 bind parameters)
+LEDGER_PAGE_MAX = 500  # rows per page of a listing (api: limit 1..500)
+STORE_BUSY_TIMEOUT_MS = 10_000  # SQLite waits this long for the write lock
+STORE_LOCK_TIMEOUT_MS = 10_000  # PostgreSQL waits this long for a row lock (the chain head)
+STORE_STATEMENT_TIMEOUT_MS = 60_000  # PostgreSQL statement deadline
+STORE_CONNECT_TIMEOUT_S = 10
+STORE_POOL_SIZE = 8
+STORE_POOL_OVERFLOW_MAX = 8
+STORE_POOL_TIMEOUT_S = 30
+WRITER_QUEUE_EVENTS_MAX = 65_536  # events waiting for the group-commit writer
+WRITER_GROUP_EVENTS_MAX = LEDGER_BATCH_EVENTS_MAX  # events one group commit takes
+WRITER_SUBMIT_TIMEOUT_S = 30  # a caller waits this long for its group to commit
+AUDIT_VERIFY_FETCH_ROWS = 1000  # journal rows streamed per fetch while verifying
 # --- chains (chains/) --------------------------------------------------------------------
 # --- withdrawals, risk, approvals (node/) ------------------------------------------------
 # --- API (api/) --------------------------------------------------------------------------
@@ -52,6 +70,13 @@ WEBHOOK_PAYLOAD_BYTES_MAX = 64 * 1024
 # --- proof of reserves (proofs/) ---------------------------------------------------------
 
 # --- relations ---------------------------------------------------------------------------
+assert LEDGER_QUERY_IDS_MAX * 2 < 32766, "an IN (...) lookup fits SQLite's bind parameter limit"
+assert WRITER_GROUP_EVENTS_MAX <= LEDGER_BATCH_EVENTS_MAX
+assert WRITER_QUEUE_EVENTS_MAX >= WRITER_GROUP_EVENTS_MAX
+assert LEDGER_EXPIRE_PER_WRITE_MAX <= LEDGER_BATCH_EVENTS_MAX
+assert LEDGER_PAGE_MAX <= LEDGER_QUERY_IDS_MAX
+assert STORE_LOCK_TIMEOUT_MS < STORE_STATEMENT_TIMEOUT_MS
+assert WRITER_SUBMIT_TIMEOUT_S * 1000 > STORE_LOCK_TIMEOUT_MS
 # API
 assert API_NONCE_TTL_MS > 2 * API_CLOCK_SKEW_MS, "a nonce must outlive every timestamp that could carry it"
 assert API_NONCE_LEN_MIN <= API_NONCE_LEN_MAX
