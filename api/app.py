@@ -23,16 +23,20 @@ from api.errors import Problem
 from api.metrics import Metrics, MetricsMiddleware
 from api.ratelimit import RateLimiter
 from api.routes import apikeys as apikeys_routes
+from api.routes import ledger as ledger_routes
 from api.routes import webhooks as webhooks_routes
 from api.routing import AppContext
 from api.settings import ApiSettings
 from api.webhook_worker import WebhookWorker
-from node import api_tables, apikeys, webhooks
+from node import apikeys, clients, webhooks
+from node.clients import ClientOps
+from node.store import Store, open_store
 
 log = node.log.get("api")
 
 errors.register_domain_error(apikeys.ApiKeyError)
 errors.register_domain_error(webhooks.WebhookError)
+errors.register_domain_error(clients.ClientOpError)
 
 DESCRIPTION = """Custody API. Every /v1 route except health and readiness takes a signed
 request (X-Api-Key, X-Timestamp, X-Nonce, X-Signature: Ed25519 over METHOD, path?query,
@@ -41,13 +45,17 @@ Errors are RFC 9457 problem documents with a stable `code`. Amounts are decimal 
 base units."""
 
 
-def create_app(settings: ApiSettings, engine: sa.Engine | None = None) -> FastAPI:
-    engine = engine or api_tables.make_engine(settings.database_url)
-    api_tables.create_all(engine)
+def create_app(settings: ApiSettings, store: Store | None = None) -> FastAPI:
+    """`store`: an open, migrated store (tests pass their own); default: open and migrate
+    settings.database_url."""
+    store = store or open_store(settings.database_url, schema=settings.database_schema)
+    engine = store.engine
     metrics = Metrics()
     ctx = AppContext(
         settings=settings,
         engine=engine,
+        store=store,
+        ops=ClientOps(store),
         rate_limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
         metrics=metrics,
     )
@@ -107,6 +115,7 @@ def create_app(settings: ApiSettings, engine: sa.Engine | None = None) -> FastAP
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     app.include_router(apikeys_routes.router)
+    app.include_router(ledger_routes.router)
     app.include_router(webhooks_routes.router)
 
     def openapi():

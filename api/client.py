@@ -174,5 +174,31 @@ class CustodyClient:
     def webhook_deliveries(self, endpoint_id: str, status: str | None = None) -> list[dict]:
         return list(self.paginate(f"/v1/webhook-endpoints/{endpoint_id}/deliveries", {"status": status}))
 
+    def create_customer(self, customer_id: str, name: str, kind: str = "enterprise") -> dict:
+        return self.post("/v1/customers", {"id": customer_id, "name": name, "kind": kind})
+
+    def create_sub_account(self, customer_id: str, name: str) -> dict:
+        return self.post(f"/v1/customers/{customer_id}/sub-accounts", {"name": name})
+
+    def balances(self, sub_account_id: str) -> dict:
+        return self.get(f"/v1/sub-accounts/{sub_account_id}/balances")
+
+    def create_transfer(
+        self, external_id: str, from_sub: str, to_sub: str, asset: str, amount: int, idempotency_key: str | None = None
+    ) -> dict:
+        assert type(amount) is int, "amounts are int base units"
+        body = {
+            "external_id": external_id,
+            "from_sub_account_id": from_sub,
+            "to_sub_account_id": to_sub,
+            "asset": asset,
+            "amount": str(amount),
+        }
+        return self.post("/v1/transfers", body, idempotency_key)
+
+    def transfer_by_external_id(self, external_id: str) -> dict | None:
+        data = self.get("/v1/transfers", {"external_id": external_id})["data"]
+        return data[0] if data else None
+
     def resend_delivery(self, delivery_id: str) -> dict:
         return self.post(f"/v1/webhook-deliveries/{delivery_id}/resend")

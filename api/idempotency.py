@@ -21,8 +21,9 @@ import sqlalchemy as sa
 
 from api.errors import Problem
 from node import limits
-from node.api_tables import idempotency_records as t
-from node.api_tables import now_ms as _now_ms
+from node.store.api_models import idempotency_records as t
+from node.store.api_models import now_ms as _now_ms
+from node.store.api_models import write_tx
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,12 +66,12 @@ def begin(engine: sa.Engine, client_id: str, key: str, fp: str, now_ms: int | No
     )
     where = (t.c.client_id == client_id, t.c.idempotency_key == key)
     try:
-        with engine.begin() as conn:
+        with write_tx(engine) as conn:
             conn.execute(t.insert().values(**values))
         return None
     except sa.exc.IntegrityError:
         pass
-    with engine.begin() as conn:
+    with write_tx(engine) as conn:
         row = conn.execute(sa.select(t).where(*where)).first()
         if row is None:  # purged in between: take it
             conn.execute(t.insert().values(**values))
@@ -124,7 +125,7 @@ def finish(engine: sa.Engine, client_id: str, key: str, stored: Stored) -> None:
     assert stored.status < 500, "5xx responses release the key instead"
     body = stored.body[: limits.API_IDEMPOTENCY_RESPONSE_BYTES_MAX]
     assert len(body) == len(stored.body), "response larger than API_IDEMPOTENCY_RESPONSE_BYTES_MAX"
-    with engine.begin() as conn:
+    with write_tx(engine) as conn:
         conn.execute(
             t.update()
             .where(t.c.client_id == client_id, t.c.idempotency_key == key, t.c.state == "in_progress")
@@ -138,7 +139,7 @@ def finish(engine: sa.Engine, client_id: str, key: str, stored: Stored) -> None:
 
 
 def release(engine: sa.Engine, client_id: str, key: str) -> None:
-    with engine.begin() as conn:
+    with write_tx(engine) as conn:
         conn.execute(
             t.delete().where(t.c.client_id == client_id, t.c.idempotency_key == key, t.c.state == "in_progress")
         )
@@ -146,7 +147,7 @@ def release(engine: sa.Engine, client_id: str, key: str) -> None:
 
 def purge(engine: sa.Engine, now_ms: int | None = None) -> int:
     now_ms = _now_ms() if now_ms is None else now_ms
-    with engine.begin() as conn:
+    with write_tx(engine) as conn:
         rows = conn.execute(
             sa.select(t.c.client_id, t.c.idempotency_key)
             .where(t.c.expires_at_ms < now_ms)

@@ -36,6 +36,8 @@ class AppContext:
     engine: sa.Engine
     rate_limiter: RateLimiter
     metrics: Any
+    store: Any = None  # node.store.Store
+    ops: Any = None  # node.clients.ClientOps
     worker: Any = None
 
 

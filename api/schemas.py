@@ -110,3 +110,95 @@ class HealthPublic(BaseModel):
 class ReadinessPublic(BaseModel):
     status: Literal["ready"]
     database: Literal["ok"]
+
+
+# --- customers, sub-accounts, balances, transfers -----------------------------------------
+LedgerId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+# Base units as a decimal string: no sign, no leading zeros, up to 78 digits (2**256 fits).
+AmountStr = Annotated[str, StringConstraints(min_length=1, max_length=78, pattern=r"^[1-9][0-9]*$")]
+ExternalId = Annotated[
+    str, StringConstraints(min_length=1, max_length=limits.API_EXTERNAL_ID_LEN_MAX, pattern=r"^[\x21-\x7e]+$")
+]
+
+
+class CustomerCreate(Input):
+    id: LedgerId = Field(description="Your id for the customer; creating it again with the same name is a no-op.")
+    name: Name
+    kind: Literal["enterprise", "individual"] = "enterprise"
+
+
+class CustomerPublic(BaseModel):
+    id: str
+    name: str
+    kind: str
+    created_at: str
+
+
+class CustomersPublic(BaseModel):
+    data: list[CustomerPublic]
+    next_cursor: str | None
+
+
+class SubAccountCreate(Input):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_:-]+$")]
+
+
+class SubAccountPublic(BaseModel):
+    id: str
+    customer_id: str
+    name: str
+    created_at: str
+
+
+class SubAccountsPublic(BaseModel):
+    data: list[SubAccountPublic]
+    next_cursor: str | None
+
+
+class BalancePublic(BaseModel):
+    asset: str
+    posted: str = Field(description="Settled balance, base units.")
+    pending_out: str = Field(description="Held for outgoing movements, base units.")
+    pending_in: str = Field(description="Incoming, not yet settled, base units.")
+    available: str = Field(description="posted - pending_out: what can be spent now.")
+
+
+class BalancesPublic(BaseModel):
+    sub_account_id: str
+    data: list[BalancePublic]
+
+
+class AssetPublic(BaseModel):
+    asset: str
+    scale: int
+    kind: str
+
+
+class AssetsPublic(BaseModel):
+    data: list[AssetPublic]
+
+
+class TransferCreate(Input):
+    external_id: ExternalId = Field(description="Your unique id for this transfer, forever; retries never move money twice.")
+    from_sub_account_id: LedgerId
+    to_sub_account_id: LedgerId
+    asset: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    amount: AmountStr
+
+
+class TransferPublic(BaseModel):
+    id: str
+    external_id: str
+    from_sub_account_id: str
+    to_sub_account_id: str
+    asset: str
+    amount: str
+    fee: str
+    status: Literal["completed"]
+    created_at: str
+
+
+class TransfersPublic(BaseModel):
+    data: list[TransferPublic]
+    next_cursor: str | None

@@ -17,7 +17,8 @@ class ApiSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CUSTODY_API_", extra="forbid")
 
     environment: Literal["development", "production"] = "production"
-    database_url: str  # no default: the operator names the database
+    database_url: str  # no default: the operator names the database (sqlite:///… or postgresql+psycopg://…)
+    database_schema: str | None = None  # PostgreSQL schema holding the tables
     # Prometheus scrapes /metrics with `Authorization: Bearer <token>`; unset = /metrics is off.
     metrics_token: SecretStr | None = None
     # Run the webhook delivery worker in this process (one replica, or all: deliveries are

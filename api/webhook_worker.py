@@ -18,7 +18,7 @@ import sqlalchemy as sa
 import node.log
 from api.signing import webhook_signature
 from node import limits, webhooks
-from node.api_tables import now_ms
+from node.store.api_models import now_ms
 
 log = node.log.get("api.webhooks")
 

@@ -13,7 +13,7 @@ import secrets
 import sqlalchemy as sa
 
 from node import limits
-from node.api_tables import api_keys, api_nonces, now_ms
+from node.store.api_models import api_keys, api_nonces, now_ms, write_tx
 
 SCOPES = ("read", "deposit", "withdraw", "approve", "admin")
 
@@ -79,7 +79,7 @@ def create_api_key(
         created_at_ms=now_ms(),
         revoked_at_ms=None,
     )
-    with engine.begin() as conn:
+    with write_tx(engine) as conn:
         count = conn.execute(
             sa.select(sa.func.count()).select_from(api_keys).where(api_keys.c.client_id == client_id)
         ).scalar_one()
@@ -118,7 +118,7 @@ def list_api_keys(engine: sa.Engine, client_id: str, *, after_seq: int, limit: i
 
 def revoke_api_key(engine: sa.Engine, client_id: str, key_id: str) -> ApiKey:
     """Refusals: api_key_not_found. Revoking twice is a no-op returning the revoked key."""
-    with engine.begin() as conn:
+    with write_tx(engine) as conn:
         row = conn.execute(
             sa.select(api_keys).where(api_keys.c.id == key_id, api_keys.c.client_id == client_id)
         ).first()
@@ -136,14 +136,14 @@ def remember_nonce(engine: sa.Engine, key_id: str, nonce: str, at_ms: int) -> bo
     The primary key (key_id, nonce) makes this atomic across replicas on both databases."""
     expires_at_ms = at_ms + limits.API_NONCE_TTL_MS
     try:
-        with engine.begin() as conn:
+        with write_tx(engine) as conn:
             conn.execute(api_nonces.insert().values(key_id=key_id, nonce=nonce, expires_at_ms=expires_at_ms))
         return True
     except sa.exc.IntegrityError:
         pass
     # Seen before. Accept only if that sighting expired and is not yet purged: the conditional
     # update is atomic, so of two racing requests at most one takes the expired row over.
-    with engine.begin() as conn:
+    with write_tx(engine) as conn:
         taken = conn.execute(
             api_nonces.update()
             .where(api_nonces.c.key_id == key_id, api_nonces.c.nonce == nonce, api_nonces.c.expires_at_ms < at_ms)
@@ -154,7 +154,7 @@ def remember_nonce(engine: sa.Engine, key_id: str, nonce: str, at_ms: int) -> bo
 
 def purge_nonces(engine: sa.Engine, at_ms: int) -> int:
     """Deletes at most API_NONCE_PURGE_BATCH_COUNT expired nonces; returns how many."""
-    with engine.begin() as conn:
+    with write_tx(engine) as conn:
         expired = (
             sa.select(api_nonces.c.key_id, api_nonces.c.nonce)
             .where(api_nonces.c.expires_at_ms < at_ms)

@@ -21,10 +21,11 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 
 from node import limits
-from node.api_tables import now_ms as _now_ms
-from node.api_tables import webhook_deliveries as dt
-from node.api_tables import webhook_endpoints as et
-from node.api_tables import webhook_events as evt
+from node.store.api_models import now_ms as _now_ms
+from node.store.api_models import write_tx
+from node.store.api_models import webhook_deliveries as dt
+from node.store.api_models import webhook_endpoints as et
+from node.store.api_models import webhook_events as evt
 from node.apikeys import new_id
 
 # Event families of the conventions; an endpoint subscribes with exact types or "<family>.*".
@@ -153,7 +154,7 @@ def register_endpoint(
     secret = new_secret()
     at = _now_ms()
     endpoint_id = new_id("whe")
-    with engine.begin() as conn:
+    with write_tx(engine) as conn:
         count = conn.execute(sa.select(sa.func.count()).select_from(et).where(et.c.client_id == client_id)).scalar_one()
         if count >= limits.WEBHOOK_ENDPOINTS_PER_CLIENT_MAX:
             raise WebhookError("too_many_endpoints", f"at most {limits.WEBHOOK_ENDPOINTS_PER_CLIENT_MAX} endpoints")
@@ -192,7 +193,7 @@ def list_endpoints(engine: sa.Engine, client_id: str, after_seq: int, limit: int
 def rotate_secret(engine: sa.Engine, client_id: str, endpoint_id: str) -> tuple[Endpoint, str]:
     """The new secret signs every attempt from now on (pending retries included)."""
     secret = new_secret()
-    with engine.begin() as conn:
+    with write_tx(engine) as conn:
         n = conn.execute(
             et.update()
             .where(et.c.id == endpoint_id, et.c.client_id == client_id)
@@ -249,7 +250,7 @@ def emit(
 
 def ping(engine: sa.Engine, client_id: str, endpoint_id: str) -> str:
     """Queues an `endpoint.ping` event to this one endpoint; returns the event id."""
-    with engine.begin() as conn:
+    with write_tx(engine) as conn:
         row = conn.execute(sa.select(et.c.id).where(et.c.id == endpoint_id, et.c.client_id == client_id)).first()
         if row is None:
             raise WebhookError("webhook_endpoint_not_found", f"no webhook endpoint {endpoint_id}")
@@ -304,7 +305,7 @@ def resend(engine: sa.Engine, client_id: str, delivery_id: str) -> Delivery:
     """Queues a failed or succeeded delivery again with a fresh attempt budget. Refusals:
     webhook_delivery_not_found, delivery_already_queued (pending or in flight)."""
     at = _now_ms()
-    with engine.begin() as conn:
+    with write_tx(engine) as conn:
         row = conn.execute(sa.select(dt).where(dt.c.id == delivery_id, dt.c.client_id == client_id)).first()
         if row is None:
             raise WebhookError("webhook_delivery_not_found", f"no webhook delivery {delivery_id}")
@@ -326,7 +327,7 @@ def claim_due(engine: sa.Engine, now_ms: int, batch: int = limits.WEBHOOK_BATCH_
         sa.and_(dt.c.status == "delivering", dt.c.locked_until_ms < now_ms),
     )
     out = []
-    with engine.begin() as conn:
+    with write_tx(engine) as conn:
         rows = conn.execute(
             sa.select(dt.c.id, dt.c.status, dt.c.locked_until_ms).where(due).order_by(dt.c.next_attempt_at_ms).limit(batch)
         ).all()
@@ -377,7 +378,7 @@ def record_attempt(
     attempts_max: int,
 ) -> str:
     """Records one attempt's outcome; returns the delivery's new status."""
-    with engine.begin() as conn:
+    with write_tx(engine) as conn:
         row = conn.execute(sa.select(dt).where(dt.c.id == delivery_id)).one()
         attempts = row.attempts + 1
         if ok:

@@ -1,8 +1,10 @@
 """Tables of the custody API's own state: API keys, nonces, idempotency records, webhooks.
 
-SQLAlchemy Core on one MetaData, portable between SQLite (default) and PostgreSQL. They live
-here until the ledger's `node/store` lands; they then move into its metadata and get their own
-Alembic migration after the ledger's (same names, same columns).
+SQLAlchemy Core on the store's MetaData (node/store/models.py imports this module), created by
+the Alembic migration 0002_api. These are not ledger state, so they are written directly (not
+through `Store.write`, which journals): nonces and idempotency records are on every request's
+hot path, webhook deliveries change at every attempt. Writes use `write_tx` (BEGIN IMMEDIATE on
+SQLite, like every writer of this database).
 
 Conventions: times are int milliseconds since the epoch (`*_ms`), ids are opaque prefixed
 strings, every list has an integer `seq` giving a stable order for cursor pagination.
@@ -11,12 +13,13 @@ No amounts live in these tables.
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import sqlalchemy as sa
-from sqlalchemy import event
 
-metadata = sa.MetaData()
+from node.store.models import metadata
+from node.store.types import Amount
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY.
 Seq = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -114,39 +117,30 @@ webhook_deliveries = sa.Table(
 )
 
 
-def make_engine(url: str) -> sa.Engine:
-    """An engine with explicit options. SQLite: WAL, a busy timeout, foreign keys, and every
-    transaction started with BEGIN IMMEDIATE (SQLAlchemy's with_for_update is a no-op there)."""
-    if url.startswith("sqlite"):
-        engine = sa.create_engine(
-            url,
-            connect_args={"timeout": 30, "check_same_thread": False, "isolation_level": None},
-            pool_pre_ping=True,
-        )
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.close()
-
-        @event.listens_for(engine, "begin")
-        def _sqlite_begin(conn):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-        return engine
-    return sa.create_engine(
-        url,
-        pool_pre_ping=True,
-        pool_size=10,
-        max_overflow=10,
-        pool_timeout=30,
-        connect_args={"connect_timeout": 10},
-    )
+@contextlib.contextmanager
+def write_tx(engine: sa.Engine):
+    """A write transaction on the store's engine: on SQLite it begins IMMEDIATE (the store's
+    `custody_write` option), so a read-then-write never fails on a stale snapshot."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(custody_write=True)
+        with conn.begin():
+            yield conn
 
 
-def create_all(engine: sa.Engine) -> None:
-    metadata.create_all(engine)
+# Internal transfers made through the API: the client's external_id (unique forever per client)
+# and the sub-accounts involved; the money itself is the ledger transfer with the same id.
+client_transfers = sa.Table(
+    "client_transfers",
+    metadata,
+    sa.Column("seq", Seq, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(64), nullable=False, unique=True),  # = the ledger transfer id
+    sa.Column("client_id", sa.String(64), nullable=False),
+    sa.Column("external_id", sa.String(128), nullable=False),
+    sa.Column("from_sub_account_id", sa.String(64), nullable=False),
+    sa.Column("to_sub_account_id", sa.String(64), nullable=False),
+    sa.Column("asset", sa.String(64), nullable=False),
+    sa.Column("amount", Amount, nullable=False),
+    sa.Column("fee", Amount, nullable=False),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("client_id", "external_id", name="uq_client_transfers_client_external"),
+)
