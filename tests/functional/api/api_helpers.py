@@ -62,3 +62,15 @@ def assert_problem(resp, status: int, code: str):
     assert doc["code"] == code, f"code: got {doc['code']!r} ({doc.get('detail')}), want {code!r}"
     assert doc["status"] == status
     return doc
+
+
+def fund(store, sub_account_id: str, asset: str, amount: int, movement_id: str) -> None:
+    """Test set-up through the domain (deposits over HTTP come with the deposit pipeline): a
+    fiat ledger and a bank deposit credited to the sub-account."""
+    from node.customers import Customers
+    from node.ledger import Ledger, LedgerKind
+
+    ledger = Ledger(store)
+    ledger.create_ledger(asset, 2, LedgerKind.FIAT, actor="test:setup")
+    r = Customers(ledger).fiat_deposit(movement_id, sub_account_id, asset, amount, "bank-ref", actor="test:setup")
+    assert r.ok, r
