@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from api.signing import b64url_decode
 
 from node import limits
 
@@ -24,6 +26,17 @@ class ApiKeyCreate(Input):
     public_key: Annotated[
         str, StringConstraints(min_length=43, max_length=43, pattern=r"^[A-Za-z0-9_-]{43}$")
     ] = Field(description="The key's Ed25519 public key, 32 bytes as unpadded base64url. The private key stays with you.")
+
+    @field_validator("public_key")
+    @classmethod
+    def _canonical_base64url(cls, v: str) -> str:
+        try:
+            raw = b64url_decode(v)
+        except ValueError:
+            raise ValueError("not canonical unpadded base64url") from None
+        if len(raw) != 32:
+            raise ValueError("an Ed25519 public key is 32 bytes")
+        return v
 
 
 class ApiKeyPublic(BaseModel):

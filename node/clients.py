@@ -124,6 +124,8 @@ class ClientOps:
             result = self.customers.create_customer(customer_id, name, actor=f"api:{client_id}", kind=kind)
         except LedgerError as exc:
             raise ClientOpError(_code(exc), str(exc), "name") from None
+        except ValueError as exc:  # the domain's input checks
+            raise ClientOpError("invalid_input", str(exc)) from None
         return result, self.get_customer(customer_id)
 
     def get_customer(self, customer_id: str) -> dict:
@@ -145,6 +147,8 @@ class ClientOps:
             sub_id = self.customers.create_sub_account(customer_id, name, actor=f"api:{client_id}")
         except LedgerError as exc:
             raise ClientOpError(_code(exc), str(exc)) from None
+        except ValueError as exc:  # the domain's input checks, e.g. "<customer>.<name>" too long
+            raise ClientOpError("invalid_input", str(exc), "name") from None
         return self.get_sub_account(sub_id)
 
     def get_sub_account(self, sub_id: str) -> dict:
@@ -252,6 +256,8 @@ class ClientOps:
                 )
         except LedgerError as exc:
             raise ClientOpError(_code(exc), str(exc)) from None
+        except ValueError as exc:
+            raise ClientOpError("invalid_input", str(exc)) from None
         if result.result is TransferResult.exists:
             return False, self.get_transfer(client_id, transfer_id)
         if result.result is TransferResult.exceeds_available_balance:
