@@ -86,6 +86,45 @@ assert 1 <= CHAINS_BTC_FEE_RATE_SAT_VB_MIN < CHAINS_BTC_FEE_RATE_SAT_VB_MAX
 assert CHAINS_BTC_PAYMENTS_PER_BATCH_MAX + 1 <= CHAINS_BTC_INPUTS_MAX
 # --- withdrawals, risk, approvals (node/) ------------------------------------------------
 # --- API (api/) --------------------------------------------------------------------------
+API_CLOCK_SKEW_MS = 30_000  # a signed request's X-Timestamp may be this far from our clock
+API_NONCE_LEN_MIN = 16
+API_NONCE_LEN_MAX = 64
+# A nonce is remembered for longer than the whole window it could be replayed in (both sides of
+# the clock), then purged; the rate limit bounds how many rows one key can hold meanwhile.
+API_NONCE_TTL_MS = 2 * API_CLOCK_SKEW_MS + 10_000
+API_NONCE_PURGE_BATCH_COUNT = 1_000  # expired nonces deleted per purge (each auth may purge once)
+API_NONCE_PURGE_EVERY_COUNT = 100  # one purge per this many accepted requests, per process
+API_BODY_BYTES_MAX = 256 * 1024  # a request body larger than this is refused (413)
+API_HEADER_KEY_ID_LEN_MAX = 64
+API_SIGNATURE_HEADER_LEN_MAX = 128  # base64url of 64 bytes is 86 chars
+API_IDEMPOTENCY_KEY_LEN_MAX = 255
+API_IDEMPOTENCY_TTL_S = 48 * 3600  # responses are replayable for at least 24 h (conventions)
+API_IDEMPOTENCY_LEASE_S = 60  # an in-progress record older than this may be taken over (crash)
+API_IDEMPOTENCY_PURGE_BATCH_COUNT = 1_000
+API_IDEMPOTENCY_RESPONSE_BYTES_MAX = 1024 * 1024  # stored replay bodies (pages are bounded)
+API_PAGE_LIMIT_MIN = 1
+API_PAGE_LIMIT_DEFAULT = 100
+API_PAGE_LIMIT_MAX = 500
+API_CURSOR_LEN_MAX = 256
+API_RATE_LIMIT_PER_S = 100  # sustained requests per second per API key, per API replica
+API_RATE_LIMIT_BURST_COUNT = 200  # bucket size
+API_RATE_LIMIT_KEYS_TRACKED_MAX = 100_000  # buckets kept in memory (least recently used dropped)
+API_KEY_NAME_LEN_MAX = 128
+API_KEYS_PER_CLIENT_MAX = 100
+API_EXTERNAL_ID_LEN_MAX = 128
+WEBHOOK_ENDPOINTS_PER_CLIENT_MAX = 16
+WEBHOOK_URL_LEN_MAX = 2048
+WEBHOOK_EVENT_TYPES_PER_ENDPOINT_MAX = 32
+WEBHOOK_ATTEMPTS_MAX = 15  # then the delivery is `failed` (resend through the API)
+WEBHOOK_BACKOFF_BASE_MS = 5_000  # attempt n waits base * 2**(n-1), capped, with jitter
+WEBHOOK_BACKOFF_MAX_MS = 6 * 3600 * 1000
+WEBHOOK_HTTP_TIMEOUT_MS = 10_000  # connect + read + write for one delivery attempt
+WEBHOOK_LEASE_MS = 6 * WEBHOOK_HTTP_TIMEOUT_MS  # a claimed delivery is retaken after this
+WEBHOOK_BATCH_COUNT = 32  # deliveries claimed per worker pass
+WEBHOOK_POLL_MS = 500  # worker idle poll
+WEBHOOK_SIGNATURE_TOLERANCE_S = 300  # receivers reject older signatures (conventions)
+WEBHOOK_RESPONSE_BYTES_KEPT_MAX = 512  # of a receiver's response body, for the deliveries list
+WEBHOOK_PAYLOAD_BYTES_MAX = 64 * 1024
 # --- proof of reserves (proofs/) ---------------------------------------------------------
 POR_ASSETS_MAX = 64  # assets in one snapshot (balance vector width)
 POR_DEPTH_MAX = 32  # tree depth: 2^32 leaves, far above any customer count
@@ -125,3 +164,14 @@ assert 2 <= POR_PARTS_MIN <= POR_PARTS_MAX
 assert POR_ACCOUNTS_MAX * POR_PARTS_MIN <= 1 << POR_DEPTH_MAX
 # a 3-part proof at full depth with 8 assets (each path entry: 64 hex + 8 sums of <= 41 chars)
 assert POR_PROOF_FILE_BYTES_MAX >= 3 * POR_DEPTH_MAX * (64 + 8 * 41 + 32)
+# API
+assert API_NONCE_TTL_MS > 2 * API_CLOCK_SKEW_MS, "a nonce must outlive every timestamp that could carry it"
+assert API_NONCE_LEN_MIN <= API_NONCE_LEN_MAX
+assert API_IDEMPOTENCY_TTL_S >= 24 * 3600, "conventions: idempotent responses kept at least 24 h"
+assert API_IDEMPOTENCY_LEASE_S < API_IDEMPOTENCY_TTL_S
+assert API_PAGE_LIMIT_MIN <= API_PAGE_LIMIT_DEFAULT <= API_PAGE_LIMIT_MAX
+assert API_RATE_LIMIT_BURST_COUNT >= API_RATE_LIMIT_PER_S > 0
+assert API_BODY_BYTES_MAX <= API_IDEMPOTENCY_RESPONSE_BYTES_MAX
+assert WEBHOOK_BACKOFF_BASE_MS <= WEBHOOK_BACKOFF_MAX_MS
+assert WEBHOOK_LEASE_MS > WEBHOOK_HTTP_TIMEOUT_MS, "a lease must outlast the attempt it covers"
+assert WEBHOOK_HTTP_TIMEOUT_MS < WEBHOOK_SIGNATURE_TOLERANCE_S * 1000, "a signature must not expire in flight"
