@@ -162,6 +162,18 @@ def test_withdrawal_with_change_is_accepted_and_mined(funded):
     assert 0 < fee <= FEE_MAX_SATS, f"fee {fee}"
     mined = btc.node.call("getrawtransaction", txid, 1)
     assert_eq(len(mined["vout"]), 2, "payment + change outputs")
+    # After the fact: the id cannot be reused for another payment, the mined transaction
+    # cannot be bumped, and its coins cannot be released.
+    refusals = [
+        ("intent_id_reused_with_different_fields", lambda: btc.ours.build_withdrawal(intent("w-change", [(dest, 30_000_001)]))),
+        ("already_confirmed", lambda: btc.ours.bump_fee(it, 10)),
+        ("already_signed", lambda: btc.ours.release(it.intent_id)),
+    ]
+    for reason, call in refusals:
+        with pytest.raises(ChainError) as exc:
+            call()
+        assert_eq(exc.value.reason, reason, "refusal")
+    assert_eq(btc.ours.signed_of(it.intent_id).txid, txid, "signed transaction kept for rebroadcast")
 
 
 def test_batched_withdrawal_pays_everyone_in_one_transaction(funded):
