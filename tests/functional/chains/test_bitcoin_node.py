@@ -111,6 +111,8 @@ def test_reorg_before_depth_voids_the_deposit(funded):
     assert_eq([d.txid for d in events_of(btc.ours.scan(), DEPOSIT_PENDING)], [txid], "pending")
     height = btc.node.call("getblock", block_hash)["height"]
     btc.node.call("invalidateblock", block_hash)
+    # btcd puts the transactions of a disconnected block back in its mempool.
+    wait_until(lambda: txid in btc.node.mempool(), 10, "the deposit is back in btcd's mempool")
     btc.node.generate(2)  # the other branch is now longer
     result = btc.ours.scan()
     assert_eq(result.rolled_back_to, height - 1, "fork height")
