@@ -103,6 +103,19 @@ def test_deposit_pending_at_one_confirmation_then_credited_at_depth(funded):
     assert_eq(len(events_of(btc.ours.scan(), DEPOSIT_CREDITED)), 1, "second deposit credited")
 
 
+def test_a_restarted_adapter_sees_each_deposit_exactly_once(funded):
+    btc = funded
+    btc.ours.scan()
+    restarted = btc.adapter("ours", btc.signer)  # a new process on the same database
+    assert_eq(restarted.scan().events, (), "events after a restart with nothing new")
+    address = restarted.address("ours", (0, 60))
+    txid = faucet_pays(btc, address, 3_000_000, "faucet-restart")
+    btc.node.generate(1)
+    assert_eq([d.txid for d in events_of(restarted.scan(), DEPOSIT_PENDING)], [txid], "pending once")
+    # The old instance, still running, reads the same state: nothing is reported twice.
+    assert_eq(events_of(btc.ours.scan(), DEPOSIT_PENDING), [], "pending again from the other instance")
+
+
 def test_reorg_before_depth_voids_the_deposit(funded):
     btc = funded
     address = btc.ours.address("ours", (0, 2))

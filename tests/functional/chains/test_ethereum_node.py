@@ -215,6 +215,19 @@ def test_token_sweep_with_gas_from_the_station(eth, hot):
     assert not [d for d in eth.ours.deposits() if d.txid == gas_tx]
 
 
+def test_eth_sweep_pays_its_own_gas(eth, hot):
+    dep_path = (0, 11)
+    dep = eth.ours.address("ours", dep_path)
+    eth.pay_eth(dep, ETH // 2)
+    hot_before = eth.w3.eth.get_balance(hot)
+    it, utx = eth.ours.build_sweep("ours", dep_path, HOT, "ETH", "sweep-eth-1", FEE_MAX_WEI)
+    assert_eq((it.kind, it.own_destination_paths), ("sweep", (HOT,)), "a sweep to our own address")
+    txid = sign_and_send(eth, eth.ours, utx, it)
+    wait_until(lambda: eth.ours.status(txid).state == TX_CONFIRMED, 10, "ETH sweep mined")
+    assert_eq(eth.w3.eth.get_balance(hot) - hot_before, it.payments[0].amount, "swept to hot")
+    assert eth.w3.eth.get_balance(dep) < 21_000 * etx.parse_unsigned(utx.payload).max_fee_per_gas, "only unused gas is left"
+
+
 def test_intent_check_refuses_a_transaction_that_does_not_match(eth, hot):
     dest = eth.w3.eth.accounts[1]
     thief = "0x" + "11" * 20
