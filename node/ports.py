@@ -259,3 +259,126 @@ class ChainAdapter(Protocol):
     def broadcast(self, signed: SignedTransaction) -> str: ...
 
     def status(self, txid: str) -> TxStatus: ...
+
+
+# --- the signing cluster (implemented by mpc/: mpc.client.ClusterClient) -----------------
+
+
+@dataclass(frozen=True)
+class Approval:
+    """An approver's Ed25519 signature over `WithdrawalIntent.canonical_bytes()`."""
+
+    approver_id: str
+    signature: bytes
+
+
+@dataclass(frozen=True)
+class Vault:
+    """One MPC key: who holds it (any threshold+1 of the committee sign) and its public part."""
+
+    vault_id: str
+    committee: tuple[str, ...]  # party ids "<peer>:<generation>" (a reshare makes generation + 1)
+    threshold: int
+    public_key: bytes  # 33-byte compressed group key
+    chain_code: bytes  # 32 bytes, agreed at key generation (BIP32 non-hardened derivation)
+
+
+class SigningRefused(Exception):
+    """The cluster did not sign (or did not run a ceremony): `reason` is sentence-like, e.g.
+    `approvals_below_quorum`, `transaction_does_not_match_intent`, `signing_failed`;
+    `culprits` names peers blamed for aborted sessions. Nothing was signed."""
+
+    def __init__(self, reason: str, culprits: tuple[str, ...] = ()):
+        super().__init__(f"{reason} (culprits: {', '.join(culprits)})" if culprits else reason)
+        self.reason = reason
+        self.culprits = tuple(culprits)
+
+
+@runtime_checkable
+class SigningCluster(Protocol):
+    """The MPC signer cluster as the node sees it. Every call is node-signed; every peer checks
+    it against its own policy; results are verified before they are returned."""
+
+    def keygen(self, vault_id: str, committee: tuple[str, ...], threshold: int) -> Vault:
+        """A new vault held by `committee` (peer names)."""
+        ...
+
+    def sign(self, vault: Vault, tx: UnsignedTransaction, intent: WithdrawalIntent,
+             approvals: tuple[Approval, ...]) -> list[tuple[SigningDigest, EcdsaSignature]]:
+        """One signature per digest (per bitcoin input), in the transaction's input order,
+        each verified under the vault's child key at its path. Raises SigningRefused."""
+        ...
+
+    def reshare(self, vault: Vault, new_committee: tuple[str, ...], new_threshold: int) -> Vault:
+        """Moves the vault to `new_committee` (peer names); same public key and chain code."""
+        ...
+# --- proof of reserves (proofs/) -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReservesAsset:
+    """One asset of a snapshot: `code` as the ledger names it, the chain holding it, decimals."""
+
+    code: str
+    chain: str
+    decimals: int
+
+
+@dataclass(frozen=True)
+class ChainHeight:
+    """The block a snapshot's on-chain balances are read at (and its deposits credited up to)."""
+
+    chain: str
+    network: str
+    height: int
+    block_hash: str
+
+
+@dataclass(frozen=True)
+class FrozenLiabilities:
+    """Customer balances per asset at one instant, with the chain heights that instant saw.
+
+    `balances[account_id][a]` is in the base unit of `assets[a]`; a negative value (should one
+    ever exist) is clamped to zero by the snapshot and counted in its header."""
+
+    assets: tuple[ReservesAsset, ...]
+    chains: tuple[ChainHeight, ...]
+    balances: dict[str, tuple[int, ...]]
+    instant: str = ""  # what names the instant in the ledger, e.g. its journal sequence
+
+
+@runtime_checkable
+class LiabilitiesSource(Protocol):
+    """Implemented over the ledger: freezes customer balances and chain heights consistently
+    (the heights are those whose deposits the balances include)."""
+
+    def freeze(self) -> FrozenLiabilities: ...
+
+
+@dataclass(frozen=True)
+class ReservesAddress:
+    """An address of ours holding `balance` of `asset` at the snapshot height; `path` names its
+    key below the vault's group key (what the cluster signs with)."""
+
+    chain: str
+    asset: str
+    address: str
+    vault_id: str
+    path: Path
+    balance: int
+
+
+@runtime_checkable
+class ReservesBalances(Protocol):
+    """Implemented by chains/: every address of ours that holds funds at the given heights."""
+
+    def funded_addresses(self, chains: tuple[ChainHeight, ...]) -> list[ReservesAddress]: ...
+
+
+@runtime_checkable
+class ReservesSigner(Protocol):
+    """Implemented by the signer cluster: signs the reserves message of (snapshot_id, root_hash)
+    with the key of `address`. Each peer builds the message and its digest itself
+    (proofs.assets.reserves_digest) and signs nothing else."""
+
+    def sign_reserves(self, chain: str, vault_id: str, path: Path, snapshot_id: str, root_hash: str) -> EcdsaSignature: ...
