@@ -184,6 +184,12 @@ class Scanner:
                     log.info("scan_parent_mismatch", chain=self.chain, height=ref.height)
                     break
                 with self.state.begin() as st:
+                    # Another scanner of the same chain (an overlapping restart) may have moved
+                    # the tip since we read it: then this one stops, having changed nothing.
+                    now = st.tip()
+                    if (now[0] if now else start - 1) != ref.height - 1:
+                        log.warning("scan_tip_moved", chain=self.chain, height=ref.height)
+                        break
                     events += self._apply_block(st, ref, payload)
                     st.put_block(ref.height, ref.hash, limits.CHAINS_BLOCK_HASHES_KEPT_COUNT)
                 parent_hash = ref.hash

@@ -149,3 +149,22 @@ def test_a_reorg_deeper_than_the_limit_stops_the_scan(state):
         chain.scan()
     with state.begin() as st:
         assert st.tip()[1] == f"a{len(chain.blocks) - 2}", "nothing rolled back"
+
+
+def test_two_scanners_of_one_chain_never_apply_a_block_twice(state):
+    first, second = ScriptedChain(state), ScriptedChain(state)
+    second.blocks = first.blocks  # the same node
+    first.extend(3, deposits=[("d1", 10)])
+    fetch = second._fetch_blocks
+
+    def racing(start, end):
+        fetched = list(fetch(start, end))
+        # The other scanner (an overlapping restart) applies the same blocks first.
+        assert kinds(first.scan()) == [(DEPOSIT_PENDING, "d1", 1), (DEPOSIT_CREDITED, "d1", 1)]
+        yield from fetched
+
+    second._fetch_blocks = racing
+    assert kinds(second.scan()) == [], "the stale scanner stops without applying anything"
+    with state.begin() as st:
+        assert [(d.deposit_id, d.status) for d in st.all_deposits()] == [("d1", DEPOSIT_CREDITED)]
+        assert st.tip() == (2, "a2")
