@@ -443,6 +443,18 @@ class StateTx:
         ).first()
         return _utxo(r) if r else None
 
+    def mined_height_of(self, txid: str) -> int | None:
+        """The height of a transaction of ours as scanned: it spent or created one of our
+        outputs. None if our scan has not seen it in a block."""
+        spent = self.c.execute(
+            sa.select(sa.func.max(utxos.c.spent_height)).where(utxos.c.chain_id == self.chain_id, utxos.c.spent_by == txid)
+        ).scalar()
+        if spent is not None:
+            return spent
+        return self.c.execute(
+            sa.select(sa.func.max(utxos.c.height)).where(utxos.c.chain_id == self.chain_id, utxos.c.txid == txid)
+        ).scalar()
+
     def reserve_utxos(self, outpoints: list[tuple[str, int]], owner_id: str) -> None:
         for txid, vout in outpoints:
             res = self.c.execute(

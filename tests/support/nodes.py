@@ -67,7 +67,7 @@ def _json_rpc(url: str, method: str, params=(), auth=None, version="2.0"):
 class Btcd:
     """btcd --regtest with its own datadir; `generate` mines to `mining_address`."""
 
-    def __init__(self, workdir: pathlib.Path, mining_address: str):
+    def __init__(self, workdir: pathlib.Path, mining_address: str, txindex: bool = True):
         require(BTCD, "btcd")
         self.workdir = pathlib.Path(workdir)
         self.rpc_port = free_port()
@@ -87,10 +87,10 @@ class Btcd:
                 f"--rpcuser={BTCD_RPC_USER}",
                 f"--rpcpass={BTCD_RPC_PASSWORD}",
                 f"--miningaddr={mining_address}",
-                "--txindex",
                 "--nodnsseed",
                 "--debuglevel=info",
-            ],
+            ]
+            + (["--txindex"] if txindex else []),
             self.workdir,
         )
 
