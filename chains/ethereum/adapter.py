@@ -18,7 +18,7 @@ import json
 
 import rfc8785
 from web3 import Web3
-from web3.exceptions import TransactionNotFound
+from web3.exceptions import ContractLogicError, TransactionNotFound, Web3Exception
 
 from chains.errors import ChainError
 from chains.ethereum import tx as etx
@@ -96,13 +96,16 @@ class EthereumAdapter(Scanner):
         return cls(w3, state, chain_id, **kw)
 
     def _rpc(self, fn):
+        """Every node call: web3's and the transport's exceptions become named ChainErrors."""
         try:
             return fn()
         except (TransactionNotFound, ChainError):
             raise
-        except (OSError, IOError) as exc:
+        except ContractLogicError as exc:
+            raise ChainError("transaction_would_revert", str(exc)) from exc
+        except OSError as exc:  # requests' connection errors and timeouts are OSErrors
             raise ChainError("node_unreachable", repr(exc)) from exc
-        except ValueError as exc:  # web3 turns JSON-RPC errors into ValueError subclasses
+        except (Web3Exception, ValueError) as exc:
             raise ChainError("node_rpc_error", repr(exc)) from exc
 
     # --- addresses ------------------------------------------------------------------------

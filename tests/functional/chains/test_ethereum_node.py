@@ -277,6 +277,7 @@ def test_bad_withdrawals_are_refused_and_take_no_nonce(eth, hot):
         ("fee_exceeds_max", intent(eth, "bad-e3", dest, 1, fee_max=1)),
         ("intent_wrong_chain", dataclasses.replace(intent(eth, "bad-e4", dest, 1), network="1")),
         ("vault_unknown", dataclasses.replace(intent(eth, "bad-e5", dest, 1), vault_id="nobody")),
+        ("transaction_would_revert", intent(eth, "bad-e6", dest, 10**15, asset=eth.asset)),  # more tokens than hot holds
     ]
     for reason, it in rows:
         with pytest.raises(ChainError) as exc:
