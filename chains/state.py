@@ -484,10 +484,14 @@ class StateTx:
             )
         ).scalar()
 
-    def released_nonce(self, address: str) -> int | None:
+    def released_nonce(self, address: str, minimum: int = 0) -> int | None:
+        """The lowest released nonce not below `minimum` (the chain's confirmed count)."""
         return self.c.execute(
             sa.select(sa.func.min(nonces.c.nonce)).where(
-                nonces.c.chain_id == self.chain_id, nonces.c.address == address, nonces.c.owner_id.is_(None)
+                nonces.c.chain_id == self.chain_id,
+                nonces.c.address == address,
+                nonces.c.owner_id.is_(None),
+                nonces.c.nonce >= minimum,
             )
         ).scalar()
 

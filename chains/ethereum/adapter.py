@@ -250,8 +250,8 @@ class EthereumAdapter(Scanner):
         mine = st.nonce_of(address, owner_id)
         if mine is not None:
             return mine
-        released = st.released_nonce(address)
-        if released is not None and released >= confirmed:
+        released = st.released_nonce(address, minimum=confirmed)
+        if released is not None:
             nonce = released
         else:
             highest = st.highest_nonce(address)

@@ -66,6 +66,11 @@ def test_nonce_claims_release_and_reuse(state):
         assert st.released_nonce("0xA") == 1
         st.claim_nonce("0xA", 1, "i3")
         assert (st.nonce_of("0xA", "i3"), st.released_nonce("0xA"), st.highest_nonce("0xA")) == (1, None, 1)
+        st.claim_nonce("0xA", 2, "i5")
+        st.claim_nonce("0xA", 3, "i6")
+        st.release_nonce("0xA", "i5")
+        st.release_nonce("0xA", "i6")
+        assert (st.released_nonce("0xA"), st.released_nonce("0xA", minimum=3)) == (2, 3), "stale ones are skipped"
         with pytest.raises(AssertionError):
             st.claim_nonce("0xA", 0, "i4")  # owned: a programmer error, never a silent reuse
 
