@@ -130,6 +130,19 @@ def test_eth_withdrawal_mined(eth, hot):
     assert_eq(eth.ours.signed_of(it.intent_id).txid, txid, "signed transaction kept for rebroadcast")
 
 
+def test_a_withdrawal_reorged_out_is_rebroadcast_unchanged(eth, hot):
+    dest = eth.w3.eth.accounts[1]
+    it = intent(eth, "eth-reorged", dest, 777)
+    txid = sign_and_send(eth, eth.ours, eth.ours.build_withdrawal(it, source_path=HOT), it)
+    wait_until(lambda: eth.ours.status(txid).state == TX_CONFIRMED, 10, "mined")
+    eth.node.call("anvil_reorg", 1, [])  # the block holding it is replaced by an empty one
+    assert eth.ours.status(txid).state == TX_UNKNOWN, "gone with the reorg"
+    signed = eth.ours.signed_of(it.intent_id)  # after a restart too: it is in the adapter's state
+    assert_eq(eth.ours.broadcast(signed), txid, "the same transaction, same nonce, same hash")
+    wait_until(lambda: eth.ours.status(txid).state == TX_CONFIRMED, 10, "mined again")
+    eth.ours.scan()
+
+
 def test_erc20_withdrawal_mined(eth, hot):
     dest = eth.w3.eth.accounts[1]
     it = intent(eth, "tok-w-1", dest, 250_000, asset=eth.asset)
