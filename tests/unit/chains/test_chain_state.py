@@ -20,12 +20,24 @@ BIG_WEI = 2**255 + 12345  # far beyond 64 bits; a float would lose it
 @pytest.fixture(params=["sqlite", "postgres"])
 def state(request, tmp_path):
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'state.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    engine = make_engine(url)
-    yield ChainState(engine, f"test:{uuid.uuid4().hex[:12]}")
-    engine.dispose()
+        engine = make_engine(f"sqlite:///{tmp_path / 'state.db'}")
+        yield ChainState(engine, f"test:{uuid.uuid4().hex[:12]}")
+        engine.dispose()
+        return
+    # PostgreSQL: a schema of its own, dropped afterwards.
+    url = request.getfixturevalue("pg_url")
+    schema = f"chains_unit_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(url)
+    with admin.begin() as c:
+        c.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    engine = make_engine(url).execution_options(schema_translate_map={None: schema})
+    try:
+        yield ChainState(engine, f"test:{uuid.uuid4().hex[:12]}")
+    finally:
+        engine.dispose()
+        with admin.begin() as c:
+            c.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
 
 
 def test_amounts_round_trip_as_exact_ints(state):
