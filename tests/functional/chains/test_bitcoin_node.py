@@ -23,6 +23,7 @@ from node.ports import (
     TX_CONFIRMED,
     TX_MEMPOOL,
     TX_UNKNOWN,
+    ChainAdapter,
     IntentMismatch,
     Payment,
     UnsignedTransaction,
@@ -295,6 +296,7 @@ def test_intent_check_refuses_a_transaction_that_does_not_match(funded):
 
 
 def test_fee_estimate_falls_back_to_the_configured_rate_on_btcd(funded):
+    assert isinstance(funded.ours, ChainAdapter)
     est = funded.ours.estimate_fee()
     assert_eq((est.source, est.fee_rate), ("fallback", 2), "btcd has no estimatesmartfee")
 

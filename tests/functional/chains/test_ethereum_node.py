@@ -21,6 +21,7 @@ from node.ports import (
     TX_CONFIRMED,
     TX_MEMPOOL,
     TX_UNKNOWN,
+    ChainAdapter,
     IntentMismatch,
     Payment,
     WithdrawalIntent,
@@ -277,6 +278,7 @@ def test_intent_check_refuses_a_transaction_that_does_not_match(eth, hot):
 
 
 def test_fee_estimate_comes_from_the_node(eth):
+    assert isinstance(eth.ours, ChainAdapter)
     est = eth.ours.estimate_fee()
     assert est.source == "node" and 0 < est.max_priority_fee_per_gas <= est.max_fee_per_gas, est
 
