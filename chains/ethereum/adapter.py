@@ -18,11 +18,12 @@ import json
 
 import rfc8785
 from web3 import Web3
-from web3.exceptions import TransactionNotFound
+from web3.exceptions import ContractLogicError, TransactionNotFound, Web3Exception
 
 from chains.errors import ChainError
 from chains.ethereum import tx as etx
 from chains.ethereum.intent import EthereumIntentChecker, asset_contract
+from chains.intents import fingerprint, same_intent_or_refuse
 from chains.keys import check_path
 from chains.scanning import ROLE_DEPOSIT, ROLE_INTERNAL, BlockRef, Scanner
 from chains.state import ChainState, DepositRow, StateTx
@@ -95,13 +96,16 @@ class EthereumAdapter(Scanner):
         return cls(w3, state, chain_id, **kw)
 
     def _rpc(self, fn):
+        """Every node call: web3's and the transport's exceptions become named ChainErrors."""
         try:
             return fn()
         except (TransactionNotFound, ChainError):
             raise
-        except (OSError, IOError) as exc:
+        except ContractLogicError as exc:
+            raise ChainError("transaction_would_revert", str(exc)) from exc
+        except OSError as exc:  # requests' connection errors and timeouts are OSErrors
             raise ChainError("node_unreachable", repr(exc)) from exc
-        except ValueError as exc:  # web3 turns JSON-RPC errors into ValueError subclasses
+        except (Web3Exception, ValueError) as exc:
             raise ChainError("node_rpc_error", repr(exc)) from exc
 
     # --- addresses ------------------------------------------------------------------------
@@ -153,16 +157,27 @@ class EthereumAdapter(Scanner):
             )
             for lg in logs:
                 logs_by_block.setdefault(int(lg["blockNumber"]), []).append(lg)
+        with self.state.begin() as st:
+            watched = self._watch_map(st)
         for height in range(start, end + 1):
             block = self._rpc(lambda: self.w3.eth.get_block(height, full_transactions=True))
             ref = BlockRef(height, _hex(block["hash"]), _hex(block["parentHash"]))
             logs = logs_by_block.get(height, [])
             if any(_hex(lg["blockHash"]) != ref.hash for lg in logs):
                 return  # the chain moved between the two reads; the next scan sees it
-            yield ref, (block, logs)
+            # Receipts of the transactions that pay our addresses (did they succeed?), read now
+            # so that applying the block is database work only.
+            succeeded = set()
+            for t in block["transactions"]:
+                to = t.get("to")
+                if to and int(t["value"]) > 0 and etx.checksum(to) in watched:
+                    receipt = self._rpc(lambda: self.w3.eth.get_transaction_receipt(t["hash"]))
+                    if int(receipt["status"]) == 1 and _hex(receipt["blockHash"]) == ref.hash:
+                        succeeded.add(_hex(t["hash"]))
+            yield ref, (block, logs, succeeded)
 
     def _apply_block(self, st: StateTx, ref: BlockRef, payload) -> list:
-        block, logs = payload
+        block, logs, succeeded = payload
         watched = self._watch_map(st)
         candidates: list[DepositRow] = []
         for t in block["transactions"]:
@@ -174,9 +189,8 @@ class EthereumAdapter(Scanner):
             # Our own transfers (gas top-ups, sweeps) are not customer deposits.
             if hit is None or hit[2] != ROLE_DEPOSIT or etx.checksum(t["from"]) in watched:
                 continue
-            receipt = self._rpc(lambda: self.w3.eth.get_transaction_receipt(t["hash"]))
-            if int(receipt["status"]) != 1:
-                continue
+            if _hex(t["hash"]) not in succeeded:
+                continue  # reverted (or the chain moved): no value arrived
             candidates.append(self._row(f"{_hex(t['hash'])}:value", "ETH", _hex(t["hash"]), to, hit, int(t["value"]), ref))
         for lg in logs:
             topics = lg["topics"]
@@ -230,13 +244,14 @@ class EthereumAdapter(Scanner):
             )
 
     # --- nonces ---------------------------------------------------------------------------
-    def _allocate_nonce(self, st: StateTx, address: str, owner_id: str) -> int:
+    def _allocate_nonce(self, st: StateTx, address: str, owner_id: str, confirmed: int) -> int:
+        """`confirmed`: the chain's count of mined transactions from `address`, read before the
+        database transaction began."""
         mine = st.nonce_of(address, owner_id)
         if mine is not None:
             return mine
-        confirmed = int(self._rpc(lambda: self.w3.eth.get_transaction_count(address, "latest")))
-        released = st.released_nonce(address)
-        if released is not None and released >= confirmed:
+        released = st.released_nonce(address, minimum=confirmed)
+        if released is not None:
             nonce = released
         else:
             highest = st.highest_nonce(address)
@@ -249,6 +264,15 @@ class EthereumAdapter(Scanner):
             raise ChainError("too_many_pending_nonces", address)
         st.claim_nonce(address, nonce, owner_id)
         return nonce
+
+    def signed_of(self, intent_id: str) -> SignedTransaction | None:
+        """The latest signed transaction of an intent, to rebroadcast after a restart."""
+        with self.state.begin() as st:
+            signed = [r for r in st.txs_of(intent_id) if r.raw]
+        if not signed:
+            return None
+        raw = signed[-1].raw
+        return SignedTransaction(self.chain, self.network, etx.tx_hash(raw), raw)
 
     def nonce_of(self, intent_id: str, address: str) -> int | None:
         with self.state.begin() as st:
@@ -292,6 +316,7 @@ class EthereumAdapter(Scanner):
         with self.state.begin() as st:
             existing = st.txs_of(intent.intent_id)
         if existing:
+            same_intent_or_refuse(existing[-1].meta, intent)
             return self._unsigned_from_row(existing[-1])
         sender = etx.address_of(self.keys(intent.vault_id).child_public_key(source_path))
         if contract is None:
@@ -302,20 +327,21 @@ class EthereumAdapter(Scanner):
         fee = fee or self.estimate_fee()
         if gas * fee.max_fee_per_gas > intent.fee_max:
             raise ChainError("fee_exceeds_max", f"{gas * fee.max_fee_per_gas} > {intent.fee_max}")
+        confirmed = int(self._rpc(lambda: self.w3.eth.get_transaction_count(sender, "latest")))
         with self.state.begin() as st:
-            nonce = self._allocate_nonce(st, sender, intent.intent_id)
+            nonce = self._allocate_nonce(st, sender, intent.intent_id, confirmed)
             t = etx.Eip1559Tx(self.chain_id, nonce, fee.max_priority_fee_per_gas, fee.max_fee_per_gas, gas, to, value, data)
             etx.check_gas(t)
-            utx = self._record(st, t, intent.intent_id, source_path)
+            utx = self._record(st, t, intent, source_path)
         log.info("withdrawal_built", intent=intent.intent_id, nonce=nonce, asset=intent.asset, sender=sender)
         return utx
 
-    def _record(self, st: StateTx, t: etx.Eip1559Tx, owner_id: str, source_path: Path) -> UnsignedTransaction:
+    def _record(self, st: StateTx, t: etx.Eip1559Tx, intent: WithdrawalIntent, source_path: Path) -> UnsignedTransaction:
         payload = etx.unsigned_payload(t)
         assert etx.digest_of(payload) == etx.digest_eth_account(t), "our EIP-1559 digest disagrees with eth-account"
         utx = UnsignedTransaction(self.chain, self.network, payload, (InputKey(tuple(source_path), 0),))
-        meta = rfc8785.dumps({"path": list(source_path)}).decode()
-        st.record_tx(etx.digest_of(payload).hex(), owner_id, payload, meta)
+        meta = rfc8785.dumps({"path": list(source_path), "intent_sha256": fingerprint(intent)}).decode()
+        st.record_tx(etx.digest_of(payload).hex(), intent.intent_id, payload, meta)
         return utx
 
     def _unsigned_from_row(self, row) -> UnsignedTransaction:
@@ -331,8 +357,11 @@ class EthereumAdapter(Scanner):
             rows = st.txs_of(intent.intent_id)
         if not rows:
             raise ChainError("intent_has_no_transaction", intent.intent_id)
+        same_intent_or_refuse(rows[-1].meta, intent)
         old_utx = self._unsigned_from_row(rows[-1])
         old = etx.parse_unsigned(old_utx.payload)
+        if rows[-1].raw is not None and self.status(etx.tx_hash(rows[-1].raw)).state == TX_CONFIRMED:
+            raise ChainError("already_confirmed", etx.tx_hash(rows[-1].raw))
         new = etx.Eip1559Tx(
             old.chain_id,
             old.nonce,
@@ -346,7 +375,7 @@ class EthereumAdapter(Scanner):
         if new.fee_max > intent.fee_max:
             raise ChainError("fee_exceeds_max", f"{new.fee_max} > {intent.fee_max}")
         with self.state.begin() as st:
-            utx = self._record(st, new, intent.intent_id, old_utx.inputs[0].path)
+            utx = self._record(st, new, intent, old_utx.inputs[0].path)
         log.info("replacement_built", intent=intent.intent_id, nonce=new.nonce, max_fee_per_gas=new.max_fee_per_gas)
         return utx
 
@@ -426,12 +455,12 @@ class EthereumAdapter(Scanner):
 
     def status(self, txid: str) -> TxStatus:
         try:
-            receipt = self.w3.eth.get_transaction_receipt(txid)
+            receipt = self._rpc(lambda: self.w3.eth.get_transaction_receipt(txid))
         except TransactionNotFound:
             receipt = None
         if receipt is None:
             try:
-                self.w3.eth.get_transaction(txid)
+                self._rpc(lambda: self.w3.eth.get_transaction(txid))
                 return TxStatus(txid, TX_MEMPOOL)
             except TransactionNotFound:
                 return TxStatus(txid, TX_UNKNOWN)

@@ -23,6 +23,7 @@ from node.ports import (
     TX_CONFIRMED,
     TX_MEMPOOL,
     TX_UNKNOWN,
+    ChainAdapter,
     IntentMismatch,
     Payment,
     UnsignedTransaction,
@@ -103,6 +104,19 @@ def test_deposit_pending_at_one_confirmation_then_credited_at_depth(funded):
     assert_eq(len(events_of(btc.ours.scan(), DEPOSIT_CREDITED)), 1, "second deposit credited")
 
 
+def test_a_restarted_adapter_sees_each_deposit_exactly_once(funded):
+    btc = funded
+    btc.ours.scan()
+    restarted = btc.adapter("ours", btc.signer)  # a new process on the same database
+    assert_eq(restarted.scan().events, (), "events after a restart with nothing new")
+    address = restarted.address("ours", (0, 60))
+    txid = faucet_pays(btc, address, 3_000_000, "faucet-restart")
+    btc.node.generate(1)
+    assert_eq([d.txid for d in events_of(restarted.scan(), DEPOSIT_PENDING)], [txid], "pending once")
+    # The old instance, still running, reads the same state: nothing is reported twice.
+    assert_eq(events_of(btc.ours.scan(), DEPOSIT_PENDING), [], "pending again from the other instance")
+
+
 def test_reorg_before_depth_voids_the_deposit(funded):
     btc = funded
     address = btc.ours.address("ours", (0, 2))
@@ -111,6 +125,8 @@ def test_reorg_before_depth_voids_the_deposit(funded):
     assert_eq([d.txid for d in events_of(btc.ours.scan(), DEPOSIT_PENDING)], [txid], "pending")
     height = btc.node.call("getblock", block_hash)["height"]
     btc.node.call("invalidateblock", block_hash)
+    # btcd puts the transactions of a disconnected block back in its mempool.
+    wait_until(lambda: txid in btc.node.mempool(), 10, "the deposit is back in btcd's mempool")
     btc.node.generate(2)  # the other branch is now longer
     result = btc.ours.scan()
     assert_eq(result.rolled_back_to, height - 1, "fork height")
@@ -162,6 +178,18 @@ def test_withdrawal_with_change_is_accepted_and_mined(funded):
     assert 0 < fee <= FEE_MAX_SATS, f"fee {fee}"
     mined = btc.node.call("getrawtransaction", txid, 1)
     assert_eq(len(mined["vout"]), 2, "payment + change outputs")
+    # After the fact: the id cannot be reused for another payment, the mined transaction
+    # cannot be bumped, and its coins cannot be released.
+    refusals = [
+        ("intent_id_reused_with_different_fields", lambda: btc.ours.build_withdrawal(intent("w-change", [(dest, 30_000_001)]))),
+        ("already_confirmed", lambda: btc.ours.bump_fee(it, 10)),
+        ("already_signed", lambda: btc.ours.release(it.intent_id)),
+    ]
+    for reason, call in refusals:
+        with pytest.raises(ChainError) as exc:
+            call()
+        assert_eq(exc.value.reason, reason, "refusal")
+    assert_eq(btc.ours.signed_of(it.intent_id).txid, txid, "signed transaction kept for rebroadcast")
 
 
 def test_batched_withdrawal_pays_everyone_in_one_transaction(funded):
@@ -234,6 +262,15 @@ def test_intent_check_refuses_a_transaction_that_does_not_match(funded):
         return dataclasses.replace(utx, payload=btx.unsigned_bytes(btx.build(ins, outputs, "regtest")))
 
     pay, change = parsed.outputs
+
+    def reshaped(locktime=0, sequence=btx.SEQUENCE_RBF, version=btx.TX_VERSION):
+        ins = [
+            btx.TxIn(t, v, k.amount, keys.child_public_key(k.path), sequence)
+            for (t, v, s), k in zip(parsed.inputs, utx.inputs)
+        ]
+        return dataclasses.replace(
+            utx, payload=btx.unsigned_bytes(btx.build(ins, parsed.outputs, "regtest", locktime=locktime, version=version))
+        )
     cases = [
         ("chain_mismatch", utx, dataclasses.replace(it, chain="ethereum")),
         ("network_mismatch", utx, dataclasses.replace(it, network="testnet")),
@@ -245,6 +282,9 @@ def test_intent_check_refuses_a_transaction_that_does_not_match(funded):
         ("destination_mismatch", dataclasses.replace(utx, change_paths=()), it),
         ("payment_missing", rebuilt([change]), it),
         ("fee_exceeds_max", utx, dataclasses.replace(it, fee_max=1)),
+        ("locktime_not_allowed", reshaped(locktime=10_000_000), it),
+        ("sequence_not_allowed", reshaped(sequence=144), it),  # a BIP68 relative lock of 144 blocks
+        ("version_not_allowed", reshaped(version=3), it),
         ("destination_mismatch", rebuilt([pay, btx.TxOut(btx.script_pubkey_for(thief, "regtest"), change.amount)]), it),
     ]
     for reason, tx_, it_ in cases:
@@ -256,6 +296,7 @@ def test_intent_check_refuses_a_transaction_that_does_not_match(funded):
 
 
 def test_fee_estimate_falls_back_to_the_configured_rate_on_btcd(funded):
+    assert isinstance(funded.ours, ChainAdapter)
     est = funded.ours.estimate_fee()
     assert_eq((est.source, est.fee_rate), ("fallback", 2), "btcd has no estimatesmartfee")
 
