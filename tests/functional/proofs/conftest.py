@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from support.procs import Proc, free_port
+from tests.support.procs import Proc, free_port
 
 WEB_DIR = pathlib.Path(__file__).resolve().parents[3] / "proofs" / "web"
 CHROMIUM = pathlib.Path("/usr/bin/chromium")

@@ -17,7 +17,7 @@ from node.store import open_store
 from node.store.models import accounts
 from node.wallets import Wallets
 from proofs import liabilities, mst, snapshot
-from support import por_world as W
+from tests.support import por_world as W
 
 ACTOR = "test"
 

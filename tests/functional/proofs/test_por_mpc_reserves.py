@@ -18,8 +18,8 @@ from mpc.local import run_local
 from node.ports import EcdsaSignature, ReservesAddress
 from proofs import assets as ast
 from proofs import snapshot
-from support import por_world as W
-from support.preparams import fixture_preparams
+from tests.support import por_world as W
+from tests.support.preparams import fixture_preparams
 
 pytestmark = pytest.mark.functional
 KEYGEN_TIMEOUT_S = 240

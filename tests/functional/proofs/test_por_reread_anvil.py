@@ -15,8 +15,8 @@ import pytest
 
 from node.ports import ChainHeight
 from proofs import snapshot
-from support import por_world as W
-from support.procs import Proc, free_port
+from tests.support import por_world as W
+from tests.support.procs import Proc, free_port
 
 pytestmark = pytest.mark.functional
 ANVIL = pathlib.Path(__file__).resolve().parents[3] / ".tools/npm/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"

@@ -16,8 +16,8 @@ import pytest
 from node.ports import ChainHeight
 from proofs import assets as ast
 from proofs import snapshot
-from support import por_world as W
-from support.procs import Proc, free_port
+from tests.support import por_world as W
+from tests.support.procs import Proc, free_port
 
 pytestmark = pytest.mark.functional
 ROOT = pathlib.Path(__file__).resolve().parents[3]

@@ -6,7 +6,7 @@ import pathlib
 import subprocess
 import sys
 
-from support import por_world as W
+from tests.support import por_world as W
 
 BIN = pathlib.Path(sys.executable).parent
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from support import por_world as W
+from tests.support import por_world as W
 
 pytestmark = pytest.mark.functional
 

@@ -10,7 +10,7 @@ import pytest
 from proofs import assets as ast
 from proofs import header as hdr
 from proofs import mst, snapshot, tree
-from support import por_world as W
+from tests.support import por_world as W
 
 T0 = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.timezone.utc)
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from support import por_world as W
+from tests.support import por_world as W
 
 BIN = pathlib.Path(sys.executable).parent / "custody-verify"
 
