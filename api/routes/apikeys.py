@@ -69,4 +69,6 @@ def list_api_keys(
     responses=responses(*AUTH, 404),
 )
 def revoke_api_key(request: Request, key_id: Id = Path(), ctx: AppContext = Depends(ctx_of)) -> ApiKeyPublic:
-    return key_public(apikeys.revoke_api_key(ctx.engine, principal_of(request).client_id, key_id))
+    revoked = apikeys.revoke_api_key(ctx.engine, principal_of(request).client_id, key_id)
+    ctx.keys.forget(key_id)
+    return key_public(revoked)
