@@ -2,7 +2,7 @@
 linked chains and expiries, against a small reference model, with every invariant checked
 after every step (the checker, the model's balances, and no customer below zero).
 
-Bounded for the test budget (SETTINGS): 30 examples of 30 steps on SQLite, 10 on PostgreSQL, no shrinking; a
+Bounded for the test budget (SETTINGS): 20 examples of 25 steps on SQLite, 6 on PostgreSQL, no shrinking; a
 failure prints its steps and seed."""
 
 from __future__ import annotations
@@ -241,8 +241,8 @@ class LedgerMachine(RuleBasedStateMachine):
 
 
 SETTINGS = settings(
-    max_examples=30,
-    stateful_step_count=30,
+    max_examples=20,
+    stateful_step_count=25,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
     print_blob=True,
@@ -264,5 +264,5 @@ def test_random_sequences_hold_every_invariant_postgres(pg_url):
         kind = "postgres"
 
     PgMachine.pg_url = pg_url
-    PgMachine.TestCase.settings = settings(SETTINGS, max_examples=10)
+    PgMachine.TestCase.settings = settings(SETTINGS, max_examples=6)
     PgMachine.TestCase().runTest()
