@@ -4,7 +4,8 @@ Today it runs the node's custody API over a SQLite store in `.data/dev/` with th
 worker, and on first start creates an admin API key whose private key is written to
 `.data/dev/admin.pem` (mode 0600; it never enters the database). It prints the API URL, the key
 and the environment lines for the `custody` CLI. The signer cluster, btcd and Anvil join this
-command as their areas land; it says so rather than pretending.
+command as their areas land; it says so rather than pretending. The threshold keygen and
+signing demo that `dev up` used to run is `custody demo`.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ custody dev: the node's API is starting.
   .venv/bin/custody balances <sub-account>
 
   Not started yet by this command: the signer cluster, btcd and Anvil (their areas are
-  being merged); deposits and withdrawals arrive with them.
+  being merged); deposits and withdrawals arrive with them. The threshold keygen and
+  signing demo: .venv/bin/custody demo
 """,
         file=sys.stderr,
         flush=True,
