@@ -570,6 +570,16 @@ def _driver(tx: WriteTx):
     return tx.conn.connection.driver_connection
 
 
+def _driver_sqlite(tx: WriteTx):
+    """The sqlite3 connection under the SQLAlchemy one (same transaction): the hot path skips
+    SQLAlchemy's per-row parameter processing. Amounts go in and out as decimal text."""
+    assert tx.dialect == "sqlite"
+    return tx.conn.connection.driver_connection
+
+
+_TRANSFER_COLS = "id, debit_account_id, credit_account_id, amount, pending_id, ledger, code, flags, timeout_s, user_data, timestamp_ns"
+
+
 def _array_literal(ints) -> str:
     """A PostgreSQL array literal of ints ("{1,2,3}"): digits need no quoting, and the
     server parses them as exact NUMERIC."""
@@ -792,26 +802,22 @@ class Ledger:
     def _load_accounts(self, tx: WriteTx, ids: set[int]) -> dict[int, _Account]:
         out: dict[int, _Account] = {}
         ids_list = sorted(i for i in ids if i)
+        # No row locks here: every writer holds the chain-head lock (Store.write) for its whole
+        # transaction, so nobody else changes these rows until we commit. A second lock per
+        # account row would cost a tuple write each and protect nothing more.
+        cols = "id, ledger, flags, debits_pending, debits_posted, credits_pending, credits_posted"
         if tx.dialect == "postgresql":
-            # One statement with an array parameter; rows locked in id order.
             with _driver(tx).cursor() as cur:
-                cur.execute(
-                    "SELECT id, ledger, flags, debits_pending, debits_posted, credits_pending, credits_posted"
-                    " FROM accounts WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
-                    (ids_list,),
-                )
+                cur.execute(f"SELECT {cols} FROM accounts WHERE id = ANY(%s)", (ids_list,))
                 for r in cur:
                     out[r[0]] = _Account(r[0], r[1], r[2], _int(r[3]), _int(r[4]), _int(r[5]), _int(r[6]))
             return out
+        cur = _driver_sqlite(tx).cursor()
         for chunk in _chunks(ids_list):
-            q = select(
-                accounts.c.id, accounts.c.ledger, accounts.c.flags, accounts.c.debits_pending, accounts.c.debits_posted,
-                accounts.c.credits_pending, accounts.c.credits_posted,
-            ).where(accounts.c.id.in_(chunk))
-            if tx.dialect == "postgresql":
-                q = q.with_for_update()
-            for r in tx.conn.execute(q):
-                out[r.id] = _Account(r.id, r.ledger, r.flags, r.debits_pending, r.debits_posted, r.credits_pending, r.credits_posted)
+            cur.execute(f"SELECT {cols} FROM accounts WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+            for r in cur:
+                out[r[0]] = _Account(r[0], r[1], r[2], int(r[3]), int(r[4]), int(r[5]), int(r[6]))
+        cur.close()
         return out
 
     def _write_balances(self, tx: WriteTx, changed: Iterable[_Account]) -> None:
@@ -835,17 +841,15 @@ class Ledger:
                 )
                 assert cur.rowcount == len(rows), "an account to update vanished"
         elif rows:
-            tx.conn.execute(
-                update(accounts)
-                .where(accounts.c.id == bindparam("aid"))
-                .values(
-                    debits_pending=bindparam("dp", type_=accounts.c.debits_pending.type),
-                    debits_posted=bindparam("dpo", type_=accounts.c.debits_posted.type),
-                    credits_pending=bindparam("cp", type_=accounts.c.credits_pending.type),
-                    credits_posted=bindparam("cpo", type_=accounts.c.credits_posted.type),
-                ),
-                rows,
+            # SQLite: amounts are TEXT (exact decimal digits), written with the driver directly.
+            cur = _driver_sqlite(tx).cursor()
+            cur.executemany(
+                "UPDATE accounts SET debits_pending = ?, debits_posted = ?, credits_pending = ?, credits_posted = ?"
+                " WHERE id = ?",
+                [(str(r["dp"]), str(r["dpo"]), str(r["cp"]), str(r["cpo"]), r["aid"]) for r in rows],
             )
+            assert cur.rowcount == len(rows), "an account to update vanished"
+            cur.close()
 
     def apply_transfers(self, tx: WriteTx, events: Sequence[TransferCreate], body: dict) -> list[TransferResult]:
         """Inside a write: applies `events` and writes their outcome; fills the journal body.
@@ -871,27 +875,23 @@ class Ledger:
         if tx.dialect == "postgresql":
             # COPY: the fastest way PostgreSQL takes rows, still inside this transaction.
             with _driver(tx).cursor() as cur:
-                with cur.copy(
-                    "COPY transfers (id, debit_account_id, credit_account_id, amount, pending_id, ledger, code,"
-                    " flags, timeout_s, user_data, timestamp_ns) FROM STDIN"
-                ) as copy:
+                with cur.copy(f"COPY transfers ({_TRANSFER_COLS}) FROM STDIN") as copy:
                     for t in created:
                         copy.write_row(
                             (t.id, t.debit_account_id, t.credit_account_id, str(t.amount), t.pending_id, t.ledger,
                              t.code, t.flags, t.timeout_s, t.user_data, t.timestamp_ns)
                         )
         else:
-            conn.execute(
-                transfers.insert(),
+            cur = _driver_sqlite(tx).cursor()
+            cur.executemany(
+                f"INSERT INTO transfers ({_TRANSFER_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 [
-                    {
-                        "id": t.id, "debit_account_id": t.debit_account_id, "credit_account_id": t.credit_account_id,
-                        "amount": t.amount, "pending_id": t.pending_id, "ledger": t.ledger, "code": t.code,
-                        "flags": t.flags, "timeout_s": t.timeout_s, "user_data": t.user_data, "timestamp_ns": t.timestamp_ns,
-                    }
+                    (t.id, t.debit_account_id, t.credit_account_id, str(t.amount), t.pending_id, t.ledger, t.code,
+                     t.flags, t.timeout_s, t.user_data, t.timestamp_ns)
                     for t in created
                 ],
             )
+            cur.close()
         new_p = [pid for pid, new in batch.pstatus_changed.items() if new]
         upd_p = [pid for pid, new in batch.pstatus_changed.items() if not new]
         if new_p:
@@ -925,17 +925,16 @@ class Ledger:
             return out
         if tx.dialect == "postgresql":
             with _driver(tx).cursor() as cur:
-                cur.execute(
-                    "SELECT id, debit_account_id, credit_account_id, amount, pending_id, ledger, code, flags,"
-                    " timeout_s, user_data, timestamp_ns FROM transfers WHERE id = ANY(%s)",
-                    (ids,),
-                )
+                cur.execute(f"SELECT {_TRANSFER_COLS} FROM transfers WHERE id = ANY(%s)", (ids,))
                 for r in cur:
                     out[r[0]] = Transfer(r[0], r[1], r[2], _int(r[3]), r[4], r[5], r[6], r[7], r[8], r[9], r[10])
             return out
+        cur = _driver_sqlite(tx).cursor()
         for chunk in _chunks(ids):
-            for r in tx.conn.execute(select(transfers).where(transfers.c.id.in_(chunk))):
-                out[r.id] = Transfer.from_row(r)
+            cur.execute(f"SELECT {_TRANSFER_COLS} FROM transfers WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+            for r in cur:
+                out[r[0]] = Transfer(r[0], r[1], r[2], int(r[3]), r[4], r[5], r[6], r[7], r[8], r[9], r[10])
+        cur.close()
         return out
 
     # --- reads -----------------------------------------------------------------------------
