@@ -19,7 +19,10 @@ Every write goes through `Store.write` (one serialised transaction per batch, jo
 
 from __future__ import annotations
 
+import collections
 import enum
+import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -742,6 +745,30 @@ class Ledger:
 
         return self.store.write(actor, "transfers.create", fn)
 
+    def create_transfers_grouped(self, groups: Sequence[tuple[str, Sequence[TransferCreate]]]) -> list[list[TransferResult]]:
+        """Several callers' batches in one transaction (the group-commit writer): each batch's
+        results are those it would get alone, in order. The journal entry names every actor
+        with the range of transfers it submitted."""
+        assert groups and all(g[1] for g in groups)
+        assert all(not (g[1][-1].flags & _LINKED) for g in groups), "an open chain would link to the next caller"
+        events = [e for _, evs in groups for e in evs]
+        assert len(events) <= limits.LEDGER_BATCH_EVENTS_MAX
+
+        def fn(tx: WriteTx):
+            body: dict = {"submitted_by": [[actor, len(evs)] for actor, evs in groups]}
+            expired = self.apply_expiry(tx, body)
+            results = self.apply_transfers(tx, events, body)
+            return results, (body if body.get("transfers") or expired else None)
+
+        actors = sorted({a for a, _ in groups})
+        actor = actors[0] if len(actors) == 1 else f"group-commit:{len(actors)} actors"
+        results = self.store.write(actor, "transfers.create", fn)
+        out, i = [], 0
+        for _, evs in groups:
+            out.append(results[i : i + len(evs)])
+            i += len(evs)
+        return out
+
     def post_pending(self, pending_id: str, id: str, *, amount: int = 0, actor: str, user_data: str | None = None) -> TransferResult:
         [r] = self.create_transfers(
             [TransferCreate(id=id, pending_id=pending_id, amount=amount, flags=TransferFlags.POST_PENDING, user_data=user_data)],
@@ -986,3 +1013,122 @@ class Ledger:
                 .limit(limit)
             )
             return [Transfer.from_row(r) for r in rows]
+
+
+# --- group commit ------------------------------------------------------------------------------
+class WriterClosed(Exception):
+    """The group-commit writer was closed; nothing of the submission was applied."""
+
+
+class WriterTimeout(Exception):
+    """No outcome within the deadline. The submission may still commit: retry with the same
+    transfer ids, which is safe (`exists`) and tells which."""
+
+
+class _Submission:
+    __slots__ = ("events", "actor", "done", "results", "error")
+
+    def __init__(self, events, actor):
+        self.events = events
+        self.actor = actor
+        self.done = threading.Event()
+        self.results = None
+        self.error = None
+
+
+class GroupCommitWriter:
+    """The single writer of one process: callers submit small batches from any thread; one
+    thread drains the bounded queue and commits up to WRITER_GROUP_EVENTS_MAX events of many
+    callers in one transaction (one fsync, one journal entry naming every caller). Results are
+    exactly what each caller's own `create_transfers` call would have returned, in order.
+
+    Why: one transfer per commit is fsync-bound (README, "Performance"); grouping concurrent
+    requests gives them the throughput of batches without changing their semantics, since
+    events of different submissions never link to each other (a submission whose last event
+    is LINKED — an open chain — is committed on its own and gets `linked_event_chain_open`).
+    """
+
+    def __init__(self, ledger: Ledger, *, group_events_max: int = limits.WRITER_GROUP_EVENTS_MAX,
+                 queue_events_max: int = limits.WRITER_QUEUE_EVENTS_MAX):
+        assert 1 <= group_events_max <= limits.LEDGER_BATCH_EVENTS_MAX
+        assert queue_events_max >= group_events_max
+        self.ledger = ledger
+        self._group_max = group_events_max
+        self._queue_max = queue_events_max
+        self._cv = threading.Condition()
+        self._queue: collections.deque[_Submission] = collections.deque()
+        self._queued = 0
+        self._closed = False
+        self.groups_committed = 0
+        self._thread = threading.Thread(target=self._run, name="ledger-group-commit", daemon=True)
+        self._thread.start()
+
+    def create_transfers(self, events: Sequence[TransferCreate], *, actor: str,
+                         timeout_s: float = limits.WRITER_SUBMIT_TIMEOUT_S) -> list[TransferResult]:
+        events = list(events)
+        if not 1 <= len(events) <= self._group_max:
+            raise ValueError(f"a submission holds 1..{self._group_max} events")
+        if not actor or len(actor) > 128:
+            raise ValueError("actor must be 1..128 characters: every change names who made it")
+        for e in events:
+            if not isinstance(e, TransferCreate):
+                raise ValueError("events must be TransferCreate")
+        if events[-1].flags & _LINKED:
+            return self.ledger.create_transfers(events, actor=actor)  # an open chain: alone
+        sub = _Submission(events, actor)
+        deadline = time.monotonic() + timeout_s
+        with self._cv:
+            while not self._closed and self._queued + len(events) > self._queue_max:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise WriterTimeout("writer_queue_full: nothing was submitted")
+                self._cv.wait(left)
+            if self._closed:
+                raise WriterClosed("writer_closed: nothing was submitted")
+            self._queue.append(sub)
+            self._queued += len(events)
+            self._cv.notify_all()
+        if not sub.done.wait(max(0.0, deadline - time.monotonic())):
+            raise WriterTimeout("no outcome before the deadline: retry with the same ids to learn it")
+        if sub.error is not None:
+            raise sub.error
+        return sub.results
+
+    def close(self, timeout_s: float = limits.WRITER_SUBMIT_TIMEOUT_S) -> None:
+        """Commits what is queued, then stops the writer thread."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+        self._thread.join(timeout_s)
+        assert not self._thread.is_alive(), "the group-commit writer did not stop"
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._queue and not self._closed:
+                    self._cv.wait()
+                if not self._queue:
+                    return
+                group: list[_Submission] = []
+                n = 0
+                while self._queue and n + len(self._queue[0].events) <= self._group_max:
+                    s = self._queue.popleft()
+                    group.append(s)
+                    n += len(s.events)
+                self._queued -= n
+                self._cv.notify_all()
+            try:
+                outcomes = self.ledger.create_transfers_grouped([(s.actor, s.events) for s in group])
+                for s, results in zip(group, outcomes):
+                    s.results = results
+                self.groups_committed += 1
+            except Exception:
+                # One submission's failure must not fail the others: each on its own.
+                for s in group:
+                    try:
+                        s.results = self.ledger.create_transfers(s.events, actor=s.actor)
+                    except Exception as exc:  # handed to that caller
+                        s.error = exc
+            finally:
+                for s in group:
+                    s.done.set()
