@@ -146,11 +146,11 @@ def measure(sc: Scenario, rounds: int, batches_per_round: int) -> tuple[float, f
     return median(ours), median(base)
 
 
-def concurrent_single(store: Store, writers: int, per_writer: int, grouped: bool) -> float:
+def concurrent_single(store: Store, writers: int, per_writer: int, grouped: bool, round_: int) -> float:
     """Many writers, one transfer per call: a transaction each, or through the group-commit
     writer (grouped=True)."""
     ledger = Ledger(store)
-    tag = "g" if grouped else "s"
+    tag = f"{'g' if grouped else 's'}{round_}"
     res = ledger.create_accounts(
         [AccountCreate("BTC", "customer", AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS, owner=f"{tag}{i}") for i in range(writers)]
         + [AccountCreate("BTC", "deposit_clearing", owner=f"{tag}-src")],
@@ -168,7 +168,16 @@ def concurrent_single(store: Store, writers: int, per_writer: int, grouped: bool
             [r] = submit([TransferCreate(f"{tag}-{i}-{k}", src, dsts[i], 1, "BTC", 3)], actor=f"bench-{i}")
             assert r is TransferResult.ok, r
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(writers)]
+    failures: list = []
+
+    def guarded(i):
+        try:
+            work(i)
+        except BaseException as exc:
+            failures.append(repr(exc))
+            raise
+
+    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(writers)]
     for t in threads:
         t.start()
     barrier.wait()
@@ -176,6 +185,8 @@ def concurrent_single(store: Store, writers: int, per_writer: int, grouped: bool
     for t in threads:
         t.join(timeout=600)
     rate = writers * per_writer / (time.perf_counter() - t0)
+    if failures:
+        raise SystemExit(f"bench/ledger.py: a writer failed: {failures[0]}")
     if group_writer is not None:
         group_writer.close()
     return rate
@@ -223,8 +234,8 @@ def main() -> int:
         per = 10 if args.quick else 40
         singles, groups = [], []
         for r in range(2 if args.quick else 3):  # alternating, like the rounds above
-            singles.append(concurrent_single(single_store, 16, per, grouped=False))
-            groups.append(concurrent_single(single_store, 16, per * 4, grouped=True))
+            singles.append(concurrent_single(single_store, 16, per, grouped=False, round_=r))
+            groups.append(concurrent_single(single_store, 16, per * 4, grouped=True, round_=r))
             progress(f"[postgres 16 writers] round {r + 1}: transaction each {singles[-1]:,.0f}/s, group commit {groups[-1]:,.0f}/s")
         single, grouped = median(singles), median(groups)
     finally:
