@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import threading
 
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
@@ -18,7 +19,8 @@ from fastapi.openapi.utils import get_openapi
 from starlette.responses import Response
 
 import node.log
-from api import errors, schemas
+from api import errors, idempotency, schemas
+from api.auth import KeyCache
 from api.errors import Problem
 from api.metrics import Metrics, MetricsMiddleware
 from api.ratelimit import RateLimiter
@@ -28,9 +30,10 @@ from api.routes import webhooks as webhooks_routes
 from api.routing import AppContext
 from api.settings import ApiSettings
 from api.webhook_worker import WebhookWorker
-from node import apikeys, clients, webhooks
+from node import apikeys, clients, limits, webhooks
 from node.clients import ClientOps
 from node.store import Store, open_store
+from node.store.api_models import make_replay_engine, now_ms
 
 log = node.log.get("api")
 
@@ -56,6 +59,8 @@ def create_app(settings: ApiSettings, store: Store | None = None) -> FastAPI:
         engine=engine,
         store=store,
         ops=ClientOps(store),
+        keys=KeyCache(engine),
+        replay_engine=make_replay_engine(store),
         rate_limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
         metrics=metrics,
     )
@@ -70,12 +75,21 @@ def create_app(settings: ApiSettings, store: Store | None = None) -> FastAPI:
                 on_attempt=metrics.webhook_attempt,
             )
             ctx.worker.start()
+        stop_housekeeping = threading.Event()
+        housekeeper = threading.Thread(
+            target=_housekeeping, args=(ctx, stop_housekeeping), name="api-housekeeping", daemon=True
+        )
+        housekeeper.start()
         log.info("api_started", environment=settings.environment, webhook_worker=settings.webhook_worker)
         try:
             yield
         finally:
+            stop_housekeeping.set()
+            housekeeper.join(timeout=10)
             if ctx.worker is not None:
                 ctx.worker.stop()
+            if ctx.replay_engine is not engine:
+                ctx.replay_engine.dispose()
 
     app = FastAPI(
         title="custody-node API",
@@ -141,6 +155,16 @@ def create_app(settings: ApiSettings, store: Store | None = None) -> FastAPI:
 
     app.openapi = openapi
     return app
+
+
+def _housekeeping(ctx: AppContext, stop: threading.Event) -> None:
+    """Purges expired idempotency records and nonces in bounded batches, on a timer."""
+    while not stop.wait(limits.API_HOUSEKEEPING_INTERVAL_S):
+        try:
+            idempotency.purge(ctx.engine)
+            apikeys.purge_nonces(ctx.replay_engine, now_ms())
+        except sa.exc.SQLAlchemyError as exc:  # a busy database: next round
+            log.warning("housekeeping_failed", error=str(exc))
 
 
 def app_from_env() -> FastAPI:

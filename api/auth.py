@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import re
+import threading
 import time
 
 import sqlalchemy as sa
@@ -38,12 +39,45 @@ class Principal:
     scopes: frozenset[str]
 
 
+class KeyCache:
+    """API key lookups, cached for API_KEY_CACHE_TTL_MS per replica (bounded; revoking through
+    this replica drops the entry at once, other replicas see it within the TTL)."""
+
+    def __init__(self, engine: sa.Engine, ttl_ms: int = limits.API_KEY_CACHE_TTL_MS):
+        self.engine = engine
+        self.ttl_ms = ttl_ms
+        self._entries: dict[str, tuple[int, apikeys.ApiKey | None]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key_id: str, now_ms: int) -> apikeys.ApiKey | None:
+        with self._lock:
+            hit = self._entries.get(key_id)
+        if hit is not None and now_ms - hit[0] < self.ttl_ms:
+            return hit[1]
+        key = apikeys.get_api_key(self.engine, key_id)
+        with self._lock:
+            if len(self._entries) >= limits.API_KEY_CACHE_ENTRIES_MAX:
+                self._entries.clear()
+            self._entries[key_id] = (now_ms, key)
+        return key
+
+    def forget(self, key_id: str) -> None:
+        with self._lock:
+            self._entries.pop(key_id, None)
+
+
 def _refuse(code: str, detail: str, field: str | None = None) -> Problem:
     return Problem(401, code, detail, field=field, headers=WWW_AUTHENTICATE)
 
 
 def authenticate(
-    engine: sa.Engine, method: str, path_and_query: str, headers, body: bytes, now_ms: int | None = None
+    keys: KeyCache,
+    replay_engine: sa.Engine,
+    method: str,
+    path_and_query: str,
+    headers,
+    body: bytes,
+    now_ms: int | None = None,
 ) -> Principal:
     now_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
     key_id = headers.get("x-api-key")
@@ -70,7 +104,7 @@ def authenticate(
     except ValueError:
         raise _refuse("malformed_signature", "X-Signature must be unpadded base64url", "X-Signature") from None
 
-    key = apikeys.get_api_key(engine, key_id)
+    key = keys.get(key_id, now_ms)
     if key is None or key.revoked_at_ms is not None:
         raise _refuse("unknown_api_key", "unknown or revoked API key", "X-Api-Key")
     if abs(now_ms - int(timestamp)) > limits.API_CLOCK_SKEW_MS:
@@ -81,10 +115,10 @@ def authenticate(
         )
     if len(sig) != 64 or not verify_request(key.public_key, sig, method, path_and_query, timestamp, nonce, body):
         raise _refuse("invalid_signature", "the signature does not match the request", "X-Signature")
-    if not apikeys.remember_nonce(engine, key.id, nonce, now_ms):
+    if not apikeys.remember_nonce(replay_engine, key.id, nonce, now_ms):
         raise _refuse("nonce_reused", "this nonce was already used by this key", "X-Nonce")
     if next(_purge_counter) % limits.API_NONCE_PURGE_EVERY_COUNT == 0:
-        apikeys.purge_nonces(engine, now_ms)
+        apikeys.purge_nonces(replay_engine, now_ms)
     return Principal(key_id=key.id, client_id=key.client_id, scopes=key.scopes)
 
 

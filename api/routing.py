@@ -37,6 +37,8 @@ class AppContext:
     rate_limiter: RateLimiter
     metrics: Any
     store: Any = None  # node.store.Store
+    keys: Any = None  # api.auth.KeyCache
+    replay_engine: Any = None  # node.store.api_models.make_replay_engine
     ops: Any = None  # node.clients.ClientOps
     worker: Any = None
 
@@ -96,7 +98,7 @@ class SignedRoute(APIRoute):
                 body = await read_body_bounded(request)
                 pq = path_and_query(request)
                 principal = await run_in_threadpool(
-                    auth.authenticate, ctx.engine, request.method, pq, request.headers, body
+                    auth.authenticate, ctx.keys, ctx.replay_engine, request.method, pq, request.headers, body
                 )
             except Problem as p:
                 ctx.metrics.auth_refused(p.code)

@@ -134,6 +134,9 @@ def main() -> int:
     from node.ledger import Ledger, LedgerKind
     from node.store import open_store
 
+    import logging
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     rounds, duration_s = (2, 1.5) if args.quick else (4, 3.0)
     progress(f"bench api: {machine()}; {rounds} rounds x {duration_s}s per path, concurrency {CONCURRENCY}")
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-api-"))

@@ -13,7 +13,7 @@ import secrets
 import sqlalchemy as sa
 
 from node import limits
-from node.store.api_models import api_keys, api_nonces, now_ms, write_tx
+from node.store.api_models import api_keys, api_nonces, now_ms, replay_tx, write_tx
 
 SCOPES = ("read", "deposit", "withdraw", "approve", "admin")
 
@@ -132,18 +132,19 @@ def revoke_api_key(engine: sa.Engine, client_id: str, key_id: str) -> ApiKey:
 
 def remember_nonce(engine: sa.Engine, key_id: str, nonce: str, at_ms: int) -> bool:
     """Records the nonce; False when this key already used it within the replay window.
+    `engine`: the replay engine (node.store.api_models.make_replay_engine).
 
     The primary key (key_id, nonce) makes this atomic across replicas on both databases."""
     expires_at_ms = at_ms + limits.API_NONCE_TTL_MS
     try:
-        with write_tx(engine) as conn:
+        with replay_tx(engine) as conn:
             conn.execute(api_nonces.insert().values(key_id=key_id, nonce=nonce, expires_at_ms=expires_at_ms))
         return True
     except sa.exc.IntegrityError:
         pass
     # Seen before. Accept only if that sighting expired and is not yet purged: the conditional
     # update is atomic, so of two racing requests at most one takes the expired row over.
-    with write_tx(engine) as conn:
+    with replay_tx(engine) as conn:
         taken = conn.execute(
             api_nonces.update()
             .where(api_nonces.c.key_id == key_id, api_nonces.c.nonce == nonce, api_nonces.c.expires_at_ms < at_ms)
@@ -154,7 +155,7 @@ def remember_nonce(engine: sa.Engine, key_id: str, nonce: str, at_ms: int) -> bo
 
 def purge_nonces(engine: sa.Engine, at_ms: int) -> int:
     """Deletes at most API_NONCE_PURGE_BATCH_COUNT expired nonces; returns how many."""
-    with write_tx(engine) as conn:
+    with replay_tx(engine) as conn:
         expired = (
             sa.select(api_nonces.c.key_id, api_nonces.c.nonce)
             .where(api_nonces.c.expires_at_ms < at_ms)

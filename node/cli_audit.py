@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import sys
 
-from node.cli_common import add_database_arguments, open_from_args
+from node.cli_common import DatabaseNotFound, add_database_arguments, open_from_args
 
 
 def add_arguments(parser) -> None:
@@ -26,7 +26,11 @@ def run(args) -> int:
     from node import audit
     from node.store.models import chain_head
 
-    store = open_from_args(args)
+    try:
+        store = open_from_args(args)
+    except DatabaseNotFound as exc:
+        print(f"custody audit: {exc}", file=sys.stderr)
+        return 2
     try:
         with store.reading(snapshot=True) as conn:
             if args.audit_command == "log":

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from node.cli_common import add_database_arguments, open_from_args
+from node.cli_common import DatabaseNotFound, add_database_arguments, open_from_args
 
 
 def add_arguments(parser) -> None:
@@ -19,12 +19,22 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from node import invariants
 
-    store = open_from_args(args)
-    try:
-        if args.ledger_command == "migrate":
+    if args.ledger_command == "migrate":
+        from node.cli_common import Settings, Store
+
+        store = Store(args.database_url or Settings().resolved_database_url(), schema=args.schema, pool_size=1)
+        try:
             store.migrate()
-            print("migrated")
-            return 0
+        finally:
+            store.dispose()
+        print("migrated")
+        return 0
+    try:
+        store = open_from_args(args)
+    except DatabaseNotFound as exc:
+        print(f"custody ledger: {exc}", file=sys.stderr)
+        return 2
+    try:
         violations = invariants.check(store)
     finally:
         store.dispose()

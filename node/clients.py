@@ -179,15 +179,24 @@ class ClientOps:
 
     # --- balances ------------------------------------------------------------------------
     def balances(self, sub_id: str) -> list[AssetBalance]:
-        """Every asset the sub-account holds an account in, in asset order; one snapshot."""
-        with self.store.reading(snapshot=True) as conn:
-            if conn.execute(sa.select(sub_accounts.c.id).where(sub_accounts.c.id == sub_id)).first() is None:
-                raise ClientOpError("sub_account_not_found", f"no sub-account {sub_id}")
-            rows = conn.execute(
-                sa.select(accounts)
-                .where(accounts.c.owner == sub_id, accounts.c.kind == AccountKind.CUSTOMER.value)
-                .order_by(accounts.c.ledger)
-            ).all()
+        """Every asset the sub-account holds an account in, in asset order. One statement (a
+        consistent read on both databases): the sub-account left-joined to its accounts."""
+        q = (
+            sa.select(sub_accounts.c.id, accounts)
+            .select_from(
+                sub_accounts.outerjoin(
+                    accounts,
+                    sa.and_(accounts.c.owner == sub_accounts.c.id, accounts.c.kind == AccountKind.CUSTOMER.value),
+                )
+            )
+            .where(sub_accounts.c.id == sub_id)
+            .order_by(accounts.c.ledger)
+        )
+        with self.store.reading() as conn:
+            found = conn.execute(q).all()
+        if not found:
+            raise ClientOpError("sub_account_not_found", f"no sub-account {sub_id}")
+        rows = [r for r in found if r.ledger is not None]
         out = []
         for r in rows:
             posted = r.credits_posted - r.debits_posted

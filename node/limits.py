@@ -101,6 +101,7 @@ API_IDEMPOTENCY_KEY_LEN_MAX = 255
 API_IDEMPOTENCY_TTL_S = 48 * 3600  # responses are replayable for at least 24 h (conventions)
 API_IDEMPOTENCY_LEASE_S = 60  # an in-progress record older than this may be taken over (crash)
 API_IDEMPOTENCY_PURGE_BATCH_COUNT = 1_000
+API_HOUSEKEEPING_INTERVAL_S = 60  # purge of expired idempotency records and nonces
 API_IDEMPOTENCY_RESPONSE_BYTES_MAX = 1024 * 1024  # stored replay bodies (pages are bounded)
 API_PAGE_LIMIT_MIN = 1
 API_PAGE_LIMIT_DEFAULT = 100
@@ -110,6 +111,9 @@ API_RATE_LIMIT_PER_S = 100  # sustained requests per second per API key, per API
 API_RATE_LIMIT_BURST_COUNT = 200  # bucket size
 API_RATE_LIMIT_KEYS_TRACKED_MAX = 100_000  # buckets kept in memory (least recently used dropped)
 API_KEY_NAME_LEN_MAX = 128
+# A replica caches API key lookups this long: a revocation reaches every replica within it.
+API_KEY_CACHE_TTL_MS = 1_000
+API_KEY_CACHE_ENTRIES_MAX = 10_000
 API_KEYS_PER_CLIENT_MAX = 100
 API_EXTERNAL_ID_LEN_MAX = 128
 WEBHOOK_ENDPOINTS_PER_CLIENT_MAX = 16
@@ -171,6 +175,7 @@ assert POR_PROOF_FILE_BYTES_MAX >= 3 * POR_DEPTH_MAX * (64 + 8 * 41 + 32)
 # API
 assert API_NONCE_TTL_MS > 2 * API_CLOCK_SKEW_MS, "a nonce must outlive every timestamp that could carry it"
 assert API_NONCE_LEN_MIN <= API_NONCE_LEN_MAX
+assert API_KEY_CACHE_TTL_MS <= 5_000, "a revoked key must stop working within seconds"
 assert API_IDEMPOTENCY_TTL_S >= 24 * 3600, "conventions: idempotent responses kept at least 24 h"
 assert API_IDEMPOTENCY_LEASE_S < API_IDEMPOTENCY_TTL_S
 assert API_PAGE_LIMIT_MIN <= API_PAGE_LIMIT_DEFAULT <= API_PAGE_LIMIT_MAX

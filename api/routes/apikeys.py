@@ -13,7 +13,7 @@ from node import apikeys, limits
 from node.webhooks import rfc3339
 
 router = APIRouter(prefix="/v1", route_class=SignedRoute, tags=["api keys"])
-AUTH = (400, 401, 403, 422, 429)
+AUTH = (400, 401, 403, 413, 422, 429)
 
 
 def key_public(k: apikeys.ApiKey) -> ApiKeyPublic:
@@ -66,7 +66,9 @@ def list_api_keys(
     "/api-keys/{key_id}/revoke",
     response_model=ApiKeyPublic,
     openapi_extra=scope("admin"),
-    responses=responses(*AUTH, 404),
+    responses=responses(*AUTH, 404, 409),
 )
 def revoke_api_key(request: Request, key_id: Id = Path(), ctx: AppContext = Depends(ctx_of)) -> ApiKeyPublic:
-    return key_public(apikeys.revoke_api_key(ctx.engine, principal_of(request).client_id, key_id))
+    revoked = apikeys.revoke_api_key(ctx.engine, principal_of(request).client_id, key_id)
+    ctx.keys.forget(key_id)
+    return key_public(revoked)

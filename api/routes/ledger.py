@@ -28,7 +28,7 @@ from node import clients, limits
 from node.webhooks import rfc3339
 
 router = APIRouter(prefix="/v1", route_class=SignedRoute, tags=["customers and transfers"])
-AUTH = (400, 401, 403, 422, 429)
+AUTH = (400, 401, 403, 413, 422, 429)
 
 
 def _ns(ns: int) -> str:

@@ -22,7 +22,7 @@ from node import limits, webhooks
 from node.webhooks import rfc3339
 
 router = APIRouter(prefix="/v1", route_class=SignedRoute, tags=["webhooks"])
-AUTH = (400, 401, 403, 422, 429)
+AUTH = (400, 401, 403, 413, 422, 429)
 
 
 def endpoint_public(e: webhooks.Endpoint) -> WebhookEndpointPublic:

@@ -9,7 +9,7 @@ import sys
 
 import httpx
 
-from support.procs import Proc, free_port
+from tests.support.procs import Proc, free_port
 
 HERE = pathlib.Path(__file__).resolve().parent
 VENV_BIN = pathlib.Path(sys.executable).parent

@@ -44,6 +44,8 @@ def pg_schema(pg_url):
     yield pg_url, schema
     engine = sa.create_engine(pg_url)
     with engine.begin() as conn:
+        # A connection leaked by the test would block this forever: fail instead, after 20 s.
+        conn.exec_driver_sql("SET LOCAL lock_timeout = '20s'")
         conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     engine.dispose()
 

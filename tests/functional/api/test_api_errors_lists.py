@@ -116,3 +116,11 @@ def test_health_ready_openapi_and_metrics(harness_factory, sqlite_url):
 
 def test_metrics_are_off_without_a_token(api):
     assert_problem(api.http.get("/metrics"), 404, "not_found")
+
+
+def test_balances_of_a_new_sub_account_are_an_empty_list(api):
+    admin = api.key(["admin", "read"])
+    c = api.client(admin)
+    c.create_customer("acme", "Acme")
+    c.create_sub_account("acme", "trading")
+    assert_eq(c.balances("acme.trading"), {"sub_account_id": "acme.trading", "data": []}, "balances")

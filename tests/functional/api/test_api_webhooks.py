@@ -17,7 +17,7 @@ from api_procs import bootstrap_key, received, start_api, start_receiver
 from api.client import CustodyClient, load_private_key
 from api.signing import webhook_signature
 from node.store import open_store
-from support.procs import wait_until
+from tests.support.procs import wait_until
 
 pytestmark = pytest.mark.functional
 

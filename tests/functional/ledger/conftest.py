@@ -65,7 +65,7 @@ class Stores:
             eng.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db(request, tmp_path):
     pg_url = request.getfixturevalue("pg_url") if request.param == "postgres" else None
     return request.param, pg_url

@@ -133,3 +133,15 @@ def test_cli_on_intact_books(world, store):
     assert proc.returncode == 0 and "audit verify: ok" in proc.stdout, proc.stdout + proc.stderr
     proc = _cli(store, "ledger", "check")
     assert proc.returncode == 0 and "ledger check: ok" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_cli_migrate_then_check_a_new_sqlite_database_and_refuse_a_missing_one(tmp_path):
+    url = f"sqlite:///{tmp_path / 'fresh' / 'node.db'}"
+    run = lambda *a: subprocess.run([sys.executable, "-m", "api.cli", *a, "--database-url", url], capture_output=True, text=True, timeout=120)  # noqa: E731
+    proc = run("ledger", "check")
+    assert proc.returncode == 2 and "no database at" in proc.stderr, proc.stdout + proc.stderr
+    assert not (tmp_path / "fresh" / "node.db").exists(), "a read-only tool created a database"
+    proc = run("ledger", "migrate")
+    assert proc.returncode == 0 and "migrated" in proc.stdout, proc.stdout + proc.stderr
+    proc = run("audit", "verify")
+    assert proc.returncode == 0 and "ok, 0 entries" in proc.stdout, proc.stdout + proc.stderr

@@ -2,7 +2,7 @@
 linked chains and expiries, against a small reference model, with every invariant checked
 after every step (the checker, the model's balances, and no customer below zero).
 
-Bounded for the test budget (SETTINGS): 30 examples of 30 steps on SQLite, 10 on PostgreSQL, no shrinking; a
+Bounded for the test budget (SETTINGS): 20 examples of 25 steps on SQLite, 6 on PostgreSQL, no shrinking; a
 failure prints its steps and seed."""
 
 from __future__ import annotations
@@ -123,6 +123,12 @@ class LedgerMachine(RuleBasedStateMachine):
             self.ids[name] = self.ledger.create_account(AccountCreate("BTC", kind, flags, owner=name), actor="h")
         self.model = Model({name: flags for name, _, flags in ACCOUNTS})
         self.n = 0
+        # Start with money where it matters: each customer and the hot wallet hold 200.
+        for name in ("a", "b", "c"):
+            tid = self._new_id()
+            self._apply([T(tid, self.ids["clearing"], self.ids[name], 200, "BTC", 1)], [lambda tid=tid, name=name: self.model.plain(tid, "clearing", name, 200, False, 0)])
+        tid = self._new_id()
+        self._apply([T(tid, self.ids["hot"], self.ids["clearing"], 200, "BTC", 1)], [lambda: self.model.plain(tid, "hot", "clearing", 200, False, 0)])
 
     def teardown(self):
         if not hasattr(self, "store"):
@@ -158,8 +164,11 @@ class LedgerMachine(RuleBasedStateMachine):
             assert got == expected, (results, expected)
 
     names = st.sampled_from([n for n, _, _ in ACCOUNTS])
+    # Hypothesis favours small numbers; amounts comparable to the balances make the balance
+    # checks (holds included) matter.
+    amounts = st.one_of(st.sampled_from([40, 80, 120, 160, 200, 240]), st.integers(1, 250))
 
-    @rule(dr=names, cr=names, amount=st.integers(1, 400), pending=st.booleans(), timeout=st.sampled_from([0, 0, TIMEOUT_S]))
+    @rule(dr=names, cr=names, amount=amounts, pending=st.booleans(), timeout=st.sampled_from([0, 0, TIMEOUT_S]))
     def transfer(self, dr, cr, amount, pending, timeout):
         if dr == cr:
             return
@@ -170,7 +179,7 @@ class LedgerMachine(RuleBasedStateMachine):
             [lambda: self.model.plain(tid, dr, cr, amount, pending, timeout)],
         )
 
-    @rule(legs=st.lists(st.tuples(names, names, st.integers(1, 400)), min_size=2, max_size=3))
+    @rule(legs=st.lists(st.tuples(names, names, amounts), min_size=2, max_size=3))
     def linked_chain(self, legs):
         legs = [(d, c, a) for d, c, a in legs if d != c]
         if len(legs) < 2:
@@ -232,8 +241,8 @@ class LedgerMachine(RuleBasedStateMachine):
 
 
 SETTINGS = settings(
-    max_examples=30,
-    stateful_step_count=30,
+    max_examples=20,
+    stateful_step_count=25,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
     print_blob=True,
@@ -255,5 +264,5 @@ def test_random_sequences_hold_every_invariant_postgres(pg_url):
         kind = "postgres"
 
     PgMachine.pg_url = pg_url
-    PgMachine.TestCase.settings = settings(SETTINGS, max_examples=10)
+    PgMachine.TestCase.settings = settings(SETTINGS, max_examples=6)
     PgMachine.TestCase().runTest()
