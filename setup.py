@@ -17,6 +17,7 @@ ROOT = pathlib.Path(__file__).resolve().parent
 BUILD_SCRIPTS = [
     ROOT / "mpc" / "shim" / "build.py",  # go build -buildmode=c-shared -> mpc/_native/libtss.so
     ROOT / "mpc" / "proto" / "build.py",  # grpc_tools.protoc -> mpc/proto/*_pb2*.py
+    ROOT / "proofs" / "native_build.py",  # cffi + OpenSSL's SHA-256 -> proofs/_native/_mstfast*.so
 ]
 
 
@@ -24,7 +25,11 @@ class BuildNativeThenPy(build_py):
     def run(self):
         for script in BUILD_SCRIPTS:
             if script.exists():
-                runpy.run_path(str(script), run_name="__main__")
+                try:
+                    runpy.run_path(str(script), run_name="__main__")
+                except SystemExit as exc:  # a script may end with sys.exit(0)
+                    if exc.code not in (0, None):
+                        raise
         super().run()
 
 

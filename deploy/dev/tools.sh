@@ -28,6 +28,8 @@ need_apt() {
 
 python_env() {
   command -v go >/dev/null || { log "Go is required (it builds the tss-lib shim)"; exit 1; }
+  # gcc + OpenSSL headers build the proof-of-reserves hashing helper (proofs/native_build.py)
+  need_apt gcc libssl-dev
   if [ ! -x .venv/bin/python ]; then
     log "creating .venv"
     $PY -m venv .venv
