@@ -142,3 +142,243 @@ class EcdsaSignature:
     s: int
     recovery_id: int
     public_key: bytes = field(default=b"", repr=False)  # 33-byte compressed key it verifies under
+
+
+# --- the chain port (chains/bitcoin, chains/ethereum) --------------------------------------
+# A watcher calls `scan()` on a timer; the events it returns drive the ledger: `pending` records
+# a pending credit, `credited` posts it, `voided` voids it (a reorg before the confirmation
+# depth), `reorged_after_credit` flags a posted deposit that left the chain for staff.
+
+DEPOSIT_PENDING = "pending"
+DEPOSIT_CREDITED = "credited"
+DEPOSIT_VOIDED = "voided"
+DEPOSIT_REORGED_AFTER_CREDIT = "reorged_after_credit"
+
+
+@dataclass(frozen=True)
+class Deposit:
+    """One payment to one of our deposit addresses, identified by `deposit_id`
+    (bitcoin `<txid>:<vout>`, ethereum `<tx hash>:<log index>` or `<tx hash>:value`).
+
+    `epoch` counts how often it entered the chain: a deposit voided by a reorg and mined again
+    comes back as a new pending deposit with the next epoch (ledger transfer ids use both)."""
+
+    chain: str
+    network: str
+    asset: str
+    deposit_id: str
+    txid: str
+    address: str
+    vault_id: str
+    path: Path
+    amount: int
+    block_height: int
+    block_hash: str
+    status: str
+    epoch: int = 1
+    confirmations: int = 0
+
+
+@dataclass(frozen=True)
+class DepositEvent:
+    kind: str  # one of the DEPOSIT_* statuses: the status the deposit just entered
+    deposit: Deposit
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """What one `scan()` saw: the tip it reached, the blocks it rolled back, and the events."""
+
+    tip_height: int
+    tip_hash: str
+    rolled_back_to: int | None  # the fork height when a reorg was found, else None
+    events: tuple[DepositEvent, ...]
+
+
+@dataclass(frozen=True)
+class SignedTransaction:
+    chain: str
+    network: str
+    txid: str  # bitcoin txid (hex, display order); ethereum transaction hash (0x hex)
+    raw: bytes
+
+
+TX_UNKNOWN = "unknown"  # the node has never heard of it (or dropped it)
+TX_MEMPOOL = "mempool"
+TX_CONFIRMED = "confirmed"
+TX_FAILED = "failed"  # ethereum: mined but reverted
+
+
+@dataclass(frozen=True)
+class TxStatus:
+    txid: str
+    state: str
+    confirmations: int = 0
+    block_height: int | None = None
+
+
+@dataclass(frozen=True)
+class FeeEstimate:
+    """Bitcoin: `fee_rate` in sat/vB. Ethereum: `max_fee_per_gas` and `max_priority_fee_per_gas`
+    in wei. `source` says where it came from: "node" or "fallback" (the configured rate)."""
+
+    source: str
+    fee_rate: int = 0
+    max_fee_per_gas: int = 0
+    max_priority_fee_per_gas: int = 0
+
+
+@runtime_checkable
+class ChainAdapter(Protocol):
+    """One chain and network. Never holds a private key: it builds unsigned transactions, gives
+    the digests to sign, and attaches signatures made outside (the MPC cluster), verifying each
+    against our child public key before anything is broadcast."""
+
+    chain: str
+    network: str
+
+    def register_vault(self, vault_id: str, keys: VaultKeys) -> None: ...
+
+    def address(self, vault_id: str, path: Path) -> str:
+        """Our address at `path`; also starts watching it (deposit addresses: deposits are
+        reported; internal ones, e.g. change or the hot wallet, are only tracked as funds)."""
+        ...
+
+    def scan(self) -> ScanResult: ...
+
+    def estimate_fee(self) -> FeeEstimate: ...
+
+    def build_withdrawal(self, intent: WithdrawalIntent, source_path: Path | None = None) -> UnsignedTransaction: ...
+
+    def digests(self, tx: UnsignedTransaction, intent: WithdrawalIntent) -> list[SigningDigest]:
+        """The intent check run locally (the same code the signer peers run)."""
+        ...
+
+    def attach_signatures(self, tx: UnsignedTransaction, signatures: list[EcdsaSignature], intent: WithdrawalIntent) -> SignedTransaction: ...
+
+    def broadcast(self, signed: SignedTransaction) -> str: ...
+
+    def status(self, txid: str) -> TxStatus: ...
+
+
+# --- the signing cluster (implemented by mpc/: mpc.client.ClusterClient) -----------------
+
+
+@dataclass(frozen=True)
+class Approval:
+    """An approver's Ed25519 signature over `WithdrawalIntent.canonical_bytes()`."""
+
+    approver_id: str
+    signature: bytes
+
+
+@dataclass(frozen=True)
+class Vault:
+    """One MPC key: who holds it (any threshold+1 of the committee sign) and its public part."""
+
+    vault_id: str
+    committee: tuple[str, ...]  # party ids "<peer>:<generation>" (a reshare makes generation + 1)
+    threshold: int
+    public_key: bytes  # 33-byte compressed group key
+    chain_code: bytes  # 32 bytes, agreed at key generation (BIP32 non-hardened derivation)
+
+
+class SigningRefused(Exception):
+    """The cluster did not sign (or did not run a ceremony): `reason` is sentence-like, e.g.
+    `approvals_below_quorum`, `transaction_does_not_match_intent`, `signing_failed`;
+    `culprits` names peers blamed for aborted sessions. Nothing was signed."""
+
+    def __init__(self, reason: str, culprits: tuple[str, ...] = ()):
+        super().__init__(f"{reason} (culprits: {', '.join(culprits)})" if culprits else reason)
+        self.reason = reason
+        self.culprits = tuple(culprits)
+
+
+@runtime_checkable
+class SigningCluster(Protocol):
+    """The MPC signer cluster as the node sees it. Every call is node-signed; every peer checks
+    it against its own policy; results are verified before they are returned."""
+
+    def keygen(self, vault_id: str, committee: tuple[str, ...], threshold: int) -> Vault:
+        """A new vault held by `committee` (peer names)."""
+        ...
+
+    def sign(self, vault: Vault, tx: UnsignedTransaction, intent: WithdrawalIntent,
+             approvals: tuple[Approval, ...]) -> list[tuple[SigningDigest, EcdsaSignature]]:
+        """One signature per digest (per bitcoin input), in the transaction's input order,
+        each verified under the vault's child key at its path. Raises SigningRefused."""
+        ...
+
+    def reshare(self, vault: Vault, new_committee: tuple[str, ...], new_threshold: int) -> Vault:
+        """Moves the vault to `new_committee` (peer names); same public key and chain code."""
+        ...
+# --- proof of reserves (proofs/) -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReservesAsset:
+    """One asset of a snapshot: `code` as the ledger names it, the chain holding it, decimals."""
+
+    code: str
+    chain: str
+    decimals: int
+
+
+@dataclass(frozen=True)
+class ChainHeight:
+    """The block a snapshot's on-chain balances are read at (and its deposits credited up to)."""
+
+    chain: str
+    network: str
+    height: int
+    block_hash: str
+
+
+@dataclass(frozen=True)
+class FrozenLiabilities:
+    """Customer balances per asset at one instant, with the chain heights that instant saw.
+
+    `balances[account_id][a]` is in the base unit of `assets[a]`; a negative value (should one
+    ever exist) is clamped to zero by the snapshot and counted in its header."""
+
+    assets: tuple[ReservesAsset, ...]
+    chains: tuple[ChainHeight, ...]
+    balances: dict[str, tuple[int, ...]]
+    instant: str = ""  # what names the instant in the ledger, e.g. its journal sequence
+
+
+@runtime_checkable
+class LiabilitiesSource(Protocol):
+    """Implemented over the ledger: freezes customer balances and chain heights consistently
+    (the heights are those whose deposits the balances include)."""
+
+    def freeze(self) -> FrozenLiabilities: ...
+
+
+@dataclass(frozen=True)
+class ReservesAddress:
+    """An address of ours holding `balance` of `asset` at the snapshot height; `path` names its
+    key below the vault's group key (what the cluster signs with)."""
+
+    chain: str
+    asset: str
+    address: str
+    vault_id: str
+    path: Path
+    balance: int
+
+
+@runtime_checkable
+class ReservesBalances(Protocol):
+    """Implemented by chains/: every address of ours that holds funds at the given heights."""
+
+    def funded_addresses(self, chains: tuple[ChainHeight, ...]) -> list[ReservesAddress]: ...
+
+
+@runtime_checkable
+class ReservesSigner(Protocol):
+    """Implemented by the signer cluster: signs the reserves message of (snapshot_id, root_hash)
+    with the key of `address`. Each peer builds the message and its digest itself
+    (proofs.assets.reserves_digest) and signs nothing else."""
+
+    def sign_reserves(self, chain: str, vault_id: str, path: Path, snapshot_id: str, root_hash: str) -> EcdsaSignature: ...

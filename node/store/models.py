@@ -188,3 +188,7 @@ conversions = Table(
     Column("rounding", String(200), nullable=False),  # target_exact - target_amount, "num/den"
     Column("timestamp_ns", BigInteger, nullable=False),
 )
+
+# The custody API's own tables (API keys, nonces, idempotency records, webhooks) share this
+# metadata; imported last because it uses `metadata` above.
+from node.store import api_models  # noqa: E402,F401

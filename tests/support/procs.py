@@ -22,6 +22,10 @@ class WaitTimeout(AssertionError):
     pass
 
 
+class ProcessDied(AssertionError):
+    """Raised by a predicate to stop waiting at once: what was awaited can no longer happen."""
+
+
 def wait_until(predicate, timeout_s: float, what: str, poll_s: float = POLL_S):
     """Returns the predicate's first truthy value; fails naming `what` after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
@@ -31,6 +35,8 @@ def wait_until(predicate, timeout_s: float, what: str, poll_s: float = POLL_S):
             value = predicate()
             if value:
                 return value
+        except ProcessDied:
+            raise
         except Exception as exc:  # the predicate may fail until the thing is up
             last_exc = exc
         if time.monotonic() > deadline:
@@ -88,7 +94,7 @@ class Proc:
     def wait_ready(self, predicate, timeout_s: float, what: str):
         def check():
             if not self.alive():
-                raise AssertionError(
+                raise ProcessDied(
                     f"{self.name} exited with {self.popen.returncode} before {what}:\n{tail(self.stderr_path)}"
                 )
             return predicate()

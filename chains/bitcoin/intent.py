@@ -1,0 +1,119 @@
+"""The intent check for Bitcoin, run by every signer peer (and by the node before it asks).
+
+It trusts nothing the node computed: it parses the unsigned transaction itself, derives our own
+addresses from the vault's public keys, matches each output against the approved payments or
+our own change/sweep addresses, checks the fee, and computes the BIP143 digests itself. The
+input amounts come from the request (InputKey.amount); BIP143 commits to them, so a wrong
+amount only yields signatures the network rejects, never a different spend.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from chains.bitcoin import tx as btx
+from chains.errors import ChainError
+from chains.keys import InvalidPath, check_path
+from node import limits
+from node.ports import IntentMismatch, SigningDigest, UnsignedTransaction, VaultKeys, WithdrawalIntent
+
+KINDS = ("withdrawal", "sweep", "refill")
+# Input sequences we sign: BIP125-replaceable, non-replaceable, final. All have bit 31 set, so
+# none is a BIP68 relative time lock.
+ALLOWED_SEQUENCES = (btx.SEQUENCE_RBF, 0xFFFFFFFE, 0xFFFFFFFF)
+
+
+class BitcoinIntentChecker:
+    chain = "bitcoin"
+
+    def rebuild(self, tx: UnsignedTransaction, keys: VaultKeys):
+        """The bitcoinlib transaction for `tx`, with our keys and the input amounts."""
+        parsed = _parse(tx)
+        if len(parsed.inputs) != len(tx.inputs):
+            raise IntentMismatch("inputs_mismatch", f"{len(parsed.inputs)} inputs, {len(tx.inputs)} keys")
+        ins = []
+        for (txid, vout, seq), key in zip(parsed.inputs, tx.inputs):
+            try:
+                pub = keys.child_public_key(check_path(key.path))
+            except InvalidPath as exc:
+                raise IntentMismatch("input_path_invalid", str(exc)) from None
+            if not isinstance(key.amount, int) or key.amount <= 0:
+                raise IntentMismatch("input_amount_invalid", repr(key.amount))
+            ins.append(btx.TxIn(txid, vout, key.amount, pub, seq))
+        t = btx.build(ins, parsed.outputs, tx.network, locktime=parsed.locktime, version=parsed.version)
+        if btx.unsigned_bytes(t) != tx.payload:
+            raise IntentMismatch("transaction_not_canonical")
+        return t, parsed
+
+    def check(self, tx: UnsignedTransaction, intent: WithdrawalIntent, keys: VaultKeys) -> list[SigningDigest]:
+        if tx.chain != self.chain or intent.chain != self.chain:
+            raise IntentMismatch("chain_mismatch", f"{tx.chain}/{intent.chain}")
+        if tx.network != intent.network:
+            raise IntentMismatch("network_mismatch", f"{tx.network}/{intent.network}")
+        if intent.asset != "BTC":
+            raise IntentMismatch("asset_mismatch", intent.asset)
+        if intent.kind not in KINDS:
+            raise IntentMismatch("kind_unknown", intent.kind)
+        if not 1 <= len(intent.payments) <= limits.CHAINS_BTC_PAYMENTS_PER_BATCH_MAX:
+            raise IntentMismatch("payments_count_out_of_range", str(len(intent.payments)))
+        if not 1 <= len(tx.inputs) <= limits.CHAINS_BTC_INPUTS_MAX:
+            raise IntentMismatch("inputs_count_out_of_range", str(len(tx.inputs)))
+        t, parsed = self.rebuild(tx, keys)
+        # Only the shape the node builds: no absolute or relative time lock that could freeze
+        # the coins (a DoS on our own funds), a standard version.
+        if parsed.version not in (1, 2):
+            raise IntentMismatch("version_not_allowed", str(parsed.version))
+        if parsed.locktime != 0:
+            raise IntentMismatch("locktime_not_allowed", str(parsed.locktime))
+        for n, (_, _, sequence) in enumerate(parsed.inputs):
+            if sequence not in ALLOWED_SEQUENCES:
+                raise IntentMismatch("sequence_not_allowed", f"input {n}: {sequence:#x}")
+
+        def own_scripts(paths) -> dict[bytes, tuple]:
+            out = {}
+            for p in paths:
+                try:
+                    out[btx.p2wpkh_script_pubkey(keys.child_public_key(check_path(p)))] = tuple(p)
+                except InvalidPath as exc:
+                    raise IntentMismatch("own_path_invalid", str(exc)) from None
+            return out
+
+        change_scripts = own_scripts(tx.change_paths)
+        own_destinations = own_scripts(intent.own_destination_paths)
+
+        expected: Counter = Counter()
+        for p in intent.payments:
+            try:
+                script = btx.script_pubkey_for(p.destination, intent.network)
+            except ChainError as exc:
+                raise IntentMismatch("destination_invalid", str(exc)) from None
+            if intent.kind in ("sweep", "refill") and script not in own_destinations:
+                raise IntentMismatch("sweep_destination_not_ours", p.destination)
+            expected[(script, p.amount)] += 1
+
+        for n, out in enumerate(parsed.outputs):
+            if expected[(out.script_pubkey, out.amount)] > 0:
+                expected[(out.script_pubkey, out.amount)] -= 1
+            elif out.script_pubkey in change_scripts:
+                continue
+            elif any(s == out.script_pubkey for s, _ in expected):
+                raise IntentMismatch("amount_mismatch", f"output {n} pays {out.amount}")
+            else:
+                raise IntentMismatch("destination_mismatch", f"output {n} pays {out.script_pubkey.hex()}, not ours")
+        missing = [k for k, v in expected.items() if v > 0]
+        if missing:
+            raise IntentMismatch("payment_missing", f"{len(missing)} payment(s) not in the transaction")
+
+        fee = sum(k.amount for k in tx.inputs) - sum(o.amount for o in parsed.outputs)
+        if fee <= 0:
+            raise IntentMismatch("fee_not_positive", str(fee))
+        if fee > intent.fee_max:
+            raise IntentMismatch("fee_exceeds_max", f"{fee} > {intent.fee_max}")
+        return [SigningDigest(tuple(k.path), d) for k, d in zip(tx.inputs, btx.sighashes(t))]
+
+
+def _parse(tx: UnsignedTransaction) -> btx.ParsedTx:
+    try:
+        return btx.parse_unsigned(tx.payload, tx.network)
+    except ChainError as exc:
+        raise IntentMismatch(exc.reason, exc.detail) from None

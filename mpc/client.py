@@ -1,0 +1,110 @@
+"""The node's side of the signer cluster: builds node-signed requests and calls a coordinator
+peer over mTLS (node/ports.py SigningCluster). Every signature returned is verified here again
+under the vault's child key (check twice at the boundaries).
+"""
+
+from __future__ import annotations
+
+import grpc
+import coincurve
+from nacl.signing import SigningKey
+
+from mpc.proto import signer_pb2 as pb
+from mpc.proto import signer_pb2_grpc as pb_grpc
+from mpc.signer import ceremonies as cer
+from mpc.signer import requests as rq
+from mpc.transport import mesh, tls
+from node import limits
+from node.ports import (Approval, EcdsaSignature, SigningDigest, SigningRefused, UnsignedTransaction, Vault,
+                        WithdrawalIntent)
+
+
+class ClusterClient:
+    """`coordinators`: (peer name, address, pinned cert PEM), tried in order when unreachable."""
+
+    def __init__(self, identity: tls.Identity, signing_key: SigningKey, coordinators, timeout_ms: int = limits.CLUSTER_CEREMONY_TIMEOUT_MS):
+        assert identity.name == "node", "the node's certificate must name it 'node' (peers pin it so)"
+        self.identity = identity
+        self.signing_key = signing_key
+        self.timeout_s = timeout_ms / 1000
+        self.coordinators = list(coordinators)
+        self._stubs = {}
+
+    @classmethod
+    def from_cluster_dir(cls, cluster: dict, coordinators=None) -> "ClusterClient":
+        """From `custody cluster init`'s cluster.json (a local cluster)."""
+        import pathlib
+
+        node = cluster["node"]
+        ident = tls.Identity("node", pathlib.Path(node["tls_cert"]).read_bytes(), pathlib.Path(node["tls_key"]).read_bytes())
+        key = SigningKey(bytes.fromhex(pathlib.Path(node["signing_key"]).read_text().strip()))
+        peers = [(p["name"], p["address"], pathlib.Path(p["tls_cert"]).read_bytes()) for p in cluster["peers"]
+                 if coordinators is None or p["name"] in coordinators]
+        return cls(ident, key, peers)
+
+    def _stub(self, name, address, cert):
+        s = self._stubs.get(name)
+        if s is None:
+            s = self._stubs[name] = pb_grpc.SignerStub(mesh.open_channel(self.identity, address, name, cert))
+        return s
+
+    def _call(self, method: str, body: dict, coordinator: str | None = None, members=None) -> pb.CeremonyReply:
+        raw, sig = rq.sign_body(body, self.signing_key)
+        req = pb.SignedRequest(request=raw, node_signature=sig)
+        last = None
+        for name, address, cert in self.coordinators:
+            if (coordinator is not None and name != coordinator) or (members is not None and name not in members):
+                continue
+            try:
+                return getattr(self._stub(name, address, cert), method)(req, timeout=self.timeout_s)
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise SigningRefused(f"coordinator_error: {exc.code().name}: {exc.details()}") from None
+                last = exc
+        raise SigningRefused(f"no_coordinator_reachable: {last.code().name if last else 'none configured'}")
+
+    def keygen(self, vault_id: str, committee, threshold: int, coordinator: str | None = None) -> Vault:
+        r = self._call("Keygen", rq.keygen_request(vault_id, committee, threshold), coordinator, set(committee))
+        if not r.ok:
+            raise SigningRefused(r.reason, tuple(r.culprits))
+        assert len(r.public_key) == 33 and len(r.chain_code) == 32
+        coincurve.PublicKey(r.public_key)  # a point on the curve, or it raises
+        return Vault(r.vault_id, tuple(r.committee), r.threshold, bytes(r.public_key), bytes(r.chain_code))
+
+    def reshare(self, vault: Vault, new_committee, new_threshold: int, coordinator: str | None = None) -> Vault:
+        body = rq.reshare_request(vault.vault_id, new_committee, new_threshold)
+        body.update({"old_committee": list(vault.committee),
+                     "old_threshold": vault.threshold, "public_key": vault.public_key.hex(), "chain_code": vault.chain_code.hex()})
+        r = self._call("Reshare", body, coordinator, {p.rpartition(":")[0] for p in vault.committee})
+        if not r.ok:
+            raise SigningRefused(r.reason, tuple(r.culprits))
+        if bytes(r.public_key) != vault.public_key:
+            raise SigningRefused("reshare_changed_public_key")
+        return Vault(vault.vault_id, tuple(r.committee), r.threshold, vault.public_key, vault.chain_code)
+
+    def sign(self, vault: Vault, tx: UnsignedTransaction | None, intent: WithdrawalIntent | None,
+             approvals=(), opaque_digests: list[SigningDigest] = (), coordinator: str | None = None,
+             request_id: str | None = None) -> list[tuple[SigningDigest, EcdsaSignature]]:
+        body = rq.sign_request(vault.vault_id, tx, intent, approvals, opaque_digests, request_id)
+        # Only a peer of the vault's committee can coordinate its signing: try those.
+        members = {p.rpartition(":")[0] or p for p in vault.committee}
+        r = self._call("Sign", body, coordinator, members)
+        if not r.ok:
+            raise SigningRefused(r.reason, tuple(r.culprits))
+        return self.verify_reply(vault, body, r)
+
+    def verify_reply(self, vault: Vault, body: dict, r: pb.CeremonyReply):
+        keys = cer.RecordKeys(vault.public_key, vault.chain_code)
+        paths = [tuple(i["path"]) for i in body["transaction"]["inputs"]] if body.get("transaction") else \
+                [tuple(d["path"]) for d in body["opaque_digests"]]
+        if len(r.signatures) != len(paths) or len(r.digests) != len(paths):
+            raise SigningRefused("reply_malformed: one signature per digest expected")
+        out = []
+        for path, digest, sig65 in zip(paths, r.digests, r.signatures):
+            child = keys.child_public_key(path)
+            rr, ss, v = int.from_bytes(sig65[:32], "big"), int.from_bytes(sig65[32:64], "big"), sig65[64]
+            recovered = coincurve.PublicKey.from_signature_and_message(sig65[:64] + bytes([v]), digest, hasher=None)
+            if recovered.format() != child:
+                raise SigningRefused("signature_invalid: does not verify under the vault's child key")
+            out.append((SigningDigest(path, bytes(digest)), EcdsaSignature(rr, ss, v, child)))
+        return out

@@ -1,0 +1,99 @@
+"""`custody signer --config FILE`: run one signer peer until SIGTERM.
+
+    custody signer --config peer-1/signer.toml
+    custody signer --config peer-1/signer.toml --export-backup VAULT --recovery-key HEX --out FILE
+
+Refuses to start on a bad config, a wrong passphrase or a tampered data file (exit 2, saying why).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+
+from node import log as nlog
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--config", required=True, help="the signer's TOML config")
+    parser.add_argument("--export-backup", metavar="VAULT", help="write this vault's share, sealed to --recovery-key, and exit")
+    parser.add_argument("--recovery-key", metavar="HEX", help="the operator's offline X25519 recovery public key (hex)")
+    parser.add_argument("--out", metavar="FILE", help="where to write the backup")
+
+
+def _fail(msg: str) -> int:
+    print(f"custody signer: refusing to start: {msg}", file=sys.stderr)
+    return 2
+
+
+def open_state(cfg):
+    """Policy, identity, sealed store: everything checked before the peer listens."""
+    from mpc.signer.policy import Policy
+    from mpc.signer.sealer import passphrase_sealer
+    from mpc.signer.store import ShareStore
+    from mpc.transport import tls
+
+    policy = Policy.load(cfg.policy_file)
+    identity = tls.Identity(cfg.name, cfg.tls_cert.read_bytes(), cfg.tls_key.read_bytes())
+    if tls.cert_name(identity.cert_pem) != cfg.name:
+        raise ValueError(f"{cfg.tls_cert} names {tls.cert_name(identity.cert_pem)!r}, not {cfg.name!r}")
+    sealer = passphrase_sealer(cfg.data_dir, cfg.key_id, cfg.passphrase.reveal())
+    store = ShareStore(cfg.data_dir, sealer, cfg.key_id, cfg.name)
+    store.open()
+    return policy, identity, store
+
+
+def run(args) -> int:
+    from mpc.signer import checkers as chk
+    from mpc.signer import config as conf
+    from mpc.signer.policy import PolicyError
+    from mpc.signer.preparams import PreParamsSource
+    from mpc.signer.sealer import SealError
+    from mpc.signer.store import StoreError
+
+    try:
+        cfg = conf.load(args.config)
+        policy, identity, store = open_state(cfg)
+    except (conf.ConfigError, PolicyError, StoreError, SealError, OSError, ValueError) as exc:
+        return _fail(str(exc))
+    log = nlog.get("mpc.signer", peer=cfg.name)
+    if args.export_backup:
+        from mpc.signer.backup import export_backup
+
+        if not args.recovery_key or not args.out:
+            return _fail("--export-backup needs --recovery-key and --out")
+        try:
+            export_backup(store, args.export_backup, bytes.fromhex(args.recovery_key), args.out)
+        except (KeyError, ValueError) as exc:
+            return _fail(f"backup: {exc}")
+        log.info("backup_exported", vault=args.export_backup, out=args.out)
+        return 0
+
+    from mpc.signer import daemon, metrics
+
+    try:
+        checkers = chk.load(cfg.test.get("intent_checkers", ()))
+        preparams = PreParamsSource(cfg, store)
+    except (ImportError, AttributeError, ValueError, OSError) as exc:
+        return _fail(str(exc))
+    peer = daemon.SignerPeer(cfg, identity, policy, store, checkers, preparams)
+    try:
+        server = daemon.serve(peer)
+        http = metrics.serve(cfg.metrics_listen, peer.metrics, peer.health)
+    except OSError as exc:
+        return _fail(str(exc))
+    stop = threading.Event()
+    for s in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(s, lambda *_: stop.set())
+    peer.ready = True
+    log.info("ready", listen=cfg.listen, metrics=cfg.metrics_listen, environment=cfg.environment,
+             vaults=json.dumps(store.vault_ids()), checkers=",".join(sorted(checkers)))
+    stop.wait()
+    log.info("stopping")
+    peer.ready = False
+    server.stop(grace=2).wait(5)
+    http.shutdown()
+    peer.mesh.close()
+    return 0

@@ -1,0 +1,55 @@
+"""Prometheus metrics and the health endpoint of one signer peer (its own registry)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self):
+        r = self.registry = CollectorRegistry()
+        self.sessions = Counter("custody_signer_sessions_total", "tss sessions ended at this peer", ["protocol", "outcome"], registry=r)
+        self.latency = Histogram("custody_signer_session_seconds", "tss session duration at this peer", ["protocol"],
+                                 buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 20, 40, 80), registry=r)
+        self.aborts = Counter("custody_signer_aborts_total", "aborted sessions by named culprit", ["protocol", "culprit"], registry=r)
+        self.refusals = Counter("custody_signer_requests_refused_total", "requests this peer refused, by reason", ["reason"], registry=r)
+        self.envelopes_refused = Counter("custody_signer_envelopes_refused_total", "envelopes refused, by reason", ["reason"], registry=r)
+        self.signatures = Counter("custody_signer_signatures_total", "signatures this peer took part in producing", registry=r)
+        self.ceremonies = Counter("custody_signer_ceremonies_total", "ceremonies coordinated here", ["protocol", "outcome"], registry=r)
+        self.active = Gauge("custody_signer_active_sessions", "tss sessions running here", registry=r)
+        self.quarantined = Gauge("custody_signer_peer_quarantined", "1 while this peer keeps a peer in quarantine", ["peer"], registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def serve(address: str, metrics: Metrics, health) -> ThreadingHTTPServer:
+    """GET /metrics (Prometheus text) and GET /health (JSON from `health()`), on a daemon thread."""
+    host, _, port = address.rpartition(":")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            if self.path == "/metrics":
+                body, ctype, code = metrics.render(), "text/plain; version=0.0.4", 200
+            elif self.path == "/health":
+                h = health()
+                body, ctype, code = json.dumps(h).encode(), "application/json", 200 if h.get("ready") else 503
+            else:
+                body, ctype, code = b"not found\n", "text/plain", 404
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):  # access logs are noise here
+            pass
+
+    server = ThreadingHTTPServer((host, int(port)), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+    return server

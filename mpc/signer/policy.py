@@ -1,0 +1,261 @@
+"""A peer's own policy file, and the check every signing request passes before the peer joins.
+
+The policy is this operator's, not the node's: the node's key, the approver keys, the approval
+quorum per amount band and asset, an optional destination whitelist, and rate limits. Amounts
+in the file are integers (or decimal strings, for wei) in base units.
+
+    [node]
+    public_key = "<hex Ed25519>"
+    [approvers]
+    alice = "<hex Ed25519>"
+    [[bands]]                 # per asset; the first band whose amount_max >= the total applies
+    asset = "BTC"
+    amount_max = 100000000
+    approvals_min = 1
+    [rate_limits]
+    signatures_per_hour = 600
+    [rate_limits.amount_per_hour]
+    BTC = "1000000000"
+    [whitelist]               # optional; an asset listed here pays only to these destinations
+    BTC = ["bcrt1q..."]
+    [ceremonies]
+    keygen_allowed = true
+    reshare_allowed = true
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import tomllib
+from collections import deque
+from dataclasses import dataclass, field
+
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+
+from mpc.signer import requests as rq
+from mpc.signer.requests import Refused
+from node import limits
+from node.ports import IntentChecker, IntentMismatch, SigningDigest, VaultKeys
+
+
+class PolicyError(ValueError):
+    """The policy file is unusable; the peer refuses to start."""
+
+
+def _amount(v, where: str) -> int:
+    if isinstance(v, bool):
+        raise PolicyError(f"{where}: amount must be an integer")
+    if isinstance(v, int):
+        n = v
+    elif isinstance(v, str) and v.isdigit():
+        n = int(v)
+    else:
+        raise PolicyError(f"{where}: amount must be an integer or a decimal string, got {v!r}")
+    if n < 0:
+        raise PolicyError(f"{where}: amount must be >= 0")
+    return n
+
+
+def _key(v, where: str) -> bytes:
+    try:
+        b = bytes.fromhex(v)
+    except (TypeError, ValueError):
+        raise PolicyError(f"{where}: not hex") from None
+    if len(b) != 32:
+        raise PolicyError(f"{where}: an Ed25519 public key is 32 bytes")
+    return b
+
+
+@dataclass(frozen=True)
+class Band:
+    asset: str
+    amount_max: int
+    approvals_min: int
+
+
+@dataclass
+class Policy:
+    node_public_key: bytes
+    approvers: dict[str, bytes]
+    bands: list[Band]
+    signatures_per_hour: int
+    amount_per_hour: dict[str, int]
+    whitelist: dict[str, frozenset[str]] = field(default_factory=dict)
+    keygen_allowed: bool = True
+    reshare_allowed: bool = True
+
+    @classmethod
+    def load(cls, path) -> "Policy":
+        try:
+            with open(path, "rb") as f:
+                d = tomllib.load(f)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise PolicyError(f"policy file {path}: {exc}") from None
+        return cls.from_dict(d)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Policy":
+        try:
+            node_pk = _key(d["node"]["public_key"], "node.public_key")
+            approvers = {str(k): _key(v, f"approvers.{k}") for k, v in d.get("approvers", {}).items()}
+            bands = []
+            for i, b in enumerate(d.get("bands", [])):
+                n = b["approvals_min"]
+                if not isinstance(n, int) or n < 0 or n > len(approvers):
+                    raise PolicyError(f"bands[{i}].approvals_min must be 0..{len(approvers)} (registered approvers)")
+                bands.append(Band(str(b["asset"]), _amount(b["amount_max"], f"bands[{i}].amount_max"), n))
+            rl = d.get("rate_limits", {})
+            sph = rl.get("signatures_per_hour")
+            if not isinstance(sph, int) or sph <= 0:
+                raise PolicyError("rate_limits.signatures_per_hour must be a positive integer (no default)")
+            aph = {str(k): _amount(v, f"rate_limits.amount_per_hour.{k}") for k, v in rl.get("amount_per_hour", {}).items()}
+            wl = {str(k): frozenset(map(str, v)) for k, v in d.get("whitelist", {}).items()}
+            cer = d.get("ceremonies", {})
+        except KeyError as exc:
+            raise PolicyError(f"policy: missing {exc}") from None
+        bands.sort(key=lambda b: (b.asset, b.amount_max))
+        return cls(node_pk, approvers, bands, sph, aph, wl, bool(cer.get("keygen_allowed", False)),
+                   bool(cer.get("reshare_allowed", False)))
+
+    def quorum(self, asset: str, amount: int) -> int:
+        bands = [b for b in self.bands if b.asset == asset]
+        if not bands:
+            raise Refused("asset_not_allowed", asset)
+        for b in bands:
+            if amount <= b.amount_max:
+                return b.approvals_min
+        raise Refused("amount_exceeds_policy", f"{amount} > {bands[-1].amount_max} {asset}")
+
+
+class RateLimiter:
+    """Rolling-hour limits on signatures and on amounts per asset; each request counts once."""
+
+    def __init__(self, policy: Policy, clock=time.monotonic):
+        self.policy = policy
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._events: deque = deque(maxlen=limits.CLUSTER_RATE_EVENTS_MAX)  # (t, request_id, asset, amount)
+        self._ids: set[str] = set()
+
+    def _prune(self, now: float) -> None:
+        while self._events and self._events[0][0] < now - limits.CLUSTER_RATE_WINDOW_S:
+            _, rid, _, _ = self._events.popleft()
+            self._ids.discard(rid)
+
+    def admit(self, request_id: str, asset: str, amount: int) -> None:
+        """Counts the request or raises Refused('rate_limit_exceeded'); a retry is free."""
+        with self._lock:
+            now = self.clock()
+            self._prune(now)
+            if request_id in self._ids:
+                return
+            if len(self._events) + 1 > self.policy.signatures_per_hour:
+                raise Refused("rate_limit_exceeded", "signatures_per_hour")
+            cap = self.policy.amount_per_hour.get(asset)
+            if cap is not None:
+                used = sum(a for _, _, s, a in self._events if s == asset)
+                if used + amount > cap:
+                    raise Refused("rate_limit_exceeded", f"amount_per_hour {asset}")
+            self._events.append((now, request_id, asset, amount))
+            self._ids.add(request_id)
+
+
+@dataclass(frozen=True)
+class VerifiedSign:
+    request_id: str
+    vault_id: str
+    digests: tuple[SigningDigest, ...]
+    asset: str
+    amount: int
+    opaque: bool
+
+
+class RequestVerifier:
+    """Checks one node-signed request against this peer's own policy. Refusals in precedence
+    order: request_too_large, node_signature_invalid, request_malformed, request_expired,
+    wrong_kind, vault_unknown, opaque_digest_refused, intent_vault_mismatch,
+    transaction_chain_mismatch, approval_signature_invalid, asset_not_allowed,
+    amount_exceeds_policy, approvals_below_quorum, destination_not_whitelisted,
+    chain_not_supported, transaction_does_not_match_intent, too_many_digests,
+    rate_limit_exceeded."""
+
+    def __init__(self, policy: Policy, environment: str, checkers: dict[str, IntentChecker], clock_ms=rq.now_ms):
+        assert environment in ("production", "test"), environment
+        self.policy = policy
+        self.environment = environment
+        self.checkers = dict(checkers)
+        self.clock_ms = clock_ms
+        self.rate = RateLimiter(policy)
+
+    def authenticate(self, raw: bytes, signature: bytes, kind: str) -> dict:
+        if len(raw) > limits.CLUSTER_REQUEST_BYTES_MAX:
+            raise Refused("request_too_large")
+        rq.verify_node_signature(raw, signature, self.policy.node_public_key)
+        body = rq.parse(raw)
+        if abs(self.clock_ms() - body["created_at_ms"]) > limits.CLUSTER_REQUEST_AGE_MS_MAX:
+            raise Refused("request_expired")
+        if body["kind"] != kind:
+            raise Refused("wrong_kind", f"{body['kind']} != {kind}")
+        return body
+
+    def verify_sign(self, raw: bytes, signature: bytes, vault_keys: VaultKeys | None) -> VerifiedSign:
+        body = self.authenticate(raw, signature, "sign")
+        if vault_keys is None:
+            raise Refused("vault_unknown", body["vault_id"])
+        opaque = rq.parse_opaque(body.get("opaque_digests", []))
+        if opaque:
+            # Tests and benchmarks only: production configs cannot reach this (config.py refuses
+            # environment = "test" unless asked for explicitly, and never with production keys).
+            if self.environment != "test":
+                raise Refused("opaque_digest_refused")
+            if len(opaque) > limits.CLUSTER_DIGESTS_PER_REQUEST_MAX:
+                raise Refused("too_many_digests")
+            return VerifiedSign(body["request_id"], body["vault_id"], tuple(opaque), "", 0, True)
+        if body.get("intent") is None or body.get("transaction") is None:
+            raise Refused("request_malformed", "a signing request carries its transaction and intent")
+        intent = rq.parse_intent(body["intent"])
+        tx = rq.parse_transaction(body["transaction"])
+        approvals = rq.parse_approvals(body.get("approvals", []))
+        if len(approvals) > limits.CLUSTER_APPROVALS_MAX:
+            raise Refused("request_malformed", "too many approvals")
+        if intent.vault_id != body["vault_id"]:
+            raise Refused("intent_vault_mismatch")
+        if (tx.chain, tx.network) != (intent.chain, intent.network):
+            raise Refused("transaction_chain_mismatch")
+        message = intent.canonical_bytes()
+        approvers = set()
+        for a in approvals:
+            pk = self.policy.approvers.get(a.approver_id)
+            if pk is None:
+                continue  # not an approver of this peer: does not count
+            try:
+                VerifyKey(pk).verify(message, a.signature)
+            except (BadSignatureError, ValueError):
+                raise Refused("approval_signature_invalid", a.approver_id) from None
+            approvers.add(a.approver_id)
+        amount = sum(p.amount for p in intent.payments)
+        needed = self.policy.quorum(intent.asset, amount)
+        if len(approvers) < needed:
+            raise Refused("approvals_below_quorum", f"{len(approvers)} < {needed}")
+        allowed = self.policy.whitelist.get(intent.asset)
+        if allowed is not None and intent.kind == "withdrawal":
+            for p in intent.payments:
+                if p.destination not in allowed:
+                    raise Refused("destination_not_whitelisted", p.destination)
+        checker = self.checkers.get(tx.chain)
+        if checker is None:
+            raise Refused("chain_not_supported", tx.chain)
+        try:
+            digests = checker.check(tx, intent, vault_keys)
+        except IntentMismatch as exc:
+            raise Refused("transaction_does_not_match_intent", exc.reason) from None
+        except Exception as exc:  # the checker parses untrusted bytes: any failure is a refusal
+            raise Refused("transaction_does_not_match_intent", f"unparseable: {type(exc).__name__}") from None
+        if not digests or len(digests) > limits.CLUSTER_DIGESTS_PER_REQUEST_MAX:
+            raise Refused("too_many_digests", str(len(digests)))
+        for d in digests:
+            assert len(d.digest) == 32, "checker returned a digest that is not 32 bytes"
+        self.rate.admit(body["request_id"], intent.asset, amount)
+        return VerifiedSign(body["request_id"], body["vault_id"], tuple(digests), intent.asset, amount, False)

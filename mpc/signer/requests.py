@@ -1,0 +1,157 @@
+"""Node-signed ceremony requests: their canonical bytes, the node's signature, approvals.
+
+A request is an RFC 8785 JSON object; the node signs DOMAIN ‖ bytes with its Ed25519 key. Peers
+verify the signature over the exact bytes received, then parse them. Approvers sign
+`WithdrawalIntent.canonical_bytes()` (node/ports.py) with their Ed25519 keys.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+import rfc8785
+from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey, VerifyKey
+
+from node.ports import Approval, InputKey, Payment, SigningDigest, UnsignedTransaction, WithdrawalIntent
+
+DOMAIN = b"custody/signer-request/v1\n"
+KINDS = ("keygen", "sign", "reshare")
+
+
+class Refused(Exception):
+    """An expected refusal, named as a sentence: `approvals_below_quorum`, ..."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+def approve(intent: WithdrawalIntent, approver_id: str, key: SigningKey) -> Approval:
+    return Approval(approver_id, key.sign(intent.canonical_bytes()).signature)
+
+
+def new_request_id() -> str:
+    return secrets.token_hex(16)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def keygen_request(vault_id: str, committee, threshold: int, request_id: str | None = None) -> dict:
+    return {"kind": "keygen", "request_id": request_id or new_request_id(), "created_at_ms": now_ms(),
+            "vault_id": vault_id, "committee": sorted(committee), "threshold": threshold}
+
+
+def reshare_request(vault_id: str, new_committee, new_threshold: int, request_id: str | None = None) -> dict:
+    return {"kind": "reshare", "request_id": request_id or new_request_id(), "created_at_ms": now_ms(),
+            "vault_id": vault_id, "new_committee": sorted(new_committee), "new_threshold": new_threshold}
+
+
+def sign_request(vault_id: str, tx: UnsignedTransaction | None, intent: WithdrawalIntent | None,
+                 approvals=(), opaque_digests: list[SigningDigest] = (), request_id: str | None = None) -> dict:
+    body = {"kind": "sign", "request_id": request_id or new_request_id(), "created_at_ms": now_ms(), "vault_id": vault_id,
+            "transaction": None, "intent": None,
+            "approvals": [{"approver_id": a.approver_id, "signature": a.signature.hex()} for a in approvals],
+            "opaque_digests": [{"path": list(d.path), "digest": d.digest.hex()} for d in opaque_digests]}
+    if tx is not None:
+        body["transaction"] = {"chain": tx.chain, "network": tx.network, "payload": tx.payload.hex(),
+                               "inputs": [{"path": list(i.path), "amount": str(i.amount)} for i in tx.inputs],
+                               "change_paths": [list(p) for p in tx.change_paths]}
+    if intent is not None:
+        body["intent"] = intent.canonical()
+    return body
+
+
+def encode(body: dict) -> bytes:
+    return rfc8785.dumps(body)
+
+
+def sign_body(body: dict, node_key: SigningKey) -> tuple[bytes, bytes]:
+    raw = encode(body)
+    return raw, node_key.sign(DOMAIN + raw).signature
+
+
+def verify_node_signature(raw: bytes, signature: bytes, node_public_key: bytes) -> None:
+    try:
+        VerifyKey(node_public_key).verify(DOMAIN + raw, signature)
+    except (BadSignatureError, ValueError, TypeError) as exc:
+        raise Refused("node_signature_invalid", type(exc).__name__) from None
+
+
+def parse(raw: bytes) -> dict:
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Refused("request_malformed", f"not JSON: {exc}") from None
+    if not isinstance(body, dict) or body.get("kind") not in KINDS:
+        raise Refused("request_malformed", "unknown kind")
+    for k, t in (("request_id", str), ("vault_id", str), ("created_at_ms", int)):
+        if not isinstance(body.get(k), t) or isinstance(body.get(k), bool):
+            raise Refused("request_malformed", f"{k} missing or not {t.__name__}")
+    if not 1 <= len(body["request_id"]) <= 128 or not 1 <= len(body["vault_id"]) <= 128:
+        raise Refused("request_malformed", "request_id / vault_id length")
+    return body
+
+
+def _path(v) -> tuple[int, ...]:
+    if not isinstance(v, list) or len(v) > 16 or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < 2**31 for i in v):
+        raise Refused("request_malformed", f"bad derivation path {v!r}")
+    return tuple(v)
+
+
+def _int(v) -> int:
+    if not isinstance(v, str) or not v.isdigit() or len(v) > 78:
+        raise Refused("request_malformed", f"amount must be a decimal string, got {v!r}")
+    return int(v)
+
+
+def parse_intent(d) -> WithdrawalIntent:
+    try:
+        return WithdrawalIntent(
+            intent_id=str(d["intent_id"]), vault_id=str(d["vault_id"]), chain=str(d["chain"]), network=str(d["network"]),
+            asset=str(d["asset"]),
+            payments=tuple(Payment(str(p["destination"]), _int(p["amount"])) for p in d["payments"]),
+            fee_max=_int(d["fee_max"]), kind=str(d["kind"]),
+            own_destination_paths=tuple(_path(p) for p in d["own_destination_paths"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise Refused("request_malformed", f"intent: {exc}") from None
+
+
+def parse_transaction(d) -> UnsignedTransaction:
+    try:
+        return UnsignedTransaction(
+            chain=str(d["chain"]), network=str(d["network"]), payload=bytes.fromhex(d["payload"]),
+            inputs=tuple(InputKey(_path(i["path"]), _int(i["amount"])) for i in d["inputs"]),
+            change_paths=tuple(_path(p) for p in d["change_paths"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise Refused("request_malformed", f"transaction: {exc}") from None
+
+
+def parse_approvals(items) -> list[Approval]:
+    if not isinstance(items, list):
+        raise Refused("request_malformed", "approvals")
+    try:
+        return [Approval(str(a["approver_id"]), bytes.fromhex(a["signature"])) for a in items]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise Refused("request_malformed", f"approvals: {exc}") from None
+
+
+def parse_opaque(items) -> list[SigningDigest]:
+    if not isinstance(items, list):
+        raise Refused("request_malformed", "opaque_digests")
+    out = []
+    for d in items:
+        try:
+            digest = bytes.fromhex(d["digest"])
+        except (KeyError, TypeError, ValueError):
+            raise Refused("request_malformed", "opaque digest") from None
+        if len(digest) != 32:
+            raise Refused("request_malformed", "digest must be 32 bytes")
+        out.append(SigningDigest(_path(d["path"]), digest))
+    return out

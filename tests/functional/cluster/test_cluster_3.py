@@ -1,0 +1,252 @@
+"""A 2-of-3 cluster (t=1): three `custody signer` processes over gRPC + mTLS on 127.0.0.1.
+
+The story: a vault is born by distributed key generation; a real regtest withdrawal is signed
+(each peer parses the transaction and computes the digest itself); every kind of bad request
+and bad message is refused with nothing signed; a peer down or killed mid-session does not stop
+signing; a tampered share file or a wrong passphrase stops a peer from starting.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import subprocess
+import threading
+
+import grpc
+import pytest
+from nacl.signing import SigningKey
+
+from chains.bitcoin import tx as btx
+from mpc.client import ClusterClient
+from mpc.proto import signer_pb2 as pb
+from mpc.proto import signer_pb2_grpc as pb_grpc
+from mpc.signer import requests as rq
+from mpc.signer.ceremonies import RecordKeys
+from mpc.transport import mesh, tls
+from node.ports import SigningRefused
+from tests.functional.cluster.conftest import make_cluster
+from tests.support.cluster import btc_withdrawal
+from tests.support.procs import wait_until
+
+pytestmark = [pytest.mark.functional, pytest.mark.slow]
+
+PEERS = ("peer-1", "peer-2", "peer-3")
+
+
+@pytest.fixture(scope="module")
+def cluster(request):
+    yield from make_cluster(request, 3, 1, round_timeout_ms=5_000, test_extra={"record_envelopes_dir": "envelopes"})
+
+
+@pytest.fixture(scope="module")
+def vault(cluster):
+    return cluster.client().keygen("hot-1", PEERS, 1)
+
+
+def approved(cluster, vault, **kw):
+    keys = RecordKeys(vault.public_key, vault.chain_code)
+    tx, intent = btc_withdrawal(keys, vault.vault_id, **kw)
+    return tx, intent, (rq.approve(intent, "approver-1", cluster.approver("approver-1")),)
+
+
+def assert_refused(fn, reason: str):
+    with pytest.raises(SigningRefused) as e:
+        fn()
+    assert e.value.reason.startswith(reason), f"expected {reason!r}, got {e.value.reason!r}"
+    return e.value
+
+
+def test_keygen_gives_every_peer_a_sealed_share_of_one_key(cluster, vault):
+    assert vault.committee == ("peer-1:0", "peer-2:0", "peer-3:0") and vault.threshold == 1
+    assert len(vault.public_key) == 33 and vault.public_key[0] in (2, 3) and len(vault.chain_code) == 32
+    for name in PEERS:
+        assert cluster.health(name)["vaults"] == 1
+        sealed = (cluster.dir / name / "data" / "vaults" / "hot-1.sealed").read_bytes()
+        # Sealed at rest: no trace of tss-lib's JSON share or the key in the clear.
+        assert b'"Xi":' not in sealed and b'"PaillierSK"' not in sealed and vault.public_key.hex().encode() not in sealed
+
+
+def test_signs_a_bitcoin_withdrawal_with_two_inputs(cluster, vault):
+    tx, intent, approvals = approved(cluster, vault, n_inputs=2)
+    before = cluster.signatures_total()
+    out = cluster.client().sign(vault, tx, intent, approvals)
+    assert [d.path for d, _ in out] == [(0, 0), (0, 1)]
+    # The digests are BIP143's, as the chain adapter computes them, and the signatures attach.
+    keys = RecordKeys(vault.public_key, vault.chain_code)
+    t, _ = __import__("chains.bitcoin.intent", fromlist=["x"]).BitcoinIntentChecker().rebuild(tx, keys)
+    assert [d.digest for d, _ in out] == btx.sighashes(t)
+    signed = btx.attach(t, [s for _, s in out])
+    assert len(signed) > len(tx.payload)
+    assert cluster.signatures_total() == before + 2 * 2  # two digests, two signers each
+
+
+def test_a_request_without_a_valid_node_signature_is_refused(cluster, vault):
+    tx, intent, approvals = approved(cluster, vault)
+    forger = ClusterClient.from_cluster_dir(cluster.info)
+    forger.signing_key = SigningKey.generate()  # the right TLS identity, the wrong request key
+    before = cluster.signatures_total()
+    assert_refused(lambda: forger.sign(vault, tx, intent, approvals), "node_signature_invalid")
+    assert cluster.signatures_total() == before
+
+
+def test_approvals_below_the_peers_quorum_are_refused(cluster, vault):
+    # 2 BTC needs two approvals in every peer's policy (band above 1 BTC).
+    tx, intent, approvals = approved(cluster, vault, amount_sats=2 * 100_000_000)
+    before = cluster.signatures_total()
+    assert_refused(lambda: cluster.client().sign(vault, tx, intent, approvals), "approvals_below_quorum")
+    assert_refused(lambda: cluster.client().sign(vault, tx, intent, ()), "approvals_below_quorum")
+    assert cluster.signatures_total() == before
+
+
+@pytest.mark.parametrize("tamper", ["destination", "amount"])
+def test_a_transaction_that_does_not_match_its_intent_is_refused(cluster, vault, tamper):
+    tx, intent, approvals = approved(cluster, vault, tamper=tamper)
+    before = cluster.signatures_total()
+    err = assert_refused(lambda: cluster.client().sign(vault, tx, intent, approvals), "transaction_does_not_match_intent")
+    assert tamper in str(err)
+    assert cluster.signatures_total() == before
+
+
+def test_every_peer_checks_for_itself(cluster, vault):
+    """A coordinator that skipped its own check would still hit the other peer's refusal:
+    Join the other peer directly, as a compromised coordinator would, with a bad request."""
+    tx, intent, _ = approved(cluster, vault)
+    raw, sig = rq.sign_body(rq.sign_request(vault.vault_id, tx, intent, ()), cluster.node_key())
+    stub = peer_stub(cluster, as_peer="peer-1", to="peer-2")
+    ack = stub.Join(pb.JoinRequest(session_id=os.urandom(16).hex(), protocol="sign", peers=["peer-1", "peer-2"],
+                                   request=pb.SignedRequest(request=raw, node_signature=sig).SerializeToString()), timeout=10)
+    assert not ack.ok and ack.reason.startswith("approvals_below_quorum")
+
+
+def peer_stub(cluster, as_peer: str, to: str, identity: tls.Identity | None = None):
+    d = cluster.dir / as_peer
+    me = identity or tls.Identity(as_peer, (d / "tls.crt").read_bytes(), (d / "tls.key").read_bytes())
+    address = cluster.info["peers"][PEERS.index(to)]["address"]
+    return pb_grpc.SignerStub(mesh.open_channel(me, address, to, (cluster.dir / to / "tls.crt").read_bytes()))
+
+
+def test_a_certificate_that_is_not_pinned_is_refused(cluster, vault):
+    stranger = tls.make_identity("node")  # claims the node's name, with its own key
+    stub = peer_stub(cluster, as_peer="peer-1", to="peer-1", identity=stranger)
+    tx, intent, approvals = approved(cluster, vault)
+    raw, sig = rq.sign_body(rq.sign_request(vault.vault_id, tx, intent, approvals), cluster.node_key())
+    before = cluster.signatures_total()
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Sign(pb.SignedRequest(request=raw, node_signature=sig), timeout=10)
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE  # the TLS handshake fails
+    # A pinned peer certificate is not the node's: a peer cannot ask for signatures.
+    with pytest.raises(grpc.RpcError) as e:
+        peer_stub(cluster, as_peer="peer-2", to="peer-1").Sign(pb.SignedRequest(request=raw, node_signature=sig), timeout=10)
+    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED and "caller_not_the_node" in e.value.details()
+    assert cluster.signatures_total() == before
+
+
+def _recorded(cluster, sender_peer: str, to: str) -> list[pb.Envelope]:
+    files = sorted((cluster.dir / sender_peer / "envelopes").glob(f"*-{sender_peer}:0-{to}-*.env"))
+    assert files, f"no recorded envelopes from {sender_peer} to {to}"
+    return [pb.Envelope.FromString(f.read_bytes()) for f in files]
+
+
+def test_forged_sender_and_replayed_envelopes_are_refused(cluster, vault):
+    real = _recorded(cluster, "peer-2", "peer-1")[0]
+    before = cluster.metric("peer-1", "custody_signer_envelopes_refused_total")
+    # peer-3 (a pinned peer) sends an envelope that claims to come from peer-2.
+    forged = pb.Envelope()
+    forged.CopyFrom(real)
+    ack = peer_stub(cluster, "peer-3", "peer-1").Deliver(forged, timeout=10)
+    assert (ack.ok, ack.reason) == (False, "sender_not_authenticated_peer")
+    # peer-2's own envelope from a finished session, replayed byte for byte over peer-2's channel.
+    ack = peer_stub(cluster, "peer-2", "peer-1").Deliver(real, timeout=10)
+    assert (ack.ok, ack.reason) == (False, "session_finished")
+    # ... and the same envelope re-addressed to a session id peer-1 never ran.
+    moved = pb.Envelope()
+    moved.CopyFrom(real)
+    moved.session_id = os.urandom(16).hex()
+    ack = peer_stub(cluster, "peer-2", "peer-1").Deliver(moved, timeout=10)
+    assert (ack.ok, ack.reason) == (False, "unknown_session")
+    assert cluster.metric("peer-1", "custody_signer_envelopes_refused_total") == before + 3
+
+
+def test_one_peer_down_signing_continues_on_the_others(cluster, vault):
+    cluster.procs["peer-2"].kill()  # the coordinator's first choice
+    try:
+        tx, intent, approvals = approved(cluster, vault)
+        out = cluster.client().sign(vault, tx, intent, approvals)
+        assert len(out) == 1
+    finally:
+        cluster.start("peer-2")
+
+
+def test_a_peer_killed_mid_session_is_named_and_a_new_quorum_signs(cluster, vault):
+    cluster.procs["peer-2"].stop()
+    cluster.set_faults("peer-2", {"hold_at_round": 4, "protocol": "sign"})  # test fault: stalls at round 4
+    cluster.start("peer-2")
+    try:
+        tx, intent, approvals = approved(cluster, vault)
+        result = {}
+        stub = pb_grpc.SignerStub(mesh.open_channel(
+            cluster.client().identity, cluster.info["peers"][0]["address"], "peer-1", (cluster.dir / "peer-1" / "tls.crt").read_bytes()))
+        raw, sig = rq.sign_body(rq.sign_request(vault.vault_id, tx, intent, approvals), cluster.node_key())
+        t = threading.Thread(target=lambda: result.setdefault("reply", stub.Sign(pb.SignedRequest(request=raw, node_signature=sig), timeout=120)))
+        t.start()
+        wait_until(lambda: "fault_hold" in cluster.stderr("peer-2"), 60, "peer-2 holds at round 4 of the first session")
+        cluster.procs["peer-2"].kill(signal.SIGKILL)
+        t.join(120)
+        reply = result["reply"]
+        assert reply.ok, reply.reason
+        assert reply.attempts == 2 and list(reply.culprits) == ["peer-2"], (reply.attempts, reply.culprits, reply.reason)
+        assert "peer_unreachable" in reply.reason or "round_timeout" in reply.reason, reply.reason
+        assert sorted(reply.committee) == ["peer-1", "peer-3"]
+        assert cluster.metric("peer-1", "custody_signer_aborts_total", protocol="sign", culprit="peer-2") >= 1
+    finally:
+        cluster.set_faults("peer-2", None)
+        cluster.start("peer-2")
+
+
+def _start_expecting_refusal(cluster, name: str, what: str):
+    p = subprocess.run([*__import__("tests.support.cluster", fromlist=["x"]).CUSTODY, "signer", "--config", str(cluster.config(name))],
+                       capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).resolve().parents[3])})
+    assert p.returncode == 2, f"{name} started despite {what}: rc={p.returncode}\n{p.stderr[-2000:]}"
+    return p.stderr
+
+
+def test_a_tampered_share_or_a_wrong_passphrase_stops_the_peer_from_starting(cluster, vault):
+    cluster.procs["peer-3"].stop()
+    share = cluster.dir / "peer-3" / "data" / "vaults" / "hot-1.sealed"
+    original = share.read_bytes()
+    passphrase = cluster.dir / "peer-3" / "passphrase"
+    good = passphrase.read_text()
+    try:
+        flipped = bytearray(original)
+        flipped[len(flipped) // 2] ^= 0x01
+        share.write_bytes(bytes(flipped))
+        assert "tampered" in _start_expecting_refusal(cluster, "peer-3", "a tampered share")
+        share.write_bytes(original)
+        # A share file moved under another vault's name does not open either (associated data).
+        share.rename(share.with_name("cold-1.sealed"))
+        assert "tampered" in _start_expecting_refusal(cluster, "peer-3", "a share under another vault id")
+        share.with_name("cold-1.sealed").rename(share)
+        passphrase.write_text("a-wrong-passphrase-of-length")
+        assert "wrong passphrase" in _start_expecting_refusal(cluster, "peer-3", "a wrong passphrase")
+    finally:
+        passphrase.write_text(good)
+        share.write_bytes(original)
+        cluster.start("peer-3")
+    assert cluster.health("peer-3")["vaults"] == 1
+
+
+def test_health_metrics_and_logs_without_secrets(cluster, vault):
+    for name in PEERS:
+        h = cluster.health(name)
+        assert h["ready"] and h["peer"] == name and h["environment"] == "test"
+    m = cluster.metrics("peer-1")
+    for family in ("custody_signer_sessions_total", "custody_signer_session_seconds", "custody_signer_aborts_total",
+                   "custody_signer_requests_refused_total", "custody_signer_signatures_total"):
+        assert family in m, family
+    assert cluster.metric("peer-1", "custody_signer_sessions_total", protocol="sign", outcome="done") >= 1
+    logs = cluster.stderr("peer-1")
+    assert "session=" in logs and "round=" in logs and "peer=peer-1" in logs
+    assert (cluster.dir / "peer-1" / "passphrase").read_text() not in logs

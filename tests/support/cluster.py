@@ -1,0 +1,160 @@
+"""A local signer cluster for tests: `custody cluster init` files, each peer a real
+`custody signer` process over gRPC + mTLS on 127.0.0.1, and helpers to build signed requests.
+
+Shortcuts, each said where it is used: fixture pre-params (tests/fixtures/preparams/: never in
+production); environment = "test" configs (opaque digests allowed for the benchmark only).
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+import urllib.request
+
+from nacl.signing import SigningKey
+
+from chains.bitcoin import tx as btx
+from mpc.client import ClusterClient
+from mpc.cluster_cli import init_cluster
+from mpc.signer import requests as rq
+from node.ports import InputKey, Payment, UnsignedTransaction, WithdrawalIntent
+from tests.support.procs import Proc, free_port, tail
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+FIXTURE_PREPARAMS = ROOT / "tests" / "fixtures" / "preparams"
+CUSTODY = [sys.executable, "-m", "api.cli"]
+
+
+def fixture_preparams() -> list[pathlib.Path]:
+    files = sorted(FIXTURE_PREPARAMS.glob("preparams-*.json"))
+    assert files, f"no fixture pre-params in {FIXTURE_PREPARAMS} (they come with the MPC engine)"
+    return files
+
+
+class LocalCluster:
+    def __init__(self, workdir: pathlib.Path, peers: int, threshold: int, round_timeout_ms: int = 5_000,
+                 test_extra: dict | None = None, faults: dict | None = None, with_preparams: bool = True):
+        self.dir = pathlib.Path(workdir)
+        self.ports = [free_port() for _ in range(peers)]
+        self.metrics_ports = [free_port() for _ in range(peers)]
+        extra = {"intent_checkers": []}
+        extra.update(test_extra or {})
+        self.info = init_cluster(self.dir, peers, threshold, self.ports, self.metrics_ports, environment="test",
+                                 preparams_fixtures=fixture_preparams() if with_preparams else None,
+                                 round_timeout_ms=round_timeout_ms, test_extra=extra)
+        self.names = [p["name"] for p in self.info["peers"]]
+        self.procs: dict[str, Proc] = {}
+        self.faults = faults or {}
+        for name, f in self.faults.items():
+            self.set_faults(name, f)
+
+    # ---------------------------------------------------------------- processes
+    def config(self, name: str) -> pathlib.Path:
+        return self.dir / name / "signer.toml"
+
+    def set_faults(self, name: str, faults: dict | None) -> None:
+        """Test fault injection, written into that peer's [test] section (environment = test)."""
+        cfg = self.config(name)
+        lines = [ln for ln in cfg.read_text().splitlines() if not ln.startswith("faults = ")]
+        if faults:
+            lines.append("faults = " + "{ " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in faults.items()) + " }")
+        cfg.write_text("\n".join(lines) + "\n")
+
+    def start(self, name: str, wait: bool = True) -> Proc:
+        old = self.procs.get(name)
+        if old is not None and old.alive():
+            raise AssertionError(f"{name} is already running")
+        p = Proc(name, [*CUSTODY, "signer", "--config", self.config(name)], self.dir / "logs",
+                 env={"CUSTODY_LOG_LEVEL": "info", "PYTHONPATH": str(ROOT)})
+        p.start()
+        self.procs[name] = p
+        if wait:
+            self.wait_ready(name)
+        return p
+
+    def wait_ready(self, name: str, timeout_s: float = 60) -> None:
+        self.procs[name].wait_ready(lambda: self.health(name).get("ready"), timeout_s, "health says ready")
+
+    def start_all(self) -> None:
+        for n in self.names:
+            self.start(n, wait=False)
+        for n in self.names:
+            self.wait_ready(n)
+
+    def stop_all(self) -> None:
+        for p in self.procs.values():
+            p.stop()
+
+    def metrics_port(self, name: str) -> int:
+        return self.metrics_ports[self.names.index(name)]
+
+    def health(self, name: str) -> dict:
+        url = f"http://127.0.0.1:{self.metrics_port(name)}/health"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            return json.loads(exc.read())
+
+    def metrics(self, name: str) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port(name)}/metrics", timeout=2) as r:
+            return r.read().decode()
+
+    def metric(self, name: str, metric: str, **labels) -> float:
+        """The value of one sample (0 when absent) from a peer's /metrics."""
+        total = 0.0
+        for line in self.metrics(name).splitlines():
+            if line.startswith("#"):
+                continue
+            key, _, value = line.rpartition(" ")
+            if key == metric or (key.startswith(metric + "{") and all(f'{k}="{v}"' in key for k, v in labels.items())):
+                total += float(value)
+        return total
+
+    def signatures_total(self) -> int:
+        return int(sum(self.metric(n, "custody_signer_signatures_total") for n in self.names if self.procs.get(n) and self.procs[n].alive()))
+
+    def stderr(self, name: str) -> str:
+        return tail(self.procs[name].stderr_path, 200_000)
+
+    # ---------------------------------------------------------------- node side
+    def client(self, coordinators=None) -> ClusterClient:
+        return ClusterClient.from_cluster_dir(self.info, coordinators)
+
+    def node_key(self) -> SigningKey:
+        return SigningKey(bytes.fromhex(pathlib.Path(self.info["node"]["signing_key"]).read_text().strip()))
+
+    def approver(self, approver_id: str) -> SigningKey:
+        return SigningKey(bytes.fromhex(pathlib.Path(self.info["approvers"][approver_id]).read_text().strip()))
+
+
+def btc_withdrawal(vault_keys, vault_id: str, amount_sats: int = 50_000, destination_path=(9, 9), fee_sats: int = 1_000,
+                   n_inputs: int = 1, tamper: str | None = None):
+    """A real unsigned regtest P2WPKH transaction spending our inputs to an outside destination
+    (a key at `destination_path` of an unrelated test key), with change back to us, plus its
+    intent. `tamper="destination"|"amount"` builds a transaction that pays something else."""
+    import hashlib
+
+    from bip32 import BIP32
+
+    outsider = BIP32.from_seed(hashlib.sha256(b"outsider").digest())
+    dest_pub = outsider.get_pubkey_from_path(list(destination_path))
+    destination = btx.p2wpkh_address(dest_pub, "regtest")
+    in_amount = 500_000_000
+    ins = [btx.TxIn(hashlib.sha256(f"funding-{i}".encode()).hexdigest(), i, in_amount, vault_keys.child_public_key((0, i)))
+           for i in range(n_inputs)]
+    change = in_amount * n_inputs - amount_sats - fee_sats
+    pay_script = btx.script_pubkey_for(destination, "regtest")
+    pay_amount = amount_sats
+    if tamper == "destination":
+        pay_script = btx.p2wpkh_script_pubkey(outsider.get_pubkey_from_path([6, 6, 6]))
+    elif tamper == "amount":
+        pay_amount, change = amount_sats + 10_000, change - 10_000
+    outs = [btx.TxOut(pay_script, pay_amount), btx.TxOut(btx.p2wpkh_script_pubkey(vault_keys.child_public_key((1, 0))), change)]
+    t = btx.build(ins, outs, "regtest")
+    tx = UnsignedTransaction("bitcoin", "regtest", btx.unsigned_bytes(t),
+                             tuple(InputKey((0, i), in_amount) for i in range(n_inputs)), change_paths=((1, 0),))
+    intent = WithdrawalIntent(intent_id=rq.new_request_id(), vault_id=vault_id, chain="bitcoin", network="regtest", asset="BTC",
+                              payments=(Payment(destination, amount_sats),), fee_max=5_000)
+    return tx, intent

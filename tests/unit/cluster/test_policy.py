@@ -1,0 +1,149 @@
+"""A peer's own check of a signing request (mpc/signer/policy.py), against the real Bitcoin
+intent checker (chains.bitcoin.intent) and real Ed25519 signatures. One row per refusal, in
+the verifier's precedence order."""
+
+from __future__ import annotations
+
+import os
+
+import coincurve
+import pytest
+from nacl.signing import SigningKey
+
+from chains.bitcoin.intent import BitcoinIntentChecker
+from mpc.signer import requests as rq
+from mpc.signer.ceremonies import RecordKeys
+from mpc.signer.policy import Policy, PolicyError, RateLimiter, RequestVerifier
+from mpc.signer.requests import Refused
+from node.ports import SigningDigest
+from tests.support.cluster import btc_withdrawal
+
+NODE = SigningKey.generate()
+ALICE, BOB, MALLORY = SigningKey.generate(), SigningKey.generate(), SigningKey.generate()
+KEYS = RecordKeys(coincurve.PrivateKey().public_key.format(), os.urandom(32))
+
+
+def policy(**over) -> Policy:
+    d = {
+        "node": {"public_key": NODE.verify_key.encode().hex()},
+        "approvers": {"alice": ALICE.verify_key.encode().hex(), "bob": BOB.verify_key.encode().hex()},
+        "bands": [{"asset": "BTC", "amount_max": 100_000, "approvals_min": 1},
+                  {"asset": "BTC", "amount_max": "1000000", "approvals_min": 2}],
+        "rate_limits": {"signatures_per_hour": 100, "amount_per_hour": {"BTC": 5_000_000}},
+        "ceremonies": {"keygen_allowed": True},
+    }
+    d.update(over)
+    return Policy.from_dict(d)
+
+
+def verifier(env="production", **over) -> RequestVerifier:
+    return RequestVerifier(policy(**over), env, {"bitcoin": BitcoinIntentChecker()})
+
+
+def signed(body, key=NODE):
+    return rq.sign_body(body, key)
+
+
+def request(amount=50_000, approvers=(("alice", ALICE),), tamper=None, vault="v1", **kw):
+    tx, intent = btc_withdrawal(KEYS, vault, amount_sats=amount, tamper=tamper)
+    approvals = [rq.approve(intent, aid, k) for aid, k in approvers]
+    return rq.sign_request(vault, tx, intent, approvals, **kw)
+
+
+def test_a_valid_request_gives_the_digests_the_peer_computed():
+    v = verifier().verify_sign(*signed(request()), KEYS)
+    assert len(v.digests) == 1 and len(v.digests[0].digest) == 32 and v.digests[0].path == (0, 0)
+    assert (v.asset, v.amount, v.opaque) == ("BTC", 50_000, False)
+
+
+def _expired():
+    b = request()
+    b["created_at_ms"] -= 3_600_000
+    return signed(b)
+
+
+def _approval_by(key, aid="alice"):
+    b = request()
+    tx, intent = rq.parse_transaction(b["transaction"]), rq.parse_intent(b["intent"])
+    b["approvals"] = [{"approver_id": aid, "signature": rq.approve(intent, aid, key).signature.hex()}]
+    return signed(b)
+
+
+def _intent_vault_mismatch():
+    b = request()
+    b["intent"]["vault_id"] = "other"
+    return signed(b)
+
+
+CASES = [
+    ("node signature by another key", lambda: signed(request(), SigningKey.generate()), "node_signature_invalid"),
+    ("body changed after signing", lambda: (signed(request())[0].replace(b"50000", b"50001"), signed(request())[1]), "node_signature_invalid"),
+    ("expired", _expired, "request_expired"),
+    ("opaque digest in production", lambda: signed(request(opaque_digests=[SigningDigest((0,), b"\1" * 32)])), "opaque_digest_refused"),
+    ("intent for another vault", _intent_vault_mismatch, "intent_vault_mismatch"),
+    ("approval signed by a different key", lambda: _approval_by(MALLORY), "approval_signature_invalid"),
+    ("amount above every band", lambda: signed(request(amount=2_000_000, approvers=(("alice", ALICE), ("bob", BOB)))), "amount_exceeds_policy"),
+    ("no approval", lambda: signed(request(approvers=())), "approvals_below_quorum"),
+    ("unregistered approver does not count", lambda: _approval_by(MALLORY, "mallory"), "approvals_below_quorum"),
+    ("second band needs two", lambda: signed(request(amount=500_000)), "approvals_below_quorum"),
+    ("destination not the intent's", lambda: signed(request(tamper="destination")), "transaction_does_not_match_intent"),
+    ("amount not the intent's", lambda: signed(request(tamper="amount")), "transaction_does_not_match_intent"),
+]
+
+
+@pytest.mark.parametrize("name,make,reason", CASES, ids=[c[0] for c in CASES])
+def test_refusals(name, make, reason):
+    raw, sig = make()
+    with pytest.raises(Refused) as e:
+        verifier().verify_sign(raw, sig, KEYS)
+    assert e.value.reason == reason, str(e.value)
+
+
+def test_unknown_vault_is_refused():
+    with pytest.raises(Refused) as e:
+        verifier().verify_sign(*signed(request()), None)
+    assert e.value.reason == "vault_unknown"
+
+
+def test_opaque_digests_only_in_test_environment():
+    raw, sig = signed(request(opaque_digests=[SigningDigest((0,), b"\1" * 32)]))
+    v = verifier("test").verify_sign(raw, sig, KEYS)
+    assert v.opaque and v.digests[0].digest == b"\1" * 32
+
+
+def test_whitelist():
+    with pytest.raises(Refused) as e:
+        verifier(whitelist={"BTC": ["bcrt1qsomewhereelse"]}).verify_sign(*signed(request()), KEYS)
+    assert e.value.reason == "destination_not_whitelisted"
+
+
+def test_rate_limit_counts_each_request_once():
+    v = verifier(rate_limits={"signatures_per_hour": 2})
+    b1, b2, b3 = request(), request(), request()
+    v.verify_sign(*signed(b1), KEYS)
+    v.verify_sign(*signed(b1), KEYS)  # a coordinator retry of the same request is free
+    v.verify_sign(*signed(b2), KEYS)
+    with pytest.raises(Refused) as e:
+        v.verify_sign(*signed(b3), KEYS)
+    assert e.value.reason == "rate_limit_exceeded"
+
+
+def test_amount_rate_limit():
+    clock = [0.0]
+    rl = RateLimiter(policy(rate_limits={"signatures_per_hour": 100, "amount_per_hour": {"BTC": 100}}), clock=lambda: clock[0])
+    rl.admit("a", "BTC", 60)
+    with pytest.raises(Refused):
+        rl.admit("b", "BTC", 41)
+    clock[0] += 3_601  # the window rolled
+    rl.admit("b", "BTC", 41)
+
+
+@pytest.mark.parametrize("over,msg", [
+    ({"node": {"public_key": "zz"}}, "node.public_key"),
+    ({"rate_limits": {}}, "signatures_per_hour"),
+    ({"bands": [{"asset": "BTC", "amount_max": 1.5, "approvals_min": 1}]}, "amount"),
+    ({"bands": [{"asset": "BTC", "amount_max": 1, "approvals_min": 3}]}, "approvals_min"),
+])
+def test_bad_policy_files_are_refused(over, msg):
+    with pytest.raises(PolicyError, match=msg):
+        policy(**over)
