@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from node import audit, limits
+from node import audit, limits, log
 from node.ledger import AccountFlags, TransferFlags
 from node.store import Store
 from node.store.models import accounts, journal, pending_transfers, transfers
@@ -34,9 +34,15 @@ class Violation:
         return f"{self.name}: {self.detail}"
 
 
+_log = log.get("node.invariants")
+
+
 def check(store: Store) -> list[Violation]:
     with store.reading(snapshot=True) as conn:
-        return check_conn(conn)
+        violations = check_conn(conn)
+    for v in violations:
+        _log.error("ledger_invariant_violated", violation=v.name, detail=v.detail)
+    return violations
 
 
 def check_conn(conn) -> list[Violation]:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import and_, bindparam, select, update
 
-from node import limits
+from node import limits, log
 from node.store import Store, WriteTx
 from node.store.models import accounts, ledgers, pending_transfers, transfers
 from node.store.types import AMOUNT_MAX
@@ -283,6 +283,8 @@ class Balance:
 
 
 # --- the state machine -----------------------------------------------------------------------
+_log = log.get("node.ledger")
+
 R = TransferResult
 # Plain ints in the hot loop: IntFlag arithmetic costs microseconds per operation.
 _LINKED, _PENDING, _POST, _VOID = 1, 2, 4, 8
@@ -1122,8 +1124,9 @@ class GroupCommitWriter:
                 for s, results in zip(group, outcomes):
                     s.results = results
                 self.groups_committed += 1
-            except Exception:
+            except Exception as exc:
                 # One submission's failure must not fail the others: each on its own.
+                _log.warning("group_commit_failed_retrying_one_by_one", submissions=len(group), error=repr(exc))
                 for s in group:
                     try:
                         s.results = self.ledger.create_transfers(s.events, actor=s.actor)

@@ -149,6 +149,7 @@ class Store:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
             conn.commit()
+        _log.info("store_migrated", dialect=self.dialect, schema=self.schema or "")
 
     # --- reads -----------------------------------------------------------------------------
     @contextmanager

@@ -7,6 +7,10 @@ purpose says so with `@pytest.mark.ledger_tampered`: the checker must then find 
 
 from __future__ import annotations
 
+import atexit
+import pathlib
+import shutil
+import tempfile
 import uuid
 
 import pytest
@@ -23,6 +27,21 @@ from ledger_helpers import Clock
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "ledger_tampered: the test breaks the books on purpose; the checker must notice")
+
+
+_TEMPLATE: dict[str, pathlib.Path] = {}
+
+
+def _sqlite_template() -> pathlib.Path:
+    if "path" not in _TEMPLATE:
+        folder = pathlib.Path(tempfile.mkdtemp(prefix="ledger-template-"))
+        atexit.register(shutil.rmtree, folder, True)
+        path = folder / "template.db"
+        store = open_store(f"sqlite:///{path}")
+        store.dispose()  # the last connection closing checkpoints the WAL into the file
+        assert not (folder / "template.db-wal").exists() or (folder / "template.db-wal").stat().st_size == 0
+        _TEMPLATE["path"] = path
+    return _TEMPLATE["path"]
 
 
 class Stores:
@@ -45,7 +64,14 @@ class Stores:
 
     def make(self, name: str = "node", **kwargs) -> Store:
         url, schema = self.url_and_schema(name)
-        store = open_store(url, schema=schema, wall_clock_ns=self.clock, **kwargs)
+        if self.kind == "sqlite":
+            # Migrated once per session into a template file, copied per test (a shortcut of
+            # the tests only: the migrations themselves are what built the template, and
+            # test_ledger_schema checks them on fresh databases of both kinds).
+            shutil.copyfile(_sqlite_template(), self.tmp_path / f"{name}.db")
+            store = open_store(url, migrate=False, wall_clock_ns=self.clock, **kwargs)
+        else:
+            store = open_store(url, schema=schema, wall_clock_ns=self.clock, **kwargs)
         self.made.append(store)
         return store
 

@@ -12,7 +12,7 @@ from node.ledger import TransferCreate as T
 from node.ledger import TransferResult as R
 from support.procs import Proc, tail, wait_until
 
-CHILD = pathlib.Path(__file__).with_name("crash_child.py")
+CHILD = pathlib.Path(__file__).with_name("ledger_crash_child.py")
 
 
 def _child(store, tmp_path, marker, debit, credit, mode) -> Proc:

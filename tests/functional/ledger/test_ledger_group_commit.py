@@ -36,9 +36,11 @@ def test_64_concurrent_holds_through_one_writer(world, store):
     assert w.ledger.balance(w.a).available_credit_balance == 1000 - 27 * 37
     with store.reading() as conn:
         entries = [e for e in audit.entries(conn, 0, 500) if e.action == "transfers.create" and "submitted_by" in e.body]
-    assert sum(n for e in entries for _, n in e.body["submitted_by"]) == 64
-    assert {a for e in entries for a, _ in e.body["submitted_by"]} == {f"api-{i}" for i in range(64)}
-    assert writer.groups_committed == len(entries) <= 64
+    # A group that changed nothing (every hold refused) writes no journal entry; every caller
+    # whose hold was taken is named in the entry of its group.
+    journaled = {a for e in entries for a, _ in e.body["submitted_by"]}
+    assert {f"api-{i}" for i, rs in enumerate(results) if rs == [R.ok]} <= journaled
+    assert len(entries) <= writer.groups_committed < 64, "no two submissions were ever grouped"
 
 
 def test_each_submission_keeps_its_own_semantics(world):

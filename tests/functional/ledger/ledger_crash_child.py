@@ -1,6 +1,6 @@
-"""Child process for test_crash.py: writes transfer batches and gets SIGKILLed mid-way.
+"""Child process for test_ledger_crash.py: writes transfer batches and gets SIGKILLed mid-way.
 
-    python crash_child.py URL SCHEMA|- MARKER DEBIT CREDIT MODE
+    python ledger_crash_child.py URL SCHEMA|- MARKER DEBIT CREDIT MODE
 MODE "pause": one batch of 500; inside the transaction, after every row is written and before
 the commit, writes MARKER and waits to be killed. MODE "loop": batches of 200 forever, writing
 MARKER after each commit (the parent kills it at an arbitrary moment).
