@@ -30,6 +30,7 @@ CLUSTER_SIGN_ATTEMPTS_MAX = 3               # coordinator retries with another q
 CLUSTER_ACTIVE_SESSIONS_MAX = 64            # tss sessions hosted by one peer at once
 CLUSTER_BUFFERED_MESSAGES_MAX = 256         # per session, received before it started
 CLUSTER_RECENT_SESSIONS_MAX = 4_096         # finished session ids remembered (replays are refused)
+CLUSTER_RECENT_CEREMONIES_MAX = 256         # ended ceremonies kept for Await / Commit
 CLUSTER_SEEN_REQUESTS_MAX = 65_536          # request ids remembered per peer
 CLUSTER_DIGESTS_PER_REQUEST_MAX = 64        # bitcoin inputs (one tss session each)
 CLUSTER_MESSAGE_BYTES_MAX = 16 * 1024 * 1024  # one gRPC message (keygen rounds carry ~1 MB)
@@ -82,3 +83,4 @@ assert CLUSTER_REQUEST_BYTES_MAX < CLUSTER_MESSAGE_BYTES_MAX
 assert CLUSTER_DIGESTS_PER_REQUEST_MAX <= CLUSTER_ACTIVE_SESSIONS_MAX
 assert CLUSTER_SIGN_ATTEMPTS_MAX >= 2  # one retry with a new quorum at least
 assert CLUSTER_QUARANTINE_ABORTS >= 2  # one abort alone never quarantines a peer
+assert CLUSTER_RECENT_CEREMONIES_MAX <= CLUSTER_RECENT_SESSIONS_MAX  # a pruned ceremony's sessions are still known as finished

@@ -163,6 +163,21 @@ class SignerPeer:
         while len(self._finished) > limits.CLUSTER_RECENT_SESSIONS_MAX:
             self._finished.popitem(last=False)
 
+    def _prune_ceremonies_locked(self) -> None:
+        """Ended ceremonies stay for Await/Commit, up to a bound; the oldest go first."""
+        ended = [cid for cid, c in self._ceremonies.items() if c.state in ("done", "aborted", "committed")]
+        for cid in ended[: max(0, len(ended) - limits.CLUSTER_RECENT_CEREMONIES_MAX)]:
+            c = self._ceremonies.pop(cid)
+            self._forget_secrets(c)
+
+    @staticmethod
+    def _forget_secrets(c: Ceremony) -> None:
+        c.pending_share = None
+        for ls in c.sessions:
+            for p in ls.parties.values():
+                if c.protocol != "sign":
+                    p.result = None  # a KeyShare: it lives on only sealed, in the store
+
     def active_sessions(self) -> int:
         with self._lock:
             return sum(1 for s in self._sessions.values() if s.state in ("prepared", "running"))
@@ -212,6 +227,7 @@ class SignerPeer:
                         for p in s.parties.values():
                             p.session.close()
                     raise Refused("too_many_sessions")
+                self._prune_ceremonies_locked()
                 self._ceremonies[c.cid] = c
                 for s in c.sessions:
                     self._sessions[s.sid] = s
@@ -593,6 +609,8 @@ class SignerPeer:
                     self.metrics.sessions.labels(ls.protocol, "aborted").inc()
         for cp in c.culprits or ("none",):
             self.metrics.aborts.labels(c.protocol, cp).inc()
+        with c.cond:
+            self._forget_secrets(c)
         self.log.warning("session_aborted", session=c.cid[:8], protocol=c.protocol, culprits=",".join(c.culprits), reason=reason)
         self._close(c)
         if notify:
@@ -703,8 +721,8 @@ class SignerPeer:
                 self.store.put_vault(c.pending_record, c.pending_share)
             elif c.drop_vault:
                 self.store.drop_vault(c.body["vault_id"])
-            c.pending_share = None
             c.state = "committed"
+            self._forget_secrets(c)
         self.log.info("committed", session=cid[:8], protocol=c.protocol, vault=c.body.get("vault_id"))
         return pb.Ack(ok=True)
 
