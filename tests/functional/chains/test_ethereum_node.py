@@ -118,6 +118,16 @@ def test_eth_withdrawal_mined(eth, hot):
     txid = sign_and_send(eth, eth.ours, utx, it)
     wait_until(lambda: eth.ours.status(txid).state == TX_CONFIRMED, 10, "the ETH withdrawal is mined")
     assert_eq(eth.w3.eth.get_balance(dest) - before, ETH // 10, "received")
+    refusals = [
+        ("intent_id_reused_with_different_fields", lambda: eth.ours.build_withdrawal(intent(eth, "eth-w-1", dest, 1), source_path=HOT)),
+        ("already_confirmed", lambda: eth.ours.replace(it)),
+        ("already_signed", lambda: eth.ours.release(it.intent_id, HOT, "ours")),
+    ]
+    for reason, call in refusals:
+        with pytest.raises(ChainError) as exc:
+            call()
+        assert_eq(exc.value.reason, reason, "refusal")
+    assert_eq(eth.ours.signed_of(it.intent_id).txid, txid, "signed transaction kept for rebroadcast")
 
 
 def test_erc20_withdrawal_mined(eth, hot):
@@ -203,6 +213,19 @@ def test_token_sweep_with_gas_from_the_station(eth, hot):
     eth.node.mine(1)
     eth.ours.scan()
     assert not [d for d in eth.ours.deposits() if d.txid == gas_tx]
+
+
+def test_eth_sweep_pays_its_own_gas(eth, hot):
+    dep_path = (0, 11)
+    dep = eth.ours.address("ours", dep_path)
+    eth.pay_eth(dep, ETH // 2)
+    hot_before = eth.w3.eth.get_balance(hot)
+    it, utx = eth.ours.build_sweep("ours", dep_path, HOT, "ETH", "sweep-eth-1", FEE_MAX_WEI)
+    assert_eq((it.kind, it.own_destination_paths), ("sweep", (HOT,)), "a sweep to our own address")
+    txid = sign_and_send(eth, eth.ours, utx, it)
+    wait_until(lambda: eth.ours.status(txid).state == TX_CONFIRMED, 10, "ETH sweep mined")
+    assert_eq(eth.w3.eth.get_balance(hot) - hot_before, it.payments[0].amount, "swept to hot")
+    assert eth.w3.eth.get_balance(dep) < 21_000 * etx.parse_unsigned(utx.payload).max_fee_per_gas, "only unused gas is left"
 
 
 def test_intent_check_refuses_a_transaction_that_does_not_match(eth, hot):
