@@ -374,21 +374,26 @@ class SignerPeer:
                 ls.state = "running"
                 ls.started_at = ls.last_activity = time.monotonic()
             for p in ls.parties.values():
-                try:
-                    p.session.start()
-                except Exception as exc:  # MpcError: e.g. bad share / pre-params
-                    self._abort(c, tuple(self._peers_of(getattr(exc, "culprits", ()))), f"start_failed: {exc}")
-                    return pb.Ack(ok=False, reason="start_failed")
-                p.thread = threading.Thread(target=self._drive, args=(c, ls, p), name=f"tss-{ls.sid[:8]}-{p.party_id}", daemon=True)
+                # tss-lib computes round 1 inside start (seconds of proofs for keygen): the Start
+                # call returns at once and the party's own thread starts it; messages wait in
+                # the inbox (bounded) until the inbox thread, started after it, delivers them.
+                p.thread = threading.Thread(target=self._run_party, args=(c, ls, p), name=f"tss-{ls.sid[:8]}-{p.party_id}", daemon=True)
                 p.inbox_thread = threading.Thread(target=self._inbox, args=(c, ls, p), name=f"inbox-{ls.sid[:8]}-{p.party_id}", daemon=True)
-            for p in ls.parties.values():
-                p.inbox_thread.start()
                 p.thread.start()
         return pb.Ack(ok=True)
 
     # ------------------------------------------------------------------ the session driver
     def _peers_of(self, party_ids) -> list[str]:
         return sorted({party_peer(str(p)) for p in party_ids})
+
+    def _run_party(self, c: Ceremony, ls: LocalSession, p: Party) -> None:
+        try:
+            p.session.start()
+        except Exception as exc:  # MpcError: e.g. a bad share or pre-params
+            self._abort(c, tuple(self._peers_of(getattr(exc, "culprits", ()))), f"start_failed: {exc}")
+            return
+        p.inbox_thread.start()
+        self._drive(c, ls, p)
 
     def _drive(self, c: Ceremony, ls: LocalSession, p: Party) -> None:
         from mpc import engine
@@ -419,7 +424,7 @@ class SignerPeer:
                     next_probe = now + limits.CLUSTER_LIVENESS_PROBE_MS / 1000
                     waiting = [w for w in self._peers_of(p.session.waiting_for()) if w != self.name]
                     if waiting:
-                        dead = [n for n, ok in self.mesh.probe(waiting).items() if not ok]
+                        dead = self.mesh.unreachable(waiting)
                         if dead:
                             log.warning("peer_unreachable", round=ls.round, waiting_for=",".join(dead))
                             self._abort(c, tuple(dead), "peer_unreachable: " + ",".join(dead))
@@ -489,6 +494,10 @@ class SignerPeer:
             return
         if not ack.ok:
             self.log.warning("envelope_refused", session=ls.sid[:8], by=peer, round=rnd, reason=ack.reason)
+            if ack.reason in ("session_finished", "unknown_session"):
+                # The receiver already ended the session: its Abort (naming the culprits) is on
+                # its way, or the round deadline ends ours. Not a new cause of abort.
+                return
             self._abort(c, (), f"envelope_refused_by {peer}: {ack.reason}")
 
     def _deliver_local(self, c: Ceremony, ls: LocalSession, env) -> None:
@@ -521,7 +530,8 @@ class SignerPeer:
     def _finish_session(self, c: Ceremony, ls: LocalSession, log) -> None:
         # Echo gate: nothing is released before every other recipient confirmed the same
         # broadcasts (trust model 4: equivocation aborts).
-        deadline = time.monotonic() + limits.CLUSTER_ECHO_WAIT_MS / 1000
+        # A peer still busy with the last round echoes late: the wait is a round's deadline.
+        deadline = time.monotonic() + max(limits.CLUSTER_ECHO_WAIT_MS / 1000, self._round_timeout(ls.protocol))
         while True:
             verdict = ls.echo.verdict()
             if verdict is not None or ls.state != "running":
@@ -530,7 +540,7 @@ class SignerPeer:
                 missing = sorted(ls.echo.missing())
                 self._abort(c, tuple(missing), "echo_timeout: no echo from " + ",".join(missing))
                 return
-            time.sleep(POLL_S / 5)
+            time.sleep(0.002)
         if ls.state != "running":
             return
         if verdict[0] == "equivocation":
@@ -672,8 +682,27 @@ class SignerPeer:
             echo_to = ls.echo.record_own(env.sender, env.round, env.payload_hash, env.recipients)
             e = pb.Echo(session_id=ls.sid, sender=env.sender, round=env.round, payload_hash=env.payload_hash, echoer=self.name)
             for peer in echo_to:
-                self._keep(self.mesh.stub(peer).EchoHashes.future(e, timeout=limits.CLUSTER_RPC_TIMEOUT_MS / 1000))
+                self._send_echo(ls, peer, e, limits.CLUSTER_ECHO_SEND_ATTEMPTS)
         self._deliver_local(c, ls, env)
+
+    def _send_echo(self, ls: LocalSession, peer: str, e: pb.Echo, attempts_left: int) -> None:
+        """An echo lost to a busy or flaky link would stall the other peer's gate: resend it
+        (a bounded number of times) while this session is still known here."""
+
+        def done(f):
+            try:
+                ack = f.result()
+                if ack.ok or ack.reason != "unknown_session":
+                    return
+                reason = ack.reason
+            except grpc.RpcError as exc:
+                reason = str(exc.code())
+            self.log.warning("echo_send_failed", session=ls.sid[:8], to=peer, reason=reason, attempts_left=attempts_left - 1)
+            if attempts_left > 1:
+                time.sleep(0.05)
+                self._send_echo(ls, peer, e, attempts_left - 1)
+
+        self._keep(self.mesh.stub(peer).EchoHashes.future(e, timeout=limits.CLUSTER_RPC_TIMEOUT_MS / 1000), done)
 
     def echo(self, caller: str | None, e: pb.Echo) -> pb.Ack:
         with self._lock:
@@ -847,10 +876,6 @@ class SignerPeer:
             excluded |= set(culprits)
             reasons.append(f"attempt {attempt}: aborted, culprits [{','.join(res.culprits)}]: {res.reason}")
             log.warning("attempt_aborted", culprits=",".join(res.culprits), reason=res.reason)
-            if not culprits:
-                # Nobody to blame (e.g. a policy disagreement surfaced late): retrying the same
-                # peers would end the same way.
-                break
         self.metrics.ceremonies.labels("sign", "failed").inc()
         return pb.CeremonyReply(ok=False, reason="signing_failed: " + " | ".join(reasons), culprits=sorted(set(all_culprits)),
                                 attempts=len(reasons))

@@ -63,9 +63,23 @@ class Mesh:
                 out[n] = False
         return out
 
+    def unreachable(self, names, timeout_ms: int = limits.CLUSTER_PROBE_TIMEOUT_MS) -> list[str]:
+        """Peers whose connection is refused or broken (UNAVAILABLE): dead, not merely busy. A
+        peer slow to answer while tss-lib computes is left to the round deadline."""
+        futs = {n: self.stub(n).Health.future(pb.HealthRequest(), timeout=timeout_ms / 1000) for n in names}
+        dead = []
+        for n, f in futs.items():
+            try:
+                f.result()
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                    dead.append(n)
+        return dead
+
     def close(self) -> None:
         with self._lock:
             for ch in self._channels:
                 ch.close()
             self._channels.clear()
             self._stubs.clear()
+
