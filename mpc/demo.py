@@ -47,7 +47,10 @@ def run(args) -> int:
     say(f"[demo] generating {n} pre-parameter sets (safe primes + Paillier key, one per party) ...")
     t0 = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(n, os.cpu_count() or 1)) as pool:
-        pps = list(pool.map(lambda _: preparams.generate(timeout_s=min(limits.MPC_PREPARAMS_TIMEOUT_S, args.timeout)), range(n)))
+        futures = [pool.submit(preparams.generate, min(limits.MPC_PREPARAMS_TIMEOUT_S, args.timeout)) for _ in range(n)]
+        for done, _ in enumerate(concurrent.futures.as_completed(futures), 1):
+            say(f"[demo]   {done}/{n} ready after {time.monotonic() - t0:.1f} s")
+        pps = [f.result() for f in futures]
     say(f"[demo]   done in {time.monotonic() - t0:.1f} s")
 
     say("[demo] distributed key generation (every message as wire bytes) ...")
