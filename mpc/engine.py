@@ -413,7 +413,7 @@ class Session:
         self._require_open()
         if self._finished:
             return ()
-        return _native.session_waiting_for(self._handle)
+        return tuple(p for p in _native.session_waiting_for(self._handle) if p != self.self_id)
 
 
 class _KeygenSession(Session):
