@@ -34,10 +34,12 @@ def say(*parts) -> None:
 
 
 def run(args) -> int:
+    from mpc.preparams import PreParamsError
+
     try:
         return _run(args)
-    except TimeoutError as e:
-        print(f"demo: {e}", file=sys.stderr)
+    except (TimeoutError, PreParamsError) as e:
+        print(f"demo: {e} (a busy machine slows the safe-prime search: try --timeout 1200)", file=sys.stderr)
         return 1
 
 
@@ -56,8 +58,9 @@ def _run(args) -> int:
     t0 = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(n, os.cpu_count() or 1)) as pool:
         futures = [pool.submit(preparams.generate, min(limits.MPC_PREPARAMS_TIMEOUT_S, args.timeout)) for _ in range(n)]
-        for done, _ in enumerate(concurrent.futures.as_completed(futures), 1):
-            say(f"[demo]   {done}/{n} ready after {time.monotonic() - t0:.1f} s")
+        for done, f in enumerate(concurrent.futures.as_completed(futures), 1):
+            state = "failed" if f.exception() else "ready"
+            say(f"[demo]   {done}/{n} {state} after {time.monotonic() - t0:.1f} s")
         pps = [f.result() for f in futures]
     say(f"[demo]   done in {time.monotonic() - t0:.1f} s")
 

@@ -374,7 +374,10 @@ class Session:
         ev = self._pop_pending()
         if ev is not None:
             return ev
-        kind, header, payload = _native.session_next_event(self._handle, int(timeout_s * 1000))
+        try:
+            kind, header, payload = _native.session_next_event(self._handle, int(timeout_s * 1000))
+        except _native.NativeError as e:  # e.g. closed by another thread meanwhile
+            raise MpcError._from_native(e, self.self_id) from None
         if kind == _native.EVENT_NONE:
             return self._pop_pending()
         if kind == _native.EVENT_OUTGOING:
@@ -413,7 +416,11 @@ class Session:
         self._require_open()
         if self._finished:
             return ()
-        return tuple(p for p in _native.session_waiting_for(self._handle) if p != self.self_id)
+        try:
+            waiting = _native.session_waiting_for(self._handle)
+        except _native.NativeError as e:
+            raise MpcError._from_native(e, self.self_id) from None
+        return tuple(p for p in waiting if p != self.self_id)
 
 
 class _KeygenSession(Session):
