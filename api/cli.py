@@ -20,6 +20,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ledger": ("node.cli_ledger", "ledger tools: ledger check"),
     "audit": ("node.cli_audit", "audit log tools: audit verify"),
     "chains": ("chains.cli", "chain tools: chains address --xpub X --chain bitcoin --network regtest --path 0/17"),
+    "api": ("api.cli_api", "the custody API: api serve | api keypair --out FILE"),
+    "apikey": ("api.cli_apikey", "API keys: apikey create (bootstrap on the database, or through the API)"),
+    "balances": ("api.cli_client", "a sub-account's balances through the API: balances SUB_ACCOUNT"),
 }
 
 

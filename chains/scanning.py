@@ -40,8 +40,9 @@ class BlockRef:
 
 class Scanner:
     """Mixin for adapters. The adapter provides `_node_tip_height()`, `_node_block_hash(h)`,
-    `_fetch_blocks(start, end) -> list[(BlockRef, payload)]`, `_apply_block(st, ref, payload)
-    -> list[DepositEvent]` and `_rollback(st, fork_height)`."""
+    `_fetch_blocks(start, end) -> list[(BlockRef, payload)]` (all node reads happen here),
+    `_apply_block(st, ref, payload) -> list[DepositEvent]` (database only, no node call: it runs
+    inside the block's transaction) and `_rollback(st, fork_height)`."""
 
     chain: str
     network: str
@@ -140,18 +141,19 @@ class Scanner:
     # --- the scan -------------------------------------------------------------------------
     def _find_fork(self, st_tip: tuple[int, str]) -> int:
         """Highest height where our stored hash is still on the node's chain."""
+        # No database transaction is held across node calls: a slow node never blocks writers.
         height = st_tip[0]
-        with self.state.begin() as st:
-            node_tip = self._node_tip_height()
-            while True:
-                if st_tip[0] - height > limits.CHAINS_REORG_DEPTH_MAX:
-                    raise ReorgTooDeep(f"no common block within {limits.CHAINS_REORG_DEPTH_MAX} of {st_tip[0]}")
+        node_tip = self._node_tip_height()
+        while True:
+            if st_tip[0] - height > limits.CHAINS_REORG_DEPTH_MAX:
+                raise ReorgTooDeep(f"no common block within {limits.CHAINS_REORG_DEPTH_MAX} of {st_tip[0]}")
+            with self.state.begin() as st:
                 ours = st.block_hash(height)
-                if ours is None:
-                    raise ReorgTooDeep(f"no stored hash at height {height}")
-                if height <= node_tip and self._node_block_hash(height) == ours:
-                    return height
-                height -= 1
+            if ours is None:
+                raise ReorgTooDeep(f"no stored hash at height {height}")
+            if height <= node_tip and self._node_block_hash(height) == ours:
+                return height
+            height -= 1
 
     def scan(self) -> ScanResult:
         events: list[DepositEvent] = []
@@ -182,6 +184,12 @@ class Scanner:
                     log.info("scan_parent_mismatch", chain=self.chain, height=ref.height)
                     break
                 with self.state.begin() as st:
+                    # Another scanner of the same chain (an overlapping restart) may have moved
+                    # the tip since we read it: then this one stops, having changed nothing.
+                    now = st.tip()
+                    if (now[0] if now else start - 1) != ref.height - 1:
+                        log.warning("scan_tip_moved", chain=self.chain, height=ref.height)
+                        break
                     events += self._apply_block(st, ref, payload)
                     st.put_block(ref.height, ref.hash, limits.CHAINS_BLOCK_HASHES_KEPT_COUNT)
                 parent_hash = ref.hash

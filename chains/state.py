@@ -443,6 +443,18 @@ class StateTx:
         ).first()
         return _utxo(r) if r else None
 
+    def mined_height_of(self, txid: str) -> int | None:
+        """The height of a transaction of ours as scanned: it spent or created one of our
+        outputs. None if our scan has not seen it in a block."""
+        spent = self.c.execute(
+            sa.select(sa.func.max(utxos.c.spent_height)).where(utxos.c.chain_id == self.chain_id, utxos.c.spent_by == txid)
+        ).scalar()
+        if spent is not None:
+            return spent
+        return self.c.execute(
+            sa.select(sa.func.max(utxos.c.height)).where(utxos.c.chain_id == self.chain_id, utxos.c.txid == txid)
+        ).scalar()
+
     def reserve_utxos(self, outpoints: list[tuple[str, int]], owner_id: str) -> None:
         for txid, vout in outpoints:
             res = self.c.execute(
@@ -472,10 +484,14 @@ class StateTx:
             )
         ).scalar()
 
-    def released_nonce(self, address: str) -> int | None:
+    def released_nonce(self, address: str, minimum: int = 0) -> int | None:
+        """The lowest released nonce not below `minimum` (the chain's confirmed count)."""
         return self.c.execute(
             sa.select(sa.func.min(nonces.c.nonce)).where(
-                nonces.c.chain_id == self.chain_id, nonces.c.address == address, nonces.c.owner_id.is_(None)
+                nonces.c.chain_id == self.chain_id,
+                nonces.c.address == address,
+                nonces.c.owner_id.is_(None),
+                nonces.c.nonce >= minimum,
             )
         ).scalar()
 

@@ -312,3 +312,73 @@ class SigningCluster(Protocol):
     def reshare(self, vault: Vault, new_committee: tuple[str, ...], new_threshold: int) -> Vault:
         """Moves the vault to `new_committee` (peer names); same public key and chain code."""
         ...
+# --- proof of reserves (proofs/) -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReservesAsset:
+    """One asset of a snapshot: `code` as the ledger names it, the chain holding it, decimals."""
+
+    code: str
+    chain: str
+    decimals: int
+
+
+@dataclass(frozen=True)
+class ChainHeight:
+    """The block a snapshot's on-chain balances are read at (and its deposits credited up to)."""
+
+    chain: str
+    network: str
+    height: int
+    block_hash: str
+
+
+@dataclass(frozen=True)
+class FrozenLiabilities:
+    """Customer balances per asset at one instant, with the chain heights that instant saw.
+
+    `balances[account_id][a]` is in the base unit of `assets[a]`; a negative value (should one
+    ever exist) is clamped to zero by the snapshot and counted in its header."""
+
+    assets: tuple[ReservesAsset, ...]
+    chains: tuple[ChainHeight, ...]
+    balances: dict[str, tuple[int, ...]]
+    instant: str = ""  # what names the instant in the ledger, e.g. its journal sequence
+
+
+@runtime_checkable
+class LiabilitiesSource(Protocol):
+    """Implemented over the ledger: freezes customer balances and chain heights consistently
+    (the heights are those whose deposits the balances include)."""
+
+    def freeze(self) -> FrozenLiabilities: ...
+
+
+@dataclass(frozen=True)
+class ReservesAddress:
+    """An address of ours holding `balance` of `asset` at the snapshot height; `path` names its
+    key below the vault's group key (what the cluster signs with)."""
+
+    chain: str
+    asset: str
+    address: str
+    vault_id: str
+    path: Path
+    balance: int
+
+
+@runtime_checkable
+class ReservesBalances(Protocol):
+    """Implemented by chains/: every address of ours that holds funds at the given heights."""
+
+    def funded_addresses(self, chains: tuple[ChainHeight, ...]) -> list[ReservesAddress]: ...
+
+
+@runtime_checkable
+class ReservesSigner(Protocol):
+    """Implemented by the signer cluster: signs the reserves message of (snapshot_id, root_hash)
+    with the key of `address`. Each peer builds the message and its digest itself
+    (proofs.assets.reserves_digest) and signs nothing else."""
+
+    def sign_reserves(self, chain: str, vault_id: str, path: Path, snapshot_id: str, root_hash: str) -> EcdsaSignature: ...

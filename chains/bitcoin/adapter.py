@@ -415,12 +415,20 @@ class BitcoinAdapter(Scanner):
         return txid
 
     def status(self, txid: str) -> TxStatus:
+        """Mempool or confirmed, with confirmations. A node without a transaction index
+        (bitcoind's default) cannot look up mined transactions: ours are then found in our own
+        scanned UTXO set."""
         try:
             res = self.rpc.call("getrawtransaction", txid, 1)
         except RpcError as exc:
-            if exc.code in RPC_ERR_NOT_FOUND:
+            if exc.code not in RPC_ERR_NOT_FOUND:
+                raise
+            with self.state.begin() as st:
+                height = st.mined_height_of(txid)
+            if height is None:
                 return TxStatus(txid, TX_UNKNOWN)
-            raise
+            confs = self._node_tip_height() - height + 1
+            return TxStatus(txid, TX_CONFIRMED, confs, height)
         confs = int(res.get("confirmations") or 0)
         if confs <= 0:
             return TxStatus(txid, TX_MEMPOOL)

@@ -18,6 +18,9 @@ from node import limits
 from node.ports import IntentMismatch, SigningDigest, UnsignedTransaction, VaultKeys, WithdrawalIntent
 
 KINDS = ("withdrawal", "sweep", "refill")
+# Input sequences we sign: BIP125-replaceable, non-replaceable, final. All have bit 31 set, so
+# none is a BIP68 relative time lock.
+ALLOWED_SEQUENCES = (btx.SEQUENCE_RBF, 0xFFFFFFFE, 0xFFFFFFFF)
 
 
 class BitcoinIntentChecker:
@@ -56,6 +59,15 @@ class BitcoinIntentChecker:
         if not 1 <= len(tx.inputs) <= limits.CHAINS_BTC_INPUTS_MAX:
             raise IntentMismatch("inputs_count_out_of_range", str(len(tx.inputs)))
         t, parsed = self.rebuild(tx, keys)
+        # Only the shape the node builds: no absolute or relative time lock that could freeze
+        # the coins (a DoS on our own funds), a standard version.
+        if parsed.version not in (1, 2):
+            raise IntentMismatch("version_not_allowed", str(parsed.version))
+        if parsed.locktime != 0:
+            raise IntentMismatch("locktime_not_allowed", str(parsed.locktime))
+        for n, (_, _, sequence) in enumerate(parsed.inputs):
+            if sequence not in ALLOWED_SEQUENCES:
+                raise IntentMismatch("sequence_not_allowed", f"input {n}: {sequence:#x}")
 
         def own_scripts(paths) -> dict[bytes, tuple]:
             out = {}

@@ -18,7 +18,7 @@ import json
 
 import rfc8785
 from web3 import Web3
-from web3.exceptions import TransactionNotFound
+from web3.exceptions import ContractLogicError, TransactionNotFound, Web3Exception
 
 from chains.errors import ChainError
 from chains.ethereum import tx as etx
@@ -96,13 +96,16 @@ class EthereumAdapter(Scanner):
         return cls(w3, state, chain_id, **kw)
 
     def _rpc(self, fn):
+        """Every node call: web3's and the transport's exceptions become named ChainErrors."""
         try:
             return fn()
         except (TransactionNotFound, ChainError):
             raise
-        except (OSError, IOError) as exc:
+        except ContractLogicError as exc:
+            raise ChainError("transaction_would_revert", str(exc)) from exc
+        except OSError as exc:  # requests' connection errors and timeouts are OSErrors
             raise ChainError("node_unreachable", repr(exc)) from exc
-        except ValueError as exc:  # web3 turns JSON-RPC errors into ValueError subclasses
+        except (Web3Exception, ValueError) as exc:
             raise ChainError("node_rpc_error", repr(exc)) from exc
 
     # --- addresses ------------------------------------------------------------------------
@@ -154,16 +157,27 @@ class EthereumAdapter(Scanner):
             )
             for lg in logs:
                 logs_by_block.setdefault(int(lg["blockNumber"]), []).append(lg)
+        with self.state.begin() as st:
+            watched = self._watch_map(st)
         for height in range(start, end + 1):
             block = self._rpc(lambda: self.w3.eth.get_block(height, full_transactions=True))
             ref = BlockRef(height, _hex(block["hash"]), _hex(block["parentHash"]))
             logs = logs_by_block.get(height, [])
             if any(_hex(lg["blockHash"]) != ref.hash for lg in logs):
                 return  # the chain moved between the two reads; the next scan sees it
-            yield ref, (block, logs)
+            # Receipts of the transactions that pay our addresses (did they succeed?), read now
+            # so that applying the block is database work only.
+            succeeded = set()
+            for t in block["transactions"]:
+                to = t.get("to")
+                if to and int(t["value"]) > 0 and etx.checksum(to) in watched:
+                    receipt = self._rpc(lambda: self.w3.eth.get_transaction_receipt(t["hash"]))
+                    if int(receipt["status"]) == 1 and _hex(receipt["blockHash"]) == ref.hash:
+                        succeeded.add(_hex(t["hash"]))
+            yield ref, (block, logs, succeeded)
 
     def _apply_block(self, st: StateTx, ref: BlockRef, payload) -> list:
-        block, logs = payload
+        block, logs, succeeded = payload
         watched = self._watch_map(st)
         candidates: list[DepositRow] = []
         for t in block["transactions"]:
@@ -175,9 +189,8 @@ class EthereumAdapter(Scanner):
             # Our own transfers (gas top-ups, sweeps) are not customer deposits.
             if hit is None or hit[2] != ROLE_DEPOSIT or etx.checksum(t["from"]) in watched:
                 continue
-            receipt = self._rpc(lambda: self.w3.eth.get_transaction_receipt(t["hash"]))
-            if int(receipt["status"]) != 1:
-                continue
+            if _hex(t["hash"]) not in succeeded:
+                continue  # reverted (or the chain moved): no value arrived
             candidates.append(self._row(f"{_hex(t['hash'])}:value", "ETH", _hex(t["hash"]), to, hit, int(t["value"]), ref))
         for lg in logs:
             topics = lg["topics"]
@@ -231,13 +244,14 @@ class EthereumAdapter(Scanner):
             )
 
     # --- nonces ---------------------------------------------------------------------------
-    def _allocate_nonce(self, st: StateTx, address: str, owner_id: str) -> int:
+    def _allocate_nonce(self, st: StateTx, address: str, owner_id: str, confirmed: int) -> int:
+        """`confirmed`: the chain's count of mined transactions from `address`, read before the
+        database transaction began."""
         mine = st.nonce_of(address, owner_id)
         if mine is not None:
             return mine
-        confirmed = int(self._rpc(lambda: self.w3.eth.get_transaction_count(address, "latest")))
-        released = st.released_nonce(address)
-        if released is not None and released >= confirmed:
+        released = st.released_nonce(address, minimum=confirmed)
+        if released is not None:
             nonce = released
         else:
             highest = st.highest_nonce(address)
@@ -313,8 +327,9 @@ class EthereumAdapter(Scanner):
         fee = fee or self.estimate_fee()
         if gas * fee.max_fee_per_gas > intent.fee_max:
             raise ChainError("fee_exceeds_max", f"{gas * fee.max_fee_per_gas} > {intent.fee_max}")
+        confirmed = int(self._rpc(lambda: self.w3.eth.get_transaction_count(sender, "latest")))
         with self.state.begin() as st:
-            nonce = self._allocate_nonce(st, sender, intent.intent_id)
+            nonce = self._allocate_nonce(st, sender, intent.intent_id, confirmed)
             t = etx.Eip1559Tx(self.chain_id, nonce, fee.max_priority_fee_per_gas, fee.max_fee_per_gas, gas, to, value, data)
             etx.check_gas(t)
             utx = self._record(st, t, intent, source_path)

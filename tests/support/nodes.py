@@ -16,7 +16,7 @@ import subprocess
 
 import httpx
 
-from tests.support.procs import Proc, free_port
+from tests.support.procs import Proc, free_port, tail, wait_until
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TOOLS = ROOT / ".tools"
@@ -31,6 +31,22 @@ BTCD_RPC_PASSWORD = "custody-test-only-password"  # a local regtest node in a te
 
 class ToolMissing(AssertionError):
     pass
+
+
+def wait_ready(proc: Proc, predicate, what: str) -> None:
+    """Polls `predicate` until it holds; fails at once, with the process's stderr, if the
+    process dies (Proc.wait_ready keeps polling a dead process until its deadline)."""
+
+    def check():
+        if not proc.alive():
+            return "died"
+        return predicate() and "ready"
+
+    outcome = wait_until(check, READY_TIMEOUT_S, f"{proc.name}: {what}")
+    if outcome == "died":
+        raise AssertionError(
+            f"{proc.name} exited with {proc.popen.returncode} before {what}:\n{tail(proc.stderr_path)}"
+        )
 
 
 def require(path: pathlib.Path, what: str) -> pathlib.Path:
@@ -51,7 +67,7 @@ def _json_rpc(url: str, method: str, params=(), auth=None, version="2.0"):
 class Btcd:
     """btcd --regtest with its own datadir; `generate` mines to `mining_address`."""
 
-    def __init__(self, workdir: pathlib.Path, mining_address: str):
+    def __init__(self, workdir: pathlib.Path, mining_address: str, txindex: bool = True):
         require(BTCD, "btcd")
         self.workdir = pathlib.Path(workdir)
         self.rpc_port = free_port()
@@ -71,10 +87,10 @@ class Btcd:
                 f"--rpcuser={BTCD_RPC_USER}",
                 f"--rpcpass={BTCD_RPC_PASSWORD}",
                 f"--miningaddr={mining_address}",
-                "--txindex",
                 "--nodnsseed",
                 "--debuglevel=info",
-            ],
+            ]
+            + (["--txindex"] if txindex else []),
             self.workdir,
         )
 
@@ -83,7 +99,7 @@ class Btcd:
 
     def start(self) -> "Btcd":
         self.proc.start()
-        self.proc.wait_ready(lambda: self.call("getblockcount") >= 0, READY_TIMEOUT_S, "getblockcount answers")
+        wait_ready(self.proc, lambda: self.call("getblockcount") >= 0, "getblockcount answers")
         return self
 
     def generate(self, n: int) -> list[str]:
@@ -121,7 +137,7 @@ class Anvil:
 
     def start(self) -> "Anvil":
         self.proc.start()
-        self.proc.wait_ready(lambda: int(self.call("eth_chainId"), 16) == self.CHAIN_ID, READY_TIMEOUT_S, "eth_chainId answers")
+        wait_ready(self.proc, lambda: int(self.call("eth_chainId"), 16) == self.CHAIN_ID, "eth_chainId answers")
         return self
 
     def mine(self, n: int = 1) -> None:

@@ -26,7 +26,7 @@ class BtcWorld:
     """btcd plus two adapters: `ours` (the custody vault) and `faucet` (an outside wallet that
     the node mines to; it pays our deposit addresses). Both sign with plain test keys."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, txindex: bool = True):
         self.workdir = workdir
         self.signer = PlainTestSigner("custody-test-vault")
         self.faucet_signer = PlainTestSigner("faucet-outside-wallet")
@@ -34,7 +34,7 @@ class BtcWorld:
         from chains.bitcoin import tx as btx
 
         faucet_address = btx.p2wpkh_address(self.faucet_signer.vault_keys().child_public_key(self.faucet_path), "regtest")
-        self.node = nodes.Btcd(workdir / "btcd", faucet_address).start()
+        self.node = nodes.Btcd(workdir / "btcd", faucet_address, txindex=txindex).start()
         self.ours = self.adapter("ours", self.signer)
         self.faucet = self.adapter("faucet", self.faucet_signer)
         assert self.faucet.address("faucet", self.faucet_path) == faucet_address

@@ -23,6 +23,7 @@ from node.ports import (
     TX_CONFIRMED,
     TX_MEMPOOL,
     TX_UNKNOWN,
+    ChainAdapter,
     IntentMismatch,
     Payment,
     UnsignedTransaction,
@@ -261,6 +262,15 @@ def test_intent_check_refuses_a_transaction_that_does_not_match(funded):
         return dataclasses.replace(utx, payload=btx.unsigned_bytes(btx.build(ins, outputs, "regtest")))
 
     pay, change = parsed.outputs
+
+    def reshaped(locktime=0, sequence=btx.SEQUENCE_RBF, version=btx.TX_VERSION):
+        ins = [
+            btx.TxIn(t, v, k.amount, keys.child_public_key(k.path), sequence)
+            for (t, v, s), k in zip(parsed.inputs, utx.inputs)
+        ]
+        return dataclasses.replace(
+            utx, payload=btx.unsigned_bytes(btx.build(ins, parsed.outputs, "regtest", locktime=locktime, version=version))
+        )
     cases = [
         ("chain_mismatch", utx, dataclasses.replace(it, chain="ethereum")),
         ("network_mismatch", utx, dataclasses.replace(it, network="testnet")),
@@ -272,6 +282,9 @@ def test_intent_check_refuses_a_transaction_that_does_not_match(funded):
         ("destination_mismatch", dataclasses.replace(utx, change_paths=()), it),
         ("payment_missing", rebuilt([change]), it),
         ("fee_exceeds_max", utx, dataclasses.replace(it, fee_max=1)),
+        ("locktime_not_allowed", reshaped(locktime=10_000_000), it),
+        ("sequence_not_allowed", reshaped(sequence=144), it),  # a BIP68 relative lock of 144 blocks
+        ("version_not_allowed", reshaped(version=3), it),
         ("destination_mismatch", rebuilt([pay, btx.TxOut(btx.script_pubkey_for(thief, "regtest"), change.amount)]), it),
     ]
     for reason, tx_, it_ in cases:
@@ -283,6 +296,7 @@ def test_intent_check_refuses_a_transaction_that_does_not_match(funded):
 
 
 def test_fee_estimate_falls_back_to_the_configured_rate_on_btcd(funded):
+    assert isinstance(funded.ours, ChainAdapter)
     est = funded.ours.estimate_fee()
     assert_eq((est.source, est.fee_rate), ("fallback", 2), "btcd has no estimatesmartfee")
 

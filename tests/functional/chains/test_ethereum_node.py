@@ -21,6 +21,7 @@ from node.ports import (
     TX_CONFIRMED,
     TX_MEMPOOL,
     TX_UNKNOWN,
+    ChainAdapter,
     IntentMismatch,
     Payment,
     WithdrawalIntent,
@@ -128,6 +129,19 @@ def test_eth_withdrawal_mined(eth, hot):
             call()
         assert_eq(exc.value.reason, reason, "refusal")
     assert_eq(eth.ours.signed_of(it.intent_id).txid, txid, "signed transaction kept for rebroadcast")
+
+
+def test_a_withdrawal_reorged_out_is_rebroadcast_unchanged(eth, hot):
+    dest = eth.w3.eth.accounts[1]
+    it = intent(eth, "eth-reorged", dest, 777)
+    txid = sign_and_send(eth, eth.ours, eth.ours.build_withdrawal(it, source_path=HOT), it)
+    wait_until(lambda: eth.ours.status(txid).state == TX_CONFIRMED, 10, "mined")
+    eth.node.call("anvil_reorg", 1, [])  # the block holding it is replaced by an empty one
+    assert eth.ours.status(txid).state == TX_UNKNOWN, "gone with the reorg"
+    signed = eth.ours.signed_of(it.intent_id)  # after a restart too: it is in the adapter's state
+    assert_eq(eth.ours.broadcast(signed), txid, "the same transaction, same nonce, same hash")
+    wait_until(lambda: eth.ours.status(txid).state == TX_CONFIRMED, 10, "mined again")
+    eth.ours.scan()
 
 
 def test_erc20_withdrawal_mined(eth, hot):
@@ -264,6 +278,7 @@ def test_intent_check_refuses_a_transaction_that_does_not_match(eth, hot):
 
 
 def test_fee_estimate_comes_from_the_node(eth):
+    assert isinstance(eth.ours, ChainAdapter)
     est = eth.ours.estimate_fee()
     assert est.source == "node" and 0 < est.max_priority_fee_per_gas <= est.max_fee_per_gas, est
 
@@ -277,6 +292,7 @@ def test_bad_withdrawals_are_refused_and_take_no_nonce(eth, hot):
         ("fee_exceeds_max", intent(eth, "bad-e3", dest, 1, fee_max=1)),
         ("intent_wrong_chain", dataclasses.replace(intent(eth, "bad-e4", dest, 1), network="1")),
         ("vault_unknown", dataclasses.replace(intent(eth, "bad-e5", dest, 1), vault_id="nobody")),
+        ("transaction_would_revert", intent(eth, "bad-e6", dest, 10**15, asset=eth.asset)),  # more tokens than hot holds
     ]
     for reason, it in rows:
         with pytest.raises(ChainError) as exc:

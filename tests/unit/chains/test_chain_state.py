@@ -20,12 +20,24 @@ BIG_WEI = 2**255 + 12345  # far beyond 64 bits; a float would lose it
 @pytest.fixture(params=["sqlite", "postgres"])
 def state(request, tmp_path):
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'state.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    engine = make_engine(url)
-    yield ChainState(engine, f"test:{uuid.uuid4().hex[:12]}")
-    engine.dispose()
+        engine = make_engine(f"sqlite:///{tmp_path / 'state.db'}")
+        yield ChainState(engine, f"test:{uuid.uuid4().hex[:12]}")
+        engine.dispose()
+        return
+    # PostgreSQL: a schema of its own, dropped afterwards.
+    url = request.getfixturevalue("pg_url")
+    schema = f"chains_unit_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(url)
+    with admin.begin() as c:
+        c.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    engine = make_engine(url).execution_options(schema_translate_map={None: schema})
+    try:
+        yield ChainState(engine, f"test:{uuid.uuid4().hex[:12]}")
+    finally:
+        engine.dispose()
+        with admin.begin() as c:
+            c.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
 
 
 def test_amounts_round_trip_as_exact_ints(state):
@@ -66,6 +78,11 @@ def test_nonce_claims_release_and_reuse(state):
         assert st.released_nonce("0xA") == 1
         st.claim_nonce("0xA", 1, "i3")
         assert (st.nonce_of("0xA", "i3"), st.released_nonce("0xA"), st.highest_nonce("0xA")) == (1, None, 1)
+        st.claim_nonce("0xA", 2, "i5")
+        st.claim_nonce("0xA", 3, "i6")
+        st.release_nonce("0xA", "i5")
+        st.release_nonce("0xA", "i6")
+        assert (st.released_nonce("0xA"), st.released_nonce("0xA", minimum=3)) == (2, 3), "stale ones are skipped"
         with pytest.raises(AssertionError):
             st.claim_nonce("0xA", 0, "i4")  # owned: a programmer error, never a silent reuse
 
@@ -149,3 +166,22 @@ def test_a_reorg_deeper_than_the_limit_stops_the_scan(state):
         chain.scan()
     with state.begin() as st:
         assert st.tip()[1] == f"a{len(chain.blocks) - 2}", "nothing rolled back"
+
+
+def test_two_scanners_of_one_chain_never_apply_a_block_twice(state):
+    first, second = ScriptedChain(state), ScriptedChain(state)
+    second.blocks = first.blocks  # the same node
+    first.extend(3, deposits=[("d1", 10)])
+    fetch = second._fetch_blocks
+
+    def racing(start, end):
+        fetched = list(fetch(start, end))
+        # The other scanner (an overlapping restart) applies the same blocks first.
+        assert kinds(first.scan()) == [(DEPOSIT_PENDING, "d1", 1), (DEPOSIT_CREDITED, "d1", 1)]
+        yield from fetched
+
+    second._fetch_blocks = racing
+    assert kinds(second.scan()) == [], "the stale scanner stops without applying anything"
+    with state.begin() as st:
+        assert [(d.deposit_id, d.status) for d in st.all_deposits()] == [("d1", DEPOSIT_CREDITED)]
+        assert st.tip() == (2, "a2")

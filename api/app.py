@@ -1,0 +1,149 @@
+"""The composition root of the API process: `create_app(settings)`.
+
+    uvicorn --factory api.app:app_from_env      (settings from CUSTODY_API_* variables)
+
+Unauthenticated on purpose, and nothing else: GET /v1/health (liveness), GET /v1/ready
+(database reachable), GET /openapi.json; /metrics takes the operator's bearer token and is
+off when no token is configured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+
+import sqlalchemy as sa
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from starlette.responses import Response
+
+import node.log
+from api import errors, schemas
+from api.errors import Problem
+from api.metrics import Metrics, MetricsMiddleware
+from api.ratelimit import RateLimiter
+from api.routes import apikeys as apikeys_routes
+from api.routes import ledger as ledger_routes
+from api.routes import webhooks as webhooks_routes
+from api.routing import AppContext
+from api.settings import ApiSettings
+from api.webhook_worker import WebhookWorker
+from node import apikeys, clients, webhooks
+from node.clients import ClientOps
+from node.store import Store, open_store
+
+log = node.log.get("api")
+
+errors.register_domain_error(apikeys.ApiKeyError)
+errors.register_domain_error(webhooks.WebhookError)
+errors.register_domain_error(clients.ClientOpError)
+
+DESCRIPTION = """Custody API. Every /v1 route except health and readiness takes a signed
+request (X-Api-Key, X-Timestamp, X-Nonce, X-Signature: Ed25519 over METHOD, path?query,
+timestamp, nonce and the body's SHA-256, joined by newlines). POSTs accept Idempotency-Key.
+Errors are RFC 9457 problem documents with a stable `code`. Amounts are decimal strings in
+base units."""
+
+
+def create_app(settings: ApiSettings, store: Store | None = None) -> FastAPI:
+    """`store`: an open, migrated store (tests pass their own); default: open and migrate
+    settings.database_url."""
+    store = store or open_store(settings.database_url, schema=settings.database_schema)
+    engine = store.engine
+    metrics = Metrics()
+    ctx = AppContext(
+        settings=settings,
+        engine=engine,
+        store=store,
+        ops=ClientOps(store),
+        rate_limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
+        metrics=metrics,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        if settings.webhook_worker:
+            ctx.worker = WebhookWorker(
+                engine,
+                backoff_base_ms=settings.webhook_backoff_base_ms,
+                attempts_max=settings.webhook_attempts_max,
+                on_attempt=metrics.webhook_attempt,
+            )
+            ctx.worker.start()
+        log.info("api_started", environment=settings.environment, webhook_worker=settings.webhook_worker)
+        try:
+            yield
+        finally:
+            if ctx.worker is not None:
+                ctx.worker.stop()
+
+    app = FastAPI(
+        title="custody-node API",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.ctx = ctx
+    errors.install(app)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    @app.get("/v1/health", response_model=schemas.HealthPublic, tags=["system"])
+    def health() -> schemas.HealthPublic:
+        return schemas.HealthPublic(status="ok")
+
+    @app.get(
+        "/v1/ready", response_model=schemas.ReadinessPublic, tags=["system"], responses=errors.responses(503)
+    )
+    def ready() -> schemas.ReadinessPublic:
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except sa.exc.SQLAlchemyError:
+            raise Problem(503, "database_unavailable", "the database does not answer") from None
+        return schemas.ReadinessPublic(status="ready", database="ok")
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics_endpoint(request: Request) -> Response:
+        token = settings.metrics_token
+        if token is None:
+            raise Problem(404, "not_found", "metrics are disabled (no metrics token configured)")
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token.get_secret_value()}".encode()):
+            raise Problem(401, "invalid_metrics_token", "metrics need the operator's bearer token")
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    app.include_router(apikeys_routes.router)
+    app.include_router(ledger_routes.router)
+    app.include_router(webhooks_routes.router)
+
+    def openapi():
+        if app.openapi_schema:
+            return app.openapi_schema
+        doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        components = doc.setdefault("components", {})
+        components.setdefault("schemas", {})["ProblemDocument"] = errors.ProblemDocument.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
+        for name, sub in components["schemas"]["ProblemDocument"].pop("$defs", {}).items():
+            components["schemas"].setdefault(name, sub)
+        components["securitySchemes"] = {
+            "CustodySignature": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "X-Signature",
+                "description": "Ed25519 request signature; also send X-Api-Key, X-Timestamp and X-Nonce.",
+            }
+        }
+        app.openapi_schema = doc
+        return doc
+
+    app.openapi = openapi
+    return app
+
+
+def app_from_env() -> FastAPI:
+    if not __debug__:
+        raise SystemExit("custody API: refusing to run under python -O (asserts are part of the safety checks)")
+    return create_app(ApiSettings())

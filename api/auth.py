@@ -1,0 +1,94 @@
+"""Signed-request authentication (design/api-conventions.md, "Authentication").
+
+`authenticate` runs before any route code (see api/routing.py): it checks, in this order,
+  1. the four headers are present and well-formed           401 missing_authentication / malformed_*
+  2. the key exists and is not revoked                       401 unknown_api_key
+  3. X-Timestamp is within ±30 s of our clock                401 timestamp_outside_window
+  4. the Ed25519 signature over the exact string-to-sign     401 invalid_signature
+  5. the nonce is new for this key (recorded in the database) 401 nonce_reused
+and `require_scope` then refuses a key without the route's scope with 403 missing_scope.
+The nonce is recorded only after the signature verifies, so nobody but the key's owner can
+burn its nonces. Unknown key and revoked key give the same answer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+import time
+
+import sqlalchemy as sa
+
+from api.errors import Problem
+from api.signing import b64url_decode, verify_request
+from node import apikeys, limits
+
+_NONCE_RE = re.compile(r"^[A-Za-z0-9._~-]+$")
+_KEY_ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+_purge_counter = itertools.count()
+
+WWW_AUTHENTICATE = {"WWW-Authenticate": 'Custody-Ed25519 realm="custody"'}
+
+
+@dataclasses.dataclass(frozen=True)
+class Principal:
+    key_id: str
+    client_id: str
+    scopes: frozenset[str]
+
+
+def _refuse(code: str, detail: str, field: str | None = None) -> Problem:
+    return Problem(401, code, detail, field=field, headers=WWW_AUTHENTICATE)
+
+
+def authenticate(
+    engine: sa.Engine, method: str, path_and_query: str, headers, body: bytes, now_ms: int | None = None
+) -> Principal:
+    now_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    key_id = headers.get("x-api-key")
+    timestamp = headers.get("x-timestamp")
+    nonce = headers.get("x-nonce")
+    signature = headers.get("x-signature")
+    missing = [h for h, v in (("X-Api-Key", key_id), ("X-Timestamp", timestamp), ("X-Nonce", nonce), ("X-Signature", signature)) if not v]
+    if missing:
+        raise _refuse("missing_authentication", f"signed request headers missing: {', '.join(missing)}", missing[0])
+    if len(key_id) > limits.API_HEADER_KEY_ID_LEN_MAX or not _KEY_ID_RE.match(key_id):
+        raise _refuse("unknown_api_key", "unknown or revoked API key", "X-Api-Key")
+    if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 16:
+        raise _refuse("malformed_timestamp", "X-Timestamp must be unix time in milliseconds", "X-Timestamp")
+    if not (limits.API_NONCE_LEN_MIN <= len(nonce) <= limits.API_NONCE_LEN_MAX) or not _NONCE_RE.match(nonce):
+        raise _refuse(
+            "malformed_nonce",
+            f"X-Nonce must be {limits.API_NONCE_LEN_MIN}-{limits.API_NONCE_LEN_MAX} characters of [A-Za-z0-9._~-]",
+            "X-Nonce",
+        )
+    try:
+        if len(signature) > limits.API_SIGNATURE_HEADER_LEN_MAX:
+            raise ValueError("too long")
+        sig = b64url_decode(signature)
+    except ValueError:
+        raise _refuse("malformed_signature", "X-Signature must be unpadded base64url", "X-Signature") from None
+
+    key = apikeys.get_api_key(engine, key_id)
+    if key is None or key.revoked_at_ms is not None:
+        raise _refuse("unknown_api_key", "unknown or revoked API key", "X-Api-Key")
+    if abs(now_ms - int(timestamp)) > limits.API_CLOCK_SKEW_MS:
+        raise _refuse(
+            "timestamp_outside_window",
+            f"X-Timestamp is more than {limits.API_CLOCK_SKEW_MS // 1000} s from the server clock ({now_ms})",
+            "X-Timestamp",
+        )
+    if len(sig) != 64 or not verify_request(key.public_key, sig, method, path_and_query, timestamp, nonce, body):
+        raise _refuse("invalid_signature", "the signature does not match the request", "X-Signature")
+    if not apikeys.remember_nonce(engine, key.id, nonce, now_ms):
+        raise _refuse("nonce_reused", "this nonce was already used by this key", "X-Nonce")
+    if next(_purge_counter) % limits.API_NONCE_PURGE_EVERY_COUNT == 0:
+        apikeys.purge_nonces(engine, now_ms)
+    return Principal(key_id=key.id, client_id=key.client_id, scopes=key.scopes)
+
+
+def require_scope(principal: Principal, scope: str) -> None:
+    assert scope in apikeys.SCOPES, f"route declares unknown scope {scope!r}"
+    if scope not in principal.scopes:
+        raise Problem(403, "missing_scope", f"this API key lacks the `{scope}` scope", field="X-Api-Key")

@@ -1,0 +1,251 @@
+"""bench/api.py — the custody API's request throughput, against an unsigned hello-world.
+
+What it measures: signed balance reads (GET /v1/sub-accounts/{id}/balances: signature check,
+nonce written to the database, rate limit, a ledger read) and internal-transfer creates
+(POST /v1/transfers: the same, plus one ledger write with its journal entry, the client
+record and the webhook outbox event in one transaction), through a real `custody api serve`
+process (uvicorn, one worker, SQLite with durable commits). Requests/s and p50/p99 latency.
+
+Baseline: an unsigned FastAPI hello-world (GET / returning a small JSON object) served by
+uvicorn with the same options, in the same run. That is the honest floor: it is what the same
+server stack costs with no authentication, no database and no domain work, so the ratio says
+what our per-request work costs on top of the framework itself.
+
+Method: both servers run for the whole benchmark; rounds alternate baseline / signed reads /
+transfer creates after a warm-up; each round runs CONCURRENCY client threads for a fixed time
+over keep-alive connections. Requests are signed just before each round (fresh nonces and
+timestamps inside the ±30 s window), so client-side signing is not timed — the figures are the
+server's. Withdrawal creates come with the withdrawal pipeline; until then the write figure is
+the internal transfer create.
+
+    python bench/api.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+# This file is named like the `api` package: keep bench/ off the import path, import by package.
+sys.path[:] = [p for p in sys.path if pathlib.Path(p or ".").resolve() != ROOT / "bench"]
+sys.path.insert(0, str(ROOT))
+
+from bench._common import figure, machine, percentile, progress  # noqa: E402
+
+BENCH = "api"
+CONCURRENCY = 4
+
+
+def serve_hello(port: int) -> None:
+    import uvicorn
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.get("/")
+    def hello():
+        return {"hello": "world"}
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", timeout_keep_alive=5)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited early ({proc.returncode}) for {url}")
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"server at {url} not ready after {timeout_s}s")
+
+
+def run_round(base_url: str, requests_for_thread, duration_s: float):
+    """Each thread sends its prepared requests in order until the time is up."""
+    import httpx
+
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    stop_at = time.perf_counter() + duration_s
+
+    def worker(i):
+        mine = []
+        with httpx.Client(base_url=base_url, timeout=30, trust_env=False) as c:
+            for method, path, headers, body in requests_for_thread(i):
+                if time.perf_counter() >= stop_at:
+                    break
+                t0 = time.perf_counter()
+                r = c.request(method, path, headers=headers, content=body)
+                mine.append(time.perf_counter() - t0)
+                if r.status_code >= 300:
+                    with lock:
+                        errors[0] += 1
+                        if errors[0] <= 3:
+                            progress(f"  unexpected {r.status_code}: {r.text[:200]}")
+        with lock:
+            latencies.extend(mine)
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(CONCURRENCY)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    assert errors[0] == 0, f"{errors[0]} requests failed"
+    return len(latencies) / elapsed, latencies
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--serve-hello", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve_hello:
+        serve_hello(args.serve_hello)
+        return 0
+
+    from api.client import CustodyClient, generate_private_key, public_key_b64
+    from api.signing import b64url_decode, sign_request
+    from node import apikeys
+    from node.customers import Customers
+    from node.ledger import Ledger, LedgerKind
+    from node.store import open_store
+
+    rounds, duration_s = (2, 1.5) if args.quick else (4, 3.0)
+    progress(f"bench api: {machine()}; {rounds} rounds x {duration_s}s per path, concurrency {CONCURRENCY}")
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-api-"))
+    url = f"sqlite:///{tmp / 'node.db'}"
+    store = open_store(url)
+    key = generate_private_key()
+    k = apikeys.create_api_key(
+        store.engine, client_id=None, name="bench", scopes=["read", "withdraw", "admin"], public_key=b64url_decode(public_key_b64(key))
+    )
+    ledger = Ledger(store)
+    ledger.create_ledger("USD", 2, LedgerKind.FIAT, actor="bench")
+    cust = Customers(ledger)
+    cust.create_customer("acme", "Acme", actor="bench")
+    cust.create_customer("beta", "Beta", actor="bench")
+    assert cust.fiat_deposit("dep-1", "acme.main", "USD", 10**15, "bench", actor="bench").ok
+    store.dispose()
+
+    procs = []
+    try:
+        api_port, hello_port = free_port(), free_port()
+        env = {
+            **os.environ,
+            "CUSTODY_API_DATABASE_URL": url,
+            "CUSTODY_API_RATE_LIMIT_PER_S": "1000000",
+            "CUSTODY_API_RATE_LIMIT_BURST": "1000000",
+            "CUSTODY_API_WEBHOOK_WORKER": "false",
+        }
+        custody = pathlib.Path(sys.executable).parent / "custody"
+        procs.append(subprocess.Popen([str(custody), "api", "serve", "--port", str(api_port)], env=env))
+        procs.append(subprocess.Popen([sys.executable, __file__, "--serve-hello", str(hello_port)]))
+        api_url, hello_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{hello_port}"
+        wait_ready(f"{api_url}/v1/health", procs[0])
+        wait_ready(f"{hello_url}/", procs[1])
+        CustodyClient(api_url, k.id, key).balances("acme.main")  # the path works before timing it
+
+        def signed(method, path, body=b""):
+            ts = str(time.time_ns() // 1_000_000)
+            nonce = secrets.token_urlsafe(18)
+            h = {"X-Api-Key": k.id, "X-Timestamp": ts, "X-Nonce": nonce, "X-Signature": sign_request(key, method, path, ts, nonce, body)}
+            if body:
+                h["Content-Type"] = "application/json"
+            return method, path, h, body
+
+        per_thread_max = 20_000 if not args.quick else 5_000
+        seq = [0]
+
+        def hello_requests(_i):
+            return (("GET", "/", {}, b"") for _ in range(per_thread_max))
+
+        def read_requests_factory():
+            batches = [[signed("GET", "/v1/sub-accounts/acme.main/balances") for _ in range(per_thread_max // 4)] for _ in range(CONCURRENCY)]
+            return lambda i: iter(batches[i])
+
+        def transfer_requests_factory():
+            batches = []
+            for _ in range(CONCURRENCY):
+                b = []
+                for _ in range(per_thread_max // 20):
+                    seq[0] += 1
+                    body = (
+                        '{"external_id":"b-%d","from_sub_account_id":"acme.main","to_sub_account_id":"beta.main",'
+                        '"asset":"USD","amount":"1"}' % seq[0]
+                    ).encode()
+                    b.append(signed("POST", "/v1/transfers", body))
+                batches.append(b)
+            return lambda i: iter(batches[i])
+
+        progress("warm-up")
+        run_round(hello_url, hello_requests, 0.5)
+        run_round(api_url, read_requests_factory(), 0.5)
+        run_round(api_url, transfer_requests_factory(), 0.5)
+
+        hello_rps, read_rps, write_rps = [], [], []
+        read_lat, write_lat, hello_lat = [], [], []
+        for r in range(rounds):
+            rps, lat = run_round(hello_url, hello_requests, duration_s)
+            hello_rps.append(rps)
+            hello_lat += lat
+            reads = read_requests_factory()
+            rps, lat = run_round(api_url, reads, duration_s)
+            read_rps.append(rps)
+            read_lat += lat
+            writes = transfer_requests_factory()
+            rps, lat = run_round(api_url, writes, duration_s)
+            write_rps.append(rps)
+            write_lat += lat
+            progress(f"round {r + 1}: hello {hello_rps[-1]:.0f}/s, signed reads {read_rps[-1]:.0f}/s, transfer creates {write_rps[-1]:.0f}/s")
+
+        def mean(xs):
+            return sum(xs) / len(xs)
+
+        ms = 1000
+        figure(BENCH, "baseline_hello_per_s", round(mean(hello_rps), 1), "requests/s")
+        figure(BENCH, "baseline_hello_p50_ms", round(percentile(hello_lat, 50) * ms, 3), "ms")
+        figure(BENCH, "signed_reads_per_s", round(mean(read_rps), 1), "requests/s")
+        figure(BENCH, "signed_read_p50_ms", round(percentile(read_lat, 50) * ms, 3), "ms")
+        figure(BENCH, "signed_read_p99_ms", round(percentile(read_lat, 99) * ms, 3), "ms")
+        figure(BENCH, "transfer_creates_per_s", round(mean(write_rps), 1), "requests/s")
+        figure(BENCH, "transfer_create_p50_ms", round(percentile(write_lat, 50) * ms, 3), "ms")
+        figure(BENCH, "transfer_create_p99_ms", round(percentile(write_lat, 99) * ms, 3), "ms")
+        figure(BENCH, "signed_read_ratio", round(mean(read_rps) / mean(hello_rps), 3), "ratio")
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=15)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

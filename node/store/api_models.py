@@ -1,0 +1,146 @@
+"""Tables of the custody API's own state: API keys, nonces, idempotency records, webhooks.
+
+SQLAlchemy Core on the store's MetaData (node/store/models.py imports this module), created by
+the Alembic migration 0002_api. These are not ledger state, so they are written directly (not
+through `Store.write`, which journals): nonces and idempotency records are on every request's
+hot path, webhook deliveries change at every attempt. Writes use `write_tx` (BEGIN IMMEDIATE on
+SQLite, like every writer of this database).
+
+Conventions: times are int milliseconds since the epoch (`*_ms`), ids are opaque prefixed
+strings, every list has an integer `seq` giving a stable order for cursor pagination.
+No amounts live in these tables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import sqlalchemy as sa
+
+from node.store.models import metadata
+from node.store.types import Amount
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY.
+Seq = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("seq", Seq, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(64), nullable=False, unique=True),
+    sa.Column("client_id", sa.String(64), nullable=False, index=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("scopes", sa.String(128), nullable=False),  # space-separated, sorted
+    sa.Column("public_key", sa.LargeBinary(32), nullable=False),  # raw Ed25519 public key
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("revoked_at_ms", sa.BigInteger, nullable=True),
+)
+
+# Nonces seen per key; the primary key makes "insert or refuse" atomic across API replicas.
+api_nonces = sa.Table(
+    "api_nonces",
+    metadata,
+    sa.Column("key_id", sa.String(64), primary_key=True),
+    sa.Column("nonce", sa.String(64), primary_key=True),
+    sa.Column("expires_at_ms", sa.BigInteger, nullable=False, index=True),
+)
+
+# One row per (key's client, Idempotency-Key): the request's fingerprint and its first response.
+idempotency_records = sa.Table(
+    "idempotency_records",
+    metadata,
+    sa.Column("client_id", sa.String(64), primary_key=True),
+    sa.Column("idempotency_key", sa.String(255), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),  # sha256(method, path, body)
+    sa.Column("state", sa.String(16), nullable=False),  # in_progress | done
+    sa.Column("response_status", sa.Integer, nullable=True),
+    sa.Column("response_content_type", sa.String(64), nullable=True),
+    sa.Column("response_body", sa.LargeBinary, nullable=True),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("locked_until_ms", sa.BigInteger, nullable=False),
+    sa.Column("expires_at_ms", sa.BigInteger, nullable=False, index=True),
+)
+
+webhook_endpoints = sa.Table(
+    "webhook_endpoints",
+    metadata,
+    sa.Column("seq", Seq, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(64), nullable=False, unique=True),
+    sa.Column("client_id", sa.String(64), nullable=False, index=True),
+    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("event_types", sa.Text, nullable=False),  # space-separated patterns: "deposit.*"
+    # The HMAC key has to be used in clear to sign; it is never returned after creation/rotation.
+    sa.Column("secret", sa.String(128), nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("secret_rotated_at_ms", sa.BigInteger, nullable=False),
+)
+
+# The outbox: an event is written in the same transaction as the state change it reports.
+webhook_events = sa.Table(
+    "webhook_events",
+    metadata,
+    sa.Column("seq", Seq, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(64), nullable=False, unique=True),
+    sa.Column("client_id", sa.String(64), nullable=False, index=True),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),  # the exact JSON body POSTed
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+)
+
+# One delivery per (event, endpoint), fanned out when the event is written.
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("seq", Seq, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(64), nullable=False, unique=True),
+    sa.Column("event_id", sa.String(64), sa.ForeignKey("webhook_events.id"), nullable=False),
+    sa.Column("endpoint_id", sa.String(64), sa.ForeignKey("webhook_endpoints.id"), nullable=False),
+    sa.Column("client_id", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending | delivering | succeeded | failed
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("locked_until_ms", sa.BigInteger, nullable=False),
+    sa.Column("last_status_code", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.String(512), nullable=True),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("updated_at_ms", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("event_id", "endpoint_id", name="uq_webhook_delivery_event_endpoint"),
+    sa.Index("ix_webhook_deliveries_due", "status", "next_attempt_at_ms"),
+    sa.Index("ix_webhook_deliveries_endpoint", "endpoint_id", "seq"),
+)
+
+
+@contextlib.contextmanager
+def write_tx(engine: sa.Engine):
+    """A write transaction on the store's engine: on SQLite it begins IMMEDIATE (the store's
+    `custody_write` option), so a read-then-write never fails on a stale snapshot."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(custody_write=True)
+        with conn.begin():
+            yield conn
+
+
+# Internal transfers made through the API: the client's external_id (unique forever per client)
+# and the sub-accounts involved; the money itself is the ledger transfer with the same id.
+client_transfers = sa.Table(
+    "client_transfers",
+    metadata,
+    sa.Column("seq", Seq, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(64), nullable=False, unique=True),  # = the ledger transfer id
+    sa.Column("client_id", sa.String(64), nullable=False),
+    sa.Column("external_id", sa.String(128), nullable=False),
+    sa.Column("from_sub_account_id", sa.String(64), nullable=False),
+    sa.Column("to_sub_account_id", sa.String(64), nullable=False),
+    sa.Column("asset", sa.String(64), nullable=False),
+    sa.Column("amount", Amount, nullable=False),
+    sa.Column("fee", Amount, nullable=False),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("client_id", "external_id", name="uq_client_transfers_client_external"),
+)

@@ -1,0 +1,321 @@
+"""por-mst/1, the reference implementation: the hashes, a plain tree builder and the user-proof
+verifier (`../shared/design/por-format.md`, normative).
+
+Standard library only, and deliberately simple: this is the code the public verifier runs and
+the code the fast builder (`proofs.tree`) is checked against. It favours being obviously right
+over being fast; nothing here is on the node's hot path except `verify_user_proof`, which every
+published proof goes through before the root is released.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+
+from node import limits
+
+FORMAT = "por-mst/1"
+U128_LIMIT = 1 << 128
+
+TAG_KEY = b"por-mst/1/key"
+TAG_UID = b"por-mst/1/uid"
+PREFIX_LEAF = b"\x00"
+PREFIX_NODE = b"\x01"
+
+
+class ProofInvalid(Exception):
+    """A proof (or a file claiming to be one) does not verify. `reason` is a stable code."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+# --- encodings ---------------------------------------------------------------------------
+
+
+def u32be(x: int) -> bytes:
+    assert 0 <= x < 1 << 32, x
+    return x.to_bytes(4, "big")
+
+
+def u128be(x: int) -> bytes:
+    assert 0 <= x < U128_LIMIT, x
+    return x.to_bytes(16, "big")
+
+
+def sums_bytes(sums) -> bytes:
+    return b"".join(u128be(x) for x in sums)
+
+
+def parse_amount(text, what: str) -> int:
+    """A canonical decimal string (`"0"`, `"42"`) in [0, 2^128); anything else is refused."""
+    if not isinstance(text, str) or not text or len(text) > 39 or not text.isascii() or not text.isdigit():
+        raise ProofInvalid("amount_malformed", f"{what}: {text!r} is not a canonical decimal string")
+    if len(text) > 1 and text[0] == "0":
+        raise ProofInvalid("amount_malformed", f"{what}: {text!r} has a leading zero")
+    value = int(text)
+    if value >= U128_LIMIT:
+        raise ProofInvalid("amount_out_of_range", f"{what}: {text} is not below 2^128")
+    return value
+
+
+def parse_hex(text, n_bytes: int, what: str) -> bytes:
+    if not isinstance(text, str) or len(text) != 2 * n_bytes or text != text.lower():
+        raise ProofInvalid("hex_malformed", f"{what}: expected {n_bytes} bytes of lowercase hex")
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise ProofInvalid("hex_malformed", f"{what}: not hex") from None
+
+
+# --- the hashes --------------------------------------------------------------------------
+
+
+def snapshot_key(proof_secret: bytes, sid: bytes) -> bytes:
+    """key = HMAC(proof_secret, "por-mst/1/key" ‖ sid)."""
+    assert len(proof_secret) == 32 and len(sid) == 16
+    return hmac.digest(proof_secret, TAG_KEY + sid, "sha256")
+
+
+def uid_commitment(account_id: str) -> bytes:
+    """uidc = H("por-mst/1/uid" ‖ utf8(account_id))."""
+    return hashlib.sha256(TAG_UID + account_id.encode("utf-8")).digest()
+
+
+def leaf_hash(key: bytes, sid: bytes, uidc: bytes, part: int, balances) -> bytes:
+    return hmac.digest(key, PREFIX_LEAF + sid + uidc + u32be(part) + sums_bytes(balances), "sha256")
+
+
+def node_hash(left_hash: bytes, left_sums, right_hash: bytes, right_sums) -> bytes:
+    return hashlib.sha256(
+        PREFIX_NODE + left_hash + sums_bytes(left_sums) + right_hash + sums_bytes(right_sums)
+    ).digest()
+
+
+def add_sums(a, b) -> list[int]:
+    out = [x + y for x, y in zip(a, b, strict=True)]
+    for x in out:
+        if x >= U128_LIMIT:
+            raise ProofInvalid("sum_overflow", "a sum reaches 2^128")
+    return out
+
+
+# --- a plain tree, built from an explicit leaf layout ------------------------------------
+
+
+@dataclass(frozen=True)
+class LeafSpec:
+    """Leaf `index` is part `part` of `account_id`, holding `balances` (ints)."""
+
+    index: int
+    account_id: str
+    part: int
+    balances: tuple[int, ...]
+
+
+class ReferenceTree:
+    """All levels kept as lists: levels[0] are the leaves, levels[depth] == [root]."""
+
+    def __init__(self, sid: bytes, assets: list[str], proof_secrets: dict[str, bytes], layout: list[LeafSpec]):
+        n = len(layout)
+        assert n >= 2 and n & (n - 1) == 0, "the tree is full: 2^depth leaves, depth >= 1"
+        assert sorted(spec.index for spec in layout) == list(range(n))
+        self.sid = sid
+        self.assets = list(assets)
+        self.depth = n.bit_length() - 1
+        self.layout = sorted(layout, key=lambda s: s.index)
+        self.keys = {a: snapshot_key(secret, sid) for a, secret in proof_secrets.items()}
+        leaves = []
+        for spec in self.layout:
+            h = leaf_hash(self.keys[spec.account_id], sid, uid_commitment(spec.account_id), spec.part, spec.balances)
+            leaves.append((h, list(spec.balances)))
+        self.levels = [leaves]
+        while len(self.levels[-1]) > 1:
+            below = self.levels[-1]
+            self.levels.append(
+                [
+                    (node_hash(lh, ls, rh, rs), add_sums(ls, rs))
+                    for (lh, ls), (rh, rs) in zip(below[0::2], below[1::2], strict=True)
+                ]
+            )
+
+    @property
+    def root(self) -> tuple[bytes, list[int]]:
+        return self.levels[-1][0]
+
+    def proof(self, account_id: str, account_balances) -> dict:
+        leaves = []
+        for spec in self.layout:
+            if spec.account_id != account_id:
+                continue
+            path = []
+            for level in range(self.depth):
+                h, s = self.levels[level][(spec.index >> level) ^ 1]
+                path.append({"hash": h.hex(), "sums": [str(x) for x in s]})
+            leaves.append(
+                {"index": spec.index, "part": spec.part, "balances": [str(x) for x in spec.balances], "path": path}
+            )
+        root_hash, root_sums = self.root
+        return {
+            "format": FORMAT,
+            "snapshot_id": self.sid.hex(),
+            "assets": list(self.assets),
+            "depth": self.depth,
+            "root": {"hash": root_hash.hex(), "sums": [str(x) for x in root_sums]},
+            "account_id": account_id,
+            "account_balances": [str(x) for x in account_balances],
+            "key": self.keys[account_id].hex(),
+            "leaves": leaves,
+        }
+
+
+# --- the user-proof verifier -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VerifiedProof:
+    snapshot_id: str
+    account_id: str
+    assets: tuple[str, ...]
+    account_balances: tuple[int, ...]
+    root_hash: str
+    root_sums: tuple[int, ...]
+    depth: int
+
+
+def _field(obj, name: str, kind, what: str = "proof"):
+    if not isinstance(obj, dict) or name not in obj:
+        raise ProofInvalid("field_missing", f"{what}.{name}")
+    value = obj[name]
+    if kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        raise ProofInvalid("field_malformed", f"{what}.{name} must be {getattr(kind, '__name__', kind)}")
+    return value
+
+
+def _amounts(values, n: int, what: str) -> list[int]:
+    if not isinstance(values, list):
+        raise ProofInvalid("field_malformed", f"{what} must be a list")
+    if len(values) != n:
+        raise ProofInvalid("asset_count_mismatch", f"{what} has {len(values)} values for {n} assets")
+    return [parse_amount(v, f"{what}[{i}]") for i, v in enumerate(values)]
+
+
+def verify_user_proof(proof) -> VerifiedProof:
+    """Checks a user proof (parsed JSON) completely; returns what it proves or raises ProofInvalid.
+
+    Order: shape and ranges first (nothing is hashed from a malformed file), then each leaf's
+    path up to the root, then the parts and the account's balances."""
+    if not isinstance(proof, dict):
+        raise ProofInvalid("field_malformed", "a proof is a JSON object")
+    if proof.get("format") != FORMAT:
+        raise ProofInvalid("format_unknown", f"format must be {FORMAT!r}, got {proof.get('format')!r}")
+    sid = parse_hex(_field(proof, "snapshot_id", str), 16, "snapshot_id")
+    assets = _field(proof, "assets", list)
+    if not 1 <= len(assets) <= limits.POR_ASSETS_MAX or not all(isinstance(a, str) and a for a in assets):
+        raise ProofInvalid("field_malformed", f"assets: 1..{limits.POR_ASSETS_MAX} non-empty strings")
+    if len(set(assets)) != len(assets):
+        raise ProofInvalid("field_malformed", "assets: repeated asset code")
+    n_assets = len(assets)
+    depth = _field(proof, "depth", int)
+    if not 1 <= depth <= limits.POR_DEPTH_MAX:
+        raise ProofInvalid("depth_out_of_range", f"depth {depth} not in 1..{limits.POR_DEPTH_MAX}")
+    root = _field(proof, "root", dict)
+    root_hash = parse_hex(_field(root, "hash", str, "root"), 32, "root.hash")
+    root_sums = _amounts(_field(root, "sums", list, "root"), n_assets, "root.sums")
+    account_id = _field(proof, "account_id", str)
+    if not account_id:
+        raise ProofInvalid("field_malformed", "account_id is empty")
+    account_balances = _amounts(_field(proof, "account_balances", list), n_assets, "account_balances")
+    key = parse_hex(_field(proof, "key", str), 32, "key")
+    leaves = _field(proof, "leaves", list)
+    if not 2 <= len(leaves) <= limits.POR_PARTS_MAX:
+        raise ProofInvalid("too_few_parts" if len(leaves) < 2 else "too_many_parts", f"{len(leaves)} leaves")
+
+    parsed = []
+    for n, leaf in enumerate(leaves):
+        what = f"leaves[{n}]"
+        index = _field(leaf, "index", int, what)
+        part = _field(leaf, "part", int, what)
+        if not 0 <= index < 1 << depth:
+            raise ProofInvalid("index_out_of_range", f"{what}.index {index} not below 2^{depth}")
+        if not 0 <= part < limits.POR_PARTS_MAX:
+            raise ProofInvalid("part_out_of_range", f"{what}.part {part}")
+        balances = _amounts(_field(leaf, "balances", list, what), n_assets, f"{what}.balances")
+        path = _field(leaf, "path", list, what)
+        if len(path) != depth:
+            raise ProofInvalid("path_length_mismatch", f"{what}.path has {len(path)} entries, depth is {depth}")
+        siblings = []
+        for level, sib in enumerate(path):
+            sw = f"{what}.path[{level}]"
+            siblings.append(
+                (
+                    parse_hex(_field(sib, "hash", str, sw), 32, f"{sw}.hash"),
+                    _amounts(_field(sib, "sums", list, sw), n_assets, f"{sw}.sums"),
+                )
+            )
+        parsed.append((index, part, balances, siblings))
+
+    if len({p[0] for p in parsed}) != len(parsed):
+        raise ProofInvalid("indexes_not_distinct", "two leaves claim the same index")
+    if sorted(p[1] for p in parsed) != list(range(len(parsed))):
+        raise ProofInvalid("parts_not_contiguous", "the parts must be exactly 0..s-1")
+
+    uidc = uid_commitment(account_id)
+    total = [0] * n_assets
+    for index, part, balances, siblings in parsed:
+        h = leaf_hash(key, sid, uidc, part, balances)
+        s = balances
+        for level, (sib_hash, sib_sums) in enumerate(siblings):
+            if (index >> level) & 1 == 0:
+                h, s = node_hash(h, s, sib_hash, sib_sums), add_sums(s, sib_sums)
+            else:
+                h, s = node_hash(sib_hash, sib_sums, h, s), add_sums(sib_sums, s)
+        if not hmac.compare_digest(h, root_hash):
+            raise ProofInvalid("root_hash_mismatch", f"leaf {index} (part {part}) does not hash to the root")
+        if s != root_sums:
+            raise ProofInvalid("root_sums_mismatch", f"leaf {index} (part {part}) does not sum to the root")
+        total = add_sums(total, balances)
+    if total != account_balances:
+        raise ProofInvalid("balances_mismatch", "the leaves do not add up to account_balances")
+    return VerifiedProof(
+        snapshot_id=sid.hex(),
+        account_id=account_id,
+        assets=tuple(assets),
+        account_balances=tuple(account_balances),
+        root_hash=root_hash.hex(),
+        root_sums=tuple(root_sums),
+        depth=depth,
+    )
+
+
+def load_json(data: bytes, max_bytes: int):
+    """Parses a JSON file no larger than `max_bytes`, refusing duplicate keys and floats."""
+    if len(data) > max_bytes:
+        raise ProofInvalid("file_too_large", f"{len(data)} bytes, at most {max_bytes}")
+
+    def no_dupes(pairs):
+        out = {}
+        for k, v in pairs:
+            if k in out:
+                raise ProofInvalid("json_malformed", f"duplicate key {k!r}")
+            out[k] = v
+        return out
+
+    def no_float(text):
+        raise ProofInvalid("json_malformed", f"non-integer number {text}")
+
+    def no_constant(text):
+        raise ProofInvalid("json_malformed", f"{text} is not JSON")
+
+    try:
+        return json.loads(data, object_pairs_hook=no_dupes, parse_float=no_float, parse_constant=no_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ProofInvalid("json_malformed", str(exc)) from None
