@@ -213,6 +213,13 @@ class SignerPeer:
             peers = tuple(req.peers)
             if len(set(peers)) != len(peers) or any(p not in self.all_peers for p in peers):
                 raise Refused("session_peers_unknown")
+            others = [x for x in peers if x != self.name]
+            if req.protocol == "reshare":
+                others = None  # the session's peers are known only once the request is read
+            elif others:
+                cold = self.mesh.connect(others, limits.CLUSTER_JOIN_TIMEOUT_MS / 2000)
+                if cold:
+                    raise Refused("peers_unreachable_from_here", ",".join(cold))
             build = {"sign": self._prepare_sign, "keygen": self._prepare_keygen, "reshare": self._prepare_reshare}[req.protocol]
             from mpc.engine import InvalidSessionRequest
 
@@ -220,6 +227,13 @@ class SignerPeer:
                 c = build(req.session_id, caller, peers, signed)
             except InvalidSessionRequest as exc:
                 raise Refused("session_rejected_by_engine", str(exc)) from None
+            if others is None:
+                cold = self.mesh.connect([x for x in c.peers if x != self.name], limits.CLUSTER_JOIN_TIMEOUT_MS / 2000)
+                if cold:
+                    for s in c.sessions:
+                        for q in s.parties.values():
+                            q.session.close()
+                    raise Refused("peers_unreachable_from_here", ",".join(cold))
             with self._lock:
                 active = sum(1 for s in self._sessions.values() if s.state in ("prepared", "running"))
                 if active + len(c.sessions) > limits.CLUSTER_ACTIVE_SESSIONS_MAX:
