@@ -142,6 +142,7 @@ class SignerPeer:
         self.round_timeout_s = cfg.round_timeout_ms / 1000
         # gRPC cancels a call whose future is garbage-collected: in-flight calls live here.
         self._inflight: set = set()
+        self._last_probe_ok: dict[str, bool] = {}
         self._inflight_lock = threading.Lock()
 
     def _keep(self, f, callback=None):
@@ -832,8 +833,18 @@ class SignerPeer:
         return pb.CeremonyReply(ok=False, reason=reason, culprits=list(culprits), attempts=attempts)
 
     def _pick_healthy(self, candidates) -> list[str]:
+        """Peers that answer a probe now. A peer that answered last time gets a longer deadline
+        (a channel reconnecting after its restart needs a handshake); one that did not, a short
+        one (a peer that is down costs each request little)."""
         others = [p for p in candidates if p != self.name and not self.quarantine.is_quarantined(p)]
-        probed = self.mesh.probe(others) if others else {}
+        slow = [p for p in others if self._last_probe_ok.get(p, True)]
+        fast = [p for p in others if p not in slow]
+        probed = {}
+        if slow:
+            probed.update(self.mesh.probe(slow, limits.CLUSTER_PROBE_KNOWN_GOOD_TIMEOUT_MS))
+        if fast:
+            probed.update(self.mesh.probe(fast, limits.CLUSTER_PROBE_TIMEOUT_MS))
+        self._last_probe_ok.update(probed)
         return [p for p in others if probed.get(p)]
 
     def coordinate_sign(self, signed: pb.SignedRequest) -> pb.CeremonyReply:
