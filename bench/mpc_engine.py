@@ -142,8 +142,8 @@ def main() -> int:
             for name, (signers, shares, job) in setups.items():
                 sign_py[name].extend(py_sign(signers, shares, digest) for _ in range(per_round))
                 sign_go[name].extend(go_run(exe, dict(job, count=per_round)))
-                progress(f"[{BENCH}] round {r + 1}/{rounds} {name}: binding p50 {median(sign_py[name]):.0f} ms, "
-                         f"go p50 {median(sign_go[name]):.0f} ms")
+                progress(f"[{BENCH}] round {r + 1}/{rounds} {name}: binding p50 {percentile(sign_py[name], 50):.0f} ms, "
+                         f"go p50 {percentile(sign_go[name], 50):.0f} ms")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

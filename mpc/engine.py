@@ -339,8 +339,11 @@ class Session:
         pass
 
     def deliver(self, wire: bytes, sender: str, is_broadcast: bool) -> None:
-        """Hands one incoming message to the party. Raises MpcError naming the sender when
-        the message is rejected; a protocol violation also fails the session."""
+        """Hands one incoming message to the party and returns at once (the round computes on
+        the session's own goroutine). Raises MpcError naming the sender when the message is
+        rejected outright (not a member, bytes that do not parse) — that changes nothing. A
+        protocol violation found while processing it fails the session: next_event (and any
+        later deliver) raises MpcError naming the culprits."""
         self._require_open()
         if self._failed is not None:
             raise self._failed
@@ -353,10 +356,7 @@ class Session:
             try:
                 _native.session_deliver(self._handle, body, sender, is_broadcast)
             except _native.NativeError as e:
-                err = MpcError._from_native(e, self.self_id)
-                # The shim fails the session itself on a protocol violation; rejections that
-                # left tss-lib untouched (unparseable bytes) leave the session running.
-                raise err from None
+                raise MpcError._from_native(e, self.self_id) from None
         else:
             self._deliver_extra(tag, body, sender, is_broadcast)
 

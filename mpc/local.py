@@ -1,20 +1,18 @@
 """Runs several parties' sessions in one process, every message through its wire bytes.
 
-For the demo, the tests and the benchmark. Each party has a poll thread and a delivery thread
-(cffi releases the GIL, so parties compute in parallel as separate peers would). A `route`
-hook lets a test drop, alter or replay messages.
+For the demo, the tests and the benchmark. One thread per party; the rounds compute on each
+session's own goroutine (cffi releases the GIL), so parties work in parallel as separate peers
+would. A `route` hook lets a test drop, alter or replay messages.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import queue
 import threading
 import time
 from typing import Callable, Mapping
 
 from mpc.engine import Done, MpcError, Outgoing, Session
-from node import limits
 
 POLL_S = 0.5
 
@@ -41,16 +39,16 @@ def run_local(sessions: Mapping[str, Session], timeout_s: float, route: Route | 
     """Starts every session and moves messages until each is done or failed, or until
     `timeout_s` (then raises TimeoutError naming who waits for whom).
 
-    Each party has two threads, like a peer: one polls its session and posts outgoing messages
-    into the recipients' inboxes (bounded queues), one takes its own inbox and delivers. So a
-    party's round computation (which runs inside `deliver`) never holds up another party."""
+    One thread per party, like a peer's event loop: it polls its session and delivers each
+    outgoing message to the recipients. `deliver` only checks and queues the message (the
+    round's computation runs on the recipient session's own goroutine), so a sender never
+    waits on a recipient's computation."""
     results: dict = {}
     errors: dict = {}
     counters = {"messages": 0, "bytes": 0}
     lock = threading.Lock()
     stop = threading.Event()
     deadline = time.monotonic() + timeout_s
-    inboxes = {p: queue.Queue(maxsize=limits.MPC_SESSION_EVENTS_MAX) for p in sessions}
 
     def record_error(party: str, err: MpcError) -> None:
         with lock:
@@ -58,33 +56,21 @@ def run_local(sessions: Mapping[str, Session], timeout_s: float, route: Route | 
         if stop_on_error:
             stop.set()
 
-    def post(sender: str, recipient: str, ev: Outgoing) -> None:
-        inbox = inboxes.get(recipient)
-        if inbox is None:
+    def deliver(sender: str, recipient: str, ev: Outgoing) -> None:
+        target = sessions.get(recipient)
+        if target is None:
             return
         pairs = route(sender, recipient, ev) if route else [(ev.wire, ev.is_broadcast)]
         for wire, is_broadcast in pairs:
             with lock:
                 counters["messages"] += 1
                 counters["bytes"] += len(wire)
-            inbox.put((sender, wire, is_broadcast), timeout=max(0.0, deadline - time.monotonic()))
-
-    def deliver_loop(party: str, session: Session) -> None:
-        inbox = inboxes[party]
-        while not stop.is_set() and time.monotonic() < deadline:
-            with lock:
-                if party in results:
-                    return
             try:
-                sender, wire, is_broadcast = inbox.get(timeout=POLL_S)
-            except queue.Empty:
-                continue
-            try:
-                session.deliver(wire, sender, is_broadcast)
+                target.deliver(wire, sender, is_broadcast)
             except MpcError as e:
-                record_error(party, e)
+                record_error(recipient, e)
 
-    def poll_loop(party: str, session: Session) -> None:
+    def party_loop(party: str, session: Session) -> None:
         try:
             session.start()
             while not stop.is_set() and time.monotonic() < deadline:
@@ -96,19 +82,14 @@ def run_local(sessions: Mapping[str, Session], timeout_s: float, route: Route | 
                         results[party] = ev.result
                     return
                 for r in recipients_of(party, ev, sessions):
-                    post(party, r, ev)
+                    deliver(party, r, ev)
         except MpcError as e:
             record_error(party, e)
-        except queue.Full:
-            record_error(party, MpcError(session.task, 0, (), "a recipient's inbox stayed full", party))
 
-    threads = []
-    for p, s in sessions.items():
-        threads.append(threading.Thread(target=poll_loop, args=(p, s), name=f"poll-{p}", daemon=True))
-        threads.append(threading.Thread(target=deliver_loop, args=(p, s), name=f"deliver-{p}", daemon=True))
+    threads = [threading.Thread(target=party_loop, args=(p, s), name=f"party-{p}", daemon=True) for p, s in sessions.items()]
     for t in threads:
         t.start()
-    for t in threads[0::2]:  # the poll threads end at Done, failure or the deadline
+    for t in threads:
         t.join(max(0.0, deadline - time.monotonic()) + 2 * POLL_S)
     finished = len(results) + len(errors) >= len(sessions) or (stop_on_error and errors)
     if not finished:
