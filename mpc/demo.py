@@ -25,7 +25,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--parties", type=int, default=3, help="committee size n (default 3)")
     parser.add_argument("--threshold", type=int, default=1, help="tss-lib's t: any t+1 parties sign (default 1)")
     parser.add_argument("--message", default="custody-node demo", help="text whose SHA-256 is signed")
-    parser.add_argument("--timeout", type=float, default=600.0, help="deadline in seconds for the whole demo")
+    parser.add_argument("--timeout", type=float, default=600.0,
+                        help="deadline in seconds for each step (pre-parameters, keygen, each signing)")
 
 
 def say(*parts) -> None:
@@ -33,6 +34,16 @@ def say(*parts) -> None:
 
 
 def run(args) -> int:
+    from mpc.preparams import PreParamsError
+
+    try:
+        return _run(args)
+    except (TimeoutError, PreParamsError) as e:
+        print(f"demo: {e} (a busy machine slows the safe-prime search: try --timeout 1200)", file=sys.stderr)
+        return 1
+
+
+def _run(args) -> int:
     from mpc import engine, preparams
     from mpc.local import run_local
 
@@ -40,21 +51,24 @@ def run(args) -> int:
     if not 2 <= n <= limits.MPC_PARTIES_MAX or not 1 <= t < n:
         print(f"demo: need 2 <= parties <= {limits.MPC_PARTIES_MAX} and 1 <= threshold < parties", file=sys.stderr)
         return 2
-    deadline = time.monotonic() + args.timeout
     parties = [engine.PartyId.of(f"signer-{i}") for i in range(1, n + 1)]
     say(f"[demo] {t + 1}-of-{n} threshold ECDSA (secp256k1) with tss-lib {_tss_version()}")
 
     say(f"[demo] generating {n} pre-parameter sets (safe primes + Paillier key, one per party) ...")
     t0 = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(n, os.cpu_count() or 1)) as pool:
-        pps = list(pool.map(lambda _: preparams.generate(timeout_s=min(limits.MPC_PREPARAMS_TIMEOUT_S, args.timeout)), range(n)))
+        futures = [pool.submit(preparams.generate, min(limits.MPC_PREPARAMS_TIMEOUT_S, args.timeout)) for _ in range(n)]
+        for done, f in enumerate(concurrent.futures.as_completed(futures), 1):
+            state = "failed" if f.exception() else "ready"
+            say(f"[demo]   {done}/{n} {state} after {time.monotonic() - t0:.1f} s")
+        pps = [f.result() for f in futures]
     say(f"[demo]   done in {time.monotonic() - t0:.1f} s")
 
     say("[demo] distributed key generation (every message as wire bytes) ...")
     t0 = time.monotonic()
     sid = engine.new_session_id()
     run_ = run_local({p.id: engine.keygen_session(p.id, parties, t, pp, sid) for p, pp in zip(parties, pps)},
-                     timeout_s=max(1.0, deadline - time.monotonic()))
+                     timeout_s=args.timeout)
     if run_.errors:
         print(f"demo: keygen failed: {run_.errors}", file=sys.stderr)
         return 1
@@ -75,7 +89,7 @@ def run(args) -> int:
         t0 = time.monotonic()
         sid = engine.new_session_id()
         r = run_local({p.id: engine.sign_session(p.id, signers, shares[p.id], digest, sid, path) for p in signers},
-                      timeout_s=max(1.0, deadline - time.monotonic()))
+                      timeout_s=args.timeout)
         if r.errors:
             print(f"demo: signing failed: {r.errors}", file=sys.stderr)
             return 1

@@ -50,7 +50,9 @@ import coincurve
 from mpc import _native
 from mpc.preparams import PreParams
 from node import limits
-from node.log import Secret
+from node.log import Secret, get
+
+log = get("mpc.engine")
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 HARDENED = 0x80000000
@@ -313,9 +315,14 @@ class Session:
 
     def _fail(self, err: MpcError) -> MpcError:
         with self._lock:
-            if self._failed is None:
+            first = self._failed is None
+            if first:
                 self._failed = err
-            return self._failed
+            err = self._failed
+        if first:
+            log.warning("session_failed", task=err.task, party=self.self_id, round=err.round,
+                        culprits=list(err.culprits), reason=err.message)
+        return err
 
     def start(self) -> None:
         self._require_open()
@@ -332,8 +339,11 @@ class Session:
         pass
 
     def deliver(self, wire: bytes, sender: str, is_broadcast: bool) -> None:
-        """Hands one incoming message to the party. Raises MpcError naming the sender when
-        the message is rejected; a protocol violation also fails the session."""
+        """Hands one incoming message to the party and returns at once (the round computes on
+        the session's own goroutine). Raises MpcError naming the sender when the message is
+        rejected outright (not a member, bytes that do not parse) — that changes nothing. A
+        protocol violation found while processing it fails the session: next_event (and any
+        later deliver) raises MpcError naming the culprits."""
         self._require_open()
         if self._failed is not None:
             raise self._failed
@@ -346,10 +356,7 @@ class Session:
             try:
                 _native.session_deliver(self._handle, body, sender, is_broadcast)
             except _native.NativeError as e:
-                err = MpcError._from_native(e, self.self_id)
-                # The shim fails the session itself on a protocol violation; rejections that
-                # left tss-lib untouched (unparseable bytes) leave the session running.
-                raise err from None
+                raise MpcError._from_native(e, self.self_id) from None
         else:
             self._deliver_extra(tag, body, sender, is_broadcast)
 
@@ -367,7 +374,10 @@ class Session:
         ev = self._pop_pending()
         if ev is not None:
             return ev
-        kind, header, payload = _native.session_next_event(self._handle, int(timeout_s * 1000))
+        try:
+            kind, header, payload = _native.session_next_event(self._handle, int(timeout_s * 1000))
+        except _native.NativeError as e:  # e.g. closed by another thread meanwhile
+            raise MpcError._from_native(e, self.self_id) from None
         if kind == _native.EVENT_NONE:
             return self._pop_pending()
         if kind == _native.EVENT_OUTGOING:
@@ -406,7 +416,11 @@ class Session:
         self._require_open()
         if self._finished:
             return ()
-        return _native.session_waiting_for(self._handle)
+        try:
+            waiting = _native.session_waiting_for(self._handle)
+        except _native.NativeError as e:
+            raise MpcError._from_native(e, self.self_id) from None
+        return tuple(p for p in waiting if p != self.self_id)
 
 
 class _KeygenSession(Session):
@@ -481,6 +495,15 @@ class _KeygenSession(Session):
         self._pending.append(done)
         self._tss_result = None
         return done
+
+    def waiting_for(self) -> tuple[str, ...]:
+        native = super().waiting_for()
+        with self._lock:
+            if self._finished or self._failed:
+                return native
+            others = [p.id for p in self._parties if p.id != self.self_id]
+            missing = [p for p in others if p not in self._commits or p not in self._reveals]
+        return tuple(dict.fromkeys((*native, *missing)))
 
     def _on_done(self, header, payload):
         public_key = bytes.fromhex(header["public_key"])

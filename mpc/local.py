@@ -1,8 +1,8 @@
 """Runs several parties' sessions in one process, every message through its wire bytes.
 
-For the demo, the tests and the benchmark. One thread per party polls its session and delivers
-each outgoing message to its recipients (cffi releases the GIL, so parties compute in parallel
-as separate peers would). A `route` hook lets a test drop, alter or replay messages.
+For the demo, the tests and the benchmark. One thread per party; the rounds compute on each
+session's own goroutine (cffi releases the GIL), so parties work in parallel as separate peers
+would. A `route` hook lets a test drop, alter or replay messages.
 """
 
 from __future__ import annotations
@@ -37,7 +37,12 @@ def recipients_of(sender: str, ev: Outgoing, sessions: Mapping[str, Session]) ->
 def run_local(sessions: Mapping[str, Session], timeout_s: float, route: Route | None = None,
               stop_on_error: bool = True) -> LocalRun:
     """Starts every session and moves messages until each is done or failed, or until
-    `timeout_s` (then raises TimeoutError naming who waits for whom)."""
+    `timeout_s` (then raises TimeoutError naming who waits for whom).
+
+    One thread per party, like a peer's event loop: it polls its session and delivers each
+    outgoing message to the recipients. `deliver` only checks and queues the message (the
+    round's computation runs on the recipient session's own goroutine), so a sender never
+    waits on a recipient's computation."""
     results: dict = {}
     errors: dict = {}
     counters = {"messages": 0, "bytes": 0}
@@ -86,8 +91,8 @@ def run_local(sessions: Mapping[str, Session], timeout_s: float, route: Route | 
         t.start()
     for t in threads:
         t.join(max(0.0, deadline - time.monotonic()) + 2 * POLL_S)
-    if any(t.is_alive() for t in threads) or (len(results) + len(errors) < len(sessions) and not stop.is_set()):
-        stop.set()
+    finished = len(results) + len(errors) >= len(sessions) or (stop_on_error and errors)
+    if not finished:
         waiting = {}
         for p, s in sessions.items():
             if p not in results and p not in errors:
@@ -95,7 +100,11 @@ def run_local(sessions: Mapping[str, Session], timeout_s: float, route: Route | 
                     waiting[p] = s.waiting_for()
                 except MpcError as e:
                     waiting[p] = str(e)
+        stop.set()
         for t in threads:
             t.join(2 * POLL_S)
         raise TimeoutError(f"local run did not finish in {timeout_s}s; waiting: {waiting}")
+    stop.set()
+    for t in threads:
+        t.join(2 * POLL_S)
     return LocalRun(results, errors, counters["messages"], counters["bytes"])

@@ -22,14 +22,17 @@ CLUSTER_ROUND_TIMEOUT_MS_MAX = 300_000
 CLUSTER_ROUND_TIMEOUT_MS_MIN = 200
 CLUSTER_LIVENESS_PROBE_MS = 1_000           # while waiting, probe the awaited peers this often
 CLUSTER_PROBE_TIMEOUT_MS = 1_000            # a Health probe's deadline
+CLUSTER_PROBE_KNOWN_GOOD_TIMEOUT_MS = 3_000  # ... for a peer that answered its last probe (may be reconnecting)
 CLUSTER_RPC_TIMEOUT_MS = 10_000             # Deliver / Echo / Join / Start / Abort / Commit deadline
 CLUSTER_JOIN_TIMEOUT_MS = 15_000            # a peer verifies the request and prepares its sessions
-CLUSTER_ECHO_WAIT_MS = 10_000               # after Done, wait this long at most for the echoes
+CLUSTER_ECHO_WAIT_MS = 10_000               # after Done, wait at least this long for the echoes
+CLUSTER_ECHO_SEND_ATTEMPTS = 5              # an echo that failed (deadline, unavailable) is resent
 CLUSTER_CEREMONY_TIMEOUT_MS = 600_000       # one ceremony attempt, all rounds
 CLUSTER_SIGN_ATTEMPTS_MAX = 3               # coordinator retries with another quorum
 CLUSTER_ACTIVE_SESSIONS_MAX = 64            # tss sessions hosted by one peer at once
 CLUSTER_BUFFERED_MESSAGES_MAX = 256         # per session, received before it started
 CLUSTER_RECENT_SESSIONS_MAX = 4_096         # finished session ids remembered (replays are refused)
+CLUSTER_RECENT_CEREMONIES_MAX = 256         # ended ceremonies kept for Await / Commit
 CLUSTER_SEEN_REQUESTS_MAX = 65_536          # request ids remembered per peer
 CLUSTER_DIGESTS_PER_REQUEST_MAX = 64        # bitcoin inputs (one tss session each)
 CLUSTER_MESSAGE_BYTES_MAX = 16 * 1024 * 1024  # one gRPC message (keygen rounds carry ~1 MB)
@@ -162,11 +165,13 @@ assert MPC_SESSION_ID_BYTES_MIN >= 16 and MPC_SESSION_ID_BYTES_MAX >= MPC_SESSIO
 assert MPC_SEALED_BYTES_MAX >= MPC_WIRE_MESSAGE_BYTES_MAX
 assert CLUSTER_ROUND_TIMEOUT_MS_MIN <= CLUSTER_ROUND_TIMEOUT_MS_DEFAULT <= CLUSTER_ROUND_TIMEOUT_MS_MAX
 assert CLUSTER_PROBE_TIMEOUT_MS <= CLUSTER_LIVENESS_PROBE_MS < CLUSTER_ROUND_TIMEOUT_MS_DEFAULT
+assert CLUSTER_PROBE_TIMEOUT_MS <= CLUSTER_PROBE_KNOWN_GOOD_TIMEOUT_MS < CLUSTER_JOIN_TIMEOUT_MS
 assert CLUSTER_ROUND_TIMEOUT_MS_MAX <= CLUSTER_CEREMONY_TIMEOUT_MS
 assert CLUSTER_REQUEST_BYTES_MAX < CLUSTER_MESSAGE_BYTES_MAX
 assert CLUSTER_DIGESTS_PER_REQUEST_MAX <= CLUSTER_ACTIVE_SESSIONS_MAX
 assert CLUSTER_SIGN_ATTEMPTS_MAX >= 2  # one retry with a new quorum at least
 assert CLUSTER_QUARANTINE_ABORTS >= 2  # one abort alone never quarantines a peer
+assert CLUSTER_RECENT_CEREMONIES_MAX <= CLUSTER_RECENT_SESSIONS_MAX  # a pruned ceremony's sessions are still known as finished
 assert 2 <= POR_PARTS_MIN <= POR_PARTS_MAX
 assert POR_BTC_TXS_PAGE <= POR_BTC_TXS_MAX
 assert POR_ACCOUNTS_MAX * POR_PARTS_MIN <= 1 << POR_DEPTH_MAX

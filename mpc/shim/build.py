@@ -36,9 +36,18 @@ def build(force: bool = False) -> pathlib.Path:
         raise SystemExit("building the tss-lib shim needs Go (https://go.dev/dl/); `go` is not on PATH")
     env = dict(os.environ, CGO_ENABLED="1", GOFLAGS="-mod=readonly")
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [go, "build", "-buildmode=c-shared", "-trimpath", "-o", str(OUT), "."]
+    # Build beside the target, then rename: a process that has the old library mapped keeps
+    # its (unlinked) copy instead of seeing the file rewritten under it.
+    tmp = OUT.with_name(f".libtss-{os.getpid()}.so")
+    cmd = [go, "build", "-buildmode=c-shared", "-trimpath", "-o", str(tmp), "."]
     print("[mpc] " + " ".join(cmd), file=sys.stderr, flush=True)
-    subprocess.run(cmd, cwd=HERE, env=env, check=True)
+    try:
+        subprocess.run(cmd, cwd=HERE, env=env, check=True)
+        os.replace(tmp.with_suffix(".h"), OUT.with_suffix(".h"))
+        os.replace(tmp, OUT)
+    finally:
+        for leftover in (tmp, tmp.with_suffix(".h")):
+            leftover.unlink(missing_ok=True)
     return OUT
 
 

@@ -113,13 +113,11 @@ func tss_version(out **C.uchar, outLen *C.size_t) (status C.int) {
 //
 //export tss_session_new
 func tss_session_new(kind *C.char, cfg *C.uchar, cfgLen C.size_t, out **C.uchar, outLen *C.size_t) (handle C.uint64_t) {
-	var status C.int
 	defer func() {
 		if r := recover(); r != nil {
 			putErr(out, outLen, shimErr("shim", nil, "panic: %v", r))
 			handle = 0
 		}
-		_ = status
 	}()
 	k := C.GoString(kind)
 	conf := goBytes(cfg, cfgLen)

@@ -100,14 +100,15 @@ type session struct {
 	notify  chan struct{} // capacity 1: "the queue changed"
 	quit    chan struct{}
 	started bool
-	early   []tss.ParsedMessage // delivered before start: handed to the party right after Start
-	deliver sync.Mutex          // serialises Update calls from several caller threads
+	inbox   chan tss.ParsedMessage // checked messages waiting for Update (bounded by eventMax)
+	deliver sync.Mutex             // serialises start and the checks of deliver
 }
 
 func newSession(kind, self string, members map[string]*tss.PartyID, eventMax int) *session {
 	return &session{
 		kind: kind, self: self, members: members, eventMax: eventMax,
 		notify: make(chan struct{}, 1), quit: make(chan struct{}),
+		inbox: make(chan tss.ParsedMessage, eventMax),
 	}
 }
 
@@ -213,15 +214,42 @@ func (s *session) start() *shimError {
 		s.fail(e)
 		return e
 	}
-	// A peer may have started (and sent) before this party did; those messages were kept.
-	early := s.early
-	s.early = nil
-	for _, msg := range early {
-		if e := s.updateParsed(msg); e != nil {
-			return e
+	// Messages that arrived before Start (a peer started first) wait in the inbox.
+	go s.updateLoop()
+	return nil
+}
+
+// updateLoop is the only caller of Update after Start: a round's computation runs here, on
+// its own goroutine, so deliver returns at once (the caller's thread never waits on a round,
+// and several senders never queue behind one another's computations). It is not the
+// draining goroutine, which must stay free to empty tss-lib's channels (issue #213).
+func (s *session) updateLoop() {
+	defer func() {
+		if r := recover(); r != nil {
+			s.fail(shimErr(s.kind, nil, "panic in Update: %v", r))
+		}
+	}()
+	for {
+		select {
+		case <-s.quit:
+			return
+		case msg := <-s.inbox:
+			s.mu.Lock()
+			stop := s.failed != nil || s.done
+			s.mu.Unlock()
+			if stop {
+				continue
+			}
+			func() {
+				defer func() {
+					if r := recover(); r != nil {
+						s.fail(shimErr(s.kind, []string{msg.GetFrom().Id}, "panic on a message from %q: %v", msg.GetFrom().Id, r))
+					}
+				}()
+				s.updateParsed(msg)
+			}()
 		}
 	}
-	return nil
 }
 
 func (s *session) updateParsed(msg tss.ParsedMessage) *shimError {
@@ -238,9 +266,10 @@ func (s *session) updateParsed(msg tss.ParsedMessage) *shimError {
 	return nil
 }
 
-// update delivers one wire message. Rejections that leave tss-lib's state untouched (a
-// non-member sender, bytes that do not parse) are returned without failing the session;
-// a protocol violation reported by tss-lib fails the session, naming the culprits.
+// update checks one wire message and queues it for the party. Rejections that leave
+// tss-lib's state untouched (a non-member sender, bytes that do not parse) are returned at
+// once without failing the session; a protocol violation found by tss-lib while it processes
+// the message fails the session, naming the culprits, and is reported by nextEvent.
 func (s *session) update(wire []byte, from string, isBroadcast bool) *shimError {
 	s.deliver.Lock()
 	defer s.deliver.Unlock()
@@ -264,14 +293,12 @@ func (s *session) update(wire []byte, from string, isBroadcast bool) *shimError 
 	if msg.GetFrom() == nil || msg.Content() == nil || !msg.ValidateBasic() {
 		return shimErr(s.kind, []string{from}, "message from %q failed basic validation", from)
 	}
-	if !s.started {
-		if len(s.early) >= s.eventMax {
-			return shimErr(s.kind, []string{from}, "too many messages before start (%d)", s.eventMax)
-		}
-		s.early = append(s.early, msg)
+	select {
+	case s.inbox <- msg:
 		return nil
+	default:
+		return shimErr(s.kind, []string{from}, "inbox full (%d messages): message from %q dropped", s.eventMax, from)
 	}
-	return s.updateParsed(msg)
 }
 
 func (s *session) nextEvent(timeout time.Duration) event {

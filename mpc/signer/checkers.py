@@ -1,7 +1,7 @@
 """Which intent checker parses which chain's transactions (node/ports.py IntentChecker).
 
-Production uses the chain adapters' checkers; a test config may add its own by import path
-(refused unless environment = "test", see config.py).
+Production uses the chain adapters' checkers (`chains.intent_checker(chain)`); a test config
+may add its own by import path (refused unless environment = "test", see config.py).
 """
 
 from __future__ import annotations
@@ -10,11 +10,7 @@ import importlib
 
 from node.ports import IntentChecker
 
-# chain -> "module:attribute" of the chain adapters' IntentChecker implementations.
-PRODUCTION = {
-    "bitcoin": "chains.bitcoin.intent:BitcoinIntentChecker",
-    "ethereum": "chains.ethereum.intent:EthereumIntentChecker",
-}
+CHAINS = ("bitcoin", "ethereum")
 
 
 def _load(ref: str) -> IntentChecker:
@@ -26,12 +22,15 @@ def _load(ref: str) -> IntentChecker:
 
 
 def load(extra_refs=()) -> dict[str, IntentChecker]:
+    import chains
+
     out: dict[str, IntentChecker] = {}
-    for chain, ref in PRODUCTION.items():
+    for chain in CHAINS:
         try:
-            out[chain] = _load(ref)
-        except (ImportError, AttributeError):
+            out[chain] = chains.intent_checker(chain)
+        except (ImportError, ValueError):
             continue  # that adapter is not installed: requests for its chain are refused
+        assert isinstance(out[chain], IntentChecker) and out[chain].chain == chain
     for ref in extra_refs:
         c = _load(ref)
         out[c.chain] = c

@@ -143,7 +143,7 @@ def load(path, env=os.environ) -> SignerConfig:
     if not isinstance(rt, int) or not limits.CLUSTER_ROUND_TIMEOUT_MS_MIN <= rt <= limits.CLUSTER_ROUND_TIMEOUT_MS_MAX:
         raise ConfigError(f"round_timeout_ms must be {limits.CLUSTER_ROUND_TIMEOUT_MS_MIN}..{limits.CLUSTER_ROUND_TIMEOUT_MS_MAX}")
     test = d.get("test", {})
-    if test and environment != "test":
+    if "test" in d and environment != "test":
         # Fixture pre-params, opaque digests, fault injection: never from a production config.
         raise ConfigError("[test] settings are refused unless environment = \"test\"")
     cfg = SignerConfig(

@@ -142,6 +142,7 @@ class SignerPeer:
         self.round_timeout_s = cfg.round_timeout_ms / 1000
         # gRPC cancels a call whose future is garbage-collected: in-flight calls live here.
         self._inflight: set = set()
+        self._last_probe_ok: dict[str, bool] = {}
         self._inflight_lock = threading.Lock()
 
     def _keep(self, f, callback=None):
@@ -162,6 +163,21 @@ class SignerPeer:
         self._finished[sid] = None
         while len(self._finished) > limits.CLUSTER_RECENT_SESSIONS_MAX:
             self._finished.popitem(last=False)
+
+    def _prune_ceremonies_locked(self) -> None:
+        """Ended ceremonies stay for Await/Commit, up to a bound; the oldest go first."""
+        ended = [cid for cid, c in self._ceremonies.items() if c.state in ("done", "aborted", "committed")]
+        for cid in ended[: max(0, len(ended) - limits.CLUSTER_RECENT_CEREMONIES_MAX)]:
+            c = self._ceremonies.pop(cid)
+            self._forget_secrets(c)
+
+    @staticmethod
+    def _forget_secrets(c: Ceremony) -> None:
+        c.pending_share = None
+        for ls in c.sessions:
+            for p in ls.parties.values():
+                if c.protocol != "sign":
+                    p.result = None  # a KeyShare: it lives on only sealed, in the store
 
     def active_sessions(self) -> int:
         with self._lock:
@@ -198,6 +214,13 @@ class SignerPeer:
             peers = tuple(req.peers)
             if len(set(peers)) != len(peers) or any(p not in self.all_peers for p in peers):
                 raise Refused("session_peers_unknown")
+            others = [x for x in peers if x != self.name]
+            if req.protocol == "reshare":
+                others = None  # the session's peers are known only once the request is read
+            elif others:
+                cold = self.mesh.connect(others, limits.CLUSTER_JOIN_TIMEOUT_MS / 2000)
+                if cold:
+                    raise Refused("peers_unreachable_from_here", ",".join(cold))
             build = {"sign": self._prepare_sign, "keygen": self._prepare_keygen, "reshare": self._prepare_reshare}[req.protocol]
             from mpc.engine import InvalidSessionRequest
 
@@ -205,6 +228,13 @@ class SignerPeer:
                 c = build(req.session_id, caller, peers, signed)
             except InvalidSessionRequest as exc:
                 raise Refused("session_rejected_by_engine", str(exc)) from None
+            if others is None:
+                cold = self.mesh.connect([x for x in c.peers if x != self.name], limits.CLUSTER_JOIN_TIMEOUT_MS / 2000)
+                if cold:
+                    for s in c.sessions:
+                        for q in s.parties.values():
+                            q.session.close()
+                    raise Refused("peers_unreachable_from_here", ",".join(cold))
             with self._lock:
                 active = sum(1 for s in self._sessions.values() if s.state in ("prepared", "running"))
                 if active + len(c.sessions) > limits.CLUSTER_ACTIVE_SESSIONS_MAX:
@@ -212,6 +242,7 @@ class SignerPeer:
                         for p in s.parties.values():
                             p.session.close()
                     raise Refused("too_many_sessions")
+                self._prune_ceremonies_locked()
                 self._ceremonies[c.cid] = c
                 for s in c.sessions:
                     self._sessions[s.sid] = s
@@ -358,21 +389,26 @@ class SignerPeer:
                 ls.state = "running"
                 ls.started_at = ls.last_activity = time.monotonic()
             for p in ls.parties.values():
-                try:
-                    p.session.start()
-                except Exception as exc:  # MpcError: e.g. bad share / pre-params
-                    self._abort(c, tuple(self._peers_of(getattr(exc, "culprits", ()))), f"start_failed: {exc}")
-                    return pb.Ack(ok=False, reason="start_failed")
-                p.thread = threading.Thread(target=self._drive, args=(c, ls, p), name=f"tss-{ls.sid[:8]}-{p.party_id}", daemon=True)
+                # tss-lib computes round 1 inside start (seconds of proofs for keygen): the Start
+                # call returns at once and the party's own thread starts it; messages wait in
+                # the inbox (bounded) until the inbox thread, started after it, delivers them.
+                p.thread = threading.Thread(target=self._run_party, args=(c, ls, p), name=f"tss-{ls.sid[:8]}-{p.party_id}", daemon=True)
                 p.inbox_thread = threading.Thread(target=self._inbox, args=(c, ls, p), name=f"inbox-{ls.sid[:8]}-{p.party_id}", daemon=True)
-            for p in ls.parties.values():
-                p.inbox_thread.start()
                 p.thread.start()
         return pb.Ack(ok=True)
 
     # ------------------------------------------------------------------ the session driver
     def _peers_of(self, party_ids) -> list[str]:
         return sorted({party_peer(str(p)) for p in party_ids})
+
+    def _run_party(self, c: Ceremony, ls: LocalSession, p: Party) -> None:
+        try:
+            p.session.start()
+        except Exception as exc:  # MpcError: e.g. a bad share or pre-params
+            self._abort(c, tuple(self._peers_of(getattr(exc, "culprits", ()))), f"start_failed: {exc}")
+            return
+        p.inbox_thread.start()
+        self._drive(c, ls, p)
 
     def _drive(self, c: Ceremony, ls: LocalSession, p: Party) -> None:
         from mpc import engine
@@ -403,7 +439,7 @@ class SignerPeer:
                     next_probe = now + limits.CLUSTER_LIVENESS_PROBE_MS / 1000
                     waiting = [w for w in self._peers_of(p.session.waiting_for()) if w != self.name]
                     if waiting:
-                        dead = [n for n, ok in self.mesh.probe(waiting).items() if not ok]
+                        dead = self.mesh.unreachable(waiting)
                         if dead:
                             log.warning("peer_unreachable", round=ls.round, waiting_for=",".join(dead))
                             self._abort(c, tuple(dead), "peer_unreachable: " + ",".join(dead))
@@ -473,6 +509,10 @@ class SignerPeer:
             return
         if not ack.ok:
             self.log.warning("envelope_refused", session=ls.sid[:8], by=peer, round=rnd, reason=ack.reason)
+            if ack.reason in ("session_finished", "unknown_session"):
+                # The receiver already ended the session: its Abort (naming the culprits) is on
+                # its way, or the round deadline ends ours. Not a new cause of abort.
+                return
             self._abort(c, (), f"envelope_refused_by {peer}: {ack.reason}")
 
     def _deliver_local(self, c: Ceremony, ls: LocalSession, env) -> None:
@@ -505,7 +545,8 @@ class SignerPeer:
     def _finish_session(self, c: Ceremony, ls: LocalSession, log) -> None:
         # Echo gate: nothing is released before every other recipient confirmed the same
         # broadcasts (trust model 4: equivocation aborts).
-        deadline = time.monotonic() + limits.CLUSTER_ECHO_WAIT_MS / 1000
+        # A peer still busy with the last round echoes late: the wait is a round's deadline.
+        deadline = time.monotonic() + max(limits.CLUSTER_ECHO_WAIT_MS / 1000, self._round_timeout(ls.protocol))
         while True:
             verdict = ls.echo.verdict()
             if verdict is not None or ls.state != "running":
@@ -514,7 +555,7 @@ class SignerPeer:
                 missing = sorted(ls.echo.missing())
                 self._abort(c, tuple(missing), "echo_timeout: no echo from " + ",".join(missing))
                 return
-            time.sleep(POLL_S / 5)
+            time.sleep(0.002)
         if ls.state != "running":
             return
         if verdict[0] == "equivocation":
@@ -593,6 +634,8 @@ class SignerPeer:
                     self.metrics.sessions.labels(ls.protocol, "aborted").inc()
         for cp in c.culprits or ("none",):
             self.metrics.aborts.labels(c.protocol, cp).inc()
+        with c.cond:
+            self._forget_secrets(c)
         self.log.warning("session_aborted", session=c.cid[:8], protocol=c.protocol, culprits=",".join(c.culprits), reason=reason)
         self._close(c)
         if notify:
@@ -654,8 +697,27 @@ class SignerPeer:
             echo_to = ls.echo.record_own(env.sender, env.round, env.payload_hash, env.recipients)
             e = pb.Echo(session_id=ls.sid, sender=env.sender, round=env.round, payload_hash=env.payload_hash, echoer=self.name)
             for peer in echo_to:
-                self._keep(self.mesh.stub(peer).EchoHashes.future(e, timeout=limits.CLUSTER_RPC_TIMEOUT_MS / 1000))
+                self._send_echo(ls, peer, e, limits.CLUSTER_ECHO_SEND_ATTEMPTS)
         self._deliver_local(c, ls, env)
+
+    def _send_echo(self, ls: LocalSession, peer: str, e: pb.Echo, attempts_left: int) -> None:
+        """An echo lost to a busy or flaky link would stall the other peer's gate: resend it
+        (a bounded number of times) while this session is still known here."""
+
+        def done(f):
+            try:
+                ack = f.result()
+                if ack.ok or ack.reason != "unknown_session":
+                    return
+                reason = ack.reason
+            except grpc.RpcError as exc:
+                reason = str(exc.code())
+            self.log.warning("echo_send_failed", session=ls.sid[:8], to=peer, reason=reason, attempts_left=attempts_left - 1)
+            if attempts_left > 1:
+                time.sleep(0.05)
+                self._send_echo(ls, peer, e, attempts_left - 1)
+
+        self._keep(self.mesh.stub(peer).EchoHashes.future(e, timeout=limits.CLUSTER_RPC_TIMEOUT_MS / 1000), done)
 
     def echo(self, caller: str | None, e: pb.Echo) -> pb.Ack:
         with self._lock:
@@ -701,13 +763,10 @@ class SignerPeer:
             # Shares are written only now: the ceremony ended and every party got one key.
             if c.pending_record is not None:
                 self.store.put_vault(c.pending_record, c.pending_share)
-                consumed = getattr(self.preparams_source, "consumed", None)
-                if consumed is not None:
-                    consumed()  # a fresh Paillier key for the next vault
             elif c.drop_vault:
                 self.store.drop_vault(c.body["vault_id"])
-            c.pending_share = None
             c.state = "committed"
+            self._forget_secrets(c)
         self.log.info("committed", session=cid[:8], protocol=c.protocol, vault=c.body.get("vault_id"))
         return pb.Ack(ok=True)
 
@@ -774,8 +833,18 @@ class SignerPeer:
         return pb.CeremonyReply(ok=False, reason=reason, culprits=list(culprits), attempts=attempts)
 
     def _pick_healthy(self, candidates) -> list[str]:
+        """Peers that answer a probe now. A peer that answered last time gets a longer deadline
+        (a channel reconnecting after its restart needs a handshake); one that did not, a short
+        one (a peer that is down costs each request little)."""
         others = [p for p in candidates if p != self.name and not self.quarantine.is_quarantined(p)]
-        probed = self.mesh.probe(others) if others else {}
+        slow = [p for p in others if self._last_probe_ok.get(p, True)]
+        fast = [p for p in others if p not in slow]
+        probed = {}
+        if slow:
+            probed.update(self.mesh.probe(slow, limits.CLUSTER_PROBE_KNOWN_GOOD_TIMEOUT_MS))
+        if fast:
+            probed.update(self.mesh.probe(fast, limits.CLUSTER_PROBE_TIMEOUT_MS))
+        self._last_probe_ok.update(probed)
         return [p for p in others if probed.get(p)]
 
     def coordinate_sign(self, signed: pb.SignedRequest) -> pb.CeremonyReply:
@@ -832,10 +901,6 @@ class SignerPeer:
             excluded |= set(culprits)
             reasons.append(f"attempt {attempt}: aborted, culprits [{','.join(res.culprits)}]: {res.reason}")
             log.warning("attempt_aborted", culprits=",".join(res.culprits), reason=res.reason)
-            if not culprits:
-                # Nobody to blame (e.g. a policy disagreement surfaced late): retrying the same
-                # peers would end the same way.
-                break
         self.metrics.ceremonies.labels("sign", "failed").inc()
         return pb.CeremonyReply(ok=False, reason="signing_failed: " + " | ".join(reasons), culprits=sorted(set(all_culprits)),
                                 attempts=len(reasons))

@@ -39,6 +39,7 @@ class Mesh:
         self._lock = threading.Lock()
         self._stubs: dict[str, pb_grpc.SignerStub] = {}
         self._channels: list[grpc.Channel] = []
+        self._channel_of: dict[str, grpc.Channel] = {}
 
     def stub(self, name: str) -> pb_grpc.SignerStub:
         with self._lock:
@@ -47,6 +48,7 @@ class Mesh:
                 address, cert = self.peers[name]
                 ch = open_channel(self.me, address, name, cert)
                 self._channels.append(ch)
+                self._channel_of[name] = ch
                 s = self._stubs[name] = pb_grpc.SignerStub(ch)
             return s
 
@@ -63,9 +65,41 @@ class Mesh:
                 out[n] = False
         return out
 
+    def unreachable(self, names, timeout_ms: int = limits.CLUSTER_PROBE_TIMEOUT_MS) -> list[str]:
+        """Peers whose connection is refused or broken (UNAVAILABLE): dead, not merely busy. A
+        peer slow to answer while tss-lib computes is left to the round deadline."""
+        futs = {n: self.stub(n).Health.future(pb.HealthRequest(), timeout=timeout_ms / 1000) for n in names}
+        dead = []
+        for n, f in futs.items():
+            try:
+                f.result()
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                    dead.append(n)
+        return dead
+
+    def connect(self, names, timeout_s: float) -> list[str]:
+        """Opens (or checks) the channels to `names` and waits until they are ready; returns
+        those that are not. A session warms its channels this way before it starts, so that a
+        slow first handshake is never mistaken for a dead peer mid-session."""
+        futs = {}
+        for n in names:
+            self.stub(n)
+            ch = self._channel_of[n]
+            futs[n] = grpc.channel_ready_future(ch)
+        bad = []
+        for n, f in futs.items():
+            try:
+                f.result(timeout=timeout_s)
+            except grpc.FutureTimeoutError:
+                bad.append(n)
+        return bad
+
     def close(self) -> None:
         with self._lock:
             for ch in self._channels:
                 ch.close()
             self._channels.clear()
             self._stubs.clear()
+            self._channel_of.clear()
+

@@ -158,3 +158,16 @@ def btc_withdrawal(vault_keys, vault_id: str, amount_sats: int = 50_000, destina
     intent = WithdrawalIntent(intent_id=rq.new_request_id(), vault_id=vault_id, chain="bitcoin", network="regtest", asset="BTC",
                               payments=(Payment(destination, amount_sats),), fee_max=5_000)
     return tx, intent
+
+
+def eth_withdrawal(vault_keys, vault_id: str, amount_wei: int = 10**17, tamper: str | None = None):
+    """A real unsigned EIP-1559 transfer (chain id 1337) from our key at (0, 0), and its intent."""
+    from chains.ethereum import tx as etx
+
+    destination = etx.checksum("0x" + "ab" * 20)
+    t = etx.Eip1559Tx(chain_id=1337, nonce=0, max_priority_fee_per_gas=10**9, max_fee_per_gas=2 * 10**9, gas=21_000,
+                      to=destination, value=amount_wei + (1 if tamper == "amount" else 0))
+    tx = UnsignedTransaction("ethereum", "1337", etx.unsigned_payload(t), (InputKey((0, 0)),))
+    intent = WithdrawalIntent(intent_id=rq.new_request_id(), vault_id=vault_id, chain="ethereum", network="1337", asset="ETH",
+                              payments=(Payment(destination, amount_wei),), fee_max=21_000 * 2 * 10**9)
+    return tx, intent

@@ -79,7 +79,8 @@ def test_signs_a_bitcoin_withdrawal_with_two_inputs(cluster, vault):
     assert [d.digest for d, _ in out] == btx.sighashes(t)
     signed = btx.attach(t, [s for _, s in out])
     assert len(signed) > len(tx.payload)
-    assert cluster.signatures_total() == before + 2 * 2  # two digests, two signers each
+    # two digests, two signers each (the other signer counts when its session has ended)
+    wait_until(lambda: cluster.signatures_total() == before + 2 * 2, 30, "both signers counted both signatures")
 
 
 def test_a_request_without_a_valid_node_signature_is_refused(cluster, vault):
@@ -250,3 +251,19 @@ def test_health_metrics_and_logs_without_secrets(cluster, vault):
     logs = cluster.stderr("peer-1")
     assert "session=" in logs and "round=" in logs and "peer=peer-1" in logs
     assert (cluster.dir / "peer-1" / "passphrase").read_text() not in logs
+
+
+def test_signs_an_ethereum_transfer_and_refuses_one_that_pays_more(cluster, vault):
+    from chains.ethereum import tx as etx
+    from tests.support.cluster import eth_withdrawal
+
+    keys = RecordKeys(vault.public_key, vault.chain_code)
+    tx, intent = eth_withdrawal(keys, vault.vault_id)
+    approvals = (rq.approve(intent, "approver-1", cluster.approver("approver-1")),)
+    [(digest, sig)] = cluster.client().sign(vault, tx, intent, approvals)
+    assert digest.digest == etx.digest_of(tx.payload)
+    assert etx.recover_address(digest.digest, sig) == etx.address_of(keys.child_public_key((0, 0)))
+    bad_tx, bad_intent = eth_withdrawal(keys, vault.vault_id, tamper="amount")
+    bad_approvals = (rq.approve(bad_intent, "approver-1", cluster.approver("approver-1")),)
+    err = assert_refused(lambda: cluster.client().sign(vault, bad_tx, bad_intent, bad_approvals), "transaction_does_not_match_intent")
+    assert "amount_mismatch" in str(err)
