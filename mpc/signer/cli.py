@@ -39,10 +39,10 @@ def open_state(cfg):
     identity = tls.Identity(cfg.name, cfg.tls_cert.read_bytes(), cfg.tls_key.read_bytes())
     if tls.cert_name(identity.cert_pem) != cfg.name:
         raise ValueError(f"{cfg.tls_cert} names {tls.cert_name(identity.cert_pem)!r}, not {cfg.name!r}")
-    sealer = passphrase_sealer(cfg.data_dir, cfg.key_id, cfg.passphrase.reveal())
+    sealer = passphrase_sealer(cfg.key_id, cfg.passphrase.reveal())
     store = ShareStore(cfg.data_dir, sealer, cfg.key_id, cfg.name)
     store.open()
-    return policy, identity, store
+    return policy, identity, store, sealer
 
 
 def run(args) -> int:
@@ -55,7 +55,7 @@ def run(args) -> int:
 
     try:
         cfg = conf.load(args.config)
-        policy, identity, store = open_state(cfg)
+        policy, identity, store, sealer = open_state(cfg)
     except (conf.ConfigError, PolicyError, StoreError, SealError, OSError, ValueError) as exc:
         return _fail(str(exc))
     log = nlog.get("mpc.signer", peer=cfg.name)
@@ -75,7 +75,7 @@ def run(args) -> int:
 
     try:
         checkers = chk.load(cfg.test.get("intent_checkers", ()))
-        preparams = PreParamsSource(cfg, store)
+        preparams = PreParamsSource(cfg, sealer)
     except (ImportError, AttributeError, ValueError, OSError) as exc:
         return _fail(str(exc))
     peer = daemon.SignerPeer(cfg, identity, policy, store, checkers, preparams)
@@ -95,5 +95,6 @@ def run(args) -> int:
     peer.ready = False
     server.stop(grace=2).wait(5)
     http.shutdown()
+    preparams.stop()
     peer.mesh.close()
     return 0

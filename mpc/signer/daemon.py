@@ -701,9 +701,6 @@ class SignerPeer:
             # Shares are written only now: the ceremony ended and every party got one key.
             if c.pending_record is not None:
                 self.store.put_vault(c.pending_record, c.pending_share)
-                consumed = getattr(self.preparams_source, "consumed", None)
-                if consumed is not None:
-                    consumed()  # a fresh Paillier key for the next vault
             elif c.drop_vault:
                 self.store.drop_vault(c.body["vault_id"])
             c.pending_share = None

@@ -1,26 +1,16 @@
-"""The signer's view of sealing: `seal(plaintext, aad)` / `open(blob, aad)`.
-
-Adapter over the engine's `mpc.sealing` (AEAD with associated data, keys from a KeyProvider;
-passphrase + argon2id by default) so that the store does not depend on its exact call shapes.
-"""
+"""The signer's sealing: the engine's `mpc.sealing` (AES-256-GCM, per-blob data keys wrapped by a
+KeyProvider; passphrase + argon2id by default), bound to this peer's key id and party name.
+Associated data = format version, key id, party, purpose and name (the vault id), so a sealed
+file edited, or moved to another vault, party or purpose, does not open."""
 
 from __future__ import annotations
 
-import pathlib
-from typing import Protocol
+from mpc.sealing import PassphraseKeyProvider, Sealer, SealingError
+
+SealError = SealingError
+
+__all__ = ["Sealer", "SealError", "passphrase_sealer"]
 
 
-class SealError(Exception):
-    """A sealed blob does not open: wrong key, tampered, or sealed for other associated data."""
-
-
-class Sealer(Protocol):
-    def seal(self, plaintext: bytes, aad: bytes) -> bytes: ...
-
-    def open(self, blob: bytes, aad: bytes) -> bytes: ...
-
-
-def passphrase_sealer(data_dir: pathlib.Path, key_id: str, passphrase: str) -> Sealer:
-    from mpc.signer import _sealing_adapter
-
-    return _sealing_adapter.make(pathlib.Path(data_dir), key_id, passphrase)
+def passphrase_sealer(key_id: str, passphrase: str) -> Sealer:
+    return Sealer(PassphraseKeyProvider(passphrase, key_id=key_id))

@@ -6,7 +6,7 @@ vault or party, or edited, fails to open and the peer refuses to start.
 Layout of data_dir:
     keycheck.sealed            proves the passphrase (a wrong one: refuse to start)
     vaults/<vault_id>.sealed   {"vault": record, "share": KeyShare bytes (hex)}
-    preparams.sealed           this peer's pre-parameters for the next keygen/reshare
+    preparams/*.sealed         this peer's pre-parameter pool (mpc.preparams.PreParamsPool)
 Shares are written only after a ceremony has ended and the coordinator confirmed that every
 party got the same group key (Commit); the old share of a reshared vault is then replaced.
 """
@@ -46,10 +46,6 @@ class VaultRecord:
         return tuple(party_peer(p) for p in self.committee)
 
 
-def _aad(kind: str, key_id: str, party: str, name: str) -> bytes:
-    return f"{FORMAT}|{kind}|key_id={key_id}|party={party}|{name}".encode()
-
-
 def _write_atomic(path: pathlib.Path, data: bytes) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     with open(tmp, "wb") as f:
@@ -72,28 +68,25 @@ class ShareStore:
         """Opens every sealed file once: any failure is a StoreError (refuse to start)."""
         (self.dir / "vaults").mkdir(parents=True, exist_ok=True)
         check = self.dir / "keycheck.sealed"
-        aad = _aad("keycheck", self.key_id, self.peer, "")
+        aad = dict(party=self.peer, purpose="keycheck", name=FORMAT)
         existing = list((self.dir / "vaults").glob("*.sealed"))
         if not check.exists():
             if existing:
                 raise StoreError(f"{check} is missing but {len(existing)} sealed vault file(s) exist: tampered data dir")
-            _write_atomic(check, self.sealer.seal(b"custody-keycheck", aad))
+            _write_atomic(check, self.sealer.seal(b"custody-keycheck", **aad))
         try:
-            if self.sealer.open(check.read_bytes(), aad) != b"custody-keycheck":
+            if self.sealer.open(check.read_bytes(), **aad) != b"custody-keycheck":
                 raise StoreError("key check does not match")
-        except SealError:
-            raise StoreError("wrong passphrase (or tampered keycheck.sealed): cannot open sealed data") from None
+        except SealError as exc:
+            raise StoreError(f"wrong passphrase (or tampered keycheck.sealed): cannot open sealed data ({exc})") from None
         for f in existing:
             vault_id = f.name[: -len(".sealed")]
             rec, share = self._read_vault(f, vault_id)
             self._vaults[vault_id] = (rec, share)
-        pp = self.dir / "preparams.sealed"
-        if pp.exists():
-            self.preparams()  # opens it: a tampered file stops the start
 
     def _read_vault(self, f: pathlib.Path, vault_id: str):
         try:
-            plain = self.sealer.open(f.read_bytes(), _aad("vault", self.key_id, self.peer, vault_id))
+            plain = self.sealer.open(f.read_bytes(), party=self.peer, purpose="vault-share", name=vault_id)
             d = json.loads(plain)
             rec = VaultRecord(**{**d["vault"], "committee": tuple(d["vault"]["committee"])})
             share = bytes.fromhex(d["share"])
@@ -114,7 +107,7 @@ class ShareStore:
     def put_vault(self, rec: VaultRecord, share: bytes) -> None:
         assert VAULT_RE.match(rec.vault_id), rec.vault_id
         plain = json.dumps({"vault": asdict(rec), "share": share.hex()}).encode()
-        blob = self.sealer.seal(plain, _aad("vault", self.key_id, self.peer, rec.vault_id))
+        blob = self.sealer.seal(plain, party=self.peer, purpose="vault-share", name=rec.vault_id)
         with self._lock:
             _write_atomic(self.dir / "vaults" / f"{rec.vault_id}.sealed", blob)
             self._vaults[rec.vault_id] = (rec, share)
@@ -126,20 +119,3 @@ class ShareStore:
             f = self.dir / "vaults" / f"{vault_id}.sealed"
             if f.exists():
                 f.unlink()
-
-    def put_preparams(self, data: bytes) -> None:
-        _write_atomic(self.dir / "preparams.sealed", self.sealer.seal(data, _aad("preparams", self.key_id, self.peer, "")))
-
-    def preparams(self) -> bytes | None:
-        f = self.dir / "preparams.sealed"
-        if not f.exists():
-            return None
-        try:
-            return self.sealer.open(f.read_bytes(), _aad("preparams", self.key_id, self.peer, ""))
-        except SealError:
-            raise StoreError(f"{f}: cannot be opened: tampered or not ours") from None
-
-    def drop_preparams(self) -> None:
-        f = self.dir / "preparams.sealed"
-        if f.exists():
-            f.unlink()

@@ -1,0 +1,167 @@
+"""bench/cluster.py — threshold signing over the signer cluster vs. in-process tss-lib.
+
+What it measures: ECDSA signing through the whole cluster path — the node's client signs a
+request, the coordinator peer checks it, picks a quorum, every peer checks it again and runs
+its tss-lib party in its own OS process, all messages over gRPC with mTLS (envelopes checked,
+broadcasts echo-checked) — for 2-of-3 and 3-of-5: latency p50/p90 of one signature, and
+sustained signatures/s with several concurrent sessions. Also the DKG time (pre-params ready).
+
+Baseline, in the same run, alternating round by round after a warm-up: the same tss-lib
+protocol with all parties in one process (mpc.local.run_local: every message through its
+wire bytes, no network, no checks). It is the honest floor: the cluster runs exactly this
+protocol and can only add transport, checks and process boundaries; the CPU work is the same.
+
+Requests use opaque digests, allowed only because the benchmark's cluster configs say
+environment = "test" (the request checks themselves are measured in bench/chains.py).
+
+    python bench/cluster.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import shutil
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench._common import figure, machine, median, percentile, progress  # noqa: E402
+
+BENCH = "cluster"
+
+
+def inprocess_keygen(n: int, t: int, offset: int):
+    from mpc import engine
+    from mpc.local import run_local
+    from tests.support.preparams import fixture_preparams  # fixture pre-params: bench only
+
+    parties = [engine.PartyId.of(f"bench-{i}") for i in range(n)]
+    pps = fixture_preparams(n, offset)
+    sid = engine.new_session_id()
+    run = run_local({p.id: engine.keygen_session(p.id, parties, t, pp, sid) for p, pp in zip(parties, pps)}, 600)
+    assert not run.errors, run.errors
+    return parties, run.results
+
+
+def inprocess_sign(parties, shares, t: int) -> float:
+    from mpc import engine
+    from mpc.local import run_local
+
+    signers = parties[: t + 1]
+    digest = os.urandom(32)
+    sid = engine.new_session_id()
+    t0 = time.perf_counter()
+    run = run_local({p.id: engine.sign_session(p.id, signers, shares[p.id], digest, sid, (0, 7)) for p in signers}, 120)
+    dt = time.perf_counter() - t0
+    assert not run.errors and len(run.results) == t + 1, run.errors
+    return dt
+
+
+def cluster_sign(client, vault) -> float:
+    from node.ports import SigningDigest
+
+    t0 = time.perf_counter()
+    out = client.sign(vault, None, None, opaque_digests=[SigningDigest((0, 7), os.urandom(32))], coordinator="peer-1")
+    dt = time.perf_counter() - t0
+    assert len(out) == 1
+    return dt
+
+
+def throughput(fn, concurrency: int, total: int) -> float:
+    """Signatures/s with `concurrency` sessions in flight until `total` are done."""
+    lock = threading.Lock()
+    left = [total]
+    errors = []
+
+    def worker():
+        while True:
+            with lock:
+                if left[0] <= 0:
+                    return
+                left[0] -= 1
+            try:
+                fn()
+            except Exception as exc:  # recorded and re-raised below: a failed signature is a failed bench
+                errors.append(exc)
+                return
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    if errors:
+        raise errors[0]
+    return total / (time.perf_counter() - t0)
+
+
+def run_size(tmp: pathlib.Path, n: int, t: int, rounds: int, concurrency: int, total: int, fixture_offset: int) -> dict:
+    from tests.support.cluster import LocalCluster
+
+    label = f"{t + 1}of{n}"
+    progress(f"[{label}] in-process keygen (baseline shares)")
+    parties, shares = inprocess_keygen(n, t, fixture_offset)
+    cluster = LocalCluster(tmp / label, n, t, round_timeout_ms=30_000)
+    try:
+        cluster.start_all()
+        client = cluster.client()
+        progress(f"[{label}] cluster keygen (pre-params ready)")
+        t0 = time.perf_counter()
+        vault = client.keygen(f"bench-{label}", tuple(cluster.names), t)
+        dkg_s = time.perf_counter() - t0
+        progress(f"[{label}] DKG {dkg_s:.2f} s; warm-up")
+        for _ in range(2):
+            inprocess_sign(parties, shares, t)
+            cluster_sign(client, vault)
+        base, clus = [], []
+        for i in range(rounds):  # alternate, so both see the same machine load
+            base.append(inprocess_sign(parties, shares, t))
+            clus.append(cluster_sign(client, vault))
+            progress(f"[{label}] round {i + 1}/{rounds}: in-process {base[-1] * 1000:.0f} ms, cluster {clus[-1] * 1000:.0f} ms")
+        progress(f"[{label}] throughput, {concurrency} concurrent sessions, {total} signatures each side")
+        tp_base = throughput(lambda: inprocess_sign(parties, shares, t), concurrency, total)
+        tp_clus = throughput(lambda: cluster_sign(client, vault), concurrency, total)
+        tp_base2 = throughput(lambda: inprocess_sign(parties, shares, t), concurrency, total)
+        tp_base = (tp_base + tp_base2) / 2  # baseline before and after: the load drifts
+        return {"dkg_s": dkg_s, "base_p50": median(base), "base_p90": percentile(base, 90), "clus_p50": median(clus),
+                "clus_p90": percentile(clus, 90), "tp_base": tp_base, "tp_clus": tp_clus}
+    finally:
+        cluster.stop_all()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer rounds (same figures, same baseline)")
+    args = ap.parse_args()
+    rounds, total = (5, 6) if args.quick else (15, 16)
+    concurrency = 4
+    progress(f"machine: {machine()}")
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-cluster-"))
+    try:
+        r3 = run_size(tmp, 3, 1, rounds, concurrency, total, 0)
+        r5 = run_size(tmp, 5, 2, max(3, rounds // 2), concurrency, max(4, total // 2), 3)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for label, r in (("2of3", r3), ("3of5", r5)):
+        figure(BENCH, f"dkg_{label}_s", round(r["dkg_s"], 3), "s")
+        figure(BENCH, f"inprocess_sign_{label}_p50_ms", round(r["base_p50"] * 1000, 1), "ms")
+        figure(BENCH, f"cluster_sign_{label}_p50_ms", round(r["clus_p50"] * 1000, 1), "ms")
+        figure(BENCH, f"cluster_sign_{label}_p90_ms", round(r["clus_p90"] * 1000, 1), "ms")
+        figure(BENCH, f"inprocess_sign_{label}_per_s", round(r["tp_base"], 3), "signatures/s")
+        figure(BENCH, f"cluster_sign_{label}_per_s", round(r["tp_clus"], 3), "signatures/s")
+        figure(BENCH, f"p50_ratio_{label}", round(r["clus_p50"] / r["base_p50"], 3), "ratio")
+        figure(BENCH, f"throughput_ratio_{label}", round(r["tp_clus"] / r["tp_base"], 3), "ratio")
+    figure(BENCH, "p50_ratio", round(r3["clus_p50"] / r3["base_p50"], 3), "ratio")
+    figure(BENCH, "throughput_ratio", round(r3["tp_clus"] / r3["tp_base"], 3), "ratio")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
