@@ -18,6 +18,7 @@ from chains.bitcoin import tx as btx
 from chains.bitcoin.intent import BitcoinIntentChecker
 from chains.bitcoin.rpc import BitcoinRpc
 from chains.errors import ChainError, RpcError
+from chains.intents import fingerprint, same_intent_or_refuse
 from chains.keys import check_path
 from chains.scanning import ROLE_DEPOSIT, ROLE_INTERNAL, BlockRef, Scanner
 from chains.state import ChainState, DepositRow, StateTx, Utxo
@@ -211,6 +212,7 @@ class BitcoinAdapter(Scanner):
         with self.state.begin() as st:
             existing = st.txs_of(intent.intent_id)
         if existing:
+            same_intent_or_refuse(existing[-1].meta, intent)
             return self._unsigned_from_row(existing[-1])
         fee_rate = _clamp_fee_rate(fee_rate_sat_vb or self.estimate_fee().fee_rate)
         pay_total = sum(o.amount for o in outs)
@@ -263,7 +265,7 @@ class BitcoinAdapter(Scanner):
             if change_paths:
                 st.add_address(btx.p2wpkh_address(keys.child_public_key(change_path), self.network), intent.vault_id, change_path, ROLE_INTERNAL)
             st.reserve_utxos([(c.txid, c.vout) for c in chosen], intent.intent_id)
-            st.record_tx(btx.txid_of(utx.payload), intent.intent_id, utx.payload, _meta(utx, fee, fee_rate))
+            st.record_tx(btx.txid_of(utx.payload), intent.intent_id, utx.payload, _meta(utx, fee, fee_rate, intent))
         self._watched = None
         log.info("withdrawal_built", intent=intent.intent_id, inputs=len(chosen), outputs=len(outputs), fee_sats=fee)
         return utx
@@ -316,7 +318,7 @@ class BitcoinAdapter(Scanner):
             t = btx.build(ins, [btx.TxOut(to_script, amount)], self.network)
             utx = UnsignedTransaction(self.chain, self.network, btx.unsigned_bytes(t), tuple(InputKey(c.path, c.amount) for c in coins))
             st.reserve_utxos([(c.txid, c.vout) for c in coins], intent_id)
-            st.record_tx(btx.txid_of(utx.payload), intent_id, utx.payload, _meta(utx, fee, fee_rate))
+            st.record_tx(btx.txid_of(utx.payload), intent_id, utx.payload, _meta(utx, fee, fee_rate, intent))
         return intent, utx
 
     def bump_fee(self, intent: WithdrawalIntent, fee_rate_sat_vb: int) -> UnsignedTransaction:
@@ -328,6 +330,9 @@ class BitcoinAdapter(Scanner):
         if not rows:
             raise ChainError("intent_has_no_transaction", intent.intent_id)
         last = rows[-1]
+        same_intent_or_refuse(last.meta, intent)
+        if self.status(last.txid).state == TX_CONFIRMED:
+            raise ChainError("already_confirmed", last.txid)
         meta = json.loads(last.meta)
         old = self._unsigned_from_row(last)
         keys = self.keys(intent.vault_id)
@@ -357,14 +362,25 @@ class BitcoinAdapter(Scanner):
         t = btx.build(ins, outputs, self.network, locktime=parsed.locktime, version=parsed.version)
         utx = UnsignedTransaction(self.chain, self.network, btx.unsigned_bytes(t), old.inputs, old.change_paths)
         with self.state.begin() as st:
-            st.record_tx(btx.txid_of(utx.payload), intent.intent_id, utx.payload, _meta(utx, new_fee, fee_rate))
+            st.record_tx(btx.txid_of(utx.payload), intent.intent_id, utx.payload, _meta(utx, new_fee, fee_rate, intent))
         log.info("fee_bumped", intent=intent.intent_id, old_fee_sats=old_fee, new_fee_sats=new_fee)
         return utx
 
     def release(self, intent_id: str) -> None:
-        """The intent was cancelled before signing: its coins become spendable again."""
+        """The intent was cancelled before signing: its coins become spendable again. Once a
+        transaction of it is signed, its coins stay reserved (it may still be mined)."""
         with self.state.begin() as st:
+            if any(r.raw for r in st.txs_of(intent_id)):
+                raise ChainError("already_signed", intent_id)
             st.release_utxos(intent_id)
+
+    def signed_of(self, intent_id: str) -> SignedTransaction | None:
+        """The latest signed transaction of an intent, to rebroadcast after a restart."""
+        with self.state.begin() as st:
+            signed = [r for r in st.txs_of(intent_id) if r.raw]
+        if not signed:
+            return None
+        return SignedTransaction(self.chain, self.network, signed[-1].txid, signed[-1].raw)
 
     def _unsigned_from_row(self, row) -> UnsignedTransaction:
         meta = json.loads(row.meta)
@@ -418,9 +434,10 @@ def _clamp_fee_rate(sat_vb: int) -> int:
     return max(limits.CHAINS_BTC_FEE_RATE_SAT_VB_MIN, sat_vb)
 
 
-def _meta(utx: UnsignedTransaction, fee: int, fee_rate: int) -> str:
+def _meta(utx: UnsignedTransaction, fee: int, fee_rate: int, intent: WithdrawalIntent) -> str:
     return rfc8785.dumps(
         {
+            "intent_sha256": fingerprint(intent),
             "inputs": [{"path": list(k.path), "amount": str(k.amount)} for k in utx.inputs],
             "change_paths": [list(p) for p in utx.change_paths],
             "fee": str(fee),

@@ -35,18 +35,26 @@ class BitcoinRpc:
     def call(self, method: str, *params):
         body = {"jsonrpc": "1.0", "id": next(self._ids), "method": method, "params": list(params)}
         try:
-            resp = self._client.post(self.url, content=json.dumps(body))
+            with self._client.stream("POST", self.url, content=json.dumps(body)) as resp:
+                chunks, size = [], 0
+                for chunk in resp.iter_bytes():
+                    size += len(chunk)
+                    if size > limits.CHAINS_RPC_RESPONSE_BYTES_MAX:
+                        raise ChainError("node_response_too_large", method)
+                    chunks.append(chunk)
+                status = resp.status_code
         except httpx.HTTPError as exc:
             raise ChainError("node_unreachable", f"{method}: {exc!r}") from exc
-        if len(resp.content) > limits.CHAINS_RPC_RESPONSE_BYTES_MAX:
-            raise ChainError("node_response_too_large", method)
+        content = b"".join(chunks)
         try:
-            doc = json.loads(resp.content, parse_float=decimal.Decimal)
+            doc = json.loads(content, parse_float=decimal.Decimal)
         except ValueError:
-            raise ChainError("node_bad_response", f"{method}: HTTP {resp.status_code} {resp.text[:200]!r}") from None
+            raise ChainError("node_bad_response", f"{method}: HTTP {status} {content[:200]!r}") from None
+        if not isinstance(doc, dict):
+            raise ChainError("node_bad_response", f"{method}: not a JSON-RPC object")
         if doc.get("error"):
             err = doc["error"]
             raise RpcError(method, err.get("code"), err.get("message", ""))
-        if resp.status_code != 200:
-            raise ChainError("node_bad_response", f"{method}: HTTP {resp.status_code}")
+        if status != 200:
+            raise ChainError("node_bad_response", f"{method}: HTTP {status}")
         return doc.get("result")

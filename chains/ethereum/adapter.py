@@ -23,6 +23,7 @@ from web3.exceptions import TransactionNotFound
 from chains.errors import ChainError
 from chains.ethereum import tx as etx
 from chains.ethereum.intent import EthereumIntentChecker, asset_contract
+from chains.intents import fingerprint, same_intent_or_refuse
 from chains.keys import check_path
 from chains.scanning import ROLE_DEPOSIT, ROLE_INTERNAL, BlockRef, Scanner
 from chains.state import ChainState, DepositRow, StateTx
@@ -250,6 +251,15 @@ class EthereumAdapter(Scanner):
         st.claim_nonce(address, nonce, owner_id)
         return nonce
 
+    def signed_of(self, intent_id: str) -> SignedTransaction | None:
+        """The latest signed transaction of an intent, to rebroadcast after a restart."""
+        with self.state.begin() as st:
+            signed = [r for r in st.txs_of(intent_id) if r.raw]
+        if not signed:
+            return None
+        raw = signed[-1].raw
+        return SignedTransaction(self.chain, self.network, etx.tx_hash(raw), raw)
+
     def nonce_of(self, intent_id: str, address: str) -> int | None:
         with self.state.begin() as st:
             return st.nonce_of(address, intent_id)
@@ -292,6 +302,7 @@ class EthereumAdapter(Scanner):
         with self.state.begin() as st:
             existing = st.txs_of(intent.intent_id)
         if existing:
+            same_intent_or_refuse(existing[-1].meta, intent)
             return self._unsigned_from_row(existing[-1])
         sender = etx.address_of(self.keys(intent.vault_id).child_public_key(source_path))
         if contract is None:
@@ -306,16 +317,16 @@ class EthereumAdapter(Scanner):
             nonce = self._allocate_nonce(st, sender, intent.intent_id)
             t = etx.Eip1559Tx(self.chain_id, nonce, fee.max_priority_fee_per_gas, fee.max_fee_per_gas, gas, to, value, data)
             etx.check_gas(t)
-            utx = self._record(st, t, intent.intent_id, source_path)
+            utx = self._record(st, t, intent, source_path)
         log.info("withdrawal_built", intent=intent.intent_id, nonce=nonce, asset=intent.asset, sender=sender)
         return utx
 
-    def _record(self, st: StateTx, t: etx.Eip1559Tx, owner_id: str, source_path: Path) -> UnsignedTransaction:
+    def _record(self, st: StateTx, t: etx.Eip1559Tx, intent: WithdrawalIntent, source_path: Path) -> UnsignedTransaction:
         payload = etx.unsigned_payload(t)
         assert etx.digest_of(payload) == etx.digest_eth_account(t), "our EIP-1559 digest disagrees with eth-account"
         utx = UnsignedTransaction(self.chain, self.network, payload, (InputKey(tuple(source_path), 0),))
-        meta = rfc8785.dumps({"path": list(source_path)}).decode()
-        st.record_tx(etx.digest_of(payload).hex(), owner_id, payload, meta)
+        meta = rfc8785.dumps({"path": list(source_path), "intent_sha256": fingerprint(intent)}).decode()
+        st.record_tx(etx.digest_of(payload).hex(), intent.intent_id, payload, meta)
         return utx
 
     def _unsigned_from_row(self, row) -> UnsignedTransaction:
@@ -331,8 +342,11 @@ class EthereumAdapter(Scanner):
             rows = st.txs_of(intent.intent_id)
         if not rows:
             raise ChainError("intent_has_no_transaction", intent.intent_id)
+        same_intent_or_refuse(rows[-1].meta, intent)
         old_utx = self._unsigned_from_row(rows[-1])
         old = etx.parse_unsigned(old_utx.payload)
+        if rows[-1].raw is not None and self.status(etx.tx_hash(rows[-1].raw)).state == TX_CONFIRMED:
+            raise ChainError("already_confirmed", etx.tx_hash(rows[-1].raw))
         new = etx.Eip1559Tx(
             old.chain_id,
             old.nonce,
@@ -346,7 +360,7 @@ class EthereumAdapter(Scanner):
         if new.fee_max > intent.fee_max:
             raise ChainError("fee_exceeds_max", f"{new.fee_max} > {intent.fee_max}")
         with self.state.begin() as st:
-            utx = self._record(st, new, intent.intent_id, old_utx.inputs[0].path)
+            utx = self._record(st, new, intent, old_utx.inputs[0].path)
         log.info("replacement_built", intent=intent.intent_id, nonce=new.nonce, max_fee_per_gas=new.max_fee_per_gas)
         return utx
 
@@ -426,12 +440,12 @@ class EthereumAdapter(Scanner):
 
     def status(self, txid: str) -> TxStatus:
         try:
-            receipt = self.w3.eth.get_transaction_receipt(txid)
+            receipt = self._rpc(lambda: self.w3.eth.get_transaction_receipt(txid))
         except TransactionNotFound:
             receipt = None
         if receipt is None:
             try:
-                self.w3.eth.get_transaction(txid)
+                self._rpc(lambda: self.w3.eth.get_transaction(txid))
                 return TxStatus(txid, TX_MEMPOOL)
             except TransactionNotFound:
                 return TxStatus(txid, TX_UNKNOWN)

@@ -111,6 +111,8 @@ def test_reorg_before_depth_voids_the_deposit(funded):
     assert_eq([d.txid for d in events_of(btc.ours.scan(), DEPOSIT_PENDING)], [txid], "pending")
     height = btc.node.call("getblock", block_hash)["height"]
     btc.node.call("invalidateblock", block_hash)
+    # btcd puts the transactions of a disconnected block back in its mempool.
+    wait_until(lambda: txid in btc.node.mempool(), 10, "the deposit is back in btcd's mempool")
     btc.node.generate(2)  # the other branch is now longer
     result = btc.ours.scan()
     assert_eq(result.rolled_back_to, height - 1, "fork height")
@@ -162,6 +164,18 @@ def test_withdrawal_with_change_is_accepted_and_mined(funded):
     assert 0 < fee <= FEE_MAX_SATS, f"fee {fee}"
     mined = btc.node.call("getrawtransaction", txid, 1)
     assert_eq(len(mined["vout"]), 2, "payment + change outputs")
+    # After the fact: the id cannot be reused for another payment, the mined transaction
+    # cannot be bumped, and its coins cannot be released.
+    refusals = [
+        ("intent_id_reused_with_different_fields", lambda: btc.ours.build_withdrawal(intent("w-change", [(dest, 30_000_001)]))),
+        ("already_confirmed", lambda: btc.ours.bump_fee(it, 10)),
+        ("already_signed", lambda: btc.ours.release(it.intent_id)),
+    ]
+    for reason, call in refusals:
+        with pytest.raises(ChainError) as exc:
+            call()
+        assert_eq(exc.value.reason, reason, "refusal")
+    assert_eq(btc.ours.signed_of(it.intent_id).txid, txid, "signed transaction kept for rebroadcast")
 
 
 def test_batched_withdrawal_pays_everyone_in_one_transaction(funded):

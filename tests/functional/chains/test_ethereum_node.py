@@ -118,6 +118,16 @@ def test_eth_withdrawal_mined(eth, hot):
     txid = sign_and_send(eth, eth.ours, utx, it)
     wait_until(lambda: eth.ours.status(txid).state == TX_CONFIRMED, 10, "the ETH withdrawal is mined")
     assert_eq(eth.w3.eth.get_balance(dest) - before, ETH // 10, "received")
+    refusals = [
+        ("intent_id_reused_with_different_fields", lambda: eth.ours.build_withdrawal(intent(eth, "eth-w-1", dest, 1), source_path=HOT)),
+        ("already_confirmed", lambda: eth.ours.replace(it)),
+        ("already_signed", lambda: eth.ours.release(it.intent_id, HOT, "ours")),
+    ]
+    for reason, call in refusals:
+        with pytest.raises(ChainError) as exc:
+            call()
+        assert_eq(exc.value.reason, reason, "refusal")
+    assert_eq(eth.ours.signed_of(it.intent_id).txid, txid, "signed transaction kept for rebroadcast")
 
 
 def test_erc20_withdrawal_mined(eth, hot):
