@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "api": ("api.cli_api", "the custody API: api serve | api keypair --out FILE"),
     "apikey": ("api.cli_apikey", "API keys: apikey create (bootstrap on the database, or through the API)"),
     "balances": ("api.cli_client", "a sub-account's balances through the API: balances SUB_ACCOUNT"),
+    "reserves": ("proofs.cli", "proof-of-reserves snapshots: reserves history | export"),
 }
 
 

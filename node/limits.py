@@ -142,6 +142,10 @@ POR_SIGN_ATTEMPTS_MAX = 3  # reserves signatures: attempts per address before th
 POR_FREEZE_ATTEMPTS_MAX = 5  # reads of liabilities + heights until one instant is seen consistently
 
 # --- relations ---------------------------------------------------------------------------
+# signing has 9 rounds, each at most one broadcast + n-1 direct messages per party
+assert MPC_SESSION_EVENTS_MAX >= 10 * MPC_PARTIES_MAX, "a signing session must fit in the event queue"
+assert MPC_SESSION_ID_BYTES_MIN >= 16 and MPC_SESSION_ID_BYTES_MAX >= MPC_SESSION_ID_BYTES_MIN
+assert MPC_SEALED_BYTES_MAX >= MPC_WIRE_MESSAGE_BYTES_MAX
 assert LEDGER_QUERY_IDS_MAX * 2 < 32766, "an IN (...) lookup fits SQLite's bind parameter limit"
 assert WRITER_GROUP_EVENTS_MAX <= LEDGER_BATCH_EVENTS_MAX
 assert WRITER_QUEUE_EVENTS_MAX >= WRITER_GROUP_EVENTS_MAX

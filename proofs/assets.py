@@ -86,8 +86,24 @@ def eip191_digest(message: bytes) -> bytes:
 
 
 def reserves_digest(chain: str, snapshot_id: str, root_hash: str) -> bytes:
-    """The 32-byte digest a signer peer signs for a reserves request on `chain`."""
-    message = reserves_message(snapshot_id, root_hash).encode("ascii")
+    """The 32-byte digest a signer peer signs for a reserves request on `chain`. Safe on
+    untrusted input: anything but 16 + 32 bytes of lowercase hex is AssetsInvalid."""
+    if not isinstance(snapshot_id, str) or not isinstance(root_hash, str):
+        raise AssetsInvalid("message_not_reserves", "snapshot_id and root_hash are hex strings")
+    message = f"por-mst/1 reserves {snapshot_id} {root_hash}"
+    parse_reserves_message(message)
+    return message_digest(chain, message.encode("ascii"))
+
+
+def reserves_request_digest(chain: str, message: bytes | str) -> tuple[str, str, bytes]:
+    """For a signer peer given a whole message: (snapshot_id, root_hash, digest) if `message`
+    is exactly a reserves message, else AssetsInvalid. The peer signs `digest` and nothing
+    else; it never signs a digest it was handed."""
+    sid, root = parse_reserves_message(message)
+    return sid, root, reserves_digest(chain, sid, root)
+
+
+def message_digest(chain: str, message: bytes) -> bytes:
     if chain == "bitcoin":
         return bip137_digest(message)
     if chain == "ethereum":

@@ -97,9 +97,13 @@ class World:
         return files
 
 
+def public_hex(key: Ed25519PrivateKey) -> str:
+    return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
+
+
 def make_world(tmp: pathlib.Path, balances=BALANCES, holdings=HOLDINGS, now=None) -> World:
     key = Ed25519PrivateKey.generate()
-    public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
+    public = public_hex(key)
     store = snapshot.SnapshotStore(tmp / "store")
     wallets = TestKeyWallets(holdings)
     published = snapshot.take_snapshot(

@@ -87,3 +87,26 @@ def test_ratio_is_integer_arithmetic():
     assert ast.ratio_text(2, 3) == "0.6666"
     assert ast.ratio_text(10**40 + 1, 10**40) == "1.0000"
     assert ast.ratio_text(0, 0) == "n/a" and ast.ratio_text(1, 0) == "inf"
+
+
+@pytest.mark.parametrize(
+    "chain, sid, root, reason",
+    [
+        ("bitcoin", SID.upper(), ROOT, "message_not_reserves"),
+        ("bitcoin", SID, ROOT + "00", "message_not_reserves"),
+        ("bitcoin", SID + " x", ROOT, "message_not_reserves"),
+        ("bitcoin", None, ROOT, "message_not_reserves"),
+        ("litecoin", SID, ROOT, "chain_unknown"),
+    ],
+)
+def test_signer_side_digest_refuses_anything_else(chain, sid, root, reason):
+    with pytest.raises(ast.AssetsInvalid) as exc:
+        ast.reserves_digest(chain, sid, root)
+    assert exc.value.reason == reason
+
+
+def test_signer_side_request_digest():
+    sid, root, digest = ast.reserves_request_digest("ethereum", MESSAGE.encode())
+    assert (sid, root) == (SID, ROOT) and digest == ast.eip191_digest(MESSAGE.encode())
+    with pytest.raises(ast.AssetsInvalid):
+        ast.reserves_request_digest("ethereum", b"\x19Ethereum Signed Message:\n32" + bytes(32))
