@@ -329,6 +329,15 @@ class Node:
     def whitelist(self, sub: str, asset: str, address: str) -> None:
         self.withdrawals.whitelist(sub, asset, address, actor=f"client:{sub}")
 
+    def chain_balance(self, asset: str, vault_id: str) -> int:
+        """What our addresses of `vault_id` hold on chain (bitcoin: our UTXO set after a scan)."""
+        assert asset == "BTC", "the rebalancing tests move bitcoin"
+        self.btc.scan()
+        return self.btc.balance(vault_id)
+
+    def vault_address(self, vault_id: str, asset: str) -> str:
+        return self.btc.address(vault_id, VAULT_WALLET_PATH)
+
     # ---------------------------------------------------------------- driving
     def step(self) -> None:
         self.btc.scan()
@@ -368,7 +377,7 @@ def node(request, shared):
         url = request.getfixturevalue("pg_url")
         schema = f"wd_{uuid.uuid4().hex[:12]}"
     n = Node(shared, request.param, url, schema, workdir)
-    n.deposit_btc(n.treasury, 3 * BTC)
+    n.deposit_btc(n.treasury, 20 * BTC)
     n.deposit_eth(n.treasury, "ETH", 5 * ETH)
     n.deposit_eth(n.treasury, shared.token_asset, 10**12)
     try:

@@ -124,7 +124,7 @@ def test_velocity_exceeded_is_held_then_denied_after_a_policy_change(node):
     dest = node.shared.btc_destination()
     node.whitelist(sub, "BTC", dest)
     ids = []
-    for i, amount in enumerate((2 * BTC - 1, BTC + 1)):  # 24 h limit 3 BTC: the second crosses it
+    for i, amount in enumerate((2 * BTC - 1, BTC + 2)):  # 24 h limit 3 BTC: the second crosses it
         _, w = node.withdrawals.submit(sub, f"vel-{i}", "BTC", dest, amount, vault_id="hot", actor=f"client:{sub}")
         ids.append(w.id)
     node.pipeline.run_once()
