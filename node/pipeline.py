@@ -39,6 +39,7 @@ PERMANENT_BUILD_ERRORS = ("asset_not_supported", "amount_below_dust", "fee_excee
                           "payments_count_out_of_range", "invalid_address", "address_invalid")
 
 ACTOR = "system:pipeline"
+NEEDS_STAFF = "needs_staff"  # a signed withdrawal the pipeline stopped retrying: staff decide
 
 
 class Pipeline:
@@ -139,6 +140,8 @@ class Pipeline:
                                              txid=signed.txid, attempts=0))
 
     def step_broadcast(self, w: wd.Withdrawal):
+        if w.sub_status.startswith(NEEDS_STAFF):
+            return None
         chain = self.chains[w.chain]
         assert w.signed_raw is not None and w.txid, "broadcasting without the signed bytes"
         signed = SignedTransaction(w.chain, w.network, w.txid, w.signed_raw)
@@ -152,7 +155,10 @@ class Pipeline:
                     reason = getattr(exc, "reason", type(exc).__name__)
                     log.warning("broadcast_failed", withdrawal=w.id, txid=w.txid, error=str(exc)[:300])
                     if w.attempts + 1 >= limits.WITHDRAWAL_BROADCAST_ATTEMPTS_MAX:
-                        return self._fail(w, f"broadcast_failed: {reason}")
+                        # Signed bytes exist and could still be mined: never void the hold here
+                        # (funds could leave unbooked). Stop retrying and call staff.
+                        return self.w.transition(w, wd.BROADCASTING, f"{NEEDS_STAFF}: broadcast_failed: {reason}",
+                                                 actor=ACTOR, attempts=w.attempts + 1)
                     return self.w.transition(w, wd.BROADCASTING, f"broadcast_retry: {reason}", actor=ACTOR, attempts=w.attempts + 1)
         self._crash("before_record:broadcast")
         return self._moved(self.w.transition(w, wd.CONFIRMING, "in_mempool", actor=ACTOR, attempts=0))

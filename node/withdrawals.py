@@ -207,7 +207,6 @@ class Withdrawals:
         self.networks = dict(networks)
         self.now_ns = wall_clock_ns
         self._policy: rk.Policy | None = None
-        self._accounts: dict[tuple[str, str], int] = {}
 
     # ---------------------------------------------------------------- vaults
     def register_vault(self, vault: Vault, kind: str, *, actor: str) -> None:
@@ -361,10 +360,8 @@ class Withdrawals:
 
     # ---------------------------------------------------------------- accounts
     def _account(self, tx: WriteTx, owner: str, asset: str, kind: str, body: dict) -> int:
-        key = (owner + "|" + kind, asset)
-        if key not in self._accounts:
-            self._accounts[key] = self.customers._ensure_account(tx, owner, asset, kind, body)
-        return self._accounts[key]
+        # Not cached: an account created inside a write that then rolls back must not survive it.
+        return self.customers._ensure_account(tx, owner, asset, kind, body)
 
     def wallet_account(self, conn, vault_id: str, asset: str) -> int:
         r = conn.execute(select(wallets.c.account_id).where(and_(wallets.c.vault_id == vault_id, wallets.c.asset == asset))
