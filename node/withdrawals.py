@@ -530,14 +530,17 @@ class Withdrawals:
         return build
 
     # ---------------------------------------------------------------- screening
-    def history(self, conn, sub_account_id: str, asset: str, exclude_id: str, now_ns: int) -> rk.History:
+    def history(self, conn, sub_account_id: str, asset: str, exclude_id: str, now_ns: int, before_ns: int | None = None) -> rk.History:
+        """The customer's withdrawals of `asset` in the windows, counting only those created
+        before `before_ns` (each withdrawal is judged by what came before it)."""
         day_from = now_ns - limits.RISK_WINDOW_DAY_S * 1_000_000_000
         month_from = now_ns - limits.RISK_WINDOW_MONTH_S * 1_000_000_000
         rows = conn.execute(select(withdrawals.c.id, withdrawals.c.amount, withdrawals.c.created_at_ns, withdrawals.c.status)
                             .where(and_(withdrawals.c.sub_account_id == sub_account_id, withdrawals.c.asset == asset,
                                         withdrawals.c.kind == KIND_WITHDRAWAL, withdrawals.c.created_at_ns >= month_from))
                             .order_by(withdrawals.c.created_at_ns.desc()).limit(limits.RISK_HISTORY_MAX)).all()
-        counted = [r for r in rows if r.id != exclude_id and r.status not in (REJECTED, BLOCKED, CANCELLED, FAILED)]
+        counted = [r for r in rows if r.id != exclude_id and r.status not in (REJECTED, BLOCKED, CANCELLED, FAILED)
+                   and (before_ns is None or r.created_at_ns < before_ns)]
         day = sum(r.amount for r in counted if r.created_at_ns >= day_from)
         month = sum(r.amount for r in counted)
         past = tuple(r.amount for r in counted if r.status == COMPLETED)
@@ -557,7 +560,7 @@ class Withdrawals:
                 wl = conn.execute(select(address_whitelist.c.usable_after_ns).where(and_(
                     address_whitelist.c.sub_account_id == w.sub_account_id, address_whitelist.c.asset == w.asset,
                     address_whitelist.c.address == rk.normalise_address(w.destination)))).first()
-                hist = self.history(conn, w.sub_account_id, w.asset, w.id, now)
+                hist = self.history(conn, w.sub_account_id, w.asset, w.id, now, before_ns=w.created_at_ns)
             sanctions = frozenset().union(*(rk.load_list(p) for p in policy.sanctions_files))
             blocked = frozenset().union(*(rk.load_list(p) for p in policy.block_files))
             decision = rk.screen(policy, profile, w.asset, w.amount, w.destination, None if wl is None else wl[0], hist, now,
