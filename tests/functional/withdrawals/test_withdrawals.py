@@ -4,12 +4,15 @@ signer cluster -> btcd / Anvil -> completed, with the ledger checked after each 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import sqlalchemy as sa
 
 from node.withdrawals import WithdrawalError, approval_message
-from tests.functional.withdrawals.conftest import AUTO_MAX_SATS, BTC, ETH
+from tests.functional.withdrawals.conftest import BTC, ETH, ROOT
 
 pytestmark = pytest.mark.functional
 
@@ -68,7 +71,17 @@ def test_btc_above_threshold_needs_two_approver_signatures(node):
         approve(node, w.id, "approver-1")
     node.pipeline.run_once()
     assert_eq(node.withdrawals.get(w.id).status, "pending_approval", "one approval does not release it")
-    assert_eq(approve(node, w.id, "approver-2").status, "queued", "two approvals")
+    # The second approver signs on their own machine with `custody approve` (a real process).
+    config = node.workdir / "approve.toml"
+    schema = f'database_schema = "{node.schema}"\n' if node.schema else ""
+    config.write_text(f'environment = "test"\ndatabase_url = "{node.url}"\n{schema}chain_state_url = "{node.chain_state_url}"\n'
+                      f'cluster_file = "unused"\n[confirmations]\nbitcoin = 1\n')
+    key_file = node.shared.cluster.info["approvers"]["approver-2"]
+    res = subprocess.run([sys.executable, "-m", "api.cli", "approve", "--config", str(config), "--withdrawal", w.id,
+                          "--approver-id", "approver-2", "--key-file", key_file], capture_output=True, text=True, timeout=120,
+                         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert_eq(json.loads(res.stdout.strip().splitlines()[-1])["status"], "queued", "two approvals")
     done = node.drive(w.id, "completed")
     assert_eq(node.shared.received_btc(dest), [(done.txid, 30_000_000)], "paid once")
     node.check_ledger()
