@@ -59,8 +59,6 @@ class World:
     """What a worker process holds: store, ledger, withdrawals, adapters, cluster, pipeline."""
 
     def __init__(self, cfg: dict, *, crash_at: str | None = None):
-        import sqlalchemy as sa  # noqa: F401
-
         from chains.keys import Bip32VaultKeys
         from chains.state import make_engine
         from mpc.client import ClusterClient

@@ -7,7 +7,6 @@ recorded). Each restart resumes from the recorded state and goes one point furth
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 
