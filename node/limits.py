@@ -88,6 +88,22 @@ assert CHAINS_CONFIRMATIONS_MAX <= CHAINS_BLOCK_HASHES_KEPT_COUNT
 assert 1 <= CHAINS_BTC_FEE_RATE_SAT_VB_MIN < CHAINS_BTC_FEE_RATE_SAT_VB_MAX
 assert CHAINS_BTC_PAYMENTS_PER_BATCH_MAX + 1 <= CHAINS_BTC_INPUTS_MAX
 # --- withdrawals, risk, approvals (node/) ------------------------------------------------
+WITHDRAWAL_BATCH_MAX = 64  # withdrawals one pipeline pass takes per status
+WITHDRAWAL_SIGN_ATTEMPTS_MAX = 5  # signing refusals/timeouts before a withdrawal fails
+WITHDRAWAL_BROADCAST_ATTEMPTS_MAX = 10  # broadcast errors before a withdrawal fails
+WITHDRAWAL_STUCK_BLOCKS_MAX = 6  # a broadcast tx unmined after this many blocks is fee-bumped
+WITHDRAWAL_FEE_BUMPS_MAX = 3  # replacements per withdrawal
+WITHDRAWAL_APPROVALS_MAX = 32  # approvals kept per withdrawal (CLUSTER_APPROVALS_MAX bounds peers)
+WITHDRAWAL_REASON_CHARS_MAX = 512  # a sub_status / reason text
+WITHDRAWAL_WORKER_POLL_S = 0.2  # the worker's idle wait between passes
+WITHDRAWAL_LIST_MAX = 500  # rows per listing (review queue, withdrawals)
+RISK_POLICY_BYTES_MAX = 256 * 1024  # a policy file
+RISK_LIST_ENTRIES_MAX = 1_000_000  # addresses in one sanctions / block list file
+RISK_LIST_FILE_BYTES_MAX = 64 * 1024 * 1024
+RISK_HISTORY_MAX = 1_000  # past withdrawals the anomaly score looks at
+RISK_WINDOW_DAY_S = 24 * 3600
+RISK_WINDOW_MONTH_S = 30 * 24 * 3600
+RISK_POLICY_APPROVALS_MIN = 2  # a policy change needs this many approver signatures
 # --- API (api/) --------------------------------------------------------------------------
 API_CLOCK_SKEW_MS = 30_000  # a signed request's X-Timestamp may be this far from our clock
 API_NONCE_LEN_MIN = 16
@@ -152,6 +168,10 @@ POR_TREES_CACHED = 2  # snapshot trees kept loaded (memory-mapped) to serve proo
 POR_FREEZE_ATTEMPTS_MAX = 5  # reads of liabilities + heights until one instant is seen consistently
 
 # --- relations ---------------------------------------------------------------------------
+# signing has 9 rounds, each at most one broadcast + n-1 direct messages per party
+assert MPC_SESSION_EVENTS_MAX >= 10 * MPC_PARTIES_MAX, "a signing session must fit in the event queue"
+assert MPC_SESSION_ID_BYTES_MIN >= 16 and MPC_SESSION_ID_BYTES_MAX >= MPC_SESSION_ID_BYTES_MIN
+assert MPC_SEALED_BYTES_MAX >= MPC_WIRE_MESSAGE_BYTES_MAX
 assert LEDGER_QUERY_IDS_MAX * 2 < 32766, "an IN (...) lookup fits SQLite's bind parameter limit"
 assert WRITER_GROUP_EVENTS_MAX <= LEDGER_BATCH_EVENTS_MAX
 assert WRITER_QUEUE_EVENTS_MAX >= WRITER_GROUP_EVENTS_MAX
@@ -189,3 +209,7 @@ assert API_BODY_BYTES_MAX <= API_IDEMPOTENCY_RESPONSE_BYTES_MAX
 assert WEBHOOK_BACKOFF_BASE_MS <= WEBHOOK_BACKOFF_MAX_MS
 assert WEBHOOK_LEASE_MS > WEBHOOK_HTTP_TIMEOUT_MS, "a lease must outlast the attempt it covers"
 assert WEBHOOK_HTTP_TIMEOUT_MS < WEBHOOK_SIGNATURE_TOLERANCE_S * 1000, "a signature must not expire in flight"
+# withdrawals
+assert WITHDRAWAL_APPROVALS_MAX <= CLUSTER_APPROVALS_MAX, "the node never sends more approvals than a peer reads"
+assert RISK_WINDOW_DAY_S < RISK_WINDOW_MONTH_S
+assert WITHDRAWAL_LIST_MAX <= LEDGER_PAGE_MAX

@@ -192,3 +192,6 @@ conversions = Table(
 # The custody API's own tables (API keys, nonces, idempotency records, webhooks) share this
 # metadata; imported last because it uses `metadata` above.
 from node.store import api_models  # noqa: E402,F401
+
+# Withdrawals, risk and approvals (migration 0003_withdrawals).
+from node.store import withdrawal_models  # noqa: E402,F401

@@ -1,0 +1,243 @@
+"""The withdrawal pipeline's composition root: the node's store, the chain adapters, the signer
+cluster client, wired into node.pipeline.Pipeline from one TOML config.
+
+    environment = "production"                 # or "test" (crash points allowed)
+    database_url = "postgresql+psycopg://…"    # the node's store
+    chain_state_url = "sqlite:///…/chains.db"  # the adapters' state (UTXOs, nonces, txs)
+    cluster_file = "/etc/custody/cluster.json" # peers, node TLS identity and request key
+    [confirmations]                            # depth at which a withdrawal completes
+    bitcoin = 6
+    ethereum = 12
+    [bitcoin]                                  # chains.config.BitcoinSettings fields
+    network = "regtest"
+    rpc_url = "http://127.0.0.1:18334"
+    rpc_user = "…"
+    rpc_password_file = "/etc/custody/btc-rpc-password"
+    [ethereum]                                 # chains.config.EthereumSettings fields
+    chain_id = 1337
+    rpc_url = "http://127.0.0.1:8545"
+
+Commands: `custody withdrawals worker --config F` runs the pipeline (and the rebalancer every
+`--rebalance-every-s`); `custody withdrawals reconcile --config F` prints the report;
+`custody withdrawals show|review|submit` for staff and tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import sys
+import tomllib
+
+from node import limits
+from node.log import get as get_log
+
+log = get_log("api.withdrawals")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_config(path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            cfg = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config {path}: {exc}") from None
+    for key in ("environment", "database_url", "chain_state_url", "cluster_file", "confirmations"):
+        if key not in cfg:
+            raise ConfigError(f"config {path}: missing {key} (no defaults for these)")
+    if cfg["environment"] not in ("production", "test"):
+        raise ConfigError("environment must be production or test")
+    return cfg
+
+
+class World:
+    """What a worker process holds: store, ledger, withdrawals, adapters, cluster, pipeline."""
+
+    def __init__(self, cfg: dict, *, crash_at: str | None = None):
+        from chains.keys import Bip32VaultKeys
+        from chains.state import make_engine
+        from mpc.client import ClusterClient
+        from node.ledger import Ledger
+        from node.pipeline import Pipeline
+        from node.store import open_store
+        from node.withdrawals import Withdrawals
+
+        if crash_at and cfg["environment"] != "test":
+            raise ConfigError("crash points are for environment = test only")
+        self.cfg = cfg
+        self.store = open_store(cfg["database_url"], schema=cfg.get("database_schema"))
+        self.ledger = Ledger(self.store)
+        self.chain_engine = make_engine(cfg["chain_state_url"])
+        self.chains = {}
+        networks = {}
+        if "bitcoin" in cfg:
+            self.chains["bitcoin"] = _bitcoin(cfg["bitcoin"], self.chain_engine)
+            networks["bitcoin"] = self.chains["bitcoin"].network
+        if "ethereum" in cfg:
+            self.chains["ethereum"] = _ethereum(cfg["ethereum"], self.chain_engine)
+            networks["ethereum"] = self.chains["ethereum"].network
+        self.withdrawals = Withdrawals(self.ledger, networks)
+        for vault, _kind in self.withdrawals.vaults().values():
+            for a in self.chains.values():
+                a.register_vault(vault.vault_id, Bip32VaultKeys(vault.public_key, vault.chain_code))
+        cluster = json.loads(pathlib.Path(cfg["cluster_file"]).read_text())
+        self.cluster = ClusterClient.from_cluster_dir(cluster)
+        self.pipeline = Pipeline(self.withdrawals, self.chains, self.cluster, dict(cfg["confirmations"]),
+                                 lambda chain, txid, wid: fee_of(self.chains[chain], txid, wid), crash_at=crash_at)
+
+    def balance(self, asset: str, vault_id: str) -> int:
+        """On-chain holdings of `asset` at every address of `vault_id` we know (after a scan)."""
+        from node.withdrawals import chain_of
+
+        a = self.chains[chain_of(asset)]
+        if a.chain == "bitcoin":
+            return a.balance(vault_id)
+        with a.state.begin() as st:
+            addrs = [addr for addr, (v, _p, _r) in st.addresses().items() if v == vault_id]
+        return sum(a.balance(addr, asset) for addr in addrs)
+
+    def vault_address(self, vault_id: str, asset: str) -> str:
+        from node.withdrawals import VAULT_WALLET_PATH, chain_of
+
+        return self.chains[chain_of(asset)].address(vault_id, VAULT_WALLET_PATH)
+
+    def rebalancer(self):
+        from node.rebalance import Rebalancer
+
+        return Rebalancer(self.withdrawals, self.balance, self.vault_address)
+
+    def scan(self) -> None:
+        for a in self.chains.values():
+            a.scan()
+
+    def close(self) -> None:
+        self.store.dispose()
+        self.chain_engine.dispose()
+
+
+def _bitcoin(c: dict, engine):
+    from chains.bitcoin.adapter import BitcoinAdapter
+    from chains.bitcoin.rpc import BitcoinRpc
+    from chains.state import ChainState
+    from node.log import Secret
+
+    password = pathlib.Path(c["rpc_password_file"]).read_text().strip()
+    return BitcoinAdapter(BitcoinRpc(c["rpc_url"], c["rpc_user"], Secret(password)), ChainState(engine, f"bitcoin:{c['network']}"),
+                          c["network"], confirmations=int(c.get("deposit_confirmations", 6)),
+                          fee_rate_fallback_sat_vb=int(c.get("fee_rate_fallback_sat_vb", 10)), start_height=c.get("start_height"))
+
+
+def _ethereum(c: dict, engine):
+    from chains.ethereum.adapter import EthereumAdapter
+    from chains.state import ChainState
+
+    confirmations = {"ETH": int(c.get("deposit_confirmations", 12)), **{f"ERC20:{t}": int(c.get("deposit_confirmations", 12))
+                                                                         for t in c.get("tokens", [])}}
+    return EthereumAdapter.connect(c["rpc_url"], ChainState(engine, f"ethereum:{c['chain_id']}"), int(c["chain_id"]),
+                                   confirmations=confirmations,
+                                   max_fee_per_gas_fallback=int(c.get("max_fee_per_gas_fallback_wei", 100 * 10**9)),
+                                   max_priority_fee_per_gas_fallback=int(c.get("max_priority_fee_per_gas_fallback_wei", 2 * 10**9)),
+                                   start_height=c.get("start_height"))
+
+
+def fee_of(adapter, txid: str, withdrawal_id: str) -> int:
+    """The fee a mined transaction paid, in base units of its chain's fee asset. Bitcoin: the
+    fee recorded when the adapter built it (inputs - outputs); Ethereum: gas used x effective
+    gas price from the receipt."""
+    if adapter.chain == "bitcoin":
+        with adapter.state.begin() as st:
+            for row in st.txs_of(withdrawal_id):
+                if row.txid == txid:
+                    return int(json.loads(row.meta)["fee"])
+        raise LookupError(f"no recorded transaction {txid} for {withdrawal_id}")
+    receipt = adapter.w3.eth.get_transaction_receipt(txid)
+    return int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
+
+
+# ---------------------------------------------------------------- CLI
+def add_arguments(parser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True)
+    w = sub.add_parser("worker", help="run the withdrawal pipeline")
+    w.add_argument("--config", required=True)
+    w.add_argument("--rebalance-every-s", type=float, default=0, help="run the rebalancer this often (0: never)")
+    s = sub.add_parser("show", help="print one withdrawal as JSON")
+    s.add_argument("--config", required=True)
+    s.add_argument("id")
+    r = sub.add_parser("review", help="staff: allow or deny a withdrawal held for review")
+    r.add_argument("--config", required=True)
+    r.add_argument("id")
+    r.add_argument("decision", choices=("allow", "deny"))
+    r.add_argument("--actor", required=True)
+    q = sub.add_parser("queue", help="staff: the review queue")
+    q.add_argument("--config", required=True)
+    c = sub.add_parser("reconcile", help="ledger liabilities against on-chain holdings, per asset")
+    c.add_argument("--config", required=True)
+
+
+def run(args) -> int:
+    if sys.flags.optimize:
+        print("refusing to run under python -O: asserts guard the books", file=sys.stderr)
+        return 2
+    try:
+        cfg = load_config(args.config)
+        world = World(cfg, crash_at=os.environ.get("CUSTODY_TEST_CRASH_AT") or None)
+    except ConfigError as exc:
+        print(f"custody withdrawals: {exc}", file=sys.stderr)
+        return 2
+    from node.withdrawals import WithdrawalError
+
+    try:
+        if args.action == "worker":
+            return _worker(world, args.rebalance_every_s)
+        if args.action == "show":
+            print(json.dumps(world.withdrawals.get(args.id).public()))
+            return 0
+        if args.action == "queue":
+            for w in world.withdrawals.review_queue():
+                print(json.dumps(w.public()))
+            return 0
+        if args.action == "review":
+            print(json.dumps(world.withdrawals.review(args.id, args.decision, actor=args.actor).public()))
+            return 0
+        if args.action == "reconcile":
+            from node.rebalance import reconciliation
+
+            world.scan()
+            report = reconciliation(world.withdrawals, world.balance)
+            print(json.dumps(report, indent=2))
+            return 0 if not any(r["alert"] for r in report) else 1
+    except WithdrawalError as exc:
+        print(f"custody withdrawals: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        world.close()
+    return 2
+
+
+def _worker(world: World, rebalance_every_s: float) -> int:
+    import threading
+    import time
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    log.info("worker_started", chains=",".join(world.chains))
+    last_rebalance = 0.0
+    while not stop.is_set():
+        try:
+            world.scan()
+            busy = world.pipeline.run_once()
+            if rebalance_every_s and time.monotonic() - last_rebalance >= rebalance_every_s:
+                world.rebalancer().run_once()
+                last_rebalance = time.monotonic()
+        except Exception:  # noqa: BLE001 - a node or the database away: log and retry next pass
+            log.exception("worker_pass_failed")
+            busy = 0
+        if not busy:
+            stop.wait(limits.WITHDRAWAL_WORKER_POLL_S)
+    return 0
