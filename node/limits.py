@@ -148,6 +148,10 @@ WEBHOOK_POLL_MS = 500  # worker idle poll
 WEBHOOK_SIGNATURE_TOLERANCE_S = 300  # receivers reject older signatures (conventions)
 WEBHOOK_RESPONSE_BYTES_KEPT_MAX = 512  # of a receiver's response body, for the deliveries list
 WEBHOOK_PAYLOAD_BYTES_MAX = 64 * 1024
+# --- local development system (api/dev.py) ------------------------------------------------
+DEV_KEYGEN_DEADLINE_S = 1800  # first start: every peer's pre-parameters + DKG on a busy 2-core machine
+DEV_PEER_READY_DEADLINE_S = 120  # a signer process answering /health after it starts
+DEV_POLL_S = 2.0
 # --- proof of reserves (proofs/) ---------------------------------------------------------
 POR_ASSETS_MAX = 64  # assets in one snapshot (balance vector width)
 POR_DEPTH_MAX = 32  # tree depth: 2^32 leaves, far above any customer count
@@ -168,6 +172,7 @@ POR_TREES_CACHED = 2  # snapshot trees kept loaded (memory-mapped) to serve proo
 POR_FREEZE_ATTEMPTS_MAX = 5  # reads of liabilities + heights until one instant is seen consistently
 
 # --- relations ---------------------------------------------------------------------------
+assert DEV_KEYGEN_DEADLINE_S > DEV_PEER_READY_DEADLINE_S > DEV_POLL_S
 # signing has 9 rounds, each at most one broadcast + n-1 direct messages per party
 assert MPC_SESSION_EVENTS_MAX >= 10 * MPC_PARTIES_MAX, "a signing session must fit in the event queue"
 assert MPC_SESSION_ID_BYTES_MIN >= 16 and MPC_SESSION_ID_BYTES_MAX >= MPC_SESSION_ID_BYTES_MIN
