@@ -164,7 +164,7 @@ def add_arguments(parser) -> None:
     sub = parser.add_subparsers(dest="action", required=True)
     w = sub.add_parser("worker", help="run the withdrawal pipeline")
     w.add_argument("--config", required=True)
-    w.add_argument("--rebalance-every-s", type=float, default=0, help="run the rebalancer this often (0: never)")
+    w.add_argument("--rebalance-every-s", type=int, default=0, help="run the rebalancer this often (0: never)")
     s = sub.add_parser("show", help="print one withdrawal as JSON")
     s.add_argument("--config", required=True)
     s.add_argument("id")
@@ -219,7 +219,7 @@ def run(args) -> int:
     return 2
 
 
-def _worker(world: World, rebalance_every_s: float) -> int:
+def _worker(world: World, rebalance_every_s: int) -> int:
     import threading
     import time
 
