@@ -162,7 +162,12 @@ def _ensure_hot_vault(data_dir: pathlib.Path, info: dict) -> dict:
     return vaults["hot"]
 
 
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds through `finally`, which stops the signer peers
+
+
 def run(args) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     data_dir = pathlib.Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     cluster = None
