@@ -88,7 +88,8 @@ class World:
         cluster = json.loads(pathlib.Path(cfg["cluster_file"]).read_text())
         self.cluster = ClusterClient.from_cluster_dir(cluster)
         self.pipeline = Pipeline(self.withdrawals, self.chains, self.cluster, dict(cfg["confirmations"]),
-                                 lambda chain, txid, wid: fee_of(self.chains[chain], txid, wid), crash_at=crash_at)
+                                 lambda chain, txid, wid: fee_of(self.chains[chain], txid, wid), crash_at=crash_at,
+                                 replacement_of=lambda chain, intent: replacement_of(self.chains[chain], intent))
 
     def balance(self, asset: str, vault_id: str) -> int:
         """On-chain holdings of `asset` at every address of `vault_id` we know (after a scan)."""
@@ -157,6 +158,21 @@ def fee_of(adapter, txid: str, withdrawal_id: str) -> int:
         raise LookupError(f"no recorded transaction {txid} for {withdrawal_id}")
     receipt = adapter.w3.eth.get_transaction_receipt(txid)
     return int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
+
+
+def replacement_of(adapter, intent):
+    """A fee-bumped replacement of the intent's latest transaction. Bitcoin: RBF at twice the
+    last fee rate plus the relay minimum (BIP125 needs the new fee to pay for its own size on top
+    of the old one); Ethereum: the same nonce with both fee caps raised by the adapter's default
+    step. The adapter refuses (ChainError) past fee_max or without change to take the fee from."""
+    from node import limits
+
+    if adapter.chain == "bitcoin":
+        with adapter.state.begin() as st:
+            rows = st.txs_of(intent.intent_id)
+        rate = int(json.loads(rows[-1].meta)["fee_rate_sat_vb"]) if rows else 0
+        return adapter.bump_fee(intent, 2 * rate + limits.CHAINS_BTC_FEE_RATE_SAT_VB_MIN)
+    return adapter.replace(intent)
 
 
 # ---------------------------------------------------------------- CLI

@@ -91,8 +91,8 @@ assert CHAINS_BTC_PAYMENTS_PER_BATCH_MAX + 1 <= CHAINS_BTC_INPUTS_MAX
 WITHDRAWAL_BATCH_MAX = 64  # withdrawals one pipeline pass takes per status
 WITHDRAWAL_SIGN_ATTEMPTS_MAX = 5  # signing refusals/timeouts before a withdrawal fails
 WITHDRAWAL_BROADCAST_ATTEMPTS_MAX = 10  # broadcast errors before a withdrawal fails
-WITHDRAWAL_STUCK_BLOCKS_MAX = 6  # a broadcast tx unmined after this many blocks is fee-bumped
-WITHDRAWAL_FEE_BUMPS_MAX = 3  # replacements per withdrawal
+WITHDRAWAL_STUCK_AGE_S = 1800  # a broadcast tx still unmined after this long is fee-bumped (replaced)
+WITHDRAWAL_FEE_BUMPS_MAX = 3  # replacements per withdrawal; then it waits for staff (needs_staff)
 WITHDRAWAL_APPROVALS_MAX = 32  # approvals kept per withdrawal (CLUSTER_APPROVALS_MAX bounds peers)
 WITHDRAWAL_REASON_CHARS_MAX = 512  # a sub_status / reason text
 WITHDRAWAL_WORKER_POLL_S = 0.2  # the worker's idle wait between passes
@@ -218,3 +218,4 @@ assert WEBHOOK_HTTP_TIMEOUT_MS < WEBHOOK_SIGNATURE_TOLERANCE_S * 1000, "a signat
 assert WITHDRAWAL_APPROVALS_MAX <= CLUSTER_APPROVALS_MAX, "the node never sends more approvals than a peer reads"
 assert RISK_WINDOW_DAY_S < RISK_WINDOW_MONTH_S
 assert WITHDRAWAL_LIST_MAX <= LEDGER_PAGE_MAX
+assert WITHDRAWAL_STUCK_AGE_S > WITHDRAWAL_WORKER_POLL_S, "a transaction gets at least one pass before it counts as stuck"

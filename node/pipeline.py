@@ -9,7 +9,17 @@ side effect, so that a process killed at any point resumes from the recorded sta
     broadcasting       broadcast the recorded bytes (never re-signed: the same transaction)
                        -> confirming
     confirming         at the confirmation depth: post the hold, book the fee -> completed;
-                       dropped from the mempool: back to broadcasting (the same bytes)
+                       dropped from the mempool: back to broadcasting (the same bytes);
+                       unmined past `stuck_age_s`: a fee bump -> pending_signature (below)
+
+Fee bumping: the adapter builds a replacement of the same intent (bitcoin RBF: same inputs and
+payments, fee from the change; ethereum: same nonce, higher fee caps), recorded as the new
+unsigned transaction; the cluster signs it against the same approved intent (fee within
+fee_max); its txid is appended to `txids` before broadcast. Every version spends the same
+inputs (nonce), so at most one is mined; `confirming` completes with whichever it is, booking
+that version's fee. At most WITHDRAWAL_FEE_BUMPS_MAX bumps, then `needs_staff`. A signing
+refusal of a replacement never fails the withdrawal (the earlier version may still be mined):
+it returns to confirming with `needs_staff`.
 
 A crash between a side effect and its record is safe: the build is idempotent per intent id;
 a signature not recorded was never broadcast (signing again is harmless); a broadcast not
@@ -18,6 +28,8 @@ recorded is found by `status(txid)` or re-broadcast with the same bytes.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import signal
 import threading
@@ -27,7 +39,8 @@ from collections.abc import Callable
 from node import limits
 from node import withdrawals as wd
 from node.log import get as get_log
-from node.ports import TX_CONFIRMED, TX_FAILED, TX_UNKNOWN, ChainAdapter, SignedTransaction, SigningCluster, SigningRefused
+from node.ports import (TX_CONFIRMED, TX_FAILED, TX_MEMPOOL, TX_UNKNOWN, ChainAdapter, SignedTransaction, SigningCluster,
+                        SigningRefused, TxStatus, UnsignedTransaction, WithdrawalIntent)
 
 log = get_log("node.pipeline")
 
@@ -46,10 +59,17 @@ class Pipeline:
     """`chains`: chain -> ChainAdapter; `cluster`: the SigningCluster; `confirmations`: chain ->
     depth at which a withdrawal completes; `fee_of(chain, txid, intent_id)`: the fee the mined
     transaction paid (base units of the chain's fee asset). `crash_at` (tests only): the process
-    SIGKILLs itself at that point, e.g. "after:pending_signature" or "before_record:broadcast"."""
+    SIGKILLs itself at that point, e.g. "after:pending_signature" or "before_record:broadcast".
+    `replacement_of(chain, intent)`: the adapter's fee-bumped replacement of the intent's latest
+    transaction (None: no fee bumping); `stuck_age_s`: how long a version may sit unmined."""
 
     def __init__(self, withdrawals: wd.Withdrawals, chains: dict[str, ChainAdapter], cluster: SigningCluster,
-                 confirmations: dict[str, int], fee_of: Callable[[str, str, str], int], *, crash_at: str | None = None):
+                 confirmations: dict[str, int], fee_of: Callable[[str, str, str], int], *, crash_at: str | None = None,
+                 replacement_of: Callable[[str, WithdrawalIntent], UnsignedTransaction] | None = None,
+                 stuck_age_s: float = limits.WITHDRAWAL_STUCK_AGE_S):
+        assert stuck_age_s > 0
+        self.replacement_of = replacement_of
+        self.stuck_age_ns = int(stuck_age_s * 1_000_000_000)
         self.w = withdrawals
         self.chains = chains
         self.cluster = cluster
@@ -132,12 +152,21 @@ class Pipeline:
             reason = exc.reason.split(":")[0]
             log.warning("signing_refused", withdrawal=w.id, reason=exc.reason, culprits=",".join(exc.culprits))
             if reason in PERMANENT_REFUSALS or w.attempts + 1 >= limits.WITHDRAWAL_SIGN_ATTEMPTS_MAX:
+                if w.signed_raw is not None:
+                    # A fee bump refused: the earlier version is signed and may still be mined, so
+                    # never void the hold; keep confirming it and call staff.
+                    return self.w.transition(w, wd.CONFIRMING, f"{NEEDS_STAFF}: fee_bump_refused: {exc.reason}", actor=ACTOR,
+                                             attempts=0)
                 return self._fail(w, f"signing_refused: {exc.reason}")
             return self.w.transition(w, wd.PENDING_SIGNATURE, f"signing_retry: {exc.reason}", actor=ACTOR, attempts=w.attempts + 1)
         signed = chain.attach_signatures(utx, [sig for _, sig in pairs], intent)
+        versions = _versions(w)
+        txids = versions if signed.txid in versions else versions + (signed.txid,)
+        assert len(txids) <= 1 + limits.WITHDRAWAL_FEE_BUMPS_MAX, f"{w.id}: {len(txids)} versions"
         self._crash("before_record:sign")
-        return self._moved(self.w.transition(w, wd.BROADCASTING, "signed", actor=ACTOR, signed_raw=signed.raw.hex(),
-                                             txid=signed.txid, attempts=0))
+        return self._moved(self.w.transition(w, wd.BROADCASTING, "signed" if len(txids) == 1 else f"signed_replacement: {len(txids) - 1}",
+                                             actor=ACTOR, signed_raw=signed.raw.hex(), txid=signed.txid, attempts=0,
+                                             txids=json.dumps(list(txids))))
 
     def step_broadcast(self, w: wd.Withdrawal):
         if w.sub_status.startswith(NEEDS_STAFF):
@@ -146,6 +175,9 @@ class Pipeline:
         assert w.signed_raw is not None and w.txid, "broadcasting without the signed bytes"
         signed = SignedTransaction(w.chain, w.network, w.txid, w.signed_raw)
         status = chain.status(w.txid)
+        if status.state == TX_UNKNOWN and self._mined_earlier(w) is not None:
+            # An earlier version was mined while its replacement was being signed: confirm that one.
+            return self._moved(self.w.transition(w, wd.CONFIRMING, "earlier_version_mined", actor=ACTOR, attempts=0))
         if status.state == TX_UNKNOWN:
             try:
                 chain.broadcast(signed)
@@ -161,11 +193,16 @@ class Pipeline:
                                                  actor=ACTOR, attempts=w.attempts + 1)
                     return self.w.transition(w, wd.BROADCASTING, f"broadcast_retry: {reason}", actor=ACTOR, attempts=w.attempts + 1)
         self._crash("before_record:broadcast")
-        return self._moved(self.w.transition(w, wd.CONFIRMING, "in_mempool", actor=ACTOR, attempts=0))
+        return self._moved(self.w.transition(w, wd.CONFIRMING, "in_mempool", actor=ACTOR, attempts=0,
+                                             broadcast_at_ns=self.w.now_ns()))
 
     def step_confirm(self, w: wd.Withdrawal):
         chain = self.chains[w.chain]
         st = chain.status(w.txid)
+        if st.state not in (TX_CONFIRMED, TX_FAILED):
+            earlier = self._mined_earlier(w)
+            if earlier is not None:  # an earlier version won: it is the one confirmed and booked
+                w, st = dataclasses.replace(w, txid=earlier.txid), earlier
         if st.state == TX_UNKNOWN:
             # Dropped (or a reorg took it out and the node forgot it): the same bytes again.
             return self.w.transition(w, wd.BROADCASTING, "dropped_rebroadcast", actor=ACTOR)
@@ -173,6 +210,12 @@ class Pipeline:
             fee = self.fee_of(w.chain, w.txid, w.id)
             return self._fail(w, "reverted_on_chain", fee_paid=fee)
         if st.state != TX_CONFIRMED or st.confirmations < self.confirmations[w.chain]:
+            if st.state == TX_MEMPOOL:
+                if w.sub_status.startswith(NEEDS_STAFF):
+                    return None
+                bumped = self._bump_if_stuck(w)
+                if bumped is not None:
+                    return bumped
             sub = f"confirmations: {st.confirmations} of {self.confirmations[w.chain]}"
             return None if sub == w.sub_status else self.w.transition(w, wd.CONFIRMING, sub, actor=ACTOR)
         fee = self.fee_of(w.chain, w.txid, w.id)
@@ -180,7 +223,44 @@ class Pipeline:
         dest_vault = self._dest_vault(w)
         self._crash("before_record:complete")
         return self._moved(self.w.transition(w, wd.COMPLETED, f"confirmations: {st.confirmations}", actor=ACTOR, fee_paid=fee,
-                                             ledger_events=self.w.completion_events(w, fee, dest_vault)))
+                                             txid=w.txid, ledger_events=self.w.completion_events(w, fee, dest_vault)))
+
+    # ---------------------------------------------------------------- fee bumping
+    def _mined_earlier(self, w: wd.Withdrawal) -> TxStatus | None:
+        """The status of an earlier signed version that was mined (or reverted on chain), if any."""
+        chain = self.chains[w.chain]
+        for txid in _versions(w):
+            if txid != w.txid:
+                st = chain.status(txid)
+                if st.state in (TX_CONFIRMED, TX_FAILED):
+                    return st
+        return None
+
+    def _bump_if_stuck(self, w: wd.Withdrawal) -> wd.Withdrawal | None:
+        """Unmined past the age: record the replacement (-> pending_signature), or call staff
+        once the bumps are spent or the adapter refuses (fee_max reached, no change left)."""
+        if self.replacement_of is None or w.broadcast_at_ns is None:
+            return None
+        if self.w.now_ns() - w.broadcast_at_ns < self.stuck_age_ns:
+            return None
+        bumps = len(_versions(w)) - 1
+        if bumps >= limits.WITHDRAWAL_FEE_BUMPS_MAX:
+            return self.w.transition(w, wd.CONFIRMING, f"{NEEDS_STAFF}: unmined after {bumps} fee bumps", actor=ACTOR)
+        try:
+            utx = self.replacement_of(w.chain, w.intent)
+        except Exception as exc:
+            reason = getattr(exc, "reason", None)
+            if reason is None:
+                raise  # the node down: the next pass tries again
+            log.warning("fee_bump_refused", withdrawal=w.id, txid=w.txid, reason=str(exc)[:300])
+            return self.w.transition(w, wd.CONFIRMING, f"{NEEDS_STAFF}: fee_bump_failed: {reason}", actor=ACTOR)
+        log.info("fee_bump", withdrawal=w.id, txid=w.txid, bump=bumps + 1)
+        # A crash before this record leaves an unrecorded replacement in the adapter: the next
+        # pass builds another one on top of it (a higher fee, still within fee_max); nothing is
+        # signed or broadcast that is not recorded here first.
+        self._crash("before_record:fee_bump")
+        return self._moved(self.w.transition(w, wd.PENDING_SIGNATURE, f"fee_bump: {bumps + 1} of {limits.WITHDRAWAL_FEE_BUMPS_MAX}",
+                                             actor=ACTOR, unsigned_tx=wd.unsigned_to_json(utx), attempts=0))
 
     # ---------------------------------------------------------------- helpers
     def _fail(self, w: wd.Withdrawal, reason: str, fee_paid: int | None = None) -> wd.Withdrawal:
@@ -208,6 +288,11 @@ class Pipeline:
             return w.vault_id
         # rebalance / refill: the destination is the other vault's wallet; its id is in the external id
         return w.external_id.split("|", 1)[0]
+
+
+def _versions(w: wd.Withdrawal) -> tuple[str, ...]:
+    """Every signed version's txid, oldest first (rows signed before fee bumping existed: the one)."""
+    return w.txids or ((w.txid,) if w.txid else ())
 
 
 def wait_steps(pipeline: Pipeline, predicate, timeout_s: float, what: str) -> None:

@@ -58,7 +58,7 @@ TRANSITIONS = {
     PENDING_SCREENING: {PENDING_APPROVAL, QUEUED, REJECTED, BLOCKED, CANCELLED},
     PENDING_APPROVAL: {QUEUED, REJECTED, CANCELLED},
     QUEUED: {PENDING_SIGNATURE, QUEUED, FAILED, CANCELLED},
-    PENDING_SIGNATURE: {BROADCASTING, PENDING_SIGNATURE, FAILED},
+    PENDING_SIGNATURE: {BROADCASTING, PENDING_SIGNATURE, CONFIRMING, FAILED},
     BROADCASTING: {CONFIRMING, BROADCASTING, FAILED},
     CONFIRMING: {COMPLETED, CONFIRMING, BROADCASTING, PENDING_SIGNATURE, FAILED},
 }
@@ -137,6 +137,8 @@ class Withdrawal:
     broadcast_height: int | None
     created_at_ns: int
     updated_at_ns: int
+    txids: tuple[str, ...] = ()  # every signed version, oldest first; `txid` is the newest (or the mined one)
+    broadcast_at_ns: int | None = None
 
     @classmethod
     def from_row(cls, r) -> "Withdrawal":
@@ -144,7 +146,8 @@ class Withdrawal:
                    r.asset, r.destination, r.amount, r.fee_max, r.status, r.sub_status,
                    json.loads(r.risk) if r.risk else None, r.intent, json.loads(r.unsigned_tx) if r.unsigned_tx else None,
                    bytes.fromhex(r.signed_raw) if r.signed_raw else None, r.txid, r.fee_paid, r.attempts, r.not_before_ns,
-                   r.broadcast_height, r.created_at_ns, r.updated_at_ns)
+                   r.broadcast_height, r.created_at_ns, r.updated_at_ns, tuple(json.loads(r.txids)) if r.txids else (),
+                   r.broadcast_at_ns)
 
     @property
     def intent(self) -> WithdrawalIntent:
