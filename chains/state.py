@@ -19,32 +19,10 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from node.ports import Path
+from node.store.types import Amount  # the ledger's money column: one definition
 
 metadata = sa.MetaData()
 _IN_CHUNK = 500  # bound parameters per IN (...) list
-
-
-class Amount(sa.types.TypeDecorator):
-    """An int in base units: NUMERIC(78,0) on PostgreSQL, decimal TEXT elsewhere. Never a float."""
-
-    impl = sa.String(80)
-    cache_ok = True
-
-    def load_dialect_impl(self, dialect):
-        if dialect.name == "postgresql":
-            return dialect.type_descriptor(sa.Numeric(78, 0))
-        return dialect.type_descriptor(sa.String(80))
-
-    def process_bind_param(self, value, dialect):
-        if value is None:
-            return None
-        assert isinstance(value, int) and not isinstance(value, bool), f"amount must be int, got {value!r}"
-        return value if dialect.name == "postgresql" else str(value)
-
-    def process_result_value(self, value, dialect):
-        if value is None:
-            return None
-        return int(value)
 
 
 def path_text(path: Path) -> str:
