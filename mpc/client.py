@@ -15,6 +15,7 @@ from mpc.signer import ceremonies as cer
 from mpc.signer import requests as rq
 from mpc.transport import mesh, tls
 from node import limits
+from proofs import assets
 from node.ports import (Approval, EcdsaSignature, SigningDigest, SigningRefused, UnsignedTransaction, Vault,
                         WithdrawalIntent)
 
@@ -93,10 +94,28 @@ class ClusterClient:
             raise SigningRefused(r.reason, tuple(r.culprits))
         return self.verify_reply(vault, body, r)
 
+    def sign_reserves(self, vault: Vault, chain: str, paths, message: str,
+                      coordinator: str | None = None) -> list[EcdsaSignature]:
+        """The proof-of-reserves message signed with the child key at each path (a `reserves`
+        request over the Sign RPC); each signature is checked over the digest computed here."""
+        _, _, digest = assets.reserves_request_digest(chain, message)
+        body = rq.reserves_request(vault.vault_id, chain, paths, message)
+        members = {p.rpartition(":")[0] or p for p in vault.committee}
+        r = self._call("Sign", body, coordinator, members)
+        if not r.ok:
+            raise SigningRefused(r.reason, tuple(r.culprits))
+        signed = self.verify_reply(vault, body, r)
+        if any(d.digest != digest for d, _ in signed):
+            raise SigningRefused("reply_malformed: a signature over another digest")
+        return [s for _, s in signed]
+
     def verify_reply(self, vault: Vault, body: dict, r: pb.CeremonyReply):
         keys = cer.RecordKeys(vault.public_key, vault.chain_code)
-        paths = [tuple(i["path"]) for i in body["transaction"]["inputs"]] if body.get("transaction") else \
-                [tuple(d["path"]) for d in body["opaque_digests"]]
+        if body.get("kind") == "reserves":
+            paths = [tuple(p) for p in body["paths"]]
+        else:
+            paths = [tuple(i["path"]) for i in body["transaction"]["inputs"]] if body.get("transaction") else \
+                    [tuple(d["path"]) for d in body["opaque_digests"]]
         if len(r.signatures) != len(paths) or len(r.digests) != len(paths):
             raise SigningRefused("reply_malformed: one signature per digest expected")
         out = []
@@ -108,3 +127,17 @@ class ClusterClient:
                 raise SigningRefused("signature_invalid: does not verify under the vault's child key")
             out.append((SigningDigest(path, bytes(digest)), EcdsaSignature(rr, ss, v, child)))
         return out
+
+
+class ClusterReservesSigner:
+    """node/ports.py ReservesSigner on the signer cluster: `vaults` maps vault id -> Vault."""
+
+    def __init__(self, client: ClusterClient, vaults: dict[str, Vault]):
+        self.client = client
+        self.vaults = dict(vaults)
+
+    def sign_reserves(self, chain: str, vault_id: str, path, snapshot_id: str, root_hash: str) -> EcdsaSignature:
+        vault = self.vaults.get(vault_id)
+        if vault is None:
+            raise SigningRefused(f"vault_unknown: {vault_id}")
+        return self.client.sign_reserves(vault, chain, [tuple(path)], assets.reserves_message(snapshot_id, root_hash))[0]

@@ -21,6 +21,7 @@ in the file are integers (or decimal strings, for wei) in base units.
     [ceremonies]
     keygen_allowed = true
     reshare_allowed = true
+    reserves_allowed = true   # the proof-of-reserves message only (default true)
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from mpc.signer import requests as rq
 from mpc.signer.requests import Refused
 from node import limits
 from node.ports import IntentChecker, IntentMismatch, SigningDigest, VaultKeys
+from proofs import assets
 
 
 class PolicyError(ValueError):
@@ -85,6 +87,10 @@ class Policy:
     whitelist: dict[str, frozenset[str]] = field(default_factory=dict)
     keygen_allowed: bool = True
     reshare_allowed: bool = True
+    # The reserves message (`por-mst/1 reserves <sid> <root>`) cannot move funds: no transaction
+    # or other chain message has that form, so a peer signing it only attests to the key; on by
+    # default, off with `[ceremonies] reserves_allowed = false`. It still counts toward rate limits.
+    reserves_allowed: bool = True
 
     @classmethod
     def load(cls, path) -> "Policy":
@@ -117,7 +123,7 @@ class Policy:
             raise PolicyError(f"policy: missing {exc}") from None
         bands.sort(key=lambda b: (b.asset, b.amount_max))
         return cls(node_pk, approvers, bands, sph, aph, wl, bool(cer.get("keygen_allowed", False)),
-                   bool(cer.get("reshare_allowed", False)))
+                   bool(cer.get("reshare_allowed", False)), bool(cer.get("reserves_allowed", True)))
 
     def quorum(self, asset: str, amount: int) -> int:
         bands = [b for b in self.bands if b.asset == asset]
@@ -196,14 +202,18 @@ class RequestVerifier:
         body = rq.parse(raw)
         if abs(self.clock_ms() - body["created_at_ms"]) > limits.CLUSTER_REQUEST_AGE_MS_MAX:
             raise Refused("request_expired")
-        if body["kind"] != kind:
-            raise Refused("wrong_kind", f"{body['kind']} != {kind}")
+        kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+        if body["kind"] not in kinds:
+            raise Refused("wrong_kind", f"{body['kind']} not in {kinds}")
         return body
 
     def verify_sign(self, raw: bytes, signature: bytes, vault_keys: VaultKeys | None) -> VerifiedSign:
-        body = self.authenticate(raw, signature, "sign")
+        """A withdrawal signing request, or a `reserves` request (sent over the same Sign RPC)."""
+        body = self.authenticate(raw, signature, ("sign", "reserves"))
         if vault_keys is None:
             raise Refused("vault_unknown", body["vault_id"])
+        if body["kind"] == "reserves":
+            return self._verify_reserves(body)
         opaque = rq.parse_opaque(body.get("opaque_digests", []))
         if opaque:
             # Tests and benchmarks only: production configs cannot reach this (config.py refuses
@@ -259,3 +269,27 @@ class RequestVerifier:
             assert len(d.digest) == 32, "checker returned a digest that is not 32 bytes"
         self.rate.admit(body["request_id"], intent.asset, amount)
         return VerifiedSign(body["request_id"], body["vault_id"], tuple(digests), intent.asset, amount, False)
+
+    def _verify_reserves(self, body: dict) -> VerifiedSign:
+        """Refusals: reserves_not_allowed, request_malformed, chain_not_supported,
+        message_not_reserves, too_many_digests, rate_limit_exceeded. The digest is computed
+        here from the message, never taken from the request."""
+        if not self.policy.reserves_allowed:
+            raise Refused("reserves_not_allowed")
+        chain, message, paths = body.get("chain"), body.get("message"), body.get("paths")
+        if chain not in ("bitcoin", "ethereum"):
+            raise Refused("chain_not_supported", repr(chain)[:40])
+        if not isinstance(message, str):
+            raise Refused("request_malformed", "message must be a string")
+        if not isinstance(paths, list) or not paths:
+            raise Refused("request_malformed", "paths must be a non-empty list")
+        if len(paths) > limits.CLUSTER_DIGESTS_PER_REQUEST_MAX:
+            raise Refused("too_many_digests", str(len(paths)))
+        parsed = [rq._path(p) for p in paths]
+        try:
+            _, _, digest = assets.reserves_request_digest(chain, message)
+        except assets.AssetsInvalid as exc:
+            raise Refused("message_not_reserves", exc.detail) from None
+        # Counted as one signature request; it moves no amount.
+        self.rate.admit(body["request_id"], "", 0)
+        return VerifiedSign(body["request_id"], body["vault_id"], tuple(SigningDigest(p, digest) for p in parsed), "", 0, False)

@@ -17,7 +17,7 @@ from nacl.signing import SigningKey, VerifyKey
 from node.ports import Approval, InputKey, Payment, SigningDigest, UnsignedTransaction, WithdrawalIntent
 
 DOMAIN = b"custody/signer-request/v1\n"
-KINDS = ("keygen", "sign", "reshare")
+KINDS = ("keygen", "sign", "reshare", "reserves")
 
 
 class Refused(Exception):
@@ -64,6 +64,13 @@ def sign_request(vault_id: str, tx: UnsignedTransaction | None, intent: Withdraw
     if intent is not None:
         body["intent"] = intent.canonical()
     return body
+
+
+def reserves_request(vault_id: str, chain: str, paths, message: str, request_id: str | None = None) -> dict:
+    """Signs the proof-of-reserves message (proofs/assets.py) with the child key at each path.
+    Every peer parses `message` itself and signs only the digest it computes from it."""
+    return {"kind": "reserves", "request_id": request_id or new_request_id(), "created_at_ms": now_ms(),
+            "vault_id": vault_id, "chain": chain, "paths": [list(p) for p in paths], "message": message}
 
 
 def encode(body: dict) -> bytes:
