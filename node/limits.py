@@ -170,6 +170,9 @@ POR_BTC_TXS_PAGE = 1000  # searchrawtransactions page when re-reading an address
 POR_BTC_TXS_MAX = 100_000  # transactions of one address the verifier will read
 POR_TREES_CACHED = 2  # snapshot trees kept loaded (memory-mapped) to serve proofs
 POR_FREEZE_ATTEMPTS_MAX = 5  # reads of liabilities + heights until one instant is seen consistently
+POR_RESERVES_PATHS_PER_REQUEST_MAX = 64  # addresses signed in one reserves request to the cluster
+POR_ANNOUNCE_CLIENTS_MAX = 10_000  # clients sent one reserves.snapshot event per snapshot
+POR_OWNER_ROWS_MAX = 100  # journal rows read to find which API client created a customer
 
 # --- relations ---------------------------------------------------------------------------
 assert DEV_KEYGEN_DEADLINE_S > DEV_PEER_READY_DEADLINE_S > DEV_POLL_S
@@ -199,6 +202,7 @@ assert CLUSTER_QUARANTINE_ABORTS >= 2  # one abort alone never quarantines a pee
 assert CLUSTER_RECENT_CEREMONIES_MAX <= CLUSTER_RECENT_SESSIONS_MAX  # a pruned ceremony's sessions are still known as finished
 assert 2 <= POR_PARTS_MIN <= POR_PARTS_MAX
 assert POR_BTC_TXS_PAGE <= POR_BTC_TXS_MAX
+assert POR_RESERVES_PATHS_PER_REQUEST_MAX <= CLUSTER_DIGESTS_PER_REQUEST_MAX  # the peers refuse more
 assert POR_ACCOUNTS_MAX * POR_PARTS_MIN <= 1 << POR_DEPTH_MAX
 # a 3-part proof at full depth with 8 assets (each path entry: 64 hex + 8 sums of <= 41 chars)
 assert POR_PROOF_FILE_BYTES_MAX >= 3 * POR_DEPTH_MAX * (64 + 8 * 41 + 32)
