@@ -203,8 +203,12 @@ def snapshot_taken(world, clients):
     public_key = json.loads(r.stdout)["public_key"]
     assert cli("reserves", "init-key", "--config", world.config).returncode == 2  # never replaced silently
     assert b"PRIVATE" not in (world.dir / "por-key.sealed").read_bytes()
+    ceremonies = lambda: sum(world.cluster.metric(n, "custody_signer_ceremonies_total", protocol="sign")  # noqa: E731
+                             for n in world.cluster.names)
+    before = ceremonies()
     r = cli("reserves", "snapshot", "--config", world.config)
     assert r.returncode == 0, r.stderr
+    assert ceremonies() - before == 1, "both deposit addresses are signed in one batched reserves request"
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["seq"] == 1 and out["public_key"] == public_key and out["addresses"] == 2, out
     return out
