@@ -171,7 +171,7 @@ POR_BTC_TXS_MAX = 100_000  # transactions of one address the verifier will read
 POR_TREES_CACHED = 2  # snapshot trees kept loaded (memory-mapped) to serve proofs
 POR_FREEZE_ATTEMPTS_MAX = 5  # reads of liabilities + heights until one instant is seen consistently
 POR_RESERVES_PATHS_PER_REQUEST_MAX = 64  # addresses signed in one reserves request to the cluster
-POR_ANNOUNCE_CLIENTS_MAX = 10_000  # clients sent one reserves.snapshot event per snapshot
+POR_ANNOUNCE_ENDPOINTS_MAX = 100_000  # webhook endpoints read to find who gets reserves.snapshot
 POR_OWNER_ROWS_MAX = 100  # journal rows read to find which API client created a customer
 
 # --- relations ---------------------------------------------------------------------------

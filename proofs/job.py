@@ -9,7 +9,7 @@ tree, read every funded address at those heights (ChainReserves), have the signe
 the reserves message (ClusterReservesSigner: one request per chain and vault, up to
 POR_RESERVES_PATHS_PER_REQUEST_MAX addresses each), sign the header with the snapshot key,
 append to the SnapshotStore — all in proofs.snapshot.take_snapshot, which stores nothing unless
-every check passed — and then emit `reserves.snapshot` to every client with a webhook endpoint.
+every check passed — and then emit `reserves.snapshot` to every client with a webhook endpoint subscribed to it.
 
 The event goes to the node's database, the snapshot to the SnapshotStore: two stores, so the
 announcement is made idempotent instead of atomic. Every tick announces the latest snapshot if
@@ -51,7 +51,8 @@ def event_data(published: Published) -> dict:
 
 def announce(engine: sa.Engine, published: Published) -> int:
     """Emits `reserves.snapshot` for `published` to every client with an enabled webhook
-    endpoint that has not had it yet; returns how many events were written. One transaction."""
+    endpoint subscribed to it that has not had it yet; returns how many events were written.
+    One transaction."""
     from node import webhooks
     from node.store.api_models import webhook_endpoints as endpoints
     from node.store.api_models import webhook_events as events
@@ -59,10 +60,11 @@ def announce(engine: sa.Engine, published: Published) -> int:
 
     written = 0
     with write_tx(engine) as conn:
-        clients = conn.execute(
-            sa.select(endpoints.c.client_id).where(endpoints.c.enabled.is_(True)).distinct()
-            .order_by(endpoints.c.client_id).limit(limits.POR_ANNOUNCE_CLIENTS_MAX)
-        ).scalars().all()
+        rows = conn.execute(
+            sa.select(endpoints.c.client_id, endpoints.c.event_types).where(endpoints.c.enabled.is_(True))
+            .order_by(endpoints.c.client_id).limit(limits.POR_ANNOUNCE_ENDPOINTS_MAX)
+        ).all()
+        clients = sorted({c for c, types in rows if webhooks._matches(tuple(types.split()), EVENT_TYPE)})
         if not clients:
             return 0
         # Canonical payloads are sorted compact JSON: the snapshot id appears exactly like this.
