@@ -96,7 +96,7 @@ def list_snapshots(limit: pagination.Limit = limits.API_PAGE_LIMIT_DEFAULT, curs
     from proofs.serving import summary
 
     before = pagination.decode("reserves_snapshots", cursor) or None
-    rows = _found(reader.history, before, min(limit + 1, limits.POR_SNAPSHOTS_LISTED_MAX))
+    rows = _found(reader.history, before, limit + 1)
     has_more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = pagination.encode("reserves_snapshots", rows[-1].seq) if has_more and rows else None
