@@ -123,7 +123,7 @@ def build_job(world, cfg: dict):
     missing = {a.chain for a in assets} - set(world.chains)
     if missing:
         raise ReservesConfigError(f"config [reserves]: assets on {sorted(missing)} but no such chain section")
-    reserves = ChainReserves({c: world.chains[c] for c in sorted({a.chain for a in assets})})
+    reserves = ChainReserves({c: world.chains[c] for c in sorted({a.chain for a in assets})}, {a.code for a in assets})
     vaults = {vid: vault for vid, (vault, _kind) in world.withdrawals.vaults().items()}
     liabilities = LedgerLiabilities(Customers(world.ledger), assets, reserves.heights)
     return SnapshotJob(liabilities, reserves, ClusterReservesSigner(world.cluster, vaults),

@@ -8,16 +8,18 @@ snapshot freezes liabilities at.
 
 from __future__ import annotations
 
+from chains.errors import ChainError
 from node import limits
 from node.ports import ChainHeight, ReservesAddress
 
-from chains.errors import ChainError
-
 
 class ChainReserves:
-    def __init__(self, adapters: dict):
+    def __init__(self, adapters: dict, assets: set[str] | None = None):
+        """`assets`: the snapshot's asset codes; funds in anything else an adapter tracks (a
+        token not in the snapshot) are left out instead of refusing the snapshot."""
         assert all(chain == a.chain for chain, a in adapters.items()), "adapters keyed by their chain"
         self.adapters = dict(adapters)
+        self.assets = None if assets is None else set(assets)
 
     def heights(self) -> tuple[ChainHeight, ...]:
         return tuple(self.adapters[c].reserves_height() for c in sorted(self.adapters))
@@ -28,7 +30,7 @@ class ChainReserves:
             raise ChainError("reserves_chain_not_configured", ", ".join(sorted(unknown)))
         out: list[ReservesAddress] = []
         for chain in sorted(self.adapters):
-            out.extend(self.adapters[chain].funded_addresses(chains))
+            out.extend(a for a in self.adapters[chain].funded_addresses(chains) if self.assets is None or a.asset in self.assets)
             if len(out) > limits.POR_ADDRESSES_MAX:
                 raise ChainError("too_many_funded_addresses", f"more than {limits.POR_ADDRESSES_MAX}")
         return out

@@ -270,6 +270,9 @@ class EthereumAdapter(Scanner):
                 bal = self.balance_at(address, asset, h.height)
                 if bal > 0:
                     out.append(ReservesAddress(self.chain, asset, address, vault_id, path, bal))
+        after = _hex(self._rpc(lambda: self.w3.eth.get_block(h.height))["hash"])
+        if after != node_hash:  # a reorg while reading: the balances may mix two chains
+            raise ChainError("snapshot_block_reorged", f"block {h.height} changed while its balances were read")
         return out
 
     def estimate_fee(self) -> FeeEstimate:

@@ -10,6 +10,7 @@ for the MPC cluster (the snapshot job's test signs through the real cluster).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import pathlib
 import subprocess
@@ -171,7 +172,26 @@ def test_ethereum_balances_at_the_block_number(eth, tmp_path):
     r = verify_assets(world, "--ethereum-rpc", eth.node.url)
     assert r.returncode == 0, r.stderr
     assert f"valid: 1 ETH balances re-read from the node at height {h1.height}" in r.stdout, r.stdout
+    assert f"valid: 1 {eth.asset} balances re-read from the node at height {h1.height}" in r.stdout, r.stdout
     assert "ETH: reserves 3000000000000000000 / liabilities 3000000000000000000 = 1.0000" in r.stdout, r.stdout
     with pytest.raises(ChainError) as e:
         eth.ours.funded_addresses((ChainHeight("ethereum", "1337", h1.height, "00" * 32),))
     assert e.value.reason == "snapshot_block_reorged"
+
+    # A token balance the chain does not show at that height is caught by the re-read.
+    class Overstated:
+        def funded_addresses(self, chains):
+            return [dataclasses.replace(a, balance=a.balance + 1) if a.asset == eth.asset else a
+                    for a in reserves.funded_addresses(chains)]
+
+    world = take(tmp_path / "overstated", (h1,), Overstated(), PlainKeyReservesSigner(eth.signer), assets,
+                 {"acct-a": (2 * 10**18, 1_000_000)})
+    r = verify_assets(world, "--ethereum-rpc", eth.node.url)
+    assert r.returncode == 1 and r.stderr.startswith("invalid: balance_differs_on_chain"), r.stderr
+
+
+def test_only_the_snapshot_assets_are_read(eth):
+    h = eth.ours.reserves_height()
+    only_eth = ChainReserves({"ethereum": eth.ours}, assets={"ETH"})
+    got = only_eth.funded_addresses((h,))
+    assert got and {a.asset for a in got} == {"ETH"}
