@@ -28,6 +28,7 @@ from tests.functional.chains.test_bitcoin_node import faucet_pays, intent, send
 from tests.support import nodes
 from tests.support import por_world as W
 from tests.support.procs import wait_until
+from tests.support.test_signer import PlainTestSigner
 
 pytestmark = pytest.mark.functional
 BIN = pathlib.Path(sys.executable).parent / "custody-verify"
@@ -49,20 +50,29 @@ def workdir(tmp_path_factory):
     return tmp_path_factory.mktemp("por-chains")
 
 
+class BtcReservesWorld(BtcWorld):
+    """The chain tests' Bitcoin world (btcd, our adapter, the faucet), with btcd's address index
+    on: custody-verify re-reads balances with searchrawtransactions."""
+
+    def __init__(self, workdir):  # noqa: super().__init__ would start btcd without the index
+        from chains.bitcoin import tx as btx
+
+        self.workdir = workdir
+        self.signer = PlainTestSigner("custody-test-vault")
+        self.faucet_signer = PlainTestSigner("faucet-outside-wallet")
+        self.faucet_path = (1, 0)
+        faucet_address = btx.p2wpkh_address(self.faucet_signer.vault_keys().child_public_key(self.faucet_path), "regtest")
+        self.node = nodes.Btcd(workdir / "btcd", faucet_address)
+        self.node.proc.argv.append("--addrindex")
+        self.node.start()
+        self.ours = self.adapter("ours", self.signer)
+        self.faucet = self.adapter("faucet", self.faucet_signer)
+        self.faucet.address("faucet", self.faucet_path)
+
+
 @pytest.fixture(scope="module")
 def btc(workdir):
-    btcd_argv_extra = ["--addrindex"]  # custody-verify re-reads balances with searchrawtransactions
-    original = nodes.Btcd.__init__
-
-    def with_addrindex(self, *a, **kw):
-        original(self, *a, **kw)
-        self.proc.argv += btcd_argv_extra
-
-    nodes.Btcd.__init__ = with_addrindex
-    try:
-        world = BtcWorld(workdir)
-    finally:
-        nodes.Btcd.__init__ = original
+    world = BtcReservesWorld(workdir)
     try:
         world.node.generate(110)  # the faucet's first coinbases mature
         yield world
