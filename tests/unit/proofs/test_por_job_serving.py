@@ -143,3 +143,48 @@ def test_snapshot_key_sealed_opened_never_replaced(tmp_path):
     (tmp_path / "pass").write_text("a passphrase long enough\n")
     with pytest.raises(reserves_root.ReservesConfigError, match="does not open"):
         reserves_root.open_key({**r, "node_id": "node-2"})  # sealed for another node
+
+
+class BatchingWallets(W.TestKeyWallets):
+    """A signer with `sign_reserves_many`, as the cluster has; `bad_first` gets a signature by
+    another key in the batch (a faulty reply), then a good one when asked alone."""
+
+    def __init__(self, holdings, bad_first=None):
+        super().__init__(holdings)
+        self.batches, self.singles, self.bad_first = [], [], bad_first
+
+    def sign_reserves_many(self, chain, vault_id, paths, snapshot_id, root_hash):
+        self.batches.append((chain, vault_id, [tuple(p) for p in paths]))
+        sigs = [self.sign_reserves(chain, vault_id, p, snapshot_id, root_hash) for p in paths]
+        self.singles.clear()
+        if self.bad_first is not None and self.bad_first in [tuple(p) for p in paths]:
+            i = [tuple(p) for p in paths].index(self.bad_first)
+            sigs[i] = sigs[(i + 1) % len(sigs)] if len(sigs) > 1 else sigs[i]
+        return sigs
+
+    def sign_reserves(self, chain, vault_id, path, snapshot_id, root_hash):
+        self.singles.append(tuple(path))
+        return super().sign_reserves(chain, vault_id, path, snapshot_id, root_hash)
+
+
+def test_reserves_are_signed_in_one_batch_per_chain_and_vault(tmp_path):
+    wallets = BatchingWallets(W.HOLDINGS)
+    store = W.snapshot.SnapshotStore(tmp_path / "store")
+    published = W.snapshot.take_snapshot(W.TableLiabilities(W.BALANCES), wallets, wallets, store,
+                                         W.Ed25519PrivateKey.generate())
+    # (0, 3) holds ETH and USDT: one key, signed once, its signature in both entries.
+    assert sorted((c, v, sorted(p)) for c, v, p in wallets.batches) == [
+        ("bitcoin", "vault-hot", [(0, 1), (0, 2)]), ("ethereum", "vault-hot", [(0, 3)])]
+    entries = published.assets_doc["addresses"]
+    assert len(entries) == 4 and len({e["signature"] for e in entries if e["chain"] == "ethereum"}) == 1
+
+
+def test_a_bad_batch_signature_is_asked_for_again_alone(tmp_path):
+    wallets = BatchingWallets(W.HOLDINGS, bad_first=(0, 2))
+    store = W.snapshot.SnapshotStore(tmp_path / "store")
+    published = W.snapshot.take_snapshot(W.TableLiabilities(W.BALANCES), wallets, wallets, store,
+                                         W.Ed25519PrivateKey.generate())
+    assert wallets.singles == [(0, 2)]  # after the batches, only the bad one again
+    from proofs import assets as ast
+
+    ast.verify_assets_file(published.assets_doc, published.signed_header["header"])
