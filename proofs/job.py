@@ -16,8 +16,10 @@ announcement is made idempotent instead of atomic. Every tick announces the late
 no `reserves.snapshot` event names it yet, so a crash between the two is repaired by the next
 tick (receivers de-duplicate on the event id anyway).
 
-Run it under the worker's leadership lock: two nodes taking snapshots at once would each chain
-to the same previous header.
+One taker at a time: the tick holds the store's advisory file lock (SnapshotStore.taking), so a
+second process refuses with `snapshot_in_progress` instead of chaining a second header to the
+same previous one. Replicas on different hosts share no store directory: run the job where the
+worker loop holds its leadership lock.
 """
 
 from __future__ import annotations
@@ -96,8 +98,9 @@ class SnapshotJob:
         """Takes a snapshot if one is due (raises SnapshotRefused, ChainError or SigningRefused
         with nothing stored when it cannot), then announces the latest one if needed."""
         now = now or dt.datetime.now(dt.timezone.utc)
-        published = run_scheduled(self.liabilities, self.reserves, self.signer, self.store, self.snapshot_key, now,
-                                  self.interval_s)
+        with self.store.taking():  # two takers would both chain to the same previous header
+            published = run_scheduled(self.liabilities, self.reserves, self.signer, self.store, self.snapshot_key, now,
+                                      self.interval_s)
         if self.engine is not None:
             latest = self.store.latest()
             if latest is not None:

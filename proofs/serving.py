@@ -6,14 +6,16 @@ Which client a customer belongs to: the client whose API key created it. The led
 table does not name a client, but the hash-chained journal does: `customer.create` is written
 with actor `api:<client_id>` by node.clients.ClientOps. Customers created any other way (staff
 tools, `test:` actors) belong to no API client and their proofs are served to none (they are
-exported with `custody reserves export`). When customers carry their client as a column, only
-`customer_client_id` changes.
+exported with `custody reserves export`). The lookup reads the journal (no index on its action:
+a scan, once per customer; found owners are cached). When customers carry their client as a
+column, only `customer_client_id` changes.
 """
 
 from __future__ import annotations
 
 import json
 import pathlib
+import threading
 
 import sqlalchemy as sa
 
@@ -76,6 +78,23 @@ class ReservesReader:
         self.store_dir = pathlib.Path(store_dir)
         self.engine = engine
         self._store: SnapshotStore | None = None
+        # customer -> owning client. Ownership never changes once a customer exists, so found
+        # owners are kept (bounded); "no owner" is not (the customer may be created later).
+        self._owners: dict[str, str] = {}
+        self._owners_lock = threading.Lock()
+
+    def owner(self, customer_id: str) -> str | None:
+        with self._owners_lock:
+            hit = self._owners.get(customer_id)
+        if hit is not None:
+            return hit
+        found = customer_client_id(self.engine, customer_id)
+        if found is not None:
+            with self._owners_lock:
+                if len(self._owners) >= limits.POR_OWNERS_CACHED_MAX:
+                    self._owners.pop(next(iter(self._owners)))
+                self._owners[customer_id] = found
+        return found
 
     @property
     def store(self) -> SnapshotStore:
@@ -109,7 +128,7 @@ class ReservesReader:
         whether the customer is another client's, unknown, or not in the snapshot (nothing
         about other clients' customers leaks)."""
         self.get(snapshot_id)
-        if customer_client_id(self.engine, customer_id) != client_id:
+        if self.owner(customer_id) != client_id:
             raise NotFound("proof_not_found", f"no proof of {customer_id!r} for this client in {snapshot_id}")
         proof = self.store.proof(snapshot_id, customer_id)
         if proof is None:

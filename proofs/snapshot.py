@@ -13,7 +13,9 @@ the reference verifier, and every reserves signature is verified against its add
 from __future__ import annotations
 
 import bisect
+import contextlib
 import datetime as dt
+import fcntl
 import json
 import os
 import pathlib
@@ -144,6 +146,20 @@ class SnapshotStore:
         if row is None:
             return None
         return Published(row[0], row[1], json.loads(row[2]), json.loads(row[3]))
+
+    @contextlib.contextmanager
+    def taking(self):
+        """Held while a snapshot is taken: one taker at a time per store, across processes
+        (an advisory lock on a file in the store). Raises SnapshotRefused when another holds it."""
+        with open(self.path / "taking.lock", "a+b") as f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise tree.SnapshotRefused("snapshot_in_progress", "another process is taking a snapshot") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
     def _tree_dir(self, snapshot_id: str) -> pathlib.Path:
         mst.parse_hex(snapshot_id, 16, "snapshot_id")

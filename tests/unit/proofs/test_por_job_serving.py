@@ -188,3 +188,19 @@ def test_a_bad_batch_signature_is_asked_for_again_alone(tmp_path):
     from proofs import assets as ast
 
     ast.verify_assets_file(published.assets_doc, published.signed_header["header"])
+
+
+def test_one_taker_at_a_time(tmp_path):
+    import fcntl
+
+    wallets = W.TestKeyWallets(W.HOLDINGS)
+    snap_store = W.snapshot.SnapshotStore(tmp_path / "store")
+    j = pjob.SnapshotJob(W.TableLiabilities(W.BALANCES), wallets, wallets, snap_store, W.Ed25519PrivateKey.generate(),
+                         interval_s=3600)
+    with open(tmp_path / "store" / "taking.lock", "a+b") as other:  # another process taking one
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(W.snapshot.tree.SnapshotRefused) as e:
+            j.tick()
+        assert e.value.reason == "snapshot_in_progress"
+        assert snap_store.latest() is None
+    assert j.tick() is not None
