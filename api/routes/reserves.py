@@ -89,6 +89,12 @@ api = APIRouter(prefix="/v1/reserves", route_class=SignedRoute, tags=["proof of 
 R = dict(openapi_extra=scope("read"), responses=responses(*AUTH, 404))
 
 
+def _file(what: str) -> dict:
+    """A route returning one of the published por-mst/1 documents (design/por-format.md) as is."""
+    return dict(openapi_extra=scope("read"), responses={
+        200: {"description": what, "content": {"application/json": {"schema": {"type": "object"}}}}, **responses(*AUTH, 404)})
+
+
 @api.get("/snapshots", response_model=SnapshotsPublic, **R)
 def list_snapshots(limit: pagination.Limit = limits.API_PAGE_LIMIT_DEFAULT, cursor: pagination.Cursor = None,
                    reader=Depends(reader_of)) -> SnapshotsPublic:
@@ -103,25 +109,25 @@ def list_snapshots(limit: pagination.Limit = limits.API_PAGE_LIMIT_DEFAULT, curs
     return SnapshotsPublic(data=[SnapshotSummaryPublic(**summary(p)) for p in rows], next_cursor=next_cursor)
 
 
-@api.get("/snapshots/latest/header", **R)
+@api.get("/snapshots/latest/header", **_file("The latest signed header: {\"header\", \"signature\"} (por-mst/1)"))
 def latest_header(reader=Depends(reader_of)) -> JSONResponse:
     """The latest signed header, as published: `{"header": …, "signature": …}`."""
     return _json(_found(reader.latest).signed_header)
 
 
-@api.get("/snapshots/{snapshot_id}/header", **R)
+@api.get("/snapshots/{snapshot_id}/header", **_file("The signed header: {\"header\", \"signature\"} (por-mst/1)"))
 def snapshot_header(snapshot_id: str = SID, reader=Depends(reader_of)) -> JSONResponse:
     return _json(_found(reader.get, snapshot_id).signed_header)
 
 
-@api.get("/snapshots/{snapshot_id}/assets", **R)
+@api.get("/snapshots/{snapshot_id}/assets", **_file("The assets file (por-mst/1-assets)"))
 def snapshot_assets(snapshot_id: str = SID, reader=Depends(reader_of)) -> JSONResponse:
     """The assets file: every funded address, its balance at the snapshot heights and its
     signature of the reserves message."""
     return _json(_found(reader.get, snapshot_id).assets_doc)
 
 
-@api.get("/snapshots/{snapshot_id}/proofs/{customer_id}", **R)
+@api.get("/snapshots/{snapshot_id}/proofs/{customer_id}", **_file("The customer's user proof (por-mst/1)"))
 def customer_proof(request: Request, snapshot_id: str = SID, customer_id: str = CUSTOMER,
                    reader=Depends(reader_of)) -> JSONResponse:
     """The customer's inclusion proof (por-mst/1 user proof), for a customer of the calling
