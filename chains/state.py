@@ -418,7 +418,8 @@ class StateTx:
     def utxos_at(self, height: int) -> list[Utxo]:
         """Our outputs as they stood at the end of block `height`: created at or below it and
         not spent at or below it (spends are recorded with the height of the block that mined
-        them; a mempool spend is not one). For proof of reserves."""
+        them; a mempool spend is not one). For proof of reserves: it relies on spent rows being
+        kept with their spent_height (nothing prunes them)."""
         q = sa.select(utxos).where(
             utxos.c.chain_id == self.chain_id,
             utxos.c.height <= height,

@@ -204,7 +204,7 @@ class BitcoinAdapter(Scanner):
         if node_hash != h.block_hash or (stored is not None and stored != h.block_hash):
             raise ChainError("snapshot_block_reorged", f"block {h.height} is {node_hash}, the snapshot says {h.block_hash}")
         per: dict[str, list] = {}
-        for c in coins:
+        for c in coins:  # summed here in ints: SQL SUM over SQLite's TEXT amounts would be a float
             entry = per.setdefault(c.address, [c.vault_id, c.path, 0])
             entry[2] += c.amount
         return [ReservesAddress(self.chain, "BTC", a, v, p, bal) for a, (v, p, bal) in sorted(per.items()) if bal > 0]
