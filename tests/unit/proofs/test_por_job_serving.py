@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import secrets
 
 import pytest
 import sqlalchemy as sa
@@ -19,11 +20,26 @@ from proofs import serving
 from tests.support import por_world as W
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(f"sqlite:///{tmp_path / 'node.db'}")
-    yield s
-    s.dispose()
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request, tmp_path):
+    """The node's store on each database (PostgreSQL: a schema of its own, dropped after)."""
+    if request.param == "sqlite":
+        s = open_store(f"sqlite:///{tmp_path / 'node.db'}")
+        yield s
+        s.dispose()
+        return
+    url = request.getfixturevalue("pg_url")
+    schema = "por_" + secrets.token_hex(6)
+    s = open_store(url, schema=schema)
+    try:
+        yield s
+    finally:
+        s.dispose()
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("SET LOCAL lock_timeout = '20s'")
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        engine.dispose()
 
 
 @pytest.mark.parametrize(
