@@ -1,11 +1,11 @@
 """The snapshot job in the node and the reserves API, end to end with real processes: three
-`custody signer` peers (2-of-3 over gRPC + mTLS), btcd, the node's store on SQLite, the API
+`custody signer` peers (2-of-3 over gRPC + mTLS), btcd, Anvil, the node's store on SQLite, the API
 server (`custody api serve`), and `custody reserves snapshot --config` as the operator runs it.
 
 The story: two API clients each create a customer through the API; the customers' deposits
-arrive on chain at our hot vault's deposit addresses; the job freezes the ledger with the height
-our adapter scanned to, reads the funded addresses at that height, has the cluster sign the
-reserves message (one batched request), signs the header with the sealed snapshot key, stores
+arrive on chain (BTC on btcd, ETH on Anvil) at our hot vault's deposit addresses; the job
+freezes the ledger with the heights our adapters scanned to, reads the funded addresses at
+those heights, has the cluster sign the reserves message (one batched request per chain), signs the header with the sealed snapshot key, stores
 it and announces it to the client with a webhook endpoint. Each client then fetches its own
 customer's proof over HTTP and custody-verify accepts it; another client's customer is a 404.
 The verifier page served by the node, saved to disk, verifies offline in Chromium.
@@ -49,7 +49,8 @@ from tests.support.test_signer import PlainTestSigner
 
 pytestmark = pytest.mark.functional
 VENV_BIN = pathlib.Path(sys.executable).parent
-DEPOSITS = {"alice": ((0, 1), 70_000_000), "bob": ((0, 2), 20_000_000)}
+DEPOSITS = {"alice": ((0, 1), 70_000_000), "bob": ((0, 2), 20_000_000)}  # BTC, satoshi
+ETH_DEPOSIT = ("alice", (0, 3), 3 * 10**18)  # wei
 
 
 def cli(*args, timeout=300) -> subprocess.CompletedProcess:
@@ -76,7 +77,8 @@ class World:
         faucet_signer = PlainTestSigner("por-node-faucet-outside-wallet")
         faucet_address = btx.p2wpkh_address(faucet_signer.vault_keys().child_public_key((1, 0)), "regtest")
         self.btcd = nodes.Btcd(d / "btcd", faucet_address).start()
-        self.procs = [self.btcd]
+        self.anvil = nodes.Anvil(d / "anvil").start()
+        self.procs = [self.btcd, self.anvil]
         self.btcd.generate(110)
         rpc = BitcoinRpc(self.btcd.url, nodes.BTCD_RPC_USER, Secret(nodes.BTCD_RPC_PASSWORD))
         self.faucet_signer = faucet_signer
@@ -93,15 +95,26 @@ class World:
         self.store = open_store(self.db_url)
         self.ledger = Ledger(self.store)
         self.customers = Customers(self.ledger)
-        self.ledger.create_ledger("BTC", 8, LedgerKind.CRYPTO, actor="test:setup")
-        Withdrawals(self.ledger, {"bitcoin": "regtest"}).register_vault(self.vault, "hot", actor="test:setup")
-        self.hot_account = Wallets(self.ledger).create_wallet("hot:BTC", "hot", "BTC", "hot", actor="test:setup").account_id
+        Withdrawals(self.ledger, {"bitcoin": "regtest", "ethereum": str(nodes.Anvil.CHAIN_ID)}).register_vault(
+            self.vault, "hot", actor="test:setup")
+        self.hot_account = {}
+        for asset, scale in (("BTC", 8), ("ETH", 18)):
+            self.ledger.create_ledger(asset, scale, LedgerKind.CRYPTO, actor="test:setup")
+            self.hot_account[asset] = Wallets(self.ledger).create_wallet(f"hot:{asset}", "hot", asset, "hot",
+                                                                         actor="test:setup").account_id
         # Our adapter's state (the snapshot job's World opens the same file).
         self.chain_state_url = f"sqlite:///{d / 'chains.db'}"
         self.start_height = self.btcd.height()
         self.ours = BitcoinAdapter(rpc, ChainState(make_engine(self.chain_state_url), "bitcoin:regtest"), "regtest",
                                    confirmations=1, fee_rate_fallback_sat_vb=2, start_height=self.start_height)
         self.ours.register_vault("hot", Bip32VaultKeys(self.vault.public_key, self.vault.chain_code))
+        from chains.ethereum.adapter import EthereumAdapter
+
+        self.eth_start_height = self.anvil.height()
+        self.eth = EthereumAdapter.connect(self.anvil.url, ChainState(make_engine(self.chain_state_url), f"ethereum:{nodes.Anvil.CHAIN_ID}"),
+                                           nodes.Anvil.CHAIN_ID, confirmations={"ETH": 1}, max_fee_per_gas_fallback=50 * 10**9,
+                                           max_priority_fee_per_gas_fallback=2 * 10**9, start_height=self.eth_start_height)
+        self.eth.register_vault("hot", Bip32VaultKeys(self.vault.public_key, self.vault.chain_code))
         self.store_dir = d / "reserves"
         self.api_url = self._start_api()
         self.config = self._write_config()
@@ -143,13 +156,18 @@ rpc_user = "{nodes.BTCD_RPC_USER}"
 rpc_password_file = "{pw}"
 deposit_confirmations = 1
 start_height = {self.start_height}
+[ethereum]
+chain_id = {nodes.Anvil.CHAIN_ID}
+rpc_url = "{self.anvil.url}"
+deposit_confirmations = 1
+start_height = {self.eth_start_height}
 [reserves]
 store_dir = "{self.store_dir}"
 node_id = "node-1"
 snapshot_key_file = "{self.dir / 'por-key.sealed'}"
 passphrase_file = "{passphrase}"
 interval_s = 3600
-assets = [{{ code = "BTC", chain = "bitcoin", decimals = 8 }}]
+assets = [{{ code = "BTC", chain = "bitcoin", decimals = 8 }}, {{ code = "ETH", chain = "ethereum", decimals = 18 }}]
 """)
         return path
 
@@ -162,9 +180,22 @@ assets = [{{ code = "BTC", chain = "bitcoin", decimals = 8 }}]
         txid = self.faucet.broadcast(self.faucet.attach_signatures(utx, self.faucet_signer.sign(self.faucet.digests(utx, it)), it))
         self.btcd.generate(1)
         self.ours.scan()
-        account = self.customers.customer_account(f"{customer_id}.main", "BTC", actor="test:deposits")
-        [r] = self.ledger.create_transfers([TransferCreate(f"dep:{txid[:40]}", self.hot_account, account, amount, "BTC", CODE_DEPOSIT)],
-                                           actor="test:deposits")
+        self._book(customer_id, "BTC", amount, txid)
+
+    def deposit_eth(self, customer_id: str, path, amount: int) -> None:
+        """Anvil's dev account (an outside payer) sends ETH to our deposit address; booked."""
+        from web3 import Web3
+
+        w3 = Web3(Web3.HTTPProvider(self.anvil.url, request_kwargs={"timeout": 10}))
+        txh = w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": self.eth.address("hot", path), "value": amount})
+        w3.eth.wait_for_transaction_receipt(txh, timeout=10)
+        self.eth.scan()
+        self._book(customer_id, "ETH", amount, "0x" + bytes(txh).hex())
+
+    def _book(self, customer_id: str, asset: str, amount: int, ref: str) -> None:
+        account = self.customers.customer_account(f"{customer_id}.main", asset, actor="test:deposits")
+        [r] = self.ledger.create_transfers(
+            [TransferCreate(f"dep:{ref[-40:]}", self.hot_account[asset], account, amount, asset, CODE_DEPOSIT)], actor="test:deposits")
         assert r is TransferResult.ok, r
 
     def stop(self):
@@ -189,6 +220,7 @@ def clients(world):
     a.http.post("/v1/webhook-endpoints", {"url": "http://127.0.0.1:9/hook", "event_types": ["reserves.*"]})
     for customer, (path, amount) in DEPOSITS.items():
         world.deposit(customer, path, amount)
+    world.deposit_eth(*ETH_DEPOSIT)
     yield a, b
     a.http.close()
     b.http.close()
@@ -208,9 +240,9 @@ def snapshot_taken(world, clients):
     before = ceremonies()
     r = cli("reserves", "snapshot", "--config", world.config)
     assert r.returncode == 0, r.stderr
-    assert ceremonies() - before == 1, "both deposit addresses are signed in one batched reserves request"
+    assert ceremonies() - before == 2, "one batched reserves request per chain (both BTC addresses in one)"
     out = json.loads(r.stdout.strip().splitlines()[-1])
-    assert out["seq"] == 1 and out["public_key"] == public_key and out["addresses"] == 2, out
+    assert out["seq"] == 1 and out["public_key"] == public_key and out["addresses"] == 3, out
     return out
 
 
@@ -228,11 +260,13 @@ def test_the_job_signs_stores_and_announces_a_snapshot(world, clients, snapshot_
     header = a.http.get("/v1/reserves/snapshots/latest/header")
     h = header["header"]
     assert h["snapshot_id"] == sid and h["prev"] is None
-    assert h["root"]["sums"] == [str(sum(amount for _, amount in DEPOSITS.values()))]
-    assert h["reserves"] == [{"asset": "BTC", "amount": "90000000", "addresses": 2}]
-    assert h["chains"][0]["height"] == world.btcd.height()
+    assert h["root"]["sums"] == [str(sum(amount for _, amount in DEPOSITS.values())), str(ETH_DEPOSIT[2])]
+    assert h["reserves"] == [{"asset": "BTC", "amount": "90000000", "addresses": 2},
+                             {"asset": "ETH", "amount": str(ETH_DEPOSIT[2]), "addresses": 1}]
+    assert [(c["chain"], c["height"]) for c in h["chains"]] == [("bitcoin", world.btcd.height()), ("ethereum", world.anvil.height())]
     assets = a.http.get(f"/v1/reserves/snapshots/{sid}/assets")
     expected = {world.ours.address("hot", path): amount for path, amount in DEPOSITS.values()}
+    expected[world.eth.address("hot", ETH_DEPOSIT[1])] = ETH_DEPOSIT[2]
     assert {e["address"]: int(e["balance"]) for e in assets["addresses"]} == expected
     # Announced once, to the one client with an endpoint; a second run (not due) adds nothing.
     got = events(world)
@@ -261,9 +295,12 @@ def test_each_client_fetches_its_own_customer_proof_and_it_verifies(world, clien
             paths[name].write_text(json.dumps(doc))
         r = verify("proof", paths["proof"], "--signed-header", paths["header"], "--public-key", key, "--account-id", customer)
         assert r.returncode == 0, r.stderr
-        assert f"your balance {DEPOSITS[customer][1]} is counted in total liabilities 90000000" in r.stdout, r.stdout
-        r = verify("assets", paths["assets"], "--signed-header", paths["header"], "--public-key", key)
+        assert f"BTC: your balance {DEPOSITS[customer][1]} is counted in total liabilities 90000000" in r.stdout, r.stdout
+        r = verify("assets", paths["assets"], "--signed-header", paths["header"], "--public-key", key,
+                   "--ethereum-rpc", world.anvil.url)
         assert r.returncode == 0 and "BTC: reserves 90000000 / liabilities 90000000 = 1.0000" in r.stdout, r.stdout
+        assert "valid: 1 ETH balances re-read from the node at height" in r.stdout, r.stdout
+        assert f"ETH: reserves {ETH_DEPOSIT[2]} / liabilities {ETH_DEPOSIT[2]} = 1.0000" in r.stdout, r.stdout
 
 
 @pytest.mark.parametrize("who, customer", [("a", "bob"), ("b", "alice"), ("a", "nobody")])
