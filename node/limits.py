@@ -174,6 +174,7 @@ POR_RESERVES_PATHS_PER_REQUEST_MAX = 64  # addresses signed in one reserves requ
 POR_ANNOUNCE_ENDPOINTS_MAX = 100_000  # webhook endpoints read to find who gets reserves.snapshot
 POR_OWNER_ROWS_MAX = 100  # journal rows read to find which API client created a customer
 POR_OWNERS_CACHED_MAX = 100_000  # customer -> owning client entries the API keeps
+POR_ETH_BALANCES_PER_BATCH = 100  # balance reads at the snapshot block in one JSON-RPC batch
 
 # --- relations ---------------------------------------------------------------------------
 assert DEV_KEYGEN_DEADLINE_S > DEV_PEER_READY_DEADLINE_S > DEV_POLL_S

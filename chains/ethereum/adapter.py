@@ -239,6 +239,19 @@ class EthereumAdapter(Scanner):
         out = self._rpc(lambda: self.w3.eth.call({"to": contract, "data": data}, block_identifier=height))
         return int.from_bytes(bytes(out), "big")
 
+    def _balances_batch(self, queries: list[tuple[str, str]], height: int) -> list[int]:
+        """(address, asset) balances at `height` in one JSON-RPC batch request."""
+        with self.w3.batch_requests() as batch:
+            for address, asset in queries:
+                contract = asset_contract(asset)
+                if contract is None:
+                    batch.add(self.w3.eth.get_balance(address, block_identifier=height))
+                else:
+                    data = "0x70a08231" + bytes.fromhex(address[2:]).rjust(32, b"\0").hex()
+                    batch.add(self.w3.eth.call({"to": contract, "data": data}, block_identifier=height))
+            results = batch.execute()
+        return [int(r) if isinstance(r, int) else int.from_bytes(bytes(r), "big") for r in results]
+
     # --- proof of reserves (node.ports.ReservesBalances) ------------------------------------
     def reserves_height(self) -> ChainHeight:
         """The block our scan has reached (block hash without 0x, as the snapshot header has it)."""
@@ -262,12 +275,16 @@ class EthereumAdapter(Scanner):
         if node_hash.removeprefix("0x") != h.block_hash.removeprefix("0x").lower():
             raise ChainError("snapshot_block_reorged", f"block {h.height} is {node_hash}, the snapshot says {h.block_hash}")
         with self.state.begin() as st:
-            watched = st.addresses()
+            watched = sorted(st.addresses().items())
         assets = ["ETH"] + [f"ERC20:{t}" for t in self.tokens]
+        queries = [(address, vault_id, path, asset) for address, (vault_id, path, _role) in watched for asset in assets]
         out = []
-        for address, (vault_id, path, _role) in sorted(watched.items()):
-            for asset in assets:
-                bal = self.balance_at(address, asset, h.height)
+        # JSON-RPC batches: a million addresses are a few thousand round trips, not millions.
+        for start in range(0, len(queries), limits.POR_ETH_BALANCES_PER_BATCH):
+            chunk = queries[start : start + limits.POR_ETH_BALANCES_PER_BATCH]
+            balances = self._rpc(lambda: self._balances_batch([(q[0], q[3]) for q in chunk], h.height))
+            assert len(balances) == len(chunk), "one answer per query"
+            for (address, vault_id, path, asset), bal in zip(chunk, balances):
                 if bal > 0:
                     out.append(ReservesAddress(self.chain, asset, address, vault_id, path, bal))
         after = _hex(self._rpc(lambda: self.w3.eth.get_block(h.height))["hash"])
