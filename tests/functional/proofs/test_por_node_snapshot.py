@@ -234,7 +234,8 @@ def snapshot_taken(world, clients):
     assert r.returncode == 0, r.stderr
     public_key = json.loads(r.stdout)["public_key"]
     assert cli("reserves", "init-key", "--config", world.config).returncode == 2  # never replaced silently
-    assert b"PRIVATE" not in (world.dir / "por-key.sealed").read_bytes()
+    sealed = (world.dir / "por-key.sealed").read_bytes()
+    assert sealed.startswith(b"CNSEAL") and (world.dir / "por-key.sealed").stat().st_mode & 0o077 == 0  # sealed, owner-only
     ceremonies = lambda: sum(world.cluster.metric(n, "custody_signer_ceremonies_total", protocol="sign")  # noqa: E731
                              for n in world.cluster.names)
     before = ceremonies()
