@@ -155,6 +155,33 @@ def test_bitcoin_refuses_a_height_not_scanned_or_reorged(btc):
     assert e.value.reason == "reserves_chain_not_configured"
 
 
+def test_bitcoin_snapshot_block_reorged_out(btc):
+    """A snapshot whose block left the chain is refused; after our scan rolls back and follows
+    the new chain, the new height reads again, agreeing with btcd's own UTXO set."""
+    a2 = btc.ours.address("ours", (0, 2))
+    txid = faucet_pays(btc, a2, 3_000_000, "por-pay-reorg")
+    mine_and_scan(btc)
+    old = btc.ours.reserves_height()
+    assert {r.address: r.balance for r in btc.ours.funded_addresses((old,))}[a2] == 3_000_000
+    btc.node.call("invalidateblock", old.block_hash)  # the block paying a2 leaves the chain
+    btc.node.generate(2)
+    with pytest.raises(ChainError) as e:
+        btc.ours.funded_addresses((old,))
+    assert e.value.reason == "snapshot_block_reorged"
+    wait_until(lambda: btc.ours.scan().tip_height == btc.node.height(), 30, "our adapter followed the new chain")
+    new = btc.ours.reserves_height()
+    assert new.height == old.height + 1 and new.block_hash != old.block_hash
+    at_new = {r.address: r.balance for r in btc.ours.funded_addresses((new,))}
+    # btcd's view: is the payment to a2 an unspent output of the new chain (mined again) or not?
+    on_chain = 0
+    for vout in range(2):
+        out = btc.node.call("gettxout", txid, vout, False)
+        if out and a2 in (out["scriptPubKey"].get("addresses") or [out["scriptPubKey"].get("address")]):
+            on_chain += round(out["value"] * 100_000_000)  # btcd reports BTC; test-side only
+    print(f"after the reorg: a2 holds {on_chain} on the new chain")
+    assert at_new.get(a2, 0) == on_chain, (at_new.get(a2), on_chain)
+
+
 def test_ethereum_balances_at_the_block_number(eth, tmp_path):
     a0 = eth.ours.address("ours", (0, 0))
     a1 = eth.ours.address("ours", (0, 1))
