@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "balances": ("api.cli_client", "a sub-account's balances through the API: balances SUB_ACCOUNT"),
     "reserves": ("proofs.cli", "proof-of-reserves snapshots: reserves history | export | init-key | snapshot"),
     "withdrawals": ("api.withdrawals_root", "withdrawal pipeline: withdrawals worker | show | queue | review | reconcile"),
+    "node": ("api.node_root", "the node process: API + chain scan, deposits, withdrawal pipeline, rebalancer, webhooks: node --config F"),
     "approve": ("api.cli_approve", "sign a withdrawal's intent with your approver key: approve --withdrawal ID --approver-id A --key-file K"),
 }
 

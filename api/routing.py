@@ -41,6 +41,8 @@ class AppContext:
     replay_engine: Any = None  # node.store.api_models.make_replay_engine
     ops: Any = None  # node.clients.ClientOps
     worker: Any = None
+    withdrawals: Any = None  # node.client_withdrawals.ClientWithdrawals
+    deposits: Any = None  # node.deposits.Deposits, when the node has chains
 
 
 def scope(name: str | None) -> dict:

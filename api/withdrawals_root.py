@@ -62,7 +62,7 @@ class World:
         from chains.keys import Bip32VaultKeys
         from chains.state import make_engine
         from mpc.client import ClusterClient
-        from node.ledger import Ledger
+        from node.client_withdrawals import evented_ledger
         from node.pipeline import Pipeline
         from node.store import open_store
         from node.withdrawals import Withdrawals
@@ -71,7 +71,7 @@ class World:
             raise ConfigError("crash points are for environment = test only")
         self.cfg = cfg
         self.store = open_store(cfg["database_url"], schema=cfg.get("database_schema"))
-        self.ledger = Ledger(self.store)
+        self.ledger = evented_ledger(self.store)  # withdrawal.* webhook events in each status change's transaction
         self.chain_engine = make_engine(cfg["chain_state_url"])
         self.chains = {}
         networks = {}

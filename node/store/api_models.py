@@ -200,3 +200,20 @@ def replay_tx(engine: sa.Engine):
             if engine.dialect.name == "postgresql":
                 conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
             yield conn
+
+# Which API client created a withdrawal, under which of its external_ids (unique forever per
+# client). Written in the same transaction as the withdrawal (node/client_withdrawals.py); the
+# withdrawal's own external_id is derived from (client, external_id), so that a client's ids
+# never meet another client's on a shared sub-account.
+client_withdrawals = sa.Table(
+    "client_withdrawals",
+    metadata,
+    sa.Column("seq", Seq, primary_key=True, autoincrement=True),
+    sa.Column("withdrawal_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("client_id", sa.String(64), nullable=False),
+    sa.Column("external_id", sa.String(128), nullable=False),
+    sa.Column("sub_account_id", sa.String(64), nullable=False),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("client_id", "external_id", name="uq_client_withdrawals_external_id"),
+    sa.Index("ix_client_withdrawals_client", "client_id", "seq"),
+)
