@@ -26,6 +26,7 @@ from api.errors import Problem
 from api.metrics import Metrics, MetricsMiddleware
 from api.ratelimit import RateLimiter
 from api.routes import apikeys as apikeys_routes
+from api.routes import deposits as deposits_routes
 from api.routes import ledger as ledger_routes
 from api.routes import reserves as reserves_routes
 from api.routes import webhooks as webhooks_routes
@@ -40,7 +41,7 @@ from node.store.api_models import make_replay_engine, now_ms
 
 log = node.log.get("api")
 
-ROUTERS = [withdrawals_routes.router]
+ROUTERS = [withdrawals_routes.router, deposits_routes.router]
 
 
 @dataclasses.dataclass
@@ -48,14 +49,17 @@ class Services:
     """The domain services the routes call that a node process shares with its workers."""
 
     withdrawals: client_withdrawals.ClientWithdrawals
-    deposits: object | None = None  # node.deposits.Deposits
+    deposits: object  # node.deposits.Deposits
     routers: tuple = ()
 
     @classmethod
     def api_only(cls, store: Store) -> "Services":
+        from node.deposits import Deposits
         from node.withdrawals import Withdrawals
 
-        return cls(client_withdrawals.ClientWithdrawals(Withdrawals(client_withdrawals.evented_ledger(store), {})))
+        ledger = client_withdrawals.evented_ledger(store)
+        # No chains: withdrawals and deposit addresses are refused (chain_not_configured); reads work.
+        return cls(client_withdrawals.ClientWithdrawals(Withdrawals(ledger, {})), Deposits(ledger, {}, vault_id="unconfigured"))
 
 errors.register_domain_error(apikeys.ApiKeyError)
 errors.register_domain_error(webhooks.WebhookError)

@@ -41,7 +41,7 @@ with a build or a broadcast on the same chain's state.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
+import importlib
 import json
 import pathlib
 import sys
@@ -51,6 +51,7 @@ import time
 from api.withdrawals_root import ConfigError, _bitcoin, _ethereum, fee_of, replacement_of
 from api.withdrawals_root import load_config as load_worker_config
 from node import limits
+from node.client_withdrawals import ClientWithdrawalError
 from node.log import get as get_log
 
 log = get_log("api.node")
@@ -143,7 +144,7 @@ class NodeRoot:
         from chains.keys import Bip32VaultKeys
         from chains.state import make_engine
         from mpc.client import ClusterClient
-        from node.client_withdrawals import ClientWithdrawals, evented_ledger
+        from node.client_withdrawals import ClientWithdrawalError, ClientWithdrawals, evented_ledger
         from node.pipeline import Pipeline
         from node.store import open_store
         from node.withdrawals import Withdrawals
@@ -218,15 +219,13 @@ class NodeRoot:
                 self.withdrawals.bootstrap_policy(pathlib.Path(self.cfg["policy_file"]).read_text(), actor=actor)
 
     def _deposits(self):
-        """node/deposits.py (branch deposits) when present: deposit addresses of the hot vault."""
-        if importlib.util.find_spec("node.deposits") is None:
-            return None
+        """Deposit addresses of the hot vault (none without one: issuing is then refused)."""
         from node.deposits import Deposits
 
         try:
             vault_id = self.client_withdrawals.hot_vault_id()
-        except Exception:  # noqa: BLE001 - no hot vault yet: no deposit addresses to issue
-            return None
+        except ClientWithdrawalError:
+            return Deposits(self.ledger, {}, vault_id="unconfigured")
         return Deposits(self.ledger, self.chains, vault_id=vault_id)
 
     def _app(self):
@@ -238,21 +237,16 @@ class NodeRoot:
             settings = ApiSettings(database_url=self.cfg["database_url"], database_schema=self.cfg.get("database_schema"), **api)
         except Exception as exc:  # pydantic's ValidationError names the field
             raise ConfigError(f"[api]: {exc}") from None
-        routers = ()
-        if self.deposits is not None and importlib.util.find_spec("api.routes.deposits") is not None:
-            from api.routes import deposits as deposits_routes
-
-            routers = (deposits_routes.router,)
-        return create_app(settings, self.store, Services(self.client_withdrawals, self.deposits, routers))
+        return create_app(settings, self.store, Services(self.client_withdrawals, self.deposits))
 
     # ---------------------------------------------------------------- workers
     def scan_once(self) -> int:
         n = 0
         for adapter in self.chains.values():
             adapter.scan()
-            if self.deposits is not None:
+            if adapter.chain in self.deposits.chains:
                 report = self.deposits.sync(adapter)
-                n += getattr(report, "total", 0) if not callable(getattr(report, "total", None)) else report.total()
+                n += report.total()
         return n
 
     def rebalance_once(self) -> int:
@@ -283,7 +277,7 @@ class NodeRoot:
         plan = [("scan", every["scan_every_s"], self.scan_once),
                 ("pipeline", every["pipeline_every_s"], self.pipeline.run_once),
                 ("rebalance", every["rebalance_every_s"], self.rebalance_once)]
-        if self.deposits is not None and hasattr(sys.modules.get("node.deposits"), "Sweeper"):
+        if hasattr(importlib.import_module("node.deposits"), "Sweeper"):
             plan.append(("sweep", every["sweep_every_s"], self.sweep_once))
         assert len(plan) <= limits.NODE_WORKERS_MAX
         for name, every_s, fn in plan:
@@ -340,6 +334,6 @@ def run(args) -> int:
     api = cfg.get("api", {})
     host = args.host or api.get("host", "127.0.0.1")
     port = args.port if args.port is not None else api.get("port", 8080)
-    log.info("node_starting", host=host, port=port, chains=",".join(root.chains), deposits=root.deposits is not None)
+    log.info("node_starting", host=host, port=port, chains=",".join(root.chains), deposits=bool(root.deposits.chains))
     serve(root, host, port)
     return 0

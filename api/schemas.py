@@ -297,3 +297,45 @@ class WhitelistEntryPublic(BaseModel):
 class WhitelistEntriesPublic(BaseModel):
     data: list[WhitelistEntryPublic]
     next_cursor: str | None
+
+
+# --- deposits ------------------------------------------------------------------------------
+class DepositAddressCreate(Input):
+    asset: AssetId = Field(description='"BTC", "ETH" or "ERC20:<contract>"; an ethereum address receives every ethereum asset.')
+
+
+class DepositAddressPublic(BaseModel):
+    id: str
+    sub_account_id: str
+    chain: str
+    network: str
+    assets: str = Field(description='"BTC", or "ETH" for ETH and every ERC-20 token.')
+    address: str
+    created_at: str
+
+
+class DepositAddressesPublic(BaseModel):
+    data: list[DepositAddressPublic]
+    next_cursor: str | None
+
+
+class DepositPublic(BaseModel):
+    id: str
+    sub_account_id: str
+    address_id: str
+    address: str
+    chain: str
+    network: str
+    asset: str
+    amount: str
+    txid: str
+    block_height: int
+    status: Literal["pending", "credited", "voided", "reorged_after_credit"]
+    review: str | None
+    created_at: str
+    updated_at: str
+
+
+class DepositsPublic(BaseModel):
+    data: list[DepositPublic]
+    next_cursor: str | None

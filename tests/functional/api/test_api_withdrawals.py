@@ -20,6 +20,7 @@ from nacl.signing import SigningKey
 from api.app import Services
 from node.client_withdrawals import ClientWithdrawals, evented_ledger
 from node.customers import CODE_DEPOSIT, Customers
+from node.deposits import Deposits
 from node.ledger import LedgerKind, TransferCreate, TransferResult
 from node.ports import Vault
 from node.store.api_models import webhook_events
@@ -62,7 +63,7 @@ class World:
 
         store = open_store(url, schema=schema)
         self.withdrawals = Withdrawals(evented_ledger(store), {"bitcoin": "regtest"})
-        services = Services(ClientWithdrawals(self.withdrawals))
+        services = Services(ClientWithdrawals(self.withdrawals), Deposits(self.withdrawals.ledger, {}, vault_id="hot"))
         self.api = harness_factory(url, schema, services=services)
         self.store = store
         ledger = self.withdrawals.ledger
