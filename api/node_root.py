@@ -246,7 +246,7 @@ class NodeRoot:
             adapter.scan()
             if adapter.chain in self.deposits.chains:
                 report = self.deposits.sync(adapter)
-                n += report.total()
+                n += report.total
         return n
 
     def rebalance_once(self) -> int:
