@@ -40,10 +40,12 @@ with a build or a broadcast on the same chain's state.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import json
 import pathlib
+import signal
 import sys
 import threading
 import time
@@ -304,14 +306,28 @@ def serve(root: NodeRoot, host: str, port: int) -> None:
     """Runs the API (uvicorn, this thread) and the workers until SIGTERM/SIGINT; then stops all."""
     import uvicorn
 
+    class Server(uvicorn.Server):
+        """uvicorn re-raises the stopping signal after its shutdown, which would kill the process
+        before the workers are stopped: here the signal only asks the server to exit."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            old = {s: signal.signal(s, self.handle_exit) for s in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for s, handler in old.items():
+                    signal.signal(s, handler)
+
     config = uvicorn.Config(root.app, host=host, port=port, log_config=None, access_log=False,
                             timeout_graceful_shutdown=limits.NODE_SHUTDOWN_DEADLINE_S)
-    server = uvicorn.Server(config)
+    server = Server(config)
     root.start_workers()
     try:
         server.run()
     finally:
         root.stop()
+        log.info("node_stopped", workers=len(root.workers))
 
 
 # ---------------------------------------------------------------- CLI

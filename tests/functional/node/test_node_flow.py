@@ -316,4 +316,8 @@ def test_the_node_stops_cleanly_on_sigterm(world):
     """Last in the module: SIGTERM stops the API and every worker within the deadline, exit 0."""
     world.node.popen.send_signal(15)
     code = world.node.popen.wait(timeout=60)
-    assert code == 0, f"node exited {code}"
+    log = world.node.stderr_path.read_text()
+    assert code == 0, f"node exited {code}: {log[-2000:]}"
+    stopped = {line.split("worker=")[1].split()[0] for line in log.splitlines() if "worker_stopped" in line}
+    assert stopped == {"scan", "pipeline"}, f"workers stopped: {stopped}"
+    assert "node_stopped" in log and "worker_did_not_stop" not in log
