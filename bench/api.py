@@ -83,8 +83,8 @@ def serve_withdrawals(port: int, url: str) -> None:
 def setup_withdrawals(store) -> None:
     """A hot vault (public part only), its BTC wallet, a policy auto-approving everything the
     bench asks, and acme.main holding BTC (booked from the hot wallet, standing for deposits)."""
-    from node.customers import CODE_DEPOSIT
-    from node.ledger import LedgerKind, TransferCreate, TransferResult
+    from node.customers import CODE_DEPOSIT, Customers
+    from node.ledger import Ledger, LedgerKind, TransferCreate, TransferResult
     from node.ports import Vault
     from node.wallets import Wallets
     from node.withdrawals import Withdrawals
