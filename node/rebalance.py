@@ -62,8 +62,11 @@ class Rebalancer:
             elif hot < marks.low_water:
                 amount = marks.target - hot
                 dest = self.addresses(marks.hot_vault, asset)
+                # The intent names the hot vault and its wallet path: each cold peer derives the
+                # address from the hot vault's public keys in its own policy before it signs.
                 _, x = self.w.submit_internal(wd.KIND_REFILL, f"{marks.hot_vault}|refill:{asset}:{n}", asset, dest, amount,
-                                              vault_id=marks.cold_vault, actor=actor)
+                                              vault_id=marks.cold_vault, own_destination_paths=(wd.VAULT_WALLET_PATH,),
+                                              own_destination_vault=marks.hot_vault, actor=actor)
                 out.append(x)
         return out
 
