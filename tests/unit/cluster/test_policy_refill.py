@@ -154,3 +154,32 @@ def test_the_destination_vault_is_part_of_what_approvers_sign():
 def test_bad_vault_sections_are_refused(over, msg):
     with pytest.raises(PolicyError, match=msg):
         policy(**over)
+
+
+def eth_refill(pays: Keys):
+    from chains.ethereum import tx as etx
+
+    to = etx.address_of(pays.child_public_key(HOT_WALLET))
+    t = etx.Eip1559Tx(chain_id=1337, nonce=0, max_priority_fee_per_gas=10**9, max_fee_per_gas=2 * 10**9, gas=21_000, to=to,
+                      value=10**17)
+    tx = UnsignedTransaction("ethereum", "1337", etx.unsigned_payload(t), (InputKey(HOT_WALLET),))
+    intent = WithdrawalIntent(intent_id=rq.new_request_id(), vault_id="cold", chain="ethereum", network="1337", asset="ETH",
+                              payments=(Payment(to, 10**17),), fee_max=21_000 * 2 * 10**9, kind="refill",
+                              own_destination_paths=(HOT_WALLET,), own_destination_vault="hot")
+    at = NOW_MS - (DELAY_S + 10) * 1000
+    return rq.sign_request("cold", tx, intent, [rq.approve(intent, a, k, at) for a, k in (("alice", ALICE), ("bob", BOB))])
+
+
+@pytest.mark.parametrize("pays,reason", [(HOT, None), (STRANGER, "transaction_does_not_match_intent")], ids=["hot", "stranger"])
+def test_an_ethereum_refill_pays_only_the_hot_wallet_the_peer_derives(pays, reason):
+    from chains.ethereum.intent import EthereumIntentChecker
+
+    pol = policy(bands=[{"vault": "cold", "asset": "ETH", "amount_max": str(10**19), "approvals_min": 2}])
+    v = RequestVerifier(pol, "production", {"ethereum": EthereumIntentChecker()}, clock_ms=lambda: NOW_MS)
+    raw, sig = rq.sign_body(eth_refill(pays), NODE)
+    if reason is None:
+        assert v.verify_sign(raw, sig, COLD).amount == 10**17
+    else:
+        with pytest.raises(Refused) as e:
+            v.verify_sign(raw, sig, COLD)
+        assert (e.value.reason, e.value.detail.split(":")[0]) == (reason, "sweep_destination_not_ours")
