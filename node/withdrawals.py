@@ -424,7 +424,10 @@ class Withdrawals:
     def _create(self, kind, sub_account_id, external_id, asset, destination, amount, vault_id, source_path, chain, network,
                 fee_max, own_paths, actor, own_vault: str = "") -> tuple[str, Withdrawal]:
         wid = "wd_" + secrets.token_hex(12)
-        intent_kind = {KIND_SWEEP: "sweep", KIND_REFILL: "refill"}.get(kind, "withdrawal")
+        # A rebalance pays our own cold wallet: a "sweep" intent when it names that vault (the
+        # peers then derive the address themselves), else an ordinary payment.
+        intent_kind = {KIND_SWEEP: "sweep", KIND_REFILL: "refill",
+                       KIND_REBALANCE: "sweep" if own_vault else "withdrawal"}.get(kind, "withdrawal")
         intent = WithdrawalIntent(intent_id=wid, vault_id=vault_id, chain=chain, network=network, asset=asset,
                                   payments=(Payment(destination, amount),), fee_max=fee_max,
                                   kind=intent_kind, own_destination_paths=own_paths, own_destination_vault=own_vault)

@@ -310,15 +310,20 @@ class RequestVerifier:
         now_ms = self.clock_ms()
         for a in approvals:
             pk = self.policy.approvers.get(a.approver_id)
-            if pk is None or a.approver_id in approvers:
-                continue  # not an approver of this peer (or counted already): does not count
+            if pk is None:
+                continue  # not an approver of this peer: does not count
             try:
                 VerifyKey(pk).verify(a.message(intent), a.signature)
             except (BadSignatureError, ValueError):
                 raise Refused("approval_signature_invalid", a.approver_id) from None
             if a.approved_at_ms is not None and a.approved_at_ms > now_ms + limits.APPROVAL_CLOCK_SKEW_MS_MAX:
                 raise Refused("approval_time_out_of_range", f"{a.approver_id}: {a.approved_at_ms - now_ms} ms ahead")
-            approvers[a.approver_id] = a.approved_at_ms
+            if a.approver_id in approvers:
+                # Counted once; for the delay its latest signed time (or none) is the one that holds.
+                prev = approvers[a.approver_id]
+                approvers[a.approver_id] = None if prev is None or a.approved_at_ms is None else max(prev, a.approved_at_ms)
+            else:
+                approvers[a.approver_id] = a.approved_at_ms
         amount = sum(p.amount for p in intent.payments)
         needed = self.policy.quorum(intent.asset, amount, intent.vault_id)
         delay_s = self.policy.vault_delays_s.get(intent.vault_id, 0)

@@ -61,14 +61,16 @@ CONFIRMATIONS = {"bitcoin": 1, "ethereum": 1}
 COLD_DELAY_S = 4  # the cold vault's delay after its quorum, in the node's and every peer's policy
 
 
-def signer_vaults(hot) -> str:
+def signer_vaults(vaults) -> str:
     """Appended to every peer's own policy once the vaults exist: the cold vault's own bands
-    (two approvals) and delay, and the hot vault's public keys as an own destination (refills)."""
+    (two approvals) and delay, and both vaults' public keys as own destinations (refills pay
+    the hot wallet, rebalances the cold one)."""
     lines = []
     for asset, amount_max in (("BTC", 10 * BTC), ("ETH", 10 * ETH)):
         lines += ["", "[[bands]]", 'vault = "cold"', f'asset = "{asset}"', f'amount_max = "{amount_max}"', "approvals_min = 2"]
-    lines += ["", "[vaults.cold]", f"delay_s = {COLD_DELAY_S}", "", "[own_destinations.hot]",
-              f'public_key = "{hot.public_key.hex()}"', f'chain_code = "{hot.chain_code.hex()}"']
+    lines += ["", "[vaults.cold]", f"delay_s = {COLD_DELAY_S}"]
+    for vid, v in sorted(vaults.items()):
+        lines += ["", f"[own_destinations.{vid}]", f'public_key = "{v.public_key.hex()}"', f'chain_code = "{v.chain_code.hex()}"']
     return "\n".join(lines) + "\n"
 
 
@@ -170,14 +172,14 @@ class Shared:
         self.cluster.start_all()
         self.client = self.cluster.client()
         self.vaults = {v: self._keygen(v) for v in ("hot", "cold")}
-        # Each operator adds the hot vault's public keys and the cold vault's rules to its own
+        # Each operator adds the vaults' public keys and the cold vault's rules to its own
         # policy, read at start: a restart of every peer.
         for p in self.cluster.procs.values():
             p.popen.send_signal(signal.SIGTERM)  # all at once; stop_all then waits for each
         self.cluster.stop_all()
         for name in self.cluster.names:
             with open(self.cluster.dir / name / "policy.toml", "a") as f:
-                f.write(signer_vaults(self.vaults["hot"]))
+                f.write(signer_vaults(self.vaults))
         self.cluster.start_all()
         self.approver_keys = {a: self.cluster.approver(a) for a in ("approver-1", "approver-2")}
         self.sanctions = workdir / "sanctions.txt"

@@ -4,7 +4,9 @@ its test-only crash point (`CUSTODY_TEST_CRASH_AT`, refused outside environment 
 SIGKILLs it right after it recorded a state ("after:<status>") or right after a side effect
 and before its record ("before_record:<step>": built, signed, broadcast, confirmed but not yet
 recorded). Each restart resumes from the recorded state and goes one point further. Bitcoin
-and Ethereum, each on SQLite and on PostgreSQL, each killed at every point."""
+and Ethereum each run on SQLite and on PostgreSQL: bitcoin killed at every point on SQLite,
+ethereum at every point on PostgreSQL, and each at every before-record point on the other store
+(`STORIES`)."""
 
 from __future__ import annotations
 
@@ -94,18 +96,24 @@ def drive_with_crashes(node, wid, points, mine):
 # Every crash point of the pipeline, in the order a withdrawal meets them.
 POINTS = ["after:queued", "before_record:build", "after:pending_signature", "before_record:sign", "after:broadcasting",
           "before_record:broadcast", "after:confirming", "before_record:complete"]
+# A side effect done and not yet recorded: where the store's atomicity decides exactly-once.
+BEFORE_RECORD = [p for p in POINTS if p.startswith("before_record:")]
+# Within the suite's time budget (each point is a worker start): every chain on both stores;
+# each chain killed at every point on one store, and at every side-effect-before-record point
+# on the other (resuming from a recorded state is the same read on both).
+STORIES = {("bitcoin", "sqlite"): POINTS, ("bitcoin", "postgres"): BEFORE_RECORD,
+           ("ethereum", "postgres"): POINTS, ("ethereum", "sqlite"): BEFORE_RECORD}
 
 
 def drive_story(node, sub, external_id, asset, dest, amount, mine):
     _, w = node.withdrawals.submit(sub, external_id, asset, dest, amount, vault_id="hot", actor=f"client:{sub}")
-    seen = drive_with_crashes(node, w.id, POINTS, mine)
+    seen = drive_with_crashes(node, w.id, STORIES[(w.chain, node.kind)], mine)
     done = node.withdrawals.get(w.id)
     assert done.status == "completed", (done.status, done.sub_status, seen)
     return done
 
 
-# Both chains on both stores (the `node` fixture is parametrized over SQLite and PostgreSQL),
-# each killed at every point: 2 x 2 stories of 9 worker starts each.
+# Both chains on both stores (the `node` fixture is parametrized over SQLite and PostgreSQL).
 def test_btc_withdrawal_killed_in_every_state_completes_exactly_once(no_timelock):
     node = no_timelock
     s = node.shared

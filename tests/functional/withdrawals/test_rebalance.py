@@ -63,6 +63,7 @@ def test_rebalancing_moves_hot_excess_to_cold_and_a_refill_is_signed_after_quoru
     [sweep] = rb.run_once()
     assert (sweep.kind, sweep.vault_id, sweep.amount) == ("rebalance", "hot", MOVE_SATS)
     assert sweep.destination == node.vault_address("cold", "BTC")
+    assert (sweep.intent.kind, sweep.intent.own_destination_vault) == ("sweep", "cold"), "the peers derive the cold address"
     assert rb.run_once() == [], "never two rebalances of one asset in flight"
     done = node.drive(sweep.id, "completed")
     assert node.chain_balance("BTC", "cold") - cold_before == MOVE_SATS, "the cold vault received it on chain"

@@ -109,6 +109,7 @@ CASES = [
      "approval_time_out_of_range"),
     ("one approval where the cold vault's own band needs two", lambda: body(times=(-DELAY_S - 10,), approvers=(("alice", ALICE),)),
      "approvals_below_quorum"),
+    ("the same approver twice counts once", lambda: body(approvers=(("alice", ALICE), ("alice", ALICE))), "approvals_below_quorum"),
     ("untimed approvals cannot anchor the delay", lambda: body(times=(None, None)), "approvals_below_quorum"),
     ("one timed, one untimed", lambda: body(times=(-DELAY_S - 10, None)), "approvals_below_quorum"),
     ("signed before the delay", lambda: body(times=(-DELAY_S + 20, -DELAY_S + 10)), "delay_not_elapsed"),
