@@ -26,6 +26,7 @@ from api.metrics import Metrics, MetricsMiddleware
 from api.ratelimit import RateLimiter
 from api.routes import apikeys as apikeys_routes
 from api.routes import ledger as ledger_routes
+from api.routes import reserves as reserves_routes
 from api.routes import webhooks as webhooks_routes
 from api.routing import AppContext
 from api.settings import ApiSettings
@@ -131,6 +132,7 @@ def create_app(settings: ApiSettings, store: Store | None = None) -> FastAPI:
     app.include_router(apikeys_routes.router)
     app.include_router(ledger_routes.router)
     app.include_router(webhooks_routes.router)
+    app.include_router(reserves_routes.router)
 
     def openapi():
         if app.openapi_schema:
