@@ -2,7 +2,10 @@
 
 It trusts nothing the node computed: it parses the unsigned transaction itself, derives our own
 addresses from the vault's public keys, matches each output against the approved payments or
-our own change/sweep addresses, checks the fee, and computes the BIP143 digests itself. The
+our own change/sweep addresses, checks the fee, and computes the BIP143 digests itself. Change
+is derived from the signing vault's keys; a sweep's or refill's own destinations from
+`destination_keys` when the intent names another vault (`own_destination_vault`: the caller —
+a signer peer, from its own policy — looked them up; without them that intent is refused). The
 input amounts come from the request (InputKey.amount); BIP143 commits to them, so a wrong
 amount only yields signatures the network rejects, never a different spend.
 """

@@ -3,7 +3,9 @@
 Parses the unsigned EIP-1559 transaction itself and confirms: the chain id is the intent's
 network; the sender is our key at the one input path; ETH pays exactly the destination and
 amount with no calldata; an ERC-20 calls `transfer(destination, amount)` on the intent's token
-contract with no ETH attached; a sweep's destination is one of our own addresses; the most it
+contract with no ETH attached; a sweep's or refill's destination is one of our own addresses
+(derived from `destination_keys` when the intent names another vault, e.g. a refill paying the
+hot wallet; the caller looked those keys up in its own records); the most it
 can pay in fees (gas x maxFeePerGas) stays within `fee_max`. Returns keccak256 of the payload,
 computed here.
 """
