@@ -58,7 +58,7 @@ AUTO_MAX_WEI = ETH // 10
 AUTO_MAX_TOKEN = 10**9
 TIMELOCK_S = 3600
 CONFIRMATIONS = {"bitcoin": 1, "ethereum": 1}
-COLD_DELAY_S = 4  # the cold vault's delay after its quorum, in the node's and every peer's policy
+COLD_DELAY_S = 6  # the cold vault's delay after its quorum, in the node's and every peer's policy
 
 
 def signer_vaults(vaults) -> str:
