@@ -4,7 +4,9 @@ An approver signs the withdrawal's canonical intent (RFC 8785 bytes of node.port
 WithdrawalIntent) with their own Ed25519 key, here on their machine; only the signature goes
 to the node, which verifies it against the active policy's approver keys (and each signer peer
 verifies it again against its own policy). The intent is printed first: what is approved is
-exactly what is shown.
+exactly what is shown. An approval is timed: the approver's clock (Unix ms) is signed with the
+intent (node/ports.py `approval_message`), which is what a cold vault's delay counts from at
+the node and at every signer peer; a rejection is not timed.
 
 Two ways to reach the node:
 - through the custody API (default): GET /v1/approvals/ID gives the intent; this command
@@ -19,6 +21,7 @@ from __future__ import annotations
 import json
 import pathlib
 import sys
+import time
 
 import rfc8785
 from nacl.signing import SigningKey
@@ -54,19 +57,23 @@ def run(args) -> int:
 
 def _through_api(args, key: SigningKey, decision: str) -> int:
     from api.client import ApiError
-    from node.withdrawals import REJECT_DOMAIN
+    from node.withdrawals import approval_message, intent_from_json
 
     try:
         with client_from_args(args) as c:
             item = c.approval(args.withdrawal)
             intent_bytes = item["intent_canonical"].encode()
-            if rfc8785.dumps(item["intent"]) != intent_bytes:
+            intent = intent_from_json(item["intent_canonical"])
+            if rfc8785.dumps(item["intent"]) != intent_bytes or intent.canonical_bytes() != intent_bytes:
                 print("custody approve: the node's bytes to sign differ from its intent; refusing to sign", file=sys.stderr)
                 return 1
             print(json.dumps({"approving" if decision == "approve" else "rejecting": item["intent"]}), file=sys.stderr)
-            message = intent_bytes if decision == "approve" else REJECT_DOMAIN + intent_bytes
-            signature = key.sign(message).signature.hex()
-            out = (c.approve if decision == "approve" else c.reject)(args.withdrawal, args.approver_id, signature)
+            at_ms = time.time_ns() // 1_000_000 if decision == "approve" else None
+            signature = key.sign(approval_message(intent, decision, at_ms)).signature.hex()
+            if decision == "approve":
+                out = c.approve(args.withdrawal, args.approver_id, signature, approved_at_ms=at_ms)
+            else:
+                out = c.reject(args.withdrawal, args.approver_id, signature)
     except ClientConfigError as exc:
         print(f"custody approve: {exc}", file=sys.stderr)
         return 2
@@ -94,8 +101,9 @@ def _offline(args, key: SigningKey, decision: str) -> int:
         try:
             intent = w.get(args.withdrawal).intent
             print(json.dumps({"approving" if decision == "approve" else "rejecting": intent.canonical()}), file=sys.stderr)
-            signature = key.sign(approval_message(intent, decision)).signature
-            out = w.approve(args.withdrawal, args.approver_id, signature, decision)
+            at_ms = time.time_ns() // 1_000_000 if decision == "approve" else None
+            signature = key.sign(approval_message(intent, decision, at_ms)).signature
+            out = w.approve(args.withdrawal, args.approver_id, signature, decision, approved_at_ms=at_ms)
         except WithdrawalError as exc:
             print(f"custody approve: {exc}", file=sys.stderr)
             return 1

@@ -230,8 +230,11 @@ class CustodyClient:
     def approval(self, withdrawal_id: str) -> dict:
         return self.get(f"/v1/approvals/{withdrawal_id}")
 
-    def approve(self, withdrawal_id: str, approver_id: str, signature_hex: str) -> dict:
-        return self.post(f"/v1/approvals/{withdrawal_id}/approve", {"approver_id": approver_id, "signature": signature_hex})
+    def approve(self, withdrawal_id: str, approver_id: str, signature_hex: str, approved_at_ms: int | None = None) -> dict:
+        body = {"approver_id": approver_id, "signature": signature_hex}
+        if approved_at_ms is not None:
+            body["approved_at_ms"] = approved_at_ms
+        return self.post(f"/v1/approvals/{withdrawal_id}/approve", body)
 
     def reject(self, withdrawal_id: str, approver_id: str, signature_hex: str) -> dict:
         return self.post(f"/v1/approvals/{withdrawal_id}/reject", {"approver_id": approver_id, "signature": signature_hex})

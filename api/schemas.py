@@ -279,6 +279,11 @@ class ApprovalDecisionCreate(Input):
     signature: Annotated[str, StringConstraints(min_length=128, max_length=128, pattern=r"^[0-9a-f]{128}$")] = Field(
         description="Hex Ed25519 signature by the approver's own key (what `custody approve` makes)."
     )
+    approved_at_ms: Annotated[int, Field(ge=0, le=2**53)] | None = Field(
+        default=None,
+        description="Approvals only: the approver's clock (Unix ms) signed with the intent "
+        '("custody/withdrawal-approve-at/v1\\n" <ms> "\\n" + intent_canonical); a vault with a delay takes timed approvals only.',
+    )
 
 
 class WhitelistEntryCreate(Input):

@@ -43,7 +43,7 @@ from node.store.api_models import now_ms
 from node.store.models import sub_accounts
 from node.store.withdrawal_models import address_whitelist, withdrawals
 from node.withdrawals import (CANCELLABLE, KIND_WITHDRAWAL, PENDING_APPROVAL, SUBMITTED, StaleStatus, Withdrawal,
-                              WithdrawalError, Withdrawals, approval_message, chain_of)
+                              WithdrawalError, Withdrawals, chain_of)
 
 # A withdrawal's WithdrawalError reason -> the API code, where they differ (the reason is the
 # domain's sentence; the API's vocabulary is the conventions', e.g. insufficient_funds).
@@ -307,13 +307,14 @@ class ClientWithdrawals:
             raise ClientWithdrawalError("withdrawal_not_found", f"no withdrawal {withdrawal_id}")
         return ClientWithdrawal(Withdrawal.from_row(r), r.client_external_id, self._approvals(withdrawal_id))
 
-    def decide(self, withdrawal_id: str, approver_id: str, signature: bytes, decision: str) -> ClientWithdrawal:
+    def decide(self, withdrawal_id: str, approver_id: str, signature: bytes, decision: str,
+               approved_at_ms: int | None = None) -> ClientWithdrawal:
         """The approver's Ed25519 signature over `approval_message(intent, decision)` — exactly
         what `custody approve` signs; verified by Withdrawals.approve against the active policy."""
         assert decision in ("approve", "reject")
         self.approval_of(withdrawal_id)  # 404 first
         try:
-            self.withdrawals.approve(withdrawal_id, approver_id, signature, decision)
+            self.withdrawals.approve(withdrawal_id, approver_id, signature, decision, approved_at_ms=approved_at_ms)
         except WithdrawalError as exc:
             raise _refusal(exc, "signature" if exc.reason in ("approval_signature_invalid", "bad_signature") else None) from None
         except StaleStatus:
@@ -378,10 +379,6 @@ class ClientWithdrawals:
             return entry, {"sub_account_id": sub_account_id, "asset": asset, "address": norm, "removed": True}
 
         return self.store.write(f"api:{client_id}", "whitelist.remove", fn)
-
-
-def approval_message_of(cw_: ClientWithdrawal, decision: str) -> bytes:
-    return approval_message(cw_.withdrawal.intent, decision)
 
 
 __all__ = ["ClientWithdrawals", "ClientWithdrawalError", "EventedStore", "evented_ledger", "SUBMITTED"]

@@ -174,7 +174,9 @@ def get_approval(withdrawal_id: WithdrawalId = Path(), ctx: AppContext = Depends
 
 
 def _decide(ctx: AppContext, withdrawal_id: str, body: ApprovalDecisionCreate, decision: str) -> ApprovalPublic:
-    return approval_public(ctx.withdrawals.decide(withdrawal_id, body.approver_id, bytes.fromhex(body.signature), decision))
+    return approval_public(
+        ctx.withdrawals.decide(withdrawal_id, body.approver_id, bytes.fromhex(body.signature), decision, body.approved_at_ms)
+    )
 
 
 @router.post(
@@ -199,7 +201,9 @@ def approve_withdrawal(
 def reject_withdrawal(
     body: ApprovalDecisionCreate, withdrawal_id: WithdrawalId = Path(), ctx: AppContext = Depends(ctx_of)
 ) -> ApprovalPublic:
-    """`signature`: over "custody/withdrawal-reject/v1\\n" + `intent_canonical`. The hold is released."""
+    """`signature`: over "custody/withdrawal-reject/v1\\n" + `intent_canonical` (untimed). The hold is released."""
+    if body.approved_at_ms is not None:
+        raise Problem(422, "approval_time_invalid", "a rejection is not timed", field="approved_at_ms")
     return _decide(ctx, withdrawal_id, body, "reject")
 
 

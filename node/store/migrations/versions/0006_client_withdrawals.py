@@ -1,7 +1,7 @@
 """client_withdrawals: the API client and external_id of each withdrawal created through the API
 
 Revision ID: 0006
-Revises: 0005
+Revises: 0007
 Create Date: 2026-11-23
 """
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 
 revision = '0006'
-down_revision = '0005'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 
