@@ -11,6 +11,7 @@ sub-account's BTC comes from a ledger transfer out of the hot wallet standing fo
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -224,10 +225,13 @@ def test_approvals_over_http(world):
     intent_bytes = item["intent_canonical"].encode()
     assert_eq(intent_bytes, world.withdrawals.get(big["id"]).intent.canonical_bytes(), "the bytes to sign are the intent's")
 
-    def decide(wid, approver, decision, signer=None, raw=None):
-        message = raw if raw is not None else approval_message(world.withdrawals.get(wid).intent, decision)
+    def decide(wid, approver, decision, signer=None, raw=None, at_ms=None, sent_at_ms=None):
+        message = raw if raw is not None else approval_message(world.withdrawals.get(wid).intent, decision, at_ms)
         sig = (signer or APPROVERS[approver]).sign(message).signature.hex()
-        return world.req(world.approver, "POST", f"/v1/approvals/{wid}/{decision}", {"approver_id": approver, "signature": sig})
+        body = {"approver_id": approver, "signature": sig}
+        if (sent_at_ms or at_ms) is not None:
+            body["approved_at_ms"] = sent_at_ms or at_ms
+        return world.req(world.approver, "POST", f"/v1/approvals/{wid}/{decision}", body)
 
     # A signature by the wrong key, or over other bytes, or a rejection replayed as approval: refused.
     assert_problem(decide(big["id"], "approver-1", "approve", signer=APPROVERS["approver-2"]), 422, "approval_signature_invalid")
@@ -240,7 +244,12 @@ def test_approvals_over_http(world):
     r = decide(big["id"], "approver-1", "approve")
     assert_eq((r.status_code, r.json()["withdrawal"]["status"]), (200, "pending_approval"), f"1 of 2 {r.text}")
     assert_problem(decide(big["id"], "approver-1", "approve"), 409, "already_decided_by_approver")
-    r = decide(big["id"], "approver-2", "approve")
+    # approver-2's approval is timed (the approver's clock signed with the intent); a time
+    # other than the signed one is refused.
+    now_ms = int(time.time() * 1000)
+    assert_problem(decide(big["id"], "approver-2", "approve", at_ms=now_ms, sent_at_ms=now_ms + 1), 422,
+                   "approval_signature_invalid")
+    r = decide(big["id"], "approver-2", "approve", at_ms=now_ms)
     assert_eq(r.json()["withdrawal"]["status"], "queued", "2 of 2")
     assert_eq(r.json()["withdrawal"]["approvals"], [{"approver_id": "approver-1", "decision": "approve"},
                                                    {"approver_id": "approver-2", "decision": "approve"}], "approvals shown")
