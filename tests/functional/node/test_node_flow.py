@@ -1,6 +1,6 @@
 """A deposit and a withdrawal driven only through HTTP against a real `custody node` process:
 btcd in regtest, three `custody signer` processes (any 2 sign, gRPC + mTLS), the node's store
-on SQLite, and an independent webhook receiver that checks every Custody-Signature.
+on SQLite and then on PostgreSQL (one node process per database, btcd and the cluster shared), and an independent webhook receiver that checks every Custody-Signature.
 
     customer and sub-account -> deposit address -> the outside faucet pays it on regtest ->
     deposit.credited received -> whitelist the destination -> withdrawal above the auto-approval
@@ -47,7 +47,7 @@ pytestmark = pytest.mark.functional
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 API_TESTS = ROOT / "tests" / "functional" / "api"
 sys.path.insert(0, str(API_TESTS))
-from api_procs import bootstrap_key, received, start_receiver  # noqa: E402
+from api_procs import received, start_receiver  # noqa: E402
 
 BTC = 100_000_000
 AUTO_MAX_SATS = 10_000_000  # below 0.1 BTC the hot vault pays without approvals
@@ -107,42 +107,67 @@ class World:
         faucet_address = btx.p2wpkh_address(PlainTestSigner("node-flow-faucet-outside-wallet").vault_keys().child_public_key((1, 0)),
                                             "regtest")
         self.btcd = nodes.Btcd(workdir / "btcd", faucet_address).start()
-        self.btcd.generate(110)
-        self.faucet = Faucet(workdir, self.btcd)
-        assert self.faucet.address == faucet_address
-        self.cluster = LocalCluster(workdir / "cluster", 3, 1, round_timeout_ms=20_000)
-        self.cluster.start_all()
+        self.cluster = None
         try:
-            vault = self.cluster.client().keygen("hot", tuple(self.cluster.names), 1)
-        except Exception as exc:  # noqa: BLE001 - a ceremony can time out under load: one more attempt
-            print(f"keygen failed once ({exc}); retrying")
-            vault = self.cluster.client().keygen("hot", tuple(self.cluster.names), 1)
-        self.vault = vault
-        self.approver_keys = {a: self.cluster.approver(a) for a in ("approver-1", "approver-2")}
-        (workdir / "vaults.json").write_text(json.dumps({"hot": {
-            "vault_id": vault.vault_id, "committee": list(vault.committee), "threshold": vault.threshold,
-            "public_key": vault.public_key.hex(), "chain_code": vault.chain_code.hex(), "kind": "hot"}}))
-        (workdir / "policy.toml").write_text(policy_text({a: k.verify_key.encode().hex() for a, k in self.approver_keys.items()}))
-        (workdir / "btc-rpc-password").write_text(nodes.BTCD_RPC_PASSWORD)
-        self.database_url = f"sqlite:///{workdir / 'node.db'}"
+            self.btcd.generate(110)
+            self.faucet = Faucet(workdir, self.btcd)
+            assert self.faucet.address == faucet_address
+            self.cluster = LocalCluster(workdir / "cluster", 3, 1, round_timeout_ms=20_000)
+            self.cluster.start_all()
+            try:
+                vault = self.cluster.client().keygen("hot", tuple(self.cluster.names), 1)
+            except Exception as exc:  # noqa: BLE001 - a ceremony can time out under load: one more attempt
+                print(f"keygen failed once ({exc}); retrying")
+                vault = self.cluster.client().keygen("hot", tuple(self.cluster.names), 1)
+            self.vault = vault
+            self.approver_keys = {a: self.cluster.approver(a) for a in ("approver-1", "approver-2")}
+            (workdir / "vaults.json").write_text(json.dumps({"hot": {
+                "vault_id": vault.vault_id, "committee": list(vault.committee), "threshold": vault.threshold,
+                "public_key": vault.public_key.hex(), "chain_code": vault.chain_code.hex(), "kind": "hot"}}))
+            (workdir / "policy.toml").write_text(policy_text({a: k.verify_key.encode().hex() for a, k in self.approver_keys.items()}))
+            (workdir / "btc-rpc-password").write_text(nodes.BTCD_RPC_PASSWORD)
+        except BaseException:
+            self.stop()  # nothing left running when the set-up fails
+            raise
+
+    def stop(self) -> None:
+        if self.cluster is not None:
+            self.cluster.stop_all()
+        self.btcd.stop()
+
+
+class Node:
+    """A `custody node` process over one database (SQLite file or a PostgreSQL schema of its
+    own), sharing btcd and the cluster; its own chain state, API key and webhook receiver."""
+
+    def __init__(self, world: World, kind: str, database_url: str, schema: str | None):
+        self.world = world
+        self.kind = kind
+        self.workdir = world.workdir / f"node-{kind}"
+        self.workdir.mkdir()
+        self.procs: list[Proc] = []
+        self.database_url = database_url
+        self.schema = schema
         self.port = free_port()
-        self.config = workdir / "node.toml"
+        self.config = self.workdir / "node.toml"
+        schema_line = f'database_schema = "{schema}"\n' if schema else ""
+        w = world.workdir
         self.config.write_text(f"""environment = "test"
-database_url = "{self.database_url}"
-chain_state_url = "sqlite:///{workdir / 'chains.db'}"
-cluster_file = "{self.cluster.dir / 'cluster.json'}"
-vaults_file = "{workdir / 'vaults.json'}"
-policy_file = "{workdir / 'policy.toml'}"
+database_url = "{database_url}"
+{schema_line}chain_state_url = "sqlite:///{self.workdir / 'chains.db'}"
+cluster_file = "{world.cluster.dir / 'cluster.json'}"
+vaults_file = "{w / 'vaults.json'}"
+policy_file = "{w / 'policy.toml'}"
 [confirmations]
 bitcoin = 1
 [bitcoin]
 network = "regtest"
-rpc_url = "{self.btcd.url}"
+rpc_url = "{world.btcd.url}"
 rpc_user = "{nodes.BTCD_RPC_USER}"
-rpc_password_file = "{workdir / 'btc-rpc-password'}"
+rpc_password_file = "{w / 'btc-rpc-password'}"
 fee_rate_fallback_sat_vb = 2
 deposit_confirmations = 1
-start_height = {self.btcd.height()}
+start_height = {world.btcd.height()}
 [api]
 host = "127.0.0.1"
 port = {self.port}
@@ -153,22 +178,32 @@ webhook_backoff_base_ms = 200
 scan_every_s = 0.5
 pipeline_every_s = 0.2
 """)
-        self.node = Proc("node", [sys.executable, "-m", "api.cli", "node", "--config", self.config], workdir / "node",
+        self.node = Proc("node", [sys.executable, "-m", "api.cli", "node", "--config", self.config], self.workdir,
                          env={"PYTHONPATH": str(ROOT)}).start()
         self.procs.append(self.node)
         self.url = f"http://127.0.0.1:{self.port}"
         self.node.wait_ready(lambda: _ready(self.url), 120, "the node answers /v1/ready")
-        key_id, pem = bootstrap_key(workdir, self.database_url, "read,deposit,withdraw,approve,admin")
-        self.key_id, self.key_pem = key_id, pem
+        # The bootstrap admin key, as an operator makes it: on the database.
+        self.key_pem = self.workdir / "ops.pem"
+        argv = [sys.executable, "-m", "api.cli", "apikey", "create", "--database-url", database_url, "--name", "ops",
+                "--scopes", "read,deposit,withdraw,approve,admin", "--private-key-out", str(self.key_pem)]
+        if schema:
+            argv += ["--database-schema", schema]
+        res = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert res.returncode == 0, res.stderr[-2000:]
+        self.key_id = json.loads(res.stdout.strip().splitlines()[-1])["id"]
         from api.client import CustodyClient, load_private_key
 
-        self.api = CustodyClient(self.url, key_id, load_private_key(pem), timeout_s=30)
+        self.api = CustodyClient(self.url, self.key_id, load_private_key(self.key_pem), timeout_s=30)
+
+    def open_store(self):
+        from node.store import open_store
+
+        return open_store(self.database_url, schema=self.schema, migrate=False)
 
     def stop(self) -> None:
         for p in self.procs:
             p.stop(timeout_s=40)
-        self.cluster.stop_all()
-        self.btcd.stop()
 
 
 def _ready(url: str) -> bool:
@@ -193,12 +228,40 @@ def world(request):
             print(f"\nkept node flow test dir for inspection: {workdir}")
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def node(request, world):
+    schema = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{world.workdir / 'node-sqlite.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+        schema = f"nodeflow_{uuid.uuid4().hex[:12]}"
+        import sqlalchemy as sa
+
+        eng = sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+        with eng.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        eng.dispose()
+    n = Node(world, request.param, url, schema)
+    try:
+        yield n
+    finally:
+        n.stop()
+        if schema:
+            import sqlalchemy as sa
+
+            eng = sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+            with eng.begin() as conn:
+                conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            eng.dispose()
+
+
 def _events(out: pathlib.Path, event_type: str, **match) -> list[dict]:
     return [e for e in received(out) if e.get("verified") and e["event"]["type"] == event_type
             and all(e["event"]["data"].get(k) == v for k, v in match.items())]
 
 
-def _book_house_float(world: World, amount: int) -> None:
+def _book_house_float(node: Node, amount: int) -> None:
     """Operator set-up (see the module docstring): the faucet pays the hot wallet's own
     address; the ledger books it hot wallet <- fee revenue (the house's money)."""
     from node.customers import CODE_DEPOSIT, Customers
@@ -207,10 +270,11 @@ def _book_house_float(world: World, amount: int) -> None:
     from node.wallets import Wallets
     from chains.keys import Bip32VaultKeys
 
+    world = node.world
     keys = Bip32VaultKeys(world.vault.public_key, world.vault.chain_code)
     hot_address = btx.p2wpkh_address(keys.child_public_key((2, 0)), "regtest")
     txid = world.faucet.pays(hot_address, amount)
-    store = open_store(world.database_url, migrate=False)
+    store = node.open_store()
     try:
         ledger = Ledger(store)
         house = Customers(ledger).system_account("BTC", AccountKind.FEE_REVENUE, actor="operator:test")
@@ -222,33 +286,33 @@ def _book_house_float(world: World, amount: int) -> None:
         store.dispose()
 
 
-def _set_kyc(world: World, sub: str) -> None:
+def _set_kyc(node: Node, sub: str) -> None:
     """Compliance staff's step (no API resource sets a KYC tier)."""
     from node.ledger import Ledger
     from node.store import open_store
     from node.withdrawals import Withdrawals
 
-    store = open_store(world.database_url, migrate=False)
+    store = node.open_store()
     try:
         Withdrawals(Ledger(store), {}).set_profile(sub, "standard", actor="staff:compliance")
     finally:
         store.dispose()
 
 
-def test_deposit_and_withdrawal_through_http_only(world):
-    api = world.api
+def test_deposit_and_withdrawal_through_http_only(node):
+    world, api = node.world, node.api
     # The receiver: an endpoint registered through the API; its secret goes to the receiver only.
-    secret_file = world.workdir / "webhook-secret"
+    secret_file = node.workdir / "webhook-secret"
     secret_file.write_text("not-yet")
-    receiver, hook_url, out = start_receiver(world.workdir / "receiver", secret_file)
-    world.procs.append(receiver)
+    receiver, hook_url, out = start_receiver(node.workdir / "receiver", secret_file)
+    node.procs.append(receiver)
     ep = api.register_webhook(hook_url, ["deposit.*", "withdrawal.*", "approval.*"])
     secret_file.write_text(ep["secret"])
 
     api.create_customer("acme", "Acme")
     sub = api.create_sub_account("acme", "main")["id"]
-    _set_kyc(world, sub)
-    _book_house_float(world, BTC)
+    _set_kyc(node, sub)
+    _book_house_float(node, BTC)
 
     # Deposit: an address issued through the API, paid on regtest, credited, announced.
     address = api.issue_deposit_address(sub, "BTC")
@@ -278,9 +342,9 @@ def test_deposit_and_withdrawal_through_http_only(world):
     assert api.approve(w["id"], "approver-1", signature)["withdrawal"]["sub_status"] == "awaiting_approvals: 1 of 2"
     res = subprocess.run([sys.executable, "-m", "api.cli", "approve", "--withdrawal", w["id"], "--approver-id", "approver-2",
                           "--key-file", world.cluster.info["approvers"]["approver-2"]], capture_output=True, text=True,
-                         timeout=120, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "CUSTODY_API_URL": world.url,
-                                                     "CUSTODY_API_KEY_ID": world.key_id,
-                                                     "CUSTODY_API_PRIVATE_KEY": str(world.key_pem)})
+                         timeout=120, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "CUSTODY_API_URL": node.url,
+                                                     "CUSTODY_API_KEY_ID": node.key_id,
+                                                     "CUSTODY_API_PRIVATE_KEY": str(node.key_pem)})
     assert res.returncode == 0, res.stderr[-2000:]
     assert json.loads(res.stdout.strip().splitlines()[-1])["status"] == "queued", res.stdout
 
@@ -312,11 +376,11 @@ def test_deposit_and_withdrawal_through_http_only(world):
     assert all(e.get("verified") for e in received(out)), "every delivery carried a valid signature"
 
 
-def test_the_node_stops_cleanly_on_sigterm(world):
-    """Last in the module: SIGTERM stops the API and every worker within the deadline, exit 0."""
-    world.node.popen.send_signal(15)
-    code = world.node.popen.wait(timeout=60)
-    log = world.node.stderr_path.read_text()
+def test_the_node_stops_cleanly_on_sigterm(node):
+    """Last for each node: SIGTERM stops the API and every worker within the deadline, exit 0."""
+    node.node.popen.send_signal(15)
+    code = node.node.popen.wait(timeout=60)
+    log = node.node.stderr_path.read_text()
     assert code == 0, f"node exited {code}: {log[-2000:]}"
     stopped = {line.split("worker=")[1].split()[0] for line in log.splitlines() if "worker_stopped" in line}
     assert stopped == {"scan", "pipeline"}, f"workers stopped: {stopped}"
