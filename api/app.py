@@ -23,6 +23,7 @@ from api import errors, idempotency, schemas
 from api.auth import KeyCache
 from api.errors import Problem
 from api.metrics import Metrics, MetricsMiddleware
+from api.nonces import NonceWriter
 from api.ratelimit import RateLimiter
 from api.routes import apikeys as apikeys_routes
 from api.routes import ledger as ledger_routes
@@ -54,13 +55,15 @@ def create_app(settings: ApiSettings, store: Store | None = None) -> FastAPI:
     store = store or open_store(settings.database_url, schema=settings.database_schema)
     engine = store.engine
     metrics = Metrics()
+    replay_engine = make_replay_engine(store)
     ctx = AppContext(
         settings=settings,
         engine=engine,
         store=store,
         ops=ClientOps(store),
         keys=KeyCache(engine),
-        replay_engine=make_replay_engine(store),
+        replay_engine=replay_engine,
+        nonces=NonceWriter(replay_engine),
         rate_limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
         metrics=metrics,
     )
@@ -88,6 +91,7 @@ def create_app(settings: ApiSettings, store: Store | None = None) -> FastAPI:
             housekeeper.join(timeout=10)
             if ctx.worker is not None:
                 ctx.worker.stop()
+            ctx.nonces.stop()
             if ctx.replay_engine is not engine:
                 ctx.replay_engine.dispose()
 

@@ -12,6 +12,8 @@ as `x-scope`); `scope(None)` admits any valid key.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 from typing import Any
 
 import sqlalchemy as sa
@@ -39,6 +41,7 @@ class AppContext:
     store: Any = None  # node.store.Store
     keys: Any = None  # api.auth.KeyCache
     replay_engine: Any = None  # node.store.api_models.make_replay_engine
+    nonces: Any = None  # api.nonces.NonceWriter (on replay_engine)
     ops: Any = None  # node.clients.ClientOps
     worker: Any = None
 
@@ -47,7 +50,10 @@ def scope(name: str | None) -> dict:
     return {SCOPE_KEY: name or ANY_SCOPE, "security": [{"CustodySignature": []}]}
 
 
-def ctx_of(request: Request) -> AppContext:
+async def ctx_of(request: Request) -> AppContext:
+    """The dependency `ctx: AppContext = Depends(ctx_of)`. Async on purpose: FastAPI runs a
+    plain `def` dependency in a worker thread, a hop that cost more than a signed read's
+    database work. Outside a dependency, read `request.app.state.ctx`."""
     return request.app.state.ctx
 
 
@@ -77,7 +83,27 @@ async def read_body_bounded(request: Request) -> bytes:
     return body
 
 
+def _in_one_hop(endpoint):
+    """A plain `def` endpoint, as a coroutine that runs it in a worker thread. FastAPI awaits
+    an async endpoint and validates its response on the event loop; for a plain `def` it takes
+    one worker-thread hop to run it and a second to validate the response, and each hop is a
+    thread wake-up that costs more than the validation itself. The endpoint still runs off the
+    event loop, so its blocking database work never stalls other requests. FastAPI reads the
+    parameters through `__wrapped__` (inspect.signature), so the OpenAPI document is unchanged."""
+    if inspect.iscoroutinefunction(endpoint):
+        return endpoint
+
+    @functools.wraps(endpoint)
+    async def hop(*args, **kwargs):
+        return await run_in_threadpool(endpoint, *args, **kwargs)
+
+    return hop
+
+
 class SignedRoute(APIRoute):
+    def __init__(self, path: str, endpoint, **kwargs):
+        super().__init__(path, _in_one_hop(endpoint), **kwargs)
+
     def get_route_handler(self):
         inner = super().get_route_handler()
         required = (self.openapi_extra or {}).get(SCOPE_KEY)
@@ -93,13 +119,11 @@ class SignedRoute(APIRoute):
                 return problem.response()
 
         async def handler(request: Request) -> Response:
-            ctx = ctx_of(request)
+            ctx: AppContext = request.app.state.ctx
             try:
                 body = await read_body_bounded(request)
                 pq = path_and_query(request)
-                principal = await run_in_threadpool(
-                    auth.authenticate, ctx.keys, ctx.replay_engine, request.method, pq, request.headers, body
-                )
+                principal = await auth.authenticate(ctx.keys, ctx.nonces, request.method, pq, request.headers, body)
             except Problem as p:
                 ctx.metrics.auth_refused(p.code)
                 raise

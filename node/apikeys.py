@@ -153,6 +153,58 @@ def remember_nonce(engine: sa.Engine, key_id: str, nonce: str, at_ms: int) -> bo
     return taken == 1
 
 
+def remember_nonces(engine: sa.Engine, sightings: list[tuple[str, str, int]]) -> list[bool]:
+    """Records a batch of (key_id, nonce, at_ms) in ONE transaction (group commit); returns,
+    per sighting in order, what `remember_nonce` would have returned for it alone, in that order:
+    the first sighting of a pair in the batch may be new, every later one in the same batch is
+    a replay. `engine`: the replay engine.
+
+    One multi-row `INSERT .. ON CONFLICT DO NOTHING RETURNING` takes every new pair at once; a
+    pair already present is accepted only by the atomic take-over of an expired row, as in
+    `remember_nonce`. Nothing is answered before the commit."""
+    assert len(sightings) <= limits.API_NONCE_BATCH_MAX
+    first: dict[tuple[str, str], int] = {}
+    for i, (key_id, nonce, _at) in enumerate(sightings):
+        first.setdefault((key_id, nonce), i)
+    fresh = [False] * len(sightings)
+    if not first:
+        return fresh
+    rows = [
+        {"key_id": k, "nonce": n, "expires_at_ms": sightings[i][2] + limits.API_NONCE_TTL_MS}
+        for (k, n), i in first.items()
+    ]
+    insert = _dialect_insert(engine)(api_nonces).values(rows).on_conflict_do_nothing(
+        index_elements=[api_nonces.c.key_id, api_nonces.c.nonce]
+    )
+    with replay_tx(engine) as conn:
+        inserted = {
+            (r.key_id, r.nonce) for r in conn.execute(insert.returning(api_nonces.c.key_id, api_nonces.c.nonce))
+        }
+        for pair, i in first.items():
+            if pair in inserted:
+                fresh[i] = True
+                continue
+            at_ms = sightings[i][2]
+            fresh[i] = (
+                conn.execute(
+                    api_nonces.update()
+                    .where(api_nonces.c.key_id == pair[0], api_nonces.c.nonce == pair[1], api_nonces.c.expires_at_ms < at_ms)
+                    .values(expires_at_ms=at_ms + limits.API_NONCE_TTL_MS)
+                ).rowcount
+                == 1
+            )
+    return fresh
+
+
+def _dialect_insert(engine: sa.Engine):
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        assert engine.dialect.name == "sqlite", engine.dialect.name
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
 def purge_nonces(engine: sa.Engine, at_ms: int) -> int:
     """Deletes at most API_NONCE_PURGE_BATCH_COUNT expired nonces; returns how many."""
     with replay_tx(engine) as conn:

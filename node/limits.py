@@ -135,6 +135,11 @@ API_KEY_CACHE_TTL_MS = 1_000
 API_KEY_CACHE_ENTRIES_MAX = 10_000
 API_KEYS_PER_CLIENT_MAX = 100
 API_EXTERNAL_ID_LEN_MAX = 128
+# Nonces are written by one thread per replica in group commits (api/nonces.py): a request
+# waits at most API_NONCE_WAIT_MS for its batch's commit (503 after), the queue is bounded.
+API_NONCE_BATCH_MAX = 256  # sightings per transaction
+API_NONCE_QUEUE_MAX = 4_096  # waiting sightings per replica; beyond: 503 server_busy
+API_NONCE_WAIT_MS = 5_000
 WEBHOOK_ENDPOINTS_PER_CLIENT_MAX = 16
 WEBHOOK_URL_LEN_MAX = 2048
 WEBHOOK_EVENT_TYPES_PER_ENDPOINT_MAX = 32
@@ -211,6 +216,7 @@ assert API_IDEMPOTENCY_LEASE_S < API_IDEMPOTENCY_TTL_S
 assert API_PAGE_LIMIT_MIN <= API_PAGE_LIMIT_DEFAULT <= API_PAGE_LIMIT_MAX
 assert API_RATE_LIMIT_BURST_COUNT >= API_RATE_LIMIT_PER_S > 0
 assert API_BODY_BYTES_MAX <= API_IDEMPOTENCY_RESPONSE_BYTES_MAX
+assert 0 < API_NONCE_BATCH_MAX <= API_NONCE_QUEUE_MAX
 assert WEBHOOK_BACKOFF_BASE_MS <= WEBHOOK_BACKOFF_MAX_MS
 assert WEBHOOK_LEASE_MS > WEBHOOK_HTTP_TIMEOUT_MS, "a lease must outlast the attempt it covers"
 assert WEBHOOK_HTTP_TIMEOUT_MS < WEBHOOK_SIGNATURE_TOLERANCE_S * 1000, "a signature must not expire in flight"
