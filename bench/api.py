@@ -54,7 +54,9 @@ def serve_hello(port: int) -> None:
     def hello():
         return {"hello": "world"}
 
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", timeout_keep_alive=5)
+    # The same server options as `custody api serve` (api/cli_api.py): like with like.
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", loop="uvloop", http="httptools",
+                timeout_keep_alive=5, limit_concurrency=1000)
 
 
 def free_port() -> int:
