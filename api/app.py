@@ -92,7 +92,6 @@ def create_app(settings: ApiSettings, store: Store | None = None) -> FastAPI:
             housekeeper.join(timeout=10)
             if ctx.worker is not None:
                 ctx.worker.stop()
-            ctx.nonces.stop()
             if ctx.replay_engine is not engine:
                 ctx.replay_engine.dispose()
 

@@ -7,6 +7,7 @@
   4. the Ed25519 signature over the exact string-to-sign     401 invalid_signature
   5. the nonce is new for this key (recorded in the database) 401 nonce_reused
      (group-committed with other requests' nonces by api/nonces.py, answered after the commit)
+Steps 1-4 are `authenticate` (event loop), step 5 is `check_nonce` (worker thread).
 and `require_scope` then refuses a key without the route's scope with 403 missing_scope.
 The nonce is recorded only after the signature verifies, so nobody but the key's owner can
 burn its nonces. Unknown key and revoked key give the same answer.
@@ -122,27 +123,39 @@ def _check_signed(
     return key
 
 
+@dataclasses.dataclass(frozen=True)
+class Sighting:
+    """A verified request's nonce, to be recorded (step 5) before the request runs."""
+    key_id: str
+    nonce: str
+    at_ms: int
+
+
 async def authenticate(
     keys: KeyCache,
-    nonces: NonceWriter,
     method: str,
     path_and_query: str,
     headers,
     body: bytes,
     now_ms: int | None = None,
-) -> Principal:
-    """Runs on the event loop: parsing and the Ed25519 check are CPU work either way, and a
-    hop to a worker thread costs more than they do. Only a key-cache miss reads the database
-    (in a worker thread); the nonce waits for its group commit (api/nonces.py)."""
+) -> tuple[Principal, Sighting]:
+    """Steps 1-4, on the event loop: parsing and the Ed25519 check are CPU work either way,
+    and a hop to a worker thread costs more than they do. Only a key-cache miss reads the
+    database (in a worker thread). Step 5 is `check_nonce`, which the caller runs before any
+    route code with side effects (api/routing.py)."""
     now_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
     key_id, timestamp, nonce, sig = _parse_headers(headers)
     hit, key = keys.peek(key_id, now_ms)
     if not hit:
         key = await run_in_threadpool(keys.get, key_id, now_ms)
     key = _check_signed(key, timestamp, sig, method, path_and_query, nonce, body, now_ms)
-    if not await nonces.remember(key.id, nonce, now_ms):
+    return Principal(key_id=key.id, client_id=key.client_id, scopes=key.scopes), Sighting(key.id, nonce, now_ms)
+
+
+def check_nonce(nonces: NonceWriter, sighting: Sighting) -> None:
+    """Step 5, blocking (a worker thread): records the nonce, refuses a replay."""
+    if not nonces.remember_blocking(sighting.key_id, sighting.nonce, sighting.at_ms):
         raise _refuse("nonce_reused", "this nonce was already used by this key", "X-Nonce")
-    return Principal(key_id=key.id, client_id=key.client_id, scopes=key.scopes)
 
 
 def require_scope(principal: Principal, scope: str) -> None:

@@ -1,13 +1,16 @@
 """The nonce group commit (api/nonces.py, apikeys.remember_nonces) keeps the replay rule of
 one-transaction-per-request exactly: within a batch, across batches, across an expired
-sighting, under concurrency, and its queue is bounded — on SQLite and PostgreSQL."""
+sighting, under concurrency, and its queue is bounded — on SQLite and PostgreSQL. And a
+signed GET (its admission riding on the endpoint's worker hop) still answers a replay with
+401 before anything else, even when its parameters are invalid."""
 
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 
 import pytest
-from api_helpers import assert_eq
+from api_helpers import assert_eq, assert_problem, signed
 
 from api.errors import Problem
 from api.nonces import NonceWriter
@@ -32,47 +35,71 @@ BATCHES = [
 ]
 
 
-def test_batches_follow_the_replay_rule(api_both):
-    replay = make_replay_engine(api_both.store)
-    try:
-        for case, batch, expected in BATCHES:
-            assert_eq(apikeys.remember_nonces(replay, batch), expected, case)
-        # The single-request function agrees with what the batches recorded.
-        assert not apikeys.remember_nonce(replay, "k2", "d" * 16, T0 + 2)
-        assert apikeys.remember_nonce(replay, "k2", "e" * 16, T0 + 2)
-    finally:
-        if replay is not api_both.store.engine:
-            replay.dispose()
+@pytest.fixture
+def replay(api_both):
+    engine = make_replay_engine(api_both.store)
+    yield engine
+    if engine is not api_both.store.engine:
+        engine.dispose()
 
 
-def test_concurrent_twins_through_the_writer_exactly_one_accepted(api_both):
-    replay = make_replay_engine(api_both.store)
+def test_batches_follow_the_replay_rule(replay):
+    for case, batch, expected in BATCHES:
+        assert_eq(apikeys.remember_nonces(replay, batch), expected, case)
+    # The single-request function agrees with what the batches recorded.
+    assert not apikeys.remember_nonce(replay, "k2", "d" * 16, T0 + 2)
+    assert apikeys.remember_nonce(replay, "k2", "e" * 16, T0 + 2)
+
+
+def test_concurrent_twins_exactly_one_accepted_in_grouped_commits(replay):
     writer = NonceWriter(replay)
-    try:
-        with concurrent.futures.ThreadPoolExecutor(16) as pool:
-            got = list(pool.map(lambda i: writer.remember_blocking("k1", ("n%d" % (i % 8)).ljust(16, "x"), T0), range(64)))
-        assert_eq(got.count(True), 8, f"accepted among {got}")
-        assert 1 <= writer.batches <= 64, writer.batches
-    finally:
-        writer.stop()
-        if replay is not api_both.store.engine:
-            replay.dispose()
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        got = list(pool.map(lambda i: writer.remember_blocking("k1", ("n%d" % (i % 8)).ljust(16, "x"), T0), range(64)))
+    assert_eq(got.count(True), 8, f"accepted among {got}")
+    assert 1 <= writer.batches <= 64, writer.batches
 
 
-def test_full_queue_is_refused_with_503_and_nothing_lost(api):
-    replay = make_replay_engine(api.store)
-    writer = NonceWriter(replay, batch_max=1, queue_max=2)
-    lock = _WRITE_LOCKS[replay]  # the writer's transaction waits on this: the queue backs up
+def test_full_queue_is_refused_with_503_and_waits_are_bounded(api):
+    engine = make_replay_engine(api.store)
+    writer = NonceWriter(engine, batch_max=1, queue_max=2, wait_ms=2_000)
+    lock = _WRITE_LOCKS[engine]  # the leader's transaction waits on this: the queue backs up
+    results: dict[str, object] = {}
+
+    def remember(name, nonce):
+        try:
+            results[name] = writer.remember_blocking("k1", nonce, T0)
+        except Problem as p:
+            results[name] = (p.status, p.code)
+
     try:
         with lock:
-            first = writer.submit("k1", "q" * 16, T0)
-            wait_until(lambda: writer._queue.qsize() == 0, 10, "the writer took the first sighting")
-            queued = [writer.submit("k1", f"q{i}".ljust(16, "y"), T0) for i in range(2)]
+            leader = threading.Thread(target=remember, args=("leader", "q" * 16))
+            leader.start()
+            wait_until(lambda: writer._leading and not writer._pending, 10, "a leader took the first sighting")
+            followers = [threading.Thread(target=remember, args=(f"f{i}", f"f{i}".ljust(16, "y"))) for i in range(2)]
+            for t in followers:
+                t.start()
+            wait_until(lambda: len(writer._pending) == 2, 10, "two followers queued")
             with pytest.raises(Problem) as refused:
-                writer.submit("k1", "z" * 16, T0)
+                writer.remember_blocking("k1", "z" * 16, T0)
             assert_eq((refused.value.status, refused.value.code), (503, "server_busy"), "full queue")
-        assert_eq([f.result(timeout=10) for f in [first, *queued]], [True, True, True], "queued sightings answered")
-        assert apikeys.remember_nonce(replay, "k1", "z" * 16, T0), "the refused sighting was not recorded"
+            for t in followers:  # the leader is stuck: followers give up at their deadline
+                t.join(timeout=10)
+            assert_eq([results["f0"], results["f1"]], [(503, "nonce_store_unavailable")] * 2, "followers past the deadline")
+        leader.join(timeout=10)
+        assert_eq(results["leader"], True, "the leader's own sighting")
+        # The followers' sightings were committed after they gave up: burnt, never accepted twice.
+        assert_eq(writer.remember_blocking("k1", "f0".ljust(16, "y"), T0), False, "a timed-out sighting is spent")
+        assert_eq(writer.remember_blocking("k1", "z" * 16, T0), True, "the refused sighting was not recorded")
     finally:
-        writer.stop()
-        replay.dispose()
+        engine.dispose()
+
+
+def test_signed_get_replay_is_401_even_with_invalid_parameters(api):
+    admin = api.key(["read", "admin"])
+    for path in ("/v1/customers?limit=5", "/v1/customers?limit=0"):  # valid, then refused (422)
+        headers, _ = signed(admin, "GET", path)
+        first = api.http.get(path, headers=headers)
+        assert first.status_code in (200, 422), first.text
+        assert "RateLimit-Limit" in first.headers, f"rate headers on {path}"
+        assert_problem(api.http.get(path, headers=headers), 401, "nonce_reused")
