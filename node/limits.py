@@ -157,6 +157,14 @@ WEBHOOK_PAYLOAD_BYTES_MAX = 64 * 1024
 DEV_KEYGEN_DEADLINE_S = 1800  # first start: every peer's pre-parameters + DKG on a busy 2-core machine
 DEV_PEER_READY_DEADLINE_S = 120  # a signer process answering /health after it starts
 DEV_POLL_S = 2.0
+DEV_CHAIN_READY_DEADLINE_S = 60  # btcd / Anvil answering RPC after they start
+DEV_CHAIN_POLL_S = 0.2
+DEV_CHAIN_STOP_DEADLINE_S = 15  # SIGTERM, then SIGKILL
+DEV_CHAIN_RPC_TIMEOUT_S = 10
+DEV_FUND_BTC_SATS_MAX = 50 * 100_000_000  # one faucet payment
+DEV_FUND_ETH_WEI_MAX = 1_000 * 10**18
+DEV_MINE_BLOCKS_MAX = 1_000  # blocks mined by one dev command
+DEV_WEBHOOK_BODY_BYTES_MAX = 1024 * 1024  # the dev webhook receiver's request bodies
 # --- proof of reserves (proofs/) ---------------------------------------------------------
 POR_ASSETS_MAX = 64  # assets in one snapshot (balance vector width)
 POR_DEPTH_MAX = 32  # tree depth: 2^32 leaves, far above any customer count
@@ -178,6 +186,7 @@ POR_FREEZE_ATTEMPTS_MAX = 5  # reads of liabilities + heights until one instant 
 
 # --- relations ---------------------------------------------------------------------------
 assert DEV_KEYGEN_DEADLINE_S > DEV_PEER_READY_DEADLINE_S > DEV_POLL_S
+assert DEV_CHAIN_READY_DEADLINE_S > DEV_CHAIN_RPC_TIMEOUT_S > DEV_CHAIN_POLL_S
 # signing has 9 rounds, each at most one broadcast + n-1 direct messages per party
 assert MPC_SESSION_EVENTS_MAX >= 10 * MPC_PARTIES_MAX, "a signing session must fit in the event queue"
 assert MPC_SESSION_ID_BYTES_MIN >= 16 and MPC_SESSION_ID_BYTES_MAX >= MPC_SESSION_ID_BYTES_MIN
