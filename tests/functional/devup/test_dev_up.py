@@ -102,6 +102,12 @@ class DevUp:
         return subprocess.run([str(CUSTODY), "dev", *map(str, args), "--data-dir", str(self.data_dir)],
                               capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})})
 
+    def call(self, *args) -> subprocess.CompletedProcess:
+        """`custody call ...` with the environment lines dev up prints."""
+        env = {**os.environ, "CUSTODY_API_URL": self.api_url, "CUSTODY_API_KEY_ID": self.banner("admin API key"),
+               "CUSTODY_API_PRIVATE_KEY": self.banner("private key")}
+        return subprocess.run([str(CUSTODY), "call", *map(str, args)], capture_output=True, text=True, timeout=60, env=env)
+
     def btc(self, method: str, *params):
         password = (self.data_dir / "chains" / "btcd-rpc-password").read_text().strip()
         r = httpx.post(f"http://127.0.0.1:{self.ports['btcd_rpc']}",
@@ -186,6 +192,22 @@ def test_the_api_answers_with_the_printed_admin_key(world):
         c.create_customer("acme", "Acme Ltd")
         sub = c.create_sub_account("acme", "main")
         assert_eq(c.balances(sub["id"])["data"], [], "a new sub-account's balances")
+
+
+def test_walkthrough_commands_through_custody_call(world):
+    up = world["up"]
+    r = up.call("POST", "/v1/customers", '{"id": "globex", "name": "Globex"}', "--idempotency-key", "walk-1")
+    assert_eq(r.returncode, 0, f"create a customer (stderr: {r.stderr[-1000:]})")
+    r = up.call("POST", "/v1/customers/globex/sub-accounts", '{"name": "main"}')
+    assert_eq(r.returncode, 0, f"create a sub-account (stderr: {r.stderr[-1000:]})")
+    sub = json.loads(r.stdout)["id"]
+    r = up.call("GET", f"/v1/sub-accounts/{sub}/balances")
+    assert_eq((r.returncode, json.loads(r.stdout)["data"]), (0, []), "balances of the new sub-account")
+    # Refusals: a problem document on stderr, exit 1; bad arguments, exit 2 and nothing sent.
+    r = up.call("GET", "/v1/sub-accounts/nobody.main/balances")
+    assert_eq((r.returncode, json.loads(r.stderr)["code"]), (1, "sub_account_not_found"), "unknown sub-account")
+    r = up.call("POST", "/v1/customers", "{not json")
+    assert_eq(r.returncode, 2, "a body that is not JSON")
 
 
 def test_node_config_names_the_running_chains_and_cluster(world):
