@@ -28,6 +28,7 @@ from api.nonces import NonceWriter
 from api.ratelimit import RateLimiter
 from api.routes import apikeys as apikeys_routes
 from api.routes import ledger as ledger_routes
+from api.routes import reserves as reserves_routes
 from api.routes import webhooks as webhooks_routes
 from api.routing import AppContext
 from api.settings import ApiSettings
@@ -132,7 +133,7 @@ def create_app(settings: ApiSettings, store: Store | None = None) -> FastAPI:
             raise Problem(401, "invalid_metrics_token", "metrics need the operator's bearer token")
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
-    for router in (apikeys_routes.router, ledger_routes.router, webhooks_routes.router):
+    for router in (apikeys_routes.router, ledger_routes.router, webhooks_routes.router, reserves_routes.router):
         include_flat(app, router)
 
     def openapi():
@@ -166,10 +167,19 @@ def include_flat(app: FastAPI, router) -> None:
     and matches each route twice with scope bookkeeping: about 130 us per request with a few
     dozen routes, more than a signed read's database work. The routers here are plain: a
     prefix and a route class already applied when each route was declared, no router-level
-    dependencies, lifespan or mounts (asserted), so the flat list serves the same routes and
-    the same OpenAPI document."""
+    dependencies, lifespan or mounts, and nested inclusions without a prefix, tags or
+    dependencies of their own (all asserted), so the flat list serves the same routes and the
+    same OpenAPI document."""
     assert not router.dependencies and not router.callbacks, "include_flat takes plain routers only"
     for route in router.routes:
+        nested = getattr(route, "original_router", None)
+        if nested is not None:  # a plain nested include_router (FastAPI >= 0.16x wraps it)
+            c = route.include_context
+            assert (c.prefix, c.tags, c.dependencies, c.responses, c.callbacks, c.include_in_schema, c.deprecated) == (
+                "", [], [], {}, [], True, None
+            ), f"include_flat: nested router with its own include options {c!r}"
+            include_flat(app, nested)
+            continue
         assert isinstance(route, APIRoute), f"include_flat: {route!r} is not an APIRoute"
         app.router.routes.append(route)
 

@@ -415,6 +415,18 @@ class StateTx:
             q = q.where(utxos.c.vault_id == vault_id)
         return [_utxo(r) for r in self.c.execute(q.order_by(utxos.c.height, utxos.c.txid, utxos.c.vout))]
 
+    def utxos_at(self, height: int) -> list[Utxo]:
+        """Our outputs as they stood at the end of block `height`: created at or below it and
+        not spent at or below it (spends are recorded with the height of the block that mined
+        them; a mempool spend is not one). For proof of reserves: it relies on spent rows being
+        kept with their spent_height (nothing prunes them)."""
+        q = sa.select(utxos).where(
+            utxos.c.chain_id == self.chain_id,
+            utxos.c.height <= height,
+            sa.or_(utxos.c.spent_height.is_(None), utxos.c.spent_height > height),
+        )
+        return [_utxo(r) for r in self.c.execute(q.order_by(utxos.c.address, utxos.c.txid, utxos.c.vout))]
+
     def utxo(self, txid: str, vout: int) -> Utxo | None:
         r = self.c.execute(
             sa.select(utxos).where(utxos.c.chain_id == self.chain_id, utxos.c.txid == txid, utxos.c.vout == vout)

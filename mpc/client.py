@@ -140,4 +140,14 @@ class ClusterReservesSigner:
         vault = self.vaults.get(vault_id)
         if vault is None:
             raise SigningRefused(f"vault_unknown: {vault_id}")
-        return self.client.sign_reserves(vault, chain, [tuple(path)], assets.reserves_message(snapshot_id, root_hash))[0]
+        return self.sign_reserves_many(chain, vault_id, [path], snapshot_id, root_hash)[0]
+
+    def sign_reserves_many(self, chain: str, vault_id: str, paths, snapshot_id: str, root_hash: str) -> list[EcdsaSignature]:
+        """One `reserves` request for several addresses of one vault on one chain (at most
+        CLUSTER_DIGESTS_PER_REQUEST_MAX paths): one round trip and one policy check per batch;
+        each path is still its own tss-lib signing session on the peers."""
+        vault = self.vaults.get(vault_id)
+        if vault is None:
+            raise SigningRefused(f"vault_unknown: {vault_id}")
+        assert 1 <= len(paths) <= limits.CLUSTER_DIGESTS_PER_REQUEST_MAX, len(paths)
+        return self.client.sign_reserves(vault, chain, [tuple(p) for p in paths], assets.reserves_message(snapshot_id, root_hash))

@@ -177,12 +177,17 @@ POR_ADDRESSES_MAX = 200_000  # funded addresses in one assets file
 POR_ACCOUNTS_MAX = 1 << 30  # accounts in one snapshot: 2 parts each must fit POR_DEPTH_MAX
 POR_BALANCE_READ_TIMEOUT_S = 30  # the verifier's re-read of an address balance from a node
 POR_SNAPSHOT_INTERVAL_S_MIN = 60  # scheduled snapshots: never more often than this
-POR_SNAPSHOTS_LISTED_MAX = 500  # one page of the snapshot history
+POR_SNAPSHOTS_LISTED_MAX = 1000  # one read of the snapshot history (an API page + 1 to see if more follow)
 POR_SIGN_ATTEMPTS_MAX = 3  # reserves signatures: attempts per address before the snapshot fails
 POR_BTC_TXS_PAGE = 1000  # searchrawtransactions page when re-reading an address's balance
 POR_BTC_TXS_MAX = 100_000  # transactions of one address the verifier will read
 POR_TREES_CACHED = 2  # snapshot trees kept loaded (memory-mapped) to serve proofs
 POR_FREEZE_ATTEMPTS_MAX = 5  # reads of liabilities + heights until one instant is seen consistently
+POR_RESERVES_PATHS_PER_REQUEST_MAX = 64  # addresses signed in one reserves request to the cluster
+POR_ANNOUNCE_ENDPOINTS_MAX = 100_000  # webhook endpoints read to find who gets reserves.snapshot
+POR_OWNER_ROWS_MAX = 100  # journal rows read to find which API client created a customer
+POR_OWNERS_CACHED_MAX = 100_000  # customer -> owning client entries the API keeps
+POR_ETH_BALANCES_PER_BATCH = 100  # balance reads at the snapshot block in one JSON-RPC batch
 
 # --- relations ---------------------------------------------------------------------------
 assert DEV_KEYGEN_DEADLINE_S > DEV_PEER_READY_DEADLINE_S > DEV_POLL_S
@@ -213,6 +218,8 @@ assert CLUSTER_QUARANTINE_ABORTS >= 2  # one abort alone never quarantines a pee
 assert CLUSTER_RECENT_CEREMONIES_MAX <= CLUSTER_RECENT_SESSIONS_MAX  # a pruned ceremony's sessions are still known as finished
 assert 2 <= POR_PARTS_MIN <= POR_PARTS_MAX
 assert POR_BTC_TXS_PAGE <= POR_BTC_TXS_MAX
+assert POR_RESERVES_PATHS_PER_REQUEST_MAX <= CLUSTER_DIGESTS_PER_REQUEST_MAX  # the peers refuse more
+assert POR_SNAPSHOTS_LISTED_MAX > API_PAGE_LIMIT_MAX  # a full API page still learns whether more follow
 assert POR_ACCOUNTS_MAX * POR_PARTS_MIN <= 1 << POR_DEPTH_MAX
 # a 3-part proof at full depth with 8 assets (each path entry: 64 hex + 8 sums of <= 41 chars)
 assert POR_PROOF_FILE_BYTES_MAX >= 3 * POR_DEPTH_MAX * (64 + 8 * 41 + 32)

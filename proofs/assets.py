@@ -22,6 +22,7 @@ from node import limits
 from proofs import mst
 
 ASSETS_FORMAT = "por-mst/1-assets"
+_ERC20_CODE_RE = re.compile(r"ERC20:(0x[0-9a-fA-F]{40})")  # the ledger's code of a token names its contract
 _MESSAGE_RE = re.compile(r"por-mst/1 reserves ([0-9a-f]{32}) ([0-9a-f]{64})")
 BIP137_P2WPKH_HEADER_BASE = 39  # 27 + 12: compressed key, P2WPKH (BIP-137)
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -336,9 +337,10 @@ def _eth_rpc(url: str, method: str, params: list):
 
 def reread_ethereum(doc, header: dict, rpc_url: str) -> list[str]:
     """Re-reads every ETH entry's balance at the header's Ethereum height from `rpc_url` (a
-    node the verifier trusts), after checking the node is on the header's chain and block.
-    Returns report lines; raises AssetsInvalid on any difference. Token balances are not
-    re-read (the header names no token contracts): the report says so."""
+    node the verifier trusts), after checking the node is on the header's chain and block;
+    and every token entry whose asset code is `ERC20:<contract>` with balanceOf at that block.
+    Returns report lines; raises AssetsInvalid on any difference. Tokens under other codes
+    (the header names no contract for them) are not re-read: the report says so."""
     eth = next((c for c in header["chains"] if c["chain"] == "ethereum"), None)
     if eth is None:
         return ["ethereum: not in this snapshot"]
@@ -349,18 +351,30 @@ def reread_ethereum(doc, header: dict, rpc_url: str) -> list[str]:
     block = _eth_rpc(rpc_url, "eth_getBlockByNumber", [height, False])
     if not block or block.get("hash", "").lower() != "0x" + eth["block_hash"].lower():
         raise AssetsInvalid("node_block_mismatch", f"block {eth['height']} on the node is not {eth['block_hash']}")
-    checked, skipped = 0, set()
+    checked, tokens, skipped = 0, {}, set()
     for e in doc["addresses"]:
         if e["chain"] != "ethereum":
             continue
-        if e["asset"] != "ETH":
+        token = _ERC20_CODE_RE.fullmatch(e["asset"])
+        if e["asset"] == "ETH":
+            on_chain = int(_eth_rpc(rpc_url, "eth_getBalance", [e["address"], height]), 16)
+        elif token:  # the asset code names the contract: balanceOf(address) at the height
+            data = "0x70a08231" + bytes.fromhex(e["address"][2:]).rjust(32, b"\0").hex()
+            out = _eth_rpc(rpc_url, "eth_call", [{"to": token.group(1), "data": data}, height])
+            if not isinstance(out, str) or not re.fullmatch(r"0x[0-9a-fA-F]{64}", out):
+                raise AssetsInvalid("node_error", f"balanceOf on {token.group(1)} returned {out!r}")
+            on_chain = int(out, 16)
+        else:
             skipped.add(e["asset"])
             continue
-        on_chain = int(_eth_rpc(rpc_url, "eth_getBalance", [e["address"], height]), 16)
         if on_chain != int(e["balance"]):
-            raise AssetsInvalid("balance_differs_on_chain", f"{e['address']} holds {on_chain} at {eth['height']}, the file says {e['balance']}")
-        checked += 1
+            raise AssetsInvalid("balance_differs_on_chain", f"{e['address']} holds {on_chain} {e['asset']} at {eth['height']}, the file says {e['balance']}")
+        if token:
+            tokens[e["asset"]] = tokens.get(e["asset"], 0) + 1
+        else:
+            checked += 1
     lines = [f"valid: {checked} ETH balances re-read from the node at height {eth['height']}"]
+    lines += [f"valid: {n} {code} balances re-read from the node at height {eth['height']}" for code, n in sorted(tokens.items())]
     lines += [f"{code}: token balances not re-read (the header names no contract)" for code in sorted(skipped)]
     return lines
 

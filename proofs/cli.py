@@ -2,6 +2,8 @@
 
     custody reserves history --store DIR [--limit N]
     custody reserves export --store DIR --snapshot SID --out DIR [--account ID ...]
+    custody reserves init-key --config F      # the sealed Ed25519 snapshot key (api/reserves_root.py)
+    custody reserves snapshot --config F [--every-s N]   # the snapshot job: one tick, or every N s
 
 `export` writes header.json (signed), assets.json and proof-<account>.json, each checked by
 the reference verifier before it is written; verify them with `custody-verify` or the page
@@ -25,9 +27,20 @@ def add_arguments(parser) -> None:
     e.add_argument("--snapshot", required=True, help="snapshot id (hex)")
     e.add_argument("--out", required=True)
     e.add_argument("--account", action="append", default=[], help="an account to export the proof of (repeatable)")
+    k = sub.add_parser("init-key", help="create the node's sealed snapshot key (refuses to replace one)")
+    k.add_argument("--config", required=True, help="the node's TOML config with a [reserves] section")
+    s = sub.add_parser("snapshot", help="the snapshot job: take a snapshot if due, sign it with the cluster, announce it")
+    s.add_argument("--config", required=True, help="the node's TOML config with a [reserves] section")
+    s.add_argument("--every-s", type=int, default=0, help="keep running, one tick every N seconds (0: one tick)")
 
 
 def run(args) -> int:
+    if args.reserves_command in ("init-key", "snapshot"):
+        from api import reserves_root  # the composition root: store, chains, cluster
+
+        if args.reserves_command == "init-key":
+            return reserves_root.run_init_key(args.config)
+        return reserves_root.run_snapshot(args.config, args.every_s)
     from proofs import header as hdr
     from proofs import mst
     from proofs.snapshot import SnapshotStore

@@ -13,13 +13,16 @@ the reference verifier, and every reserves signature is verified against its add
 from __future__ import annotations
 
 import bisect
+import contextlib
 import datetime as dt
+import fcntl
 import json
 import os
 import pathlib
 import secrets as pysecrets
 import shutil
 import sqlite3
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +50,15 @@ def _rfc3339(now: dt.datetime) -> str:
     return now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _locked(method):
+    def wrapper(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    wrapper.__name__, wrapper.__doc__ = method.__name__, method.__doc__
+    return wrapper
+
+
 class SnapshotStore:
     """The snapshot history (SQLite, one row per snapshot, in order) and each snapshot's tree
     (a directory of .npy arrays, memory-mapped when a proof is drawn). Also keeps each
@@ -56,7 +68,9 @@ class SnapshotStore:
         self._trees: dict[str, tree.FastTree] = {}  # the latest loaded tree(s), for serving proofs
         self.path = pathlib.Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path / "snapshots.sqlite3", isolation_level=None, timeout=30)
+        # One connection shared by the API's worker threads, every use under the lock.
+        self._lock = threading.RLock()
+        self.db = sqlite3.connect(self.path / "snapshots.sqlite3", isolation_level=None, timeout=30, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(
@@ -76,10 +90,12 @@ class SnapshotStore:
             """
         )
 
+    @_locked
     def close(self):
         self.db.close()
 
     # --- proof secrets -------------------------------------------------------------------
+    @_locked
     def proof_secrets(self, account_ids: list[str]) -> np.ndarray:
         """(n, 32) secrets for the accounts, creating (and durably storing) missing ones."""
         have = {}
@@ -101,18 +117,21 @@ class SnapshotStore:
         return tree.secrets_array([bytes(have[a]) for a in account_ids])
 
     # --- history -------------------------------------------------------------------------
+    @_locked
     def latest(self) -> Published | None:
         row = self.db.execute(
             "SELECT seq, snapshot_id, signed_header, assets_doc FROM snapshots ORDER BY seq DESC LIMIT 1"
         ).fetchone()
         return self._published(row)
 
+    @_locked
     def get(self, snapshot_id: str) -> Published | None:
         row = self.db.execute(
             "SELECT seq, snapshot_id, signed_header, assets_doc FROM snapshots WHERE snapshot_id = ?", (snapshot_id,)
         ).fetchone()
         return self._published(row)
 
+    @_locked
     def history(self, limit: int = 100, before_seq: int | None = None) -> list[Published]:
         if not 1 <= limit <= limits.POR_SNAPSHOTS_LISTED_MAX:
             raise ValueError(f"limit must be in 1..{limits.POR_SNAPSHOTS_LISTED_MAX}")
@@ -128,10 +147,25 @@ class SnapshotStore:
             return None
         return Published(row[0], row[1], json.loads(row[2]), json.loads(row[3]))
 
+    @contextlib.contextmanager
+    def taking(self):
+        """Held while a snapshot is taken: one taker at a time per store, across processes
+        (an advisory lock on a file in the store). Raises SnapshotRefused when another holds it."""
+        with open(self.path / "taking.lock", "a+b") as f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise tree.SnapshotRefused("snapshot_in_progress", "another process is taking a snapshot") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
     def _tree_dir(self, snapshot_id: str) -> pathlib.Path:
         mst.parse_hex(snapshot_id, 16, "snapshot_id")
         return self.path / "trees" / snapshot_id
 
+    @_locked
     def append(self, t: tree.FastTree, signed_header: dict, assets_doc: dict) -> Published:
         """Writes the tree, then the history row (the row is what makes a snapshot exist)."""
         header = signed_header["header"]
@@ -164,6 +198,7 @@ class SnapshotStore:
             )
         return Published(cur.lastrowid, sid, signed_header, assets_doc)
 
+    @_locked
     def load_tree(self, snapshot_id: str) -> tree.FastTree:
         """The stored tree, memory-mapped; the last POR_TREES_CACHED stay loaded."""
         cached = self._trees.get(snapshot_id)
@@ -191,6 +226,7 @@ class SnapshotStore:
         t._leaves_by_account = None
         return t
 
+    @_locked
     def proof(self, snapshot_id: str, account_id: str) -> dict | None:
         """The account's user proof for a stored snapshot, or None if it was not in it."""
         if self.get(snapshot_id) is None:
@@ -250,25 +286,20 @@ def take_snapshot(
     root_hex = t.root_hash.hex()
     networks = {c.chain: c.network for c in frozen.chains}
     asset_chain = {a.code: a.chain for a in frozen.assets}
-    entries = []
+    funded = []
     for addr in sorted(reserves.funded_addresses(frozen.chains), key=lambda x: (x.chain, x.asset, x.address)):
         if addr.balance <= 0:
             continue
         if asset_chain.get(addr.asset) != addr.chain or addr.chain not in networks:
             raise tree.SnapshotRefused("reserves_asset_unknown", f"{addr.asset} on {addr.chain} is not in the snapshot")
-        for attempt in range(1, limits.POR_SIGN_ATTEMPTS_MAX + 1):
-            sig = signer.sign_reserves(addr.chain, addr.vault_id, addr.path, sid.hex(), root_hex)
-            encoded = ast.encode_signature(addr.chain, sig.r, sig.s, sig.recovery_id)
-            try:
-                ast.verify_address_signature(addr.chain, networks[addr.chain], addr.address, sid.hex(), root_hex, encoded)
-                break
-            except ast.AssetsInvalid as exc:
-                _log.warning("reserves_signature_rejected", address=addr.address, attempt=attempt, reason=exc.reason)
-                if attempt == limits.POR_SIGN_ATTEMPTS_MAX:
-                    raise tree.SnapshotRefused("reserves_signature_invalid", f"{addr.address}: {exc}") from None
-        entries.append(
-            {"chain": addr.chain, "asset": addr.asset, "address": addr.address, "balance": str(addr.balance), "signature": encoded}
-        )
+        funded.append(addr)
+    if len(funded) > limits.POR_ADDRESSES_MAX:
+        raise tree.SnapshotRefused("too_many_funded_addresses", f"{len(funded)} > {limits.POR_ADDRESSES_MAX}")
+    signatures = _sign_reserves(signer, funded, networks, sid.hex(), root_hex)
+    entries = [
+        {"chain": a.chain, "asset": a.asset, "address": a.address, "balance": str(a.balance), "signature": signatures[k]}
+        for k, a in enumerate(funded)
+    ]
     reserves_rows = []
     for code in codes:
         mine = [e for e in entries if e["asset"] == code]
@@ -301,6 +332,55 @@ def take_snapshot(
     _log.info("snapshot_published", snapshot=sid.hex(), seq=published.seq, accounts=len(ids), depth=t.depth,
               addresses=len(entries), clamped=clamped)
     return published
+
+
+def _sign_reserves(signer: ReservesSigner, funded: list, networks: dict, sid_hex: str, root_hex: str) -> list[str]:
+    """The encoded reserves signature of every funded address, each verified against its
+    address before use. A signer with `sign_reserves_many` (the cluster) gets one request per
+    (chain, vault) batch of distinct keys (an address holding ETH and a token signs once);
+    a signature that does not verify is asked for again alone, up to POR_SIGN_ATTEMPTS_MAX."""
+    by_key: dict[tuple, list[int]] = {}
+    for k, a in enumerate(funded):
+        by_key.setdefault((a.chain, a.vault_id, tuple(a.path), a.address), []).append(k)
+    keys = list(by_key)
+    got: dict[tuple, str] = {}
+    many = getattr(signer, "sign_reserves_many", None)
+    if many is not None:
+        groups: dict[tuple, list[tuple]] = {}
+        for key in keys:
+            groups.setdefault(key[:2], []).append(key)
+        for (chain, vault_id), members in groups.items():
+            for start in range(0, len(members), limits.POR_RESERVES_PATHS_PER_REQUEST_MAX):
+                batch = members[start : start + limits.POR_RESERVES_PATHS_PER_REQUEST_MAX]
+                sigs = many(chain, vault_id, [key[2] for key in batch], sid_hex, root_hex)
+                assert len(sigs) == len(batch), "one signature per path"
+                for key, sig in zip(batch, sigs):
+                    encoded = ast.encode_signature(chain, sig.r, sig.s, sig.recovery_id)
+                    try:
+                        ast.verify_address_signature(chain, networks[chain], key[3], sid_hex, root_hex, encoded)
+                        got[key] = encoded
+                    except ast.AssetsInvalid as exc:
+                        _log.warning("reserves_signature_rejected", address=key[3], attempt="batch", reason=exc.reason)
+    for key in keys:
+        if key in got:
+            continue
+        chain, vault_id, path, address = key
+        for attempt in range(1, limits.POR_SIGN_ATTEMPTS_MAX + 1):
+            sig = signer.sign_reserves(chain, vault_id, path, sid_hex, root_hex)
+            encoded = ast.encode_signature(chain, sig.r, sig.s, sig.recovery_id)
+            try:
+                ast.verify_address_signature(chain, networks[chain], address, sid_hex, root_hex, encoded)
+                got[key] = encoded
+                break
+            except ast.AssetsInvalid as exc:
+                _log.warning("reserves_signature_rejected", address=address, attempt=attempt, reason=exc.reason)
+                if attempt == limits.POR_SIGN_ATTEMPTS_MAX:
+                    raise tree.SnapshotRefused("reserves_signature_invalid", f"{address}: {exc}") from None
+    out = [""] * len(funded)
+    for key, ks in by_key.items():
+        for k in ks:
+            out[k] = got[key]
+    return out
 
 
 def snapshot_due(store: SnapshotStore, now: dt.datetime, interval_s: int) -> bool:

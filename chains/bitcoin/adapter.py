@@ -28,11 +28,13 @@ from node.ports import (
     TX_CONFIRMED,
     TX_MEMPOOL,
     TX_UNKNOWN,
+    ChainHeight,
     EcdsaSignature,
     FeeEstimate,
     InputKey,
     Path,
     Payment,
+    ReservesAddress,
     SignedTransaction,
     SigningDigest,
     TxStatus,
@@ -171,6 +173,41 @@ class BitcoinAdapter(Scanner):
     def balance(self, vault_id: str) -> int:
         with self.state.begin() as st:
             return sum(u.amount for u in st.unspent_utxos(vault_id))
+
+    # --- proof of reserves (node.ports.ReservesBalances) ------------------------------------
+    def reserves_height(self) -> ChainHeight:
+        """The block our scan has reached: what a snapshot freezes liabilities at (deposits are
+        credited by scanned height)."""
+        with self.state.begin() as st:
+            tip = st.tip()
+        if tip is None:
+            raise ChainError("not_scanned_yet")
+        return ChainHeight(self.chain, self.network, tip[0], tip[1])
+
+    def funded_addresses(self, chains: tuple[ChainHeight, ...]) -> list[ReservesAddress]:
+        """Every address of ours holding coins at the end of the snapshot's Bitcoin block, from
+        our own UTXO set (created at or below the height, not spent at or below it). Refuses
+        when our scan has not reached that block or the chain no longer has it there."""
+        at = [c for c in chains if c.chain == self.chain]
+        if not at:
+            return []
+        if len(at) != 1 or at[0].network != self.network:
+            raise ChainError("reserves_height_mismatch", f"{at} for bitcoin/{self.network}")
+        h = at[0]
+        with self.state.begin() as st:
+            tip = st.tip()
+            if tip is None or tip[0] < h.height:
+                raise ChainError("not_scanned_to_snapshot_height", f"scanned to {tip[0] if tip else -1}, snapshot at {h.height}")
+            stored = st.block_hash(h.height)
+            coins = st.utxos_at(h.height)
+        node_hash = self.rpc.call("getblockhash", h.height)
+        if node_hash != h.block_hash or (stored is not None and stored != h.block_hash):
+            raise ChainError("snapshot_block_reorged", f"block {h.height} is {node_hash}, the snapshot says {h.block_hash}")
+        per: dict[str, list] = {}
+        for c in coins:  # summed here in ints: SQL SUM over SQLite's TEXT amounts would be a float
+            entry = per.setdefault(c.address, [c.vault_id, c.path, 0])
+            entry[2] += c.amount
+        return [ReservesAddress(self.chain, "BTC", a, v, p, bal) for a, (v, p, bal) in sorted(per.items()) if bal > 0]
 
     def estimate_fee(self) -> FeeEstimate:
         """The node's estimate when it has one (bitcoind), else the configured rate (btcd has

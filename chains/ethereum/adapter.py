@@ -34,11 +34,13 @@ from node.ports import (
     TX_FAILED,
     TX_MEMPOOL,
     TX_UNKNOWN,
+    ChainHeight,
     EcdsaSignature,
     FeeEstimate,
     InputKey,
     Path,
     Payment,
+    ReservesAddress,
     SignedTransaction,
     SigningDigest,
     TxStatus,
@@ -227,6 +229,68 @@ class EthereumAdapter(Scanner):
         data = "0x70a08231" + bytes.fromhex(address[2:]).rjust(32, b"\0").hex()  # balanceOf(address)
         out = self._rpc(lambda: self.w3.eth.call({"to": contract, "data": data}))
         return int.from_bytes(bytes(out), "big")
+
+    def balance_at(self, address: str, asset: str, height: int) -> int:
+        """`balance` at the end of block `height` (eth_getBalance / balanceOf at that block)."""
+        contract = asset_contract(asset)
+        if contract is None:
+            return int(self._rpc(lambda: self.w3.eth.get_balance(address, block_identifier=height)))
+        data = "0x70a08231" + bytes.fromhex(address[2:]).rjust(32, b"\0").hex()  # balanceOf(address)
+        out = self._rpc(lambda: self.w3.eth.call({"to": contract, "data": data}, block_identifier=height))
+        return int.from_bytes(bytes(out), "big")
+
+    def _balances_batch(self, queries: list[tuple[str, str]], height: int) -> list[int]:
+        """(address, asset) balances at `height` in one JSON-RPC batch request."""
+        with self.w3.batch_requests() as batch:
+            for address, asset in queries:
+                contract = asset_contract(asset)
+                if contract is None:
+                    batch.add(self.w3.eth.get_balance(address, block_identifier=height))
+                else:
+                    data = "0x70a08231" + bytes.fromhex(address[2:]).rjust(32, b"\0").hex()
+                    batch.add(self.w3.eth.call({"to": contract, "data": data}, block_identifier=height))
+            results = batch.execute()
+        return [int(r) if isinstance(r, int) else int.from_bytes(bytes(r), "big") for r in results]
+
+    # --- proof of reserves (node.ports.ReservesBalances) ------------------------------------
+    def reserves_height(self) -> ChainHeight:
+        """The block our scan has reached (block hash without 0x, as the snapshot header has it)."""
+        with self.state.begin() as st:
+            tip = st.tip()
+        if tip is None:
+            raise ChainError("not_scanned_yet")
+        return ChainHeight(self.chain, self.network, tip[0], tip[1].removeprefix("0x"))
+
+    def funded_addresses(self, chains: tuple[ChainHeight, ...]) -> list[ReservesAddress]:
+        """Every address of ours holding ETH or a configured token at the snapshot's Ethereum
+        block, read from the node at that block number (after checking the node still has the
+        snapshot's block there)."""
+        at = [c for c in chains if c.chain == self.chain]
+        if not at:
+            return []
+        if len(at) != 1 or at[0].network != self.network:
+            raise ChainError("reserves_height_mismatch", f"{at} for ethereum/{self.network}")
+        h = at[0]
+        node_hash = _hex(self._rpc(lambda: self.w3.eth.get_block(h.height))["hash"])
+        if node_hash.removeprefix("0x") != h.block_hash.removeprefix("0x").lower():
+            raise ChainError("snapshot_block_reorged", f"block {h.height} is {node_hash}, the snapshot says {h.block_hash}")
+        with self.state.begin() as st:
+            watched = sorted(st.addresses().items())
+        assets = ["ETH"] + [f"ERC20:{t}" for t in self.tokens]
+        queries = [(address, vault_id, path, asset) for address, (vault_id, path, _role) in watched for asset in assets]
+        out = []
+        # JSON-RPC batches: a million addresses are a few thousand round trips, not millions.
+        for start in range(0, len(queries), limits.POR_ETH_BALANCES_PER_BATCH):
+            chunk = queries[start : start + limits.POR_ETH_BALANCES_PER_BATCH]
+            balances = self._rpc(lambda: self._balances_batch([(q[0], q[3]) for q in chunk], h.height))
+            assert len(balances) == len(chunk), "one answer per query"
+            for (address, vault_id, path, asset), bal in zip(chunk, balances):
+                if bal > 0:
+                    out.append(ReservesAddress(self.chain, asset, address, vault_id, path, bal))
+        after = _hex(self._rpc(lambda: self.w3.eth.get_block(h.height))["hash"])
+        if after != node_hash:  # a reorg while reading: the balances may mix two chains
+            raise ChainError("snapshot_block_reorged", f"block {h.height} changed while its balances were read")
+        return out
 
     def estimate_fee(self) -> FeeEstimate:
         """maxFeePerGas = 2 x the latest base fee + the node's suggested tip; the configured

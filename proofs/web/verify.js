@@ -81,6 +81,86 @@ const POR = (() => {
     return out;
   }
 
+  // --- JSON, as strict as proofs/mst.py load_json ----------------------------------------
+  // JSON.parse keeps the last of two equal keys and turns 1.0 into 1; a file the CLI refuses
+  // must not pass here. So: duplicate keys, fractions and exponents are `json_malformed`, and
+  // so are integers beyond 2^53 (the format writes large values as strings; no valid file has
+  // one, and a Number would silently round it). Nesting is bounded.
+  const JSON_DEPTH_MAX = 64;
+  function parseJson(text, maxBytes, name) {
+    const bytes = enc.encode(text).length;
+    if (bytes > maxBytes) throw new Invalid("file_too_large", `${name}: ${bytes} bytes, at most ${maxBytes}`);
+    let i = 0;
+    const bad = (why) => { throw new Invalid("json_malformed", `${name}: ${why} at character ${i}`); };
+    const ws = () => { while (i < text.length && " \t\n\r".includes(text[i])) i++; };
+    const STRING = /"(?:[^"\\\u0000-\u001f]|\\(?:["\\\/bfnrt]|u[0-9a-fA-F]{4}))*"/y;
+    const NUMBER = /-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/y;
+    function str() {
+      STRING.lastIndex = i;
+      const m = STRING.exec(text);
+      if (!m) bad("malformed string");
+      i = STRING.lastIndex;
+      return JSON.parse(m[0]);
+    }
+    function value(depth) {
+      if (depth > JSON_DEPTH_MAX) bad("nested too deeply");
+      ws();
+      const c = text[i];
+      if (c === "{") {
+        i++;
+        const obj = {};
+        const seen = new Set();
+        ws();
+        if (text[i] === "}") { i++; return obj; }
+        for (;;) {
+          ws();
+          if (text[i] !== '"') bad("expected a key");
+          const key = str();
+          if (seen.has(key)) bad(`duplicate key ${JSON.stringify(key)}`);
+          seen.add(key);
+          ws();
+          if (text[i] !== ":") bad("expected ':'");
+          i++;
+          // defineProperty: a "__proto__" key stays a plain own property, as with JSON.parse
+          Object.defineProperty(obj, key, { value: value(depth + 1), enumerable: true, writable: true, configurable: true });
+          ws();
+          if (text[i] === ",") { i++; continue; }
+          if (text[i] === "}") { i++; return obj; }
+          bad("expected ',' or '}'");
+        }
+      }
+      if (c === "[") {
+        i++;
+        const arr = [];
+        ws();
+        if (text[i] === "]") { i++; return arr; }
+        for (;;) {
+          arr.push(value(depth + 1));
+          ws();
+          if (text[i] === ",") { i++; continue; }
+          if (text[i] === "]") { i++; return arr; }
+          bad("expected ',' or ']'");
+        }
+      }
+      if (c === '"') return str();
+      for (const [word, v] of [["true", true], ["false", false], ["null", null]]) {
+        if (text.startsWith(word, i)) { i += word.length; return v; }
+      }
+      NUMBER.lastIndex = i;
+      const m = NUMBER.exec(text);
+      if (!m || m[0] === "-") bad("unexpected character");
+      if (m[1] !== undefined || m[2] !== undefined) bad(`non-integer number ${m[0]}`);
+      const n = Number(m[0]);
+      if (!Number.isSafeInteger(n)) bad(`integer ${m[0]} beyond 2^53 (large values are decimal strings)`);
+      i = NUMBER.lastIndex;
+      return n;
+    }
+    const out = value(0);
+    ws();
+    if (i !== text.length) bad("trailing content");
+    return out;
+  }
+
   // --- hashes (WebCrypto) ---------------------------------------------------------------
   const sha256 = async (data) => new Uint8Array(await subtle.digest("SHA-256", data));
   async function hmac(key, data) {
@@ -505,7 +585,10 @@ const POR = (() => {
     return lines;
   }
 
-  return { Invalid, verifyAll, verifyUserProof, verifySignedHeader, verifyAssets, keccak256, ripemd160, segwitV0Address, toHex, fromHex, jcs };
+  // File size limits: the CLI's (node/limits.py POR_*_FILE_BYTES_MAX).
+  const FILE_BYTES_MAX = { proof: 1 << 20, header: 1 << 16, prev: 1 << 16, assets: 64 << 20 };
+  return { Invalid, verifyAll, verifyUserProof, verifySignedHeader, verifyAssets, keccak256, ripemd160, segwitV0Address, toHex, fromHex, jcs,
+           parseJson, FILE_BYTES_MAX };
 })();
 
 // --- the page -----------------------------------------------------------------------------------
@@ -514,8 +597,12 @@ if (typeof document !== "undefined") {
   const readJson = async (input) => {
     const file = input.files && input.files[0];
     if (!file) return undefined;
-    if (file.size > 64 * 1024 * 1024) throw new POR.Invalid("file_too_large", file.name);
-    try { return JSON.parse(await file.text()); } catch (e) { throw new POR.Invalid("json_malformed", `${file.name}: ${e.message}`); }
+    const max = POR.FILE_BYTES_MAX[input.id];
+    if (file.size > max) throw new POR.Invalid("file_too_large", `${file.name}: ${file.size} bytes, at most ${max}`);
+    let text;
+    try { text = new TextDecoder("utf-8", { fatal: true }).decode(await file.arrayBuffer()); }
+    catch (e) { throw new POR.Invalid("json_malformed", `${file.name}: not UTF-8`); }
+    return POR.parseJson(text, max, file.name);
   };
   const show = (status, reason, lines) => {
     const out = $("result");

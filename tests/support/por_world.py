@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import pathlib
+import re
 from dataclasses import dataclass
 
 import coincurve
@@ -163,3 +164,38 @@ TAMPER_CASES = [
     ("assets_balance_inflated", "assets", _set(["assets", "addresses", 0, "balance"], lambda v: str(int(v) + 1)), "reserves_mismatch"),
     ("assets_address_repeated", "assets", lambda d: d["assets"]["addresses"].append(dict(d["assets"]["addresses"][0])), "address_repeated"),
 ]
+
+
+# --- tampering of the JSON text itself: what a lenient parser would let through --------------
+# (name, which file, edit(text) -> text, reason). Files are written with json.dumps' default
+# separators (", " and ": "). JSON.parse keeps the last of two equal keys and reads 21.0 as
+# 21; both verifiers must refuse such files as the reference does.
+
+
+def _dup(key: str, first: str):
+    def edit(text: str) -> str:
+        needle = f'"{key}": '
+        assert needle in text, needle
+        return text.replace(needle, f'"{key}": {first}, "{key}": ', 1)
+
+    return edit
+
+
+RAW_TAMPER_CASES = [
+    ("duplicate_key_in_proof", "proof", _dup("depth", "2"), "json_malformed"),
+    ("duplicate_key_in_header", "header", _dup("prev", '"00"'), "json_malformed"),
+    ("duplicate_key_in_assets", "assets", _dup("snapshot_id", '"00"'), "json_malformed"),
+    ("fraction_in_proof", "proof", lambda t: re.sub(r'"depth": ([0-9]+)', r'"depth": \1.0', t, count=1), "json_malformed"),
+    ("exponent_in_proof", "proof", lambda t: re.sub(r'"index": ([0-9]+)', r'"index": \1e0', t, count=1), "json_malformed"),
+    ("trailing_content", "proof", lambda t: t + " {}", "json_malformed"),
+]
+
+
+def raw_tampered(files: dict, kind: str, edit, out_dir: pathlib.Path) -> dict[str, pathlib.Path]:
+    """Copies of `files` as json.dumps text with `edit` applied to the `kind` file."""
+    out = {}
+    for k in ("proof", "header", "assets"):
+        text = json.dumps(json.loads(files[k].read_text()))
+        out[k] = out_dir / f"raw-{k}.json"
+        out[k].write_text(edit(text) if k == kind else text)
+    return out

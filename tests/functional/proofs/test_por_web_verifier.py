@@ -61,6 +61,22 @@ def test_tampered_files_are_rejected(page, world, tmp_path, name, kind, mutate, 
     assert (status, got) == ("invalid", reason), details
 
 
+@pytest.mark.parametrize("name, kind, edit, reason", W.RAW_TAMPER_CASES, ids=[c[0] for c in W.RAW_TAMPER_CASES])
+def test_json_text_tampering_is_rejected(page, world, tmp_path, name, kind, edit, reason):
+    out = W.raw_tampered(world.write_files(), kind, edit, tmp_path)
+    chosen = {"proof": {"proof": out["proof"]}, "header": {"header": out["header"]},
+              "assets": {"header": out["header"], "assets": out["assets"]}}[kind]
+    status, got, details = verify(page, chosen, world.public_key_hex)
+    assert (status, got) == ("invalid", reason), details
+
+
+def test_oversized_file_is_rejected(page, world, tmp_path):
+    big = tmp_path / "big-header.json"
+    big.write_text(json.dumps(world.published.signed_header) + " " * (1 << 16))
+    status, got, details = verify(page, {"header": big}, world.public_key_hex)
+    assert (status, got) == ("invalid", "file_too_large"), details
+
+
 def test_header_chain_and_wrong_pinned_key(page, world, tmp_path):
     wallets = W.TestKeyWallets(W.HOLDINGS)
     second_world = W.snapshot.take_snapshot(

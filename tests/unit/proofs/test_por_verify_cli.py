@@ -60,6 +60,14 @@ def test_tampered_files_are_rejected(world, tmp_path, name, kind, mutate, reason
     assert r.stdout == ""
 
 
+@pytest.mark.parametrize("name, kind, edit, reason", W.RAW_TAMPER_CASES, ids=[c[0] for c in W.RAW_TAMPER_CASES])
+def test_json_text_tampering_is_rejected(world, tmp_path, name, kind, edit, reason):
+    out = W.raw_tampered(world.write_files(), kind, edit, tmp_path)
+    r = run(*_args(kind, out, world.public_key_hex))
+    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+    assert r.stderr.startswith(f"invalid: {reason}"), r.stderr
+
+
 def test_vector_proofs_verify_with_the_cli(vector, tmp_path):
     for account, proof in vector["expected"]["proofs"].items():
         p = tmp_path / f"{account}.json"
