@@ -117,6 +117,10 @@ class _Admission:
         self.done = True
 
 
+# Dependencies that only read the request or the app (no I/O, no state): a GET using only
+# these can be admitted in its endpoint's hop.
+_INERT_DEPENDENCIES = {ctx_of}
+
 # Set by SignedRoute's handler for a GET whose admission rides on the endpoint's worker hop.
 _DEFERRED: contextvars.ContextVar[_Admission | None] = contextvars.ContextVar("custody_deferred_admission", default=None)
 
@@ -159,7 +163,11 @@ class SignedRoute(APIRoute):
         assert required is not None, f"route {self.path} must declare its scope with openapi_extra=scope(...)"
         # A GET to a plain `def` endpoint has no body and no Idempotency-Key: its admission can
         # ride on the endpoint's worker hop. Anything else is admitted here, before route code.
-        can_defer = getattr(self.endpoint, "custody_one_hop", False)
+        # Only when its dependencies are known to be inert (run before the admission, they must
+        # not touch state): any other dependency and the route is admitted here, the safe way.
+        can_defer = getattr(self.endpoint, "custody_one_hop", False) and all(
+            d.call in _INERT_DEPENDENCIES for d in self.dependant.dependencies
+        )
 
         async def run_inner(request: Request) -> Response:
             try:

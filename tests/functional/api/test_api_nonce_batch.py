@@ -103,3 +103,31 @@ def test_signed_get_replay_is_401_even_with_invalid_parameters(api):
         assert first.status_code in (200, 422), first.text
         assert "RateLimit-Limit" in first.headers, f"rate headers on {path}"
         assert_problem(api.http.get(path, headers=headers), 401, "nonce_reused")
+
+
+def test_a_get_with_a_stateful_dependency_is_admitted_before_the_dependency_runs(api):
+    """Only inert dependencies (ctx_of) may run before a GET's admission; a route with any
+    other dependency is admitted first, so a replay never reaches it."""
+    from fastapi import APIRouter, Depends
+
+    from api.app import include_flat
+    from api.routing import SignedRoute, scope
+
+    calls = []
+
+    def stateful(request=None):
+        calls.append(1)
+        return len(calls)
+
+    router = APIRouter(prefix="/v1/test", route_class=SignedRoute)
+
+    @router.get("/stateful", openapi_extra=scope("read"))
+    def stateful_route(n: int = Depends(stateful)) -> dict:
+        return {"n": n}
+
+    include_flat(api.app, router)
+    admin = api.key(["read"])
+    headers, _ = signed(admin, "GET", "/v1/test/stateful")
+    assert_eq(api.http.get("/v1/test/stateful", headers=headers).json(), {"n": 1}, "first request")
+    assert_problem(api.http.get("/v1/test/stateful", headers=headers), 401, "nonce_reused")
+    assert_eq(len(calls), 1, "the dependency's runs (the replay never reached it)")
