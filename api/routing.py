@@ -1,9 +1,16 @@
 """`SignedRoute`: every /v1 route that needs a key is one of these.
 
-Before any of the route's own code runs (dependencies, body parsing, the endpoint), the
-wrapper reads the raw body (bounded), authenticates the signed request, takes a rate-limit
-token, checks the route's scope, and for a POST with an Idempotency-Key either replays the
-stored response or claims the key. Refusals are problem documents; nothing was executed.
+Before any of the route's own code with effects runs, the wrapper reads the raw body
+(bounded), authenticates the signed request (steps 1-4 on the event loop), records its nonce
+(step 5), takes a rate-limit token, checks the route's scope, and for a POST with an
+Idempotency-Key either replays the stored response or claims the key. Refusals are problem
+documents; nothing was executed.
+
+One hop per request: a GET to a plain `def` endpoint whose dependencies are inert (`ctx_of`)
+is admitted — nonce, rate limit, scope — in the endpoint's own worker-thread hop, just before
+the endpoint (FastAPI has validated its path and query parameters by then, which touches
+nothing; if they are refused the request is still admitted first, so a replay is 401 as
+ever). Every other request is admitted here, before its dependencies and body parsing.
 
 A route declares its scope with `openapi_extra=scope("read")` (shown in the OpenAPI document
 as `x-scope`); `scope(None)` admits any valid key.
