@@ -318,7 +318,10 @@ custody dev: the node's API is starting.
   database       {url}
 {vault_lines}{chain_lines}
   export CUSTODY_API_URL={api_url} CUSTODY_API_KEY_ID={info['id']} CUSTODY_API_PRIVATE_KEY={info['private_key']}
-  .venv/bin/custody balances <sub-account>
+  .venv/bin/custody call POST /v1/customers '{{"id": "acme", "name": "Acme Ltd"}}'
+  .venv/bin/custody call POST /v1/customers/acme/sub-accounts '{{"name": "main"}}'
+  .venv/bin/custody balances acme.main
+  The whole walkthrough (webhooks, funding): README.md, "### Walkthrough".
 
   Threshold keygen + signing demo in one process: .venv/bin/custody demo
 """,
