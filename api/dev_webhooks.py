@@ -26,6 +26,8 @@ def make_server(host: str, port: int, secret: str, out=sys.stdout) -> ThreadingH
     seen: dict[str, None] = {}
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = limits.DEV_WEBHOOK_READ_TIMEOUT_S  # a silent client never holds a thread for long
+
         def log_message(self, *_a):
             pass
 

@@ -165,6 +165,7 @@ DEV_FUND_BTC_SATS_MAX = 50 * 100_000_000  # one faucet payment
 DEV_FUND_ETH_WEI_MAX = 1_000 * 10**18
 DEV_MINE_BLOCKS_MAX = 1_000  # blocks mined by one dev command
 DEV_WEBHOOK_BODY_BYTES_MAX = 1024 * 1024  # the dev webhook receiver's request bodies
+DEV_WEBHOOK_READ_TIMEOUT_S = 10  # the dev webhook receiver's socket reads
 # --- proof of reserves (proofs/) ---------------------------------------------------------
 POR_ASSETS_MAX = 64  # assets in one snapshot (balance vector width)
 POR_DEPTH_MAX = 32  # tree depth: 2^32 leaves, far above any customer count
