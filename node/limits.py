@@ -190,6 +190,12 @@ POR_OWNER_ROWS_MAX = 100  # journal rows read to find which API client created a
 POR_OWNERS_CACHED_MAX = 100_000  # customer -> owning client entries the API keeps
 POR_ETH_BALANCES_PER_BATCH = 100  # balance reads at the snapshot block in one JSON-RPC batch
 
+# --- deposits and sweeps (node/deposits.py) -----------------------------------------------
+DEPOSITS_SYNC_BATCH_MAX = 256  # deposit changes one sync pass books (one store write)
+DEPOSITS_PAGE_MAX = 500  # rows per listing of deposit addresses / deposits
+DEPOSITS_ADDRESSES_PER_SUB_ACCOUNT_MAX = 1_000  # deposit addresses one sub-account may hold per chain family
+DEPOSITS_ISSUE_ATTEMPTS_MAX = 8  # tries at the next index when two issuers race for it
+DEPOSITS_SWEEPS_PER_PASS_MAX = 16  # sweeps (and gas top-ups) one sweeper pass submits
 # --- relations ---------------------------------------------------------------------------
 assert DEV_KEYGEN_DEADLINE_S > DEV_PEER_READY_DEADLINE_S > DEV_POLL_S
 assert DEV_CHAIN_READY_DEADLINE_S > DEV_CHAIN_RPC_TIMEOUT_S > DEV_CHAIN_POLL_S
@@ -242,3 +248,7 @@ assert WITHDRAWAL_APPROVALS_MAX <= CLUSTER_APPROVALS_MAX, "the node never sends 
 assert RISK_WINDOW_DAY_S < RISK_WINDOW_MONTH_S
 assert WITHDRAWAL_LIST_MAX <= LEDGER_PAGE_MAX
 assert WITHDRAWAL_STUCK_AGE_S > WITHDRAWAL_WORKER_POLL_S, "a transaction gets at least one pass before it counts as stuck"
+# deposits
+assert DEPOSITS_PAGE_MAX <= LEDGER_PAGE_MAX
+assert DEPOSITS_SYNC_BATCH_MAX * 3 <= LEDGER_BATCH_EVENTS_MAX, "a sync batch books at most 3 transfers per deposit"
+assert DEPOSITS_SWEEPS_PER_PASS_MAX <= WITHDRAWAL_BATCH_MAX

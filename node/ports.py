@@ -195,6 +195,17 @@ class ScanResult:
     events: tuple[DepositEvent, ...]
 
 
+@runtime_checkable
+class DepositSource(Protocol):
+    """The deposits a chain adapter has stored (every status, every epoch): what the node's
+    crediting reads after `scan()`, level-triggered, so nothing depends on one scan's events."""
+
+    chain: str
+    network: str
+
+    def deposits(self) -> list[Deposit]: ...
+
+
 @dataclass(frozen=True)
 class SignedTransaction:
     chain: str

@@ -9,6 +9,7 @@ what the wallets hold in the books (the chain side comes from the chain adapters
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -31,6 +32,38 @@ class Wallet:
     kind: str  # hot | cold | deposit
     address: str | None
     account_id: int
+
+
+def deposit_wallet_id(vault_id: str, asset: str) -> str:
+    """The one deposit wallet per (vault, asset) that books what the vault's deposit addresses
+    hold of `asset` (readable when it fits the 64-character id, else hashed)."""
+    wid = f"deposit:{vault_id}:{asset}"
+    if len(wid) <= 64:
+        return wid
+    return "deposit:" + hashlib.sha256(f"{vault_id}\0{asset}".encode()).hexdigest()[:48]
+
+
+def deposit_wallet_account(conn, vault_id: str, asset: str) -> int | None:
+    r = conn.execute(select(wallets.c.account_id).where(wallets.c.id == deposit_wallet_id(vault_id, asset))).first()
+    return None if r is None else r.account_id
+
+
+def ensure_deposit_wallet(ledger: Ledger, tx: WriteTx, vault_id: str, asset: str, body: dict) -> int:
+    """Inside a write: the deposit wallet's account of (vault, asset), created on first use."""
+    found = deposit_wallet_account(tx.conn, vault_id, asset)
+    if found is not None:
+        return found
+    kind = AccountKind.DEPOSIT_WALLET.value
+    out, created = ledger.apply_accounts(tx, [AccountCreate(ledger=asset, kind=kind, flags=KIND_FLAGS[kind], owner=deposit_wallet_id(vault_id, asset))])
+    result, account_id = out[0]
+    if result is not AccountResult.ok:
+        raise LedgerError(result, f"deposit wallet of {vault_id} in {asset}")
+    wid = deposit_wallet_id(vault_id, asset)
+    tx.conn.execute(wallets.insert(), {"id": wid, "vault_id": vault_id, "asset": asset, "kind": "deposit", "address": None,
+                                       "account_id": account_id, "created_at_ns": tx.next_timestamp_ns()})
+    body.setdefault("accounts", []).extend(created["accounts"])
+    body.setdefault("wallets", []).append({"id": wid, "vault_id": vault_id, "asset": asset, "kind": "deposit", "account_id": account_id})
+    return account_id
 
 
 class Wallets:

@@ -34,6 +34,7 @@ from node.ledger import AccountKind, Ledger, LedgerError, TransferCreate, Transf
 from node.ports import Approval, InputKey, Payment, UnsignedTransaction, Vault, WithdrawalIntent
 from node.store import WriteTx
 from node.store.models import sub_accounts, wallets
+from node.wallets import ensure_deposit_wallet
 from node.store.withdrawal_models import (address_whitelist, risk_policies, risk_profiles, vaults, withdrawal_approvals,
                                           withdrawals)
 
@@ -73,6 +74,7 @@ INTERNAL_KINDS = (KIND_REBALANCE, KIND_REFILL, KIND_SWEEP)
 # (0, i), bitcoin change under (1, i); the vault's own wallet address (the hot wallet's
 # ethereum sender, the receive address of sweeps and rebalances) is VAULT_WALLET_PATH.
 VAULT_WALLET_PATH = (2, 0)
+DEPOSIT_BRANCH = 0
 
 ETH_ASSETS_PREFIX = "ERC20:"
 
@@ -367,7 +369,9 @@ class Withdrawals:
         return self.customers._ensure_account(tx, owner, asset, kind, body)
 
     def wallet_account(self, conn, vault_id: str, asset: str) -> int:
-        r = conn.execute(select(wallets.c.account_id).where(and_(wallets.c.vault_id == vault_id, wallets.c.asset == asset))
+        # The vault's own wallet (hot or cold), never its deposit wallet (node/deposits.py books that one).
+        r = conn.execute(select(wallets.c.account_id).where(and_(wallets.c.vault_id == vault_id, wallets.c.asset == asset,
+                                                                 wallets.c.kind != "deposit"))
                          .order_by(wallets.c.id)).first()
         if r is None:
             raise WithdrawalError("wallet_not_found", f"{vault_id} {asset}")
@@ -515,6 +519,7 @@ class Withdrawals:
 
         def build(tx: WriteTx, body: dict):
             src = self.wallet_account(tx.conn, w.vault_id, w.asset)
+            fee_src_vault_wallet = True
             ev = []
             if w.kind == KIND_WITHDRAWAL:
                 clearing = self._account(tx, SYSTEM_OWNER, w.asset, AccountKind.WITHDRAWAL_CLEARING.value, body)
@@ -523,10 +528,21 @@ class Withdrawals:
             else:
                 assert dest_vault_id is not None, "an internal movement names the vault it pays"
                 dst = self.wallet_account(tx.conn, dest_vault_id, w.asset)
+                if w.kind == KIND_SWEEP:
+                    # Sweeps move between a vault's deposit addresses and its own wallet: from a
+                    # deposit address (deposit wallet -> vault wallet, the deposit address pays the
+                    # fee) or a gas top-up to one (vault wallet -> deposit wallet).
+                    own = w.intent.own_destination_paths
+                    if w.source_path[:1] == (DEPOSIT_BRANCH,):
+                        src = ensure_deposit_wallet(self.ledger, tx, w.vault_id, w.asset, body)
+                        fee_src_vault_wallet = False
+                    if own and own[0][:1] == (DEPOSIT_BRANCH,):
+                        dst = ensure_deposit_wallet(self.ledger, tx, w.vault_id, w.asset, body)
                 ev.append(TransferCreate(f"{w.id}:move", dst, src, w.amount, w.asset, CODE_SWEEP, user_data=w.txid))
             if fee_paid:
                 fees = self._account(tx, SYSTEM_OWNER, fee_asset, AccountKind.NETWORK_FEES.value, body)
-                fee_src = self.wallet_account(tx.conn, w.vault_id, fee_asset)
+                fee_src = (self.wallet_account(tx.conn, w.vault_id, fee_asset) if fee_src_vault_wallet
+                           else ensure_deposit_wallet(self.ledger, tx, w.vault_id, fee_asset, body))
                 ev.append(TransferCreate(f"{w.id}:fee", fees, fee_src, fee_paid, fee_asset, CODE_NETWORK_FEE, user_data=w.txid))
             return ev
 

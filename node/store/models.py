@@ -195,3 +195,6 @@ from node.store import api_models  # noqa: E402,F401
 
 # Withdrawals, risk and approvals (migration 0003_withdrawals).
 from node.store import withdrawal_models  # noqa: E402,F401
+
+# Deposit addresses and deposits (migration 0005_deposits).
+from node.store import deposit_models  # noqa: E402,F401

@@ -1,0 +1,436 @@
+"""Crypto deposits: deposit addresses for customer sub-accounts, crediting what the chain
+adapters saw, and sweeping deposit addresses to the hot wallet.
+
+Addresses. `issue_address(sub_account_id, asset)` gives the sub-account a fresh address of the
+hot vault: the non-hardened child (DEPOSIT_BRANCH, i) with one counter i per (vault, chain),
+registered with the chain adapter (which then reports payments to it) and recorded here before
+it is returned. On ethereum one address receives ETH and every token (family "ETH").
+
+Crediting is level-triggered: `sync(adapter)` reads the adapter's stored deposits (not the
+events of one scan, so a crash between scan and sync loses nothing) and makes the ledger agree,
+in one write per batch with the webhook events (the transactional outbox):
+
+    first sight            pending transfer deposit clearing -> customer      deposit.pending
+    at the asset's depth   post it; deposit wallet <- clearing (what we hold)  deposit.credited
+    reorg before depth     void it                                             deposit.voided
+    reorg after credit     flag `reversal_needed` for staff, journaled;        deposit.reorged
+                           the customer is never debited silently
+
+Transfer ids derive from the deposit (chain, network, chain deposit id, epoch), so a second
+sync can only ever meet `exists`. Payments to addresses not issued here (vault wallets,
+change) are not customer credits.
+
+Sweeps (`Sweeper`): a deposit address whose credited, unswept funds reach the asset's minimum
+is swept to the hot vault's wallet address through the withdrawal pipeline (kind "sweep":
+every signer peer checks that it pays our own address). An ERC-20 address first gets gas from
+the gas station (a top-up, also a sweep-kind movement), then the token sweep once the top-up
+completed. One movement in flight per address. The ledger books sweeps wallet to wallet
+(node.withdrawals.Withdrawals.completion_events): deposit wallet -> hot wallet, the fee to
+network fees, so liabilities, books and chain still agree to the unit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from sqlalchemy import and_, func, select
+
+from node import limits, webhooks
+from node.customers import CODE_DEPOSIT, SYSTEM_OWNER, Customers
+from node.ledger import AccountKind, Ledger, LedgerError, TransferCreate, TransferFlags, TransferResult
+from node.log import get as get_log
+from node.ports import (DEPOSIT_CREDITED, DEPOSIT_PENDING, DEPOSIT_REORGED_AFTER_CREDIT, DEPOSIT_VOIDED, Deposit,
+                        DepositSource, Path)
+from node.store import WriteTx
+from node.store.deposit_models import deposit_addresses, deposits
+from node.store.models import ledgers, sub_accounts
+from node.wallets import ensure_deposit_wallet
+from node.withdrawals import DEPOSIT_BRANCH as wd_DEPOSIT_BRANCH
+
+log = get_log("node.deposits")
+
+DEPOSIT_BRANCH = wd_DEPOSIT_BRANCH  # deposit addresses: (0, i) below the vault's group key
+REVIEW_REVERSAL_NEEDED = "reversal_needed"
+STATUSES = (DEPOSIT_PENDING, DEPOSIT_CREDITED, DEPOSIT_VOIDED, DEPOSIT_REORGED_AFTER_CREDIT)
+ERC20_PREFIX = "ERC20:"
+
+
+def family_of(asset: str) -> tuple[str, str]:
+    """(chain, address family) of an asset: BTC on bitcoin; ETH and ERC-20 tokens on ethereum."""
+    if asset == "BTC":
+        return "bitcoin", "BTC"
+    if asset == "ETH" or (asset.startswith(ERC20_PREFIX) and len(asset) > len(ERC20_PREFIX)):
+        return "ethereum", "ETH"
+    raise DepositError("asset_not_supported", asset)
+
+
+def deposit_record_id(chain: str, network: str, chain_deposit_id: str, epoch: int) -> str:
+    """The deposit's id, also its pending transfer's id (<= 44 chars, so suffixes fit 64)."""
+    h = hashlib.sha256(f"custody-deposit-v1\0{chain}\0{network}\0{chain_deposit_id}\0{epoch}".encode()).hexdigest()
+    return "dep_" + h[:40]
+
+
+class DepositError(Exception):
+    """An expected refusal named as a sentence (`sub_account_not_found`, ...); nothing changed."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class DepositAddress:
+    id: str
+    seq: int
+    sub_account_id: str
+    client_id: str | None
+    chain: str
+    network: str
+    family: str  # BTC | ETH (one ethereum address receives ETH and every token)
+    vault_id: str
+    path: Path
+    address: str
+    created_at_ns: int
+
+    def public(self) -> dict:
+        return {"id": self.id, "sub_account_id": self.sub_account_id, "chain": self.chain, "network": self.network,
+                "assets": self.family, "address": self.address, "created_at_ns": self.created_at_ns}
+
+
+@dataclass(frozen=True)
+class DepositRecord:
+    id: str
+    seq: int
+    chain: str
+    network: str
+    chain_deposit_id: str
+    epoch: int
+    asset: str
+    txid: str
+    address: str
+    address_id: str
+    sub_account_id: str
+    vault_id: str
+    amount: int
+    block_height: int
+    block_hash: str
+    status: str
+    review: str | None
+    swept_by: str | None
+    created_at_ns: int
+    updated_at_ns: int
+
+    def public(self) -> dict:
+        return {"id": self.id, "sub_account_id": self.sub_account_id, "address_id": self.address_id,
+                "address": self.address, "chain": self.chain, "network": self.network, "asset": self.asset,
+                "amount": str(self.amount), "txid": self.txid, "chain_deposit_id": self.chain_deposit_id,
+                "epoch": self.epoch, "block_height": self.block_height, "status": self.status, "review": self.review,
+                "created_at_ns": self.created_at_ns, "updated_at_ns": self.updated_at_ns}
+
+
+@dataclass
+class SyncReport:
+    """What one sync pass booked. `more`: changes were left for the next pass (batch bound)."""
+
+    pending: int = 0
+    credited: int = 0
+    voided: int = 0
+    flagged: int = 0
+    skipped: int = 0  # deposits to addresses not issued here, or in assets without a ledger
+    more: bool = False
+    changed: list[str] = field(default_factory=list)  # deposit ids, in booking order
+
+    @property
+    def total(self) -> int:
+        return self.pending + self.credited + self.voided + self.flagged
+
+
+def _address(r) -> DepositAddress:
+    return DepositAddress(r.id, r.seq, r.sub_account_id, r.client_id, r.chain, r.network, r.family, r.vault_id,
+                          (DEPOSIT_BRANCH, int(r.path_index)), r.address, r.created_at_ns)
+
+
+def _record(r) -> DepositRecord:
+    return DepositRecord(r.id, r.seq, r.chain, r.network, r.chain_deposit_id, r.epoch, r.asset, r.txid, r.address,
+                         r.address_id, r.sub_account_id, r.vault_id, int(r.amount), r.block_height, r.block_hash, r.status,
+                         r.review, r.swept_by, r.created_at_ns, r.updated_at_ns)
+
+
+def _check_page(after_seq, limit) -> None:
+    if type(after_seq) is not int or after_seq < 0:
+        raise DepositError("after_seq_invalid", "a non-negative integer")
+    if type(limit) is not int or not 1 <= limit <= limits.DEPOSITS_PAGE_MAX:
+        raise DepositError("limit_out_of_range", f"1..{limits.DEPOSITS_PAGE_MAX}")
+
+
+class Deposits:
+    """`chains`: chain -> its adapter (needs `network` and `address(vault_id, path)`);
+    `vault_id`: the hot vault whose children are the deposit addresses."""
+
+    def __init__(self, ledger: Ledger, chains: dict, *, vault_id: str):
+        self.ledger = ledger
+        self.store = ledger.store
+        self.customers = Customers(ledger)
+        self.chains = chains
+        self.vault_id = vault_id
+
+    # ---------------------------------------------------------------- addresses
+    def issue_address(self, sub_account_id: str, asset: str, *, client_id: str | None = None,
+                      actor: str) -> DepositAddress:
+        """A fresh deposit address for the sub-account, receiving `asset` (and on ethereum every
+        other ethereum asset too). Refusals, in order: asset_not_supported, chain_not_configured,
+        sub_account_not_found, ledger_not_found, addresses_at_max."""
+        if not isinstance(asset, str) or not 1 <= len(asset) <= 64:
+            raise DepositError("asset_not_supported", repr(asset)[:80])
+        chain, family = family_of(asset)
+        adapter = self.chains.get(chain)
+        if adapter is None:
+            raise DepositError("chain_not_configured", chain)
+        if not isinstance(sub_account_id, str) or not 1 <= len(sub_account_id) <= limits.LEDGER_ID_CHARS_MAX:
+            raise DepositError("sub_account_not_found", repr(sub_account_id)[:80])
+        with self.store.reading() as conn:
+            self._check_issue(conn, sub_account_id, asset, chain, family)
+            index = self._next_index(conn, chain)
+        for _ in range(limits.DEPOSITS_ISSUE_ATTEMPTS_MAX):
+            path = (DEPOSIT_BRANCH, index)
+            # The adapter records the address for scanning first (its own store): a crash before
+            # our row commits leaves a watched address no one owns, and the index is reused.
+            address = adapter.address(self.vault_id, path)
+            out = self._record_address(sub_account_id, client_id, chain, adapter.network, family, index, address, asset, actor)
+            if out is not None:
+                log.info("deposit_address_issued", sub_account=sub_account_id, chain=chain, index=index, address=address)
+                return out
+            index += 1  # another issuer took it meanwhile
+        raise DepositError("address_index_contended", f"{self.vault_id} {chain}")
+
+    def _check_issue(self, conn, sub_account_id: str, asset: str, chain: str, family: str) -> None:
+        if conn.execute(select(sub_accounts.c.id).where(sub_accounts.c.id == sub_account_id)).first() is None:
+            raise DepositError("sub_account_not_found", sub_account_id)
+        if conn.execute(select(ledgers.c.asset).where(ledgers.c.asset == asset)).first() is None:
+            raise DepositError("ledger_not_found", asset)
+        n = conn.execute(select(func.count()).select_from(deposit_addresses).where(and_(
+            deposit_addresses.c.sub_account_id == sub_account_id, deposit_addresses.c.chain == chain))).scalar_one()
+        if n >= limits.DEPOSITS_ADDRESSES_PER_SUB_ACCOUNT_MAX:
+            raise DepositError("addresses_at_max", f"{sub_account_id} has {n} {family} deposit addresses")
+
+    def _next_index(self, conn, chain: str) -> int:
+        top = conn.execute(select(func.max(deposit_addresses.c.path_index)).where(and_(
+            deposit_addresses.c.vault_id == self.vault_id, deposit_addresses.c.chain == chain))).scalar()
+        return 0 if top is None else int(top) + 1
+
+    def _record_address(self, sub_account_id, client_id, chain, network, family, index, address, asset, actor):
+        def fn(tx: WriteTx):
+            self._check_issue(tx.conn, sub_account_id, asset, chain, family)
+            taken = tx.conn.execute(select(deposit_addresses.c.id).where(and_(
+                deposit_addresses.c.vault_id == self.vault_id, deposit_addresses.c.chain == chain,
+                deposit_addresses.c.path_index == index))).first()
+            if taken is not None:
+                return None, None
+            assert tx.conn.execute(select(deposit_addresses.c.id).where(and_(
+                deposit_addresses.c.chain == chain, deposit_addresses.c.address == address))).first() is None, \
+                f"address {address} issued twice"
+            aid = "da_" + hashlib.sha256(f"{self.vault_id}\0{chain}\0{index}".encode()).hexdigest()[:32]
+            row = {"id": aid, "sub_account_id": sub_account_id, "client_id": client_id, "chain": chain, "network": network,
+                   "family": family, "vault_id": self.vault_id, "path_index": index, "address": address,
+                   "created_at_ns": tx.next_timestamp_ns()}
+            tx.conn.execute(deposit_addresses.insert(), row)
+            r = tx.conn.execute(select(deposit_addresses).where(deposit_addresses.c.id == aid)).one()
+            return _address(r), {"deposit_address": {k: v for k, v in row.items() if k != "created_at_ns"}}
+
+        return self.store.write(actor, "deposit_address.issue", fn)
+
+    def addresses(self, sub_account_id: str, *, after_seq: int = 0, limit: int = 100) -> list[DepositAddress]:
+        """The sub-account's deposit addresses in issue order (cursor: the last `seq`)."""
+        _check_page(after_seq, limit)
+        with self.store.reading() as conn:
+            rows = conn.execute(select(deposit_addresses).where(and_(
+                deposit_addresses.c.sub_account_id == sub_account_id, deposit_addresses.c.seq > after_seq))
+                .order_by(deposit_addresses.c.seq).limit(limit))
+            return [_address(r) for r in rows]
+
+    def get_address(self, address_id: str) -> DepositAddress:
+        with self.store.reading() as conn:
+            r = conn.execute(select(deposit_addresses).where(deposit_addresses.c.id == address_id)).one_or_none()
+        if r is None:
+            raise DepositError("deposit_address_not_found", str(address_id)[:80])
+        return _address(r)
+
+    def address_of(self, chain: str, address: str) -> DepositAddress | None:
+        with self.store.reading() as conn:
+            r = conn.execute(select(deposit_addresses).where(and_(
+                deposit_addresses.c.chain == chain, deposit_addresses.c.address == address))).one_or_none()
+        return None if r is None else _address(r)
+
+    # ---------------------------------------------------------------- deposit reads
+    def list(self, sub_account_id: str, *, after_seq: int = 0, limit: int = 100) -> list[DepositRecord]:
+        """The sub-account's deposits in the order first seen (cursor: the last `seq`)."""
+        _check_page(after_seq, limit)
+        with self.store.reading() as conn:
+            rows = conn.execute(select(deposits).where(and_(deposits.c.sub_account_id == sub_account_id,
+                                                            deposits.c.seq > after_seq))
+                                .order_by(deposits.c.seq).limit(limit))
+            return [_record(r) for r in rows]
+
+    def get(self, deposit_id: str) -> DepositRecord:
+        with self.store.reading() as conn:
+            r = conn.execute(select(deposits).where(deposits.c.id == deposit_id)).one_or_none()
+        if r is None:
+            raise DepositError("deposit_not_found", str(deposit_id)[:80])
+        return _record(r)
+
+    def flagged(self, limit: int = 100) -> list[DepositRecord]:
+        """Staff's queue: credited deposits that a reorg took out (reversal needed), oldest first."""
+        _check_page(0, limit)
+        with self.store.reading() as conn:
+            rows = conn.execute(select(deposits).where(deposits.c.review == REVIEW_REVERSAL_NEEDED)
+                                .order_by(deposits.c.seq).limit(limit))
+            return [_record(r) for r in rows]
+
+    # ---------------------------------------------------------------- crediting
+    def sync(self, adapter: DepositSource, *, actor: str = "system:deposits") -> SyncReport:
+        """Makes the ledger agree with the adapter's stored deposits (after its `scan()`).
+        Idempotent: a second call with nothing new on chain books nothing."""
+        seen = sorted(adapter.deposits(), key=lambda d: (d.block_height, d.deposit_id, d.epoch))
+        chain, network = adapter.chain, adapter.network
+        report = SyncReport()
+
+        def fn(tx: WriteTx):
+            body: dict = {"chain": chain, "network": network, "deposits": []}
+            addrs = self._addresses_in(tx.conn, chain, {d.address for d in seen})
+            ours = self._rows_in(tx.conn, chain, network, {d.deposit_id for d in seen})
+            assets = {r.asset for r in tx.conn.execute(select(ledgers.c.asset))}
+            events: list[TransferCreate] = []
+            outbox: list[tuple[str | None, str, dict]] = []
+            for d in seen:
+                if report.total >= limits.DEPOSITS_SYNC_BATCH_MAX:
+                    report.more = True
+                    break
+                a = addrs.get(d.address)
+                if a is None or d.asset not in assets or family_of_safe(d.asset) != a.family:
+                    report.skipped += 1
+                    continue
+                self._book(tx, d, a, ours, events, outbox, body, report)
+            if not events and not body["deposits"]:
+                return report, None
+            results = self.ledger.apply_transfers(tx, events, body)
+            bad = [(e.id, r.value) for e, r in zip(events, results) if r not in (TransferResult.ok, TransferResult.exists)]
+            if bad:
+                raise LedgerError(TransferResult(bad[0][1]), f"deposit sync {chain}: {bad}")
+            for client_id, event_type, data in outbox:
+                webhooks.emit(tx.conn, client_id or SYSTEM_OWNER, event_type, data)
+            return report, body
+
+        out = self.store.write(actor, "deposit.sync", fn)
+        if out.total:
+            log.info("deposits_synced", chain=chain, pending=out.pending, credited=out.credited, voided=out.voided,
+                     flagged=out.flagged, more=out.more)
+        return out
+
+    def _addresses_in(self, conn, chain: str, wanted: set[str]) -> dict[str, DepositAddress]:
+        out = {}
+        items = sorted(wanted)
+        for i in range(0, len(items), limits.LEDGER_QUERY_IDS_MAX):
+            for r in conn.execute(select(deposit_addresses).where(and_(
+                    deposit_addresses.c.chain == chain, deposit_addresses.c.address.in_(items[i:i + limits.LEDGER_QUERY_IDS_MAX])))):
+                out[r.address] = _address(r)
+        return out
+
+    def _rows_in(self, conn, chain: str, network: str, wanted: set[str]) -> dict[str, list]:
+        out: dict[str, list] = {}
+        items = sorted(wanted)
+        for i in range(0, len(items), limits.LEDGER_QUERY_IDS_MAX):
+            for r in conn.execute(select(deposits).where(and_(
+                    deposits.c.chain == chain, deposits.c.network == network,
+                    deposits.c.chain_deposit_id.in_(items[i:i + limits.LEDGER_QUERY_IDS_MAX])))):
+                out.setdefault(r.chain_deposit_id, []).append(_record(r))
+        return out
+
+    def _book(self, tx: WriteTx, d: Deposit, a: DepositAddress, ours: dict, events: list, outbox: list, body: dict,
+              report: SyncReport) -> None:
+        rows = ours.get(d.deposit_id, [])
+        # An earlier epoch still pending whose void we never booked (the adapter saw the reorg
+        # and the deposit mined again before this sync): void it first.
+        for old in rows:
+            if old.epoch < d.epoch and old.status == DEPOSIT_PENDING:
+                self._void(tx, old, a, events, outbox, body, report)
+        mine = next((r for r in rows if r.epoch == d.epoch), None)
+        if d.status in (DEPOSIT_PENDING, DEPOSIT_CREDITED) and mine is None:
+            mine = self._pending(tx, d, a, events, outbox, body, report)
+        if mine is None:
+            return  # voided / flagged before we ever saw it: nothing was booked, nothing to undo
+        if d.status == DEPOSIT_CREDITED and mine.status == DEPOSIT_PENDING:
+            self._credit(tx, mine, a, events, outbox, body, report)
+        elif d.status in (DEPOSIT_VOIDED, DEPOSIT_REORGED_AFTER_CREDIT) and mine.status == DEPOSIT_PENDING:
+            self._void(tx, mine, a, events, outbox, body, report)
+        elif d.status == DEPOSIT_REORGED_AFTER_CREDIT and mine.status == DEPOSIT_CREDITED:
+            self._flag(tx, mine, a, outbox, body, report)
+
+    def _accounts(self, tx: WriteTx, sub_id: str, asset: str, vault_id: str, body: dict) -> tuple[int, int, int]:
+        cust = self.customers._ensure_account(tx, sub_id, asset, AccountKind.CUSTOMER.value, body)
+        clearing = self.customers._ensure_account(tx, SYSTEM_OWNER, asset, AccountKind.DEPOSIT_CLEARING.value, body)
+        wallet = ensure_deposit_wallet(self.ledger, tx, vault_id, asset, body)
+        return cust, clearing, wallet
+
+    def _set(self, tx: WriteTx, rec: DepositRecord, **values) -> DepositRecord:
+        res = tx.conn.execute(deposits.update().where(and_(deposits.c.id == rec.id, deposits.c.status == rec.status))
+                              .values(updated_at_ns=tx.next_timestamp_ns(), **values))
+        assert res.rowcount == 1, f"deposit {rec.id} moved under a serialised write"
+        return _record(tx.conn.execute(select(deposits).where(deposits.c.id == rec.id)).one())
+
+    def _pending(self, tx, d: Deposit, a: DepositAddress, events, outbox, body, report) -> DepositRecord:
+        did = deposit_record_id(d.chain, d.network, d.deposit_id, d.epoch)
+        cust, clearing, _ = self._accounts(tx, a.sub_account_id, d.asset, a.vault_id, body)
+        assert type(d.amount) is int and d.amount > 0, f"deposit {d.deposit_id} amount {d.amount!r}"
+        events.append(TransferCreate(did, clearing, cust, d.amount, d.asset, CODE_DEPOSIT, TransferFlags.PENDING,
+                                     user_data=d.txid[:limits.LEDGER_USER_DATA_CHARS_MAX]))
+        now = tx.next_timestamp_ns()
+        tx.conn.execute(deposits.insert(), {
+            "id": did, "chain": d.chain, "network": d.network, "chain_deposit_id": d.deposit_id, "epoch": d.epoch,
+            "asset": d.asset, "txid": d.txid, "address": d.address, "address_id": a.id, "sub_account_id": a.sub_account_id,
+            "vault_id": a.vault_id, "amount": d.amount, "block_height": d.block_height, "block_hash": d.block_hash,
+            "status": DEPOSIT_PENDING, "review": None, "swept_by": None, "created_at_ns": now, "updated_at_ns": now})
+        rec = _record(tx.conn.execute(select(deposits).where(deposits.c.id == did)).one())
+        self._note(rec, a, "deposit.pending", outbox, body, report)
+        report.pending += 1
+        return rec
+
+    def _credit(self, tx, rec: DepositRecord, a: DepositAddress, events, outbox, body, report) -> None:
+        _, clearing, wallet = self._accounts(tx, rec.sub_account_id, rec.asset, rec.vault_id, body)
+        events.append(TransferCreate(f"{rec.id}:post", pending_id=rec.id, flags=TransferFlags.POST_PENDING))
+        events.append(TransferCreate(f"{rec.id}:in", wallet, clearing, rec.amount, rec.asset, CODE_DEPOSIT,
+                                     user_data=rec.txid[:limits.LEDGER_USER_DATA_CHARS_MAX]))
+        rec = self._set(tx, rec, status=DEPOSIT_CREDITED)
+        self._note(rec, a, "deposit.credited", outbox, body, report)
+        report.credited += 1
+
+    def _void(self, tx, rec: DepositRecord, a: DepositAddress, events, outbox, body, report) -> None:
+        events.append(TransferCreate(f"{rec.id}:void", pending_id=rec.id, flags=TransferFlags.VOID_PENDING))
+        rec = self._set(tx, rec, status=DEPOSIT_VOIDED)
+        self._note(rec, a, "deposit.voided", outbox, body, report)
+        report.voided += 1
+
+    def _flag(self, tx, rec: DepositRecord, a: DepositAddress, outbox, body, report) -> None:
+        # Never debit the customer here: they may have spent it. Staff decide; the journal,
+        # the flagged queue and the reconciliation (books above chain) all show it.
+        rec = self._set(tx, rec, status=DEPOSIT_REORGED_AFTER_CREDIT, review=REVIEW_REVERSAL_NEEDED)
+        log.error("deposit_reorged_after_credit", deposit=rec.id, sub_account=rec.sub_account_id, asset=rec.asset,
+                  amount=str(rec.amount), txid=rec.txid)
+        self._note(rec, a, "deposit.reorged", outbox, body, report)
+        report.flagged += 1
+
+    @staticmethod
+    def _note(rec: DepositRecord, a: DepositAddress, event_type: str, outbox, body, report) -> None:
+        data = rec.public()
+        outbox.append((a.client_id, event_type, data))
+        body["deposits"].append({"event": event_type, **data})
+        report.changed.append(rec.id)
+
+
+def family_of_safe(asset: str) -> str | None:
+    try:
+        return family_of(asset)[1]
+    except DepositError:
+        return None
+

@@ -1,0 +1,292 @@
+"""node/deposits.py over a real store (SQLite file and a PostgreSQL schema): deposit addresses,
+and crediting driven by the adapter's stored deposits. The adapter here is a fake for one
+function each (`address`, `deposits`); the real btcd / Anvil / signer processes run in
+tests/functional/deposits. Each booking is checked against the ledger, the webhook outbox and
+the journal, and the invariant checker runs after every test."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from node import invariants, limits
+from node.customers import Customers
+from node.deposits import (REVIEW_REVERSAL_NEEDED, DepositError, Deposits, deposit_record_id)
+from node.ledger import Ledger, LedgerKind
+from node.ports import (DEPOSIT_CREDITED, DEPOSIT_PENDING, DEPOSIT_REORGED_AFTER_CREDIT, DEPOSIT_VOIDED, Deposit,
+                        DepositSource)
+from node.store import open_store
+from node.store.api_models import webhook_events
+from node.store.models import chain_head, journal
+from node.wallets import Wallets
+
+TOKEN = "ERC20:0x5FbDB2315678afecb367f642d5dB9b4a52F0aA3A"
+
+
+class FakeChain:
+    """`address(vault, path)` names the path; `deposits()` returns what the test put there."""
+
+    def __init__(self, chain: str, network: str):
+        self.chain = chain
+        self.network = network
+        self.stored: dict[str, Deposit] = {}
+        self.registered: list[tuple[str, tuple]] = []
+
+    def address(self, vault_id, path):
+        self.registered.append((vault_id, tuple(path)))
+        prefix = "bcrt1q" if self.chain == "bitcoin" else "0x"
+        return f"{prefix}{vault_id}{'x'.join(map(str, path))}"
+
+    def deposits(self):
+        return list(self.stored.values())
+
+    def put(self, address, amount, status, *, n=1, epoch=1, asset=None, height=100):
+        asset = asset or ("BTC" if self.chain == "bitcoin" else "ETH")
+        did = f"{n:064x}:0"
+        self.stored[did] = Deposit(self.chain, self.network, asset, did, f"{n:064x}", address, "hot", (0, 0), amount,
+                                   height, f"{height:064x}", status, epoch)
+        return did
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def world(request, tmp_path):
+    schema = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'node.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+        schema = f"d_{uuid.uuid4().hex[:12]}"
+    store = open_store(url, schema=schema)
+    ledger = Ledger(store)
+    for asset, scale in (("BTC", 8), ("ETH", 18), (TOKEN, 6)):
+        ledger.create_ledger(asset, scale, LedgerKind.CRYPTO, actor="test")
+    Wallets(ledger).create_wallet("hot:BTC", "hot", "BTC", "hot", actor="test")
+    c = Customers(ledger)
+    c.create_customer("zoe", "Zoe", actor="test")
+    c.create_customer("yan", "Yan", actor="test")
+    btc, eth = FakeChain("bitcoin", "regtest"), FakeChain("ethereum", "1337")
+    deps = Deposits(ledger, {"bitcoin": btc, "ethereum": eth}, vault_id="hot")
+    yield deps, btc, eth
+    violations = invariants.check(store)
+    store.dispose()
+    if schema:
+        eng = sa.create_engine(url)
+        with eng.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        eng.dispose()
+    assert not violations, violations
+
+
+def head(deps):
+    with deps.store.reading() as conn:
+        return tuple(conn.execute(sa.select(chain_head.c.seq, chain_head.c.hash)).one())
+
+
+def outbox(deps) -> list[tuple[str, str]]:
+    import json
+
+    with deps.store.reading() as conn:
+        rows = conn.execute(sa.select(webhook_events.c.type, webhook_events.c.payload, webhook_events.c.client_id)
+                            .order_by(webhook_events.c.created_at_ms, webhook_events.c.id)).all()
+    return [(r.type, json.loads(r.payload)["data"]["id"], r.client_id) for r in rows]
+
+
+def balance(deps, sub, asset):
+    """(posted, pending credits) of the customer account."""
+    from node.clients import ClientOps
+
+    for b in ClientOps(deps.store).balances(sub):
+        if b.asset == asset:
+            return b.posted, b.pending_in
+    return 0, 0
+
+
+# ------------------------------------------------------------------ addresses
+@pytest.mark.parametrize("sub, asset, configured, reason", [
+    ("zoe.main", "DOGE", ("bitcoin", "ethereum"), "asset_not_supported"),
+    ("zoe.main", "ERC20:", ("bitcoin", "ethereum"), "asset_not_supported"),
+    ("zoe.main", "ETH", ("bitcoin",), "chain_not_configured"),
+    ("nobody.main", "BTC", ("bitcoin", "ethereum"), "sub_account_not_found"),
+    ("zoe.main", "ERC20:0x0000000000000000000000000000000000000001", ("bitcoin", "ethereum"), "ledger_not_found"),
+])
+def test_issue_refusals_are_named_and_change_nothing(world, sub, asset, configured, reason):
+    deps, btc, eth = world
+    deps.chains = {k: v for k, v in {"bitcoin": btc, "ethereum": eth}.items() if k in configured}
+    before = head(deps)
+    with pytest.raises(DepositError) as e:
+        deps.issue_address(sub, asset, actor="test")
+    assert e.value.reason == reason, (e.value.reason, reason)
+    assert head(deps) == before
+    assert btc.registered == [] and eth.registered == []
+
+
+def test_addresses_are_fresh_children_per_chain_and_listed_in_order(world):
+    deps, btc, eth = world
+    a0 = deps.issue_address("zoe.main", "BTC", client_id="cl_1", actor="test")
+    a1 = deps.issue_address("yan.main", "BTC", actor="test")
+    e0 = deps.issue_address("zoe.main", TOKEN, actor="test")
+    a2 = deps.issue_address("zoe.main", "BTC", actor="test")
+    assert [a.path for a in (a0, a1, a2)] == [(0, 0), (0, 1), (0, 2)]
+    assert e0.path == (0, 0) and e0.family == "ETH" and e0.chain == "ethereum"
+    assert btc.registered == [("hot", (0, 0)), ("hot", (0, 1)), ("hot", (0, 2))]
+    assert len({a0.address, a1.address, a2.address}) == 3
+    mine = deps.addresses("zoe.main")
+    assert [a.id for a in mine] == [a0.id, e0.id, a2.id]
+    assert [a.id for a in deps.addresses("zoe.main", after_seq=mine[0].seq, limit=1)] == [e0.id]
+    assert deps.get_address(a0.id) == a0 and a0.client_id == "cl_1"
+    assert deps.address_of("bitcoin", a1.address) == a1
+    with pytest.raises(DepositError) as e:
+        deps.get_address("da_missing")
+    assert e.value.reason == "deposit_address_not_found"
+    for bad in (dict(limit=0), dict(limit=limits.DEPOSITS_PAGE_MAX + 1), dict(after_seq=-1)):
+        with pytest.raises(DepositError):
+            deps.addresses("zoe.main", **bad)
+
+
+def test_a_taken_index_is_skipped_not_reused(world):
+    """Two issuers racing for one index: the loser takes the next one."""
+    deps, btc, _ = world
+    first = deps.issue_address("zoe.main", "BTC", actor="test")
+    real_next = deps._next_index
+    deps._next_index = lambda conn, chain: 0  # a stale read: index 0 looks free
+    try:
+        second = deps.issue_address("zoe.main", "BTC", actor="test")
+    finally:
+        deps._next_index = real_next
+    assert (first.path, second.path) == ((0, 0), (0, 1))
+
+
+# ------------------------------------------------------------------ crediting
+def test_pending_then_credited_with_outbox_and_idempotent_resync(world):
+    deps, btc, _ = world
+    a = deps.issue_address("zoe.main", "BTC", client_id="cl_1", actor="test")
+    did = btc.put(a.address, 150_000, DEPOSIT_PENDING)
+    r = deps.sync(btc)
+    assert (r.pending, r.credited) == (1, 0)
+    dep_id = deposit_record_id("bitcoin", "regtest", did, 1)
+    assert deps.get(dep_id).status == DEPOSIT_PENDING
+    assert balance(deps, "zoe.main", "BTC") == (0, 150_000)
+    assert deps.sync(btc).total == 0  # nothing new: nothing booked, no journal entry
+    before = head(deps)
+    deps.sync(btc)
+    assert head(deps) == before
+
+    btc.put(a.address, 150_000, DEPOSIT_CREDITED)
+    r = deps.sync(btc)
+    assert (r.pending, r.credited) == (0, 1)
+    assert balance(deps, "zoe.main", "BTC") == (150_000, 0)
+    assert deps.get(dep_id).status == DEPOSIT_CREDITED
+    assert outbox(deps) == [("deposit.pending", dep_id, "cl_1"), ("deposit.credited", dep_id, "cl_1")]
+    assert deps.sync(btc).total == 0
+    # the books: the deposit wallet holds what the customer is owed
+    from node.wallets import Wallets
+
+    assert Wallets(deps.ledger).holdings("BTC") == {"hot": 0, "cold": 0, "deposit": 150_000}
+    assert [d.id for d in deps.list("zoe.main")] == [dep_id]
+
+
+def test_first_seen_already_at_depth_is_credited_in_one_pass(world):
+    deps, btc, _ = world
+    a = deps.issue_address("zoe.main", "BTC", actor="test")
+    btc.put(a.address, 7_000, DEPOSIT_CREDITED)
+    r = deps.sync(btc)
+    assert (r.pending, r.credited) == (1, 1)
+    assert balance(deps, "zoe.main", "BTC") == (7_000, 0)
+    assert [t for t, _, c in outbox(deps)] == ["deposit.pending", "deposit.credited"]
+    assert {c for _, _, c in outbox(deps)} == {"system"}  # issued without a client: the system's outbox
+
+
+def test_reorg_before_depth_voids_and_a_remined_deposit_is_a_new_epoch(world):
+    deps, btc, _ = world
+    a = deps.issue_address("zoe.main", "BTC", actor="test")
+    did = btc.put(a.address, 9_000, DEPOSIT_PENDING)
+    deps.sync(btc)
+    btc.put(a.address, 9_000, DEPOSIT_VOIDED)
+    assert deps.sync(btc).voided == 1
+    assert balance(deps, "zoe.main", "BTC") == (0, 0)
+    btc.put(a.address, 9_000, DEPOSIT_CREDITED, epoch=2)
+    r = deps.sync(btc)
+    assert (r.pending, r.credited, r.voided) == (1, 1, 0)
+    assert [(d.epoch, d.status) for d in deps.list("zoe.main")] == [(1, DEPOSIT_VOIDED), (2, DEPOSIT_CREDITED)]
+    assert balance(deps, "zoe.main", "BTC") == (9_000, 0)
+    assert deposit_record_id("bitcoin", "regtest", did, 1) != deposit_record_id("bitcoin", "regtest", did, 2)
+
+
+def test_a_missed_void_is_booked_when_the_next_epoch_shows_up(world):
+    """The process died between the adapter's reorg and our sync; the deposit was mined again:
+    the adapter now says epoch 2 pending, and epoch 1 is still pending here."""
+    deps, btc, _ = world
+    a = deps.issue_address("zoe.main", "BTC", actor="test")
+    btc.put(a.address, 9_000, DEPOSIT_PENDING)
+    deps.sync(btc)
+    btc.put(a.address, 9_000, DEPOSIT_PENDING, epoch=2)
+    r = deps.sync(btc)
+    assert (r.pending, r.voided) == (1, 1)
+    assert balance(deps, "zoe.main", "BTC") == (0, 9_000)
+
+
+def test_reorg_after_credit_is_flagged_for_staff_never_debited(world):
+    deps, btc, _ = world
+    a = deps.issue_address("zoe.main", "BTC", actor="test")
+    did = btc.put(a.address, 5_000, DEPOSIT_CREDITED)
+    deps.sync(btc)
+    btc.put(a.address, 5_000, DEPOSIT_REORGED_AFTER_CREDIT)
+    r = deps.sync(btc)
+    assert r.flagged == 1
+    rec = deps.get(deposit_record_id("bitcoin", "regtest", did, 1))
+    assert (rec.status, rec.review) == (DEPOSIT_REORGED_AFTER_CREDIT, REVIEW_REVERSAL_NEEDED)
+    assert balance(deps, "zoe.main", "BTC") == (5_000, 0)
+    assert [d.id for d in deps.flagged()] == [rec.id]
+    assert outbox(deps)[-1][0] == "deposit.reorged"
+    with deps.store.reading() as conn:
+        last = conn.execute(sa.select(journal.c.action, journal.c.body).order_by(journal.c.seq.desc()).limit(1)).one()
+    assert last.action == "deposit.sync" and "deposit.reorged" in last.body and REVIEW_REVERSAL_NEEDED in last.body
+    assert deps.sync(btc).total == 0
+
+
+def test_reorged_while_still_pending_is_voided(world):
+    deps, btc, _ = world
+    a = deps.issue_address("zoe.main", "BTC", actor="test")
+    btc.put(a.address, 5_000, DEPOSIT_PENDING)
+    deps.sync(btc)
+    btc.put(a.address, 5_000, DEPOSIT_REORGED_AFTER_CREDIT)  # credited and reorged between two syncs
+    assert deps.sync(btc).voided == 1
+    assert balance(deps, "zoe.main", "BTC") == (0, 0)
+
+
+def test_unmapped_addresses_and_foreign_assets_are_not_customer_credits(world):
+    deps, btc, eth = world
+    a = deps.issue_address("zoe.main", "ETH", actor="test")
+    btc.put("bcrt1qchangeorvaultwallet", 1_000, DEPOSIT_CREDITED, n=1)
+    eth.put(a.address, 10**20, DEPOSIT_CREDITED, n=2)  # 100 ETH: above 64 bits, exact
+    eth.put(a.address, 5, DEPOSIT_CREDITED, n=3, asset="ERC20:0x0000000000000000000000000000000000000009")  # no ledger
+    eth.put(a.address, 2_500_000, DEPOSIT_CREDITED, n=4, asset=TOKEN)
+    assert deps.sync(btc).skipped == 1
+    r = deps.sync(eth)
+    assert (r.credited, r.skipped) == (2, 1)
+    assert balance(deps, "zoe.main", "ETH") == (10**20, 0)
+    assert balance(deps, "zoe.main", TOKEN) == (2_500_000, 0)
+
+
+def test_sync_books_in_bounded_batches(world, monkeypatch):
+    deps, btc, _ = world
+    a = deps.issue_address("zoe.main", "BTC", actor="test")
+    for n in range(1, 6):
+        btc.put(a.address, 1_000 * n, DEPOSIT_PENDING, n=n, height=100 + n)
+    monkeypatch.setattr(limits, "DEPOSITS_SYNC_BATCH_MAX", 2)
+    seen = []
+    while True:
+        r = deps.sync(btc)
+        seen.append(r.pending)
+        if not r.more:
+            break
+    assert seen == [2, 2, 1]
+    assert balance(deps, "zoe.main", "BTC") == (0, 15_000)
+
+
+def test_the_fake_is_a_deposit_source():
+    assert isinstance(FakeChain("bitcoin", "regtest"), DepositSource)
+    assert dataclasses.is_dataclass(Deposit)
