@@ -81,6 +81,10 @@ def add_arguments(parser) -> None:
     mi.add_argument("chain", choices=("bitcoin", "ethereum"))
     mi.add_argument("blocks", type=int)
     mi.add_argument("--data-dir", default=".data/dev")
+    da = sub.add_parser("deposit-address", help="issue a deposit address of the hot vault for a sub-account")
+    da.add_argument("sub_account")
+    da.add_argument("asset", choices=("BTC", "ETH"))
+    da.add_argument("--data-dir", default=".data/dev")
     wr = sub.add_parser("webhook-receiver", help="a webhook endpoint that verifies and prints deliveries")
     wr.add_argument("--host", default="127.0.0.1")
     wr.add_argument("--port", type=int, required=True)
@@ -229,6 +233,8 @@ def run(args) -> int:
         from api import dev_chains
 
         data_dir = pathlib.Path(args.data_dir).resolve()
+        if args.dev_command == "deposit-address":
+            return _deposit_address(data_dir, args.sub_account, args.asset)
         if args.dev_command == "fund-btc":
             out = dev_chains.fund_btc(data_dir, args.address, args.amount_sats, args.blocks)
         elif args.dev_command == "fund-eth":
@@ -240,6 +246,22 @@ def run(args) -> int:
     except DevChainError as exc:
         print(f"custody dev {args.dev_command}: {exc}", file=sys.stderr)
         return 1
+
+
+def _deposit_address(data_dir: pathlib.Path, sub_account: str, asset: str) -> int:
+    from api.dev_node import issue_deposit_address
+    from node.deposits import DepositError
+
+    if not (data_dir / "node.toml").exists():
+        print(f"custody dev deposit-address: no {data_dir / 'node.toml'}: is `custody dev up` running with this --data-dir?",
+              file=sys.stderr)
+        return 1
+    try:
+        print(json.dumps(issue_deposit_address(data_dir, sub_account, asset)))
+    except DepositError as exc:
+        print(f"custody dev deposit-address: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _up(args) -> int:
@@ -265,10 +287,19 @@ def _up(args) -> int:
             info = cluster.ensure_initialised()
             cluster.start(info)
             hot = _ensure_hot_vault(data_dir, info)
+        workers = None
         if chains is not None and cluster is not None:
+            from api.dev_node import DevWorkers, prepare
+
             path = write_node_config(data_dir, chains, data_dir / "cluster" / "cluster.json", DEV_CONFIRMATIONS)
             _say(f"node config: {path}")
-        return _serve_api(args, data_dir, hot, chains)
+            if chains.btc_chain_restarted:
+                from api.dev_node import forget_btc_chain_state
+
+                forget_btc_chain_state(data_dir)
+            prepare(data_dir, hot)
+            workers = DevWorkers(data_dir)
+        return _serve_api(args, data_dir, hot, chains, workers)
     finally:
         if cluster is not None:
             cluster.stop()
@@ -276,7 +307,7 @@ def _up(args) -> int:
             chains.stop()
 
 
-def _serve_api(args, data_dir: pathlib.Path, hot: dict | None, chains=None) -> int:
+def _serve_api(args, data_dir: pathlib.Path, hot: dict | None, chains=None, workers=None) -> int:
     import uvicorn
 
     from api.app import create_app
@@ -320,6 +351,7 @@ custody dev: the node's API is starting.
   export CUSTODY_API_URL={api_url} CUSTODY_API_KEY_ID={info['id']} CUSTODY_API_PRIVATE_KEY={info['private_key']}
   .venv/bin/custody call POST /v1/customers '{{"id": "acme", "name": "Acme Ltd"}}'
   .venv/bin/custody call POST /v1/customers/acme/sub-accounts '{{"name": "main"}}'
+  .venv/bin/custody dev deposit-address acme.main BTC      then fund-btc that address
   .venv/bin/custody balances acme.main
   The whole walkthrough (webhooks, funding): README.md, "### Walkthrough".
 
@@ -329,6 +361,13 @@ custody dev: the node's API is starting.
         flush=True,
     )
     os.environ.setdefault("CUSTODY_LOG_LEVEL", "info")
-    uvicorn.run(create_app(settings, store=store), host=args.host, port=args.port, log_level="warning",
-                loop="uvloop", http="httptools", timeout_keep_alive=5, timeout_graceful_shutdown=10)
+    if workers is not None:
+        workers.start()  # scan, credit deposits, withdrawal pipeline (api/dev_node.py)
+    try:
+        uvicorn.run(create_app(settings, store=store), host=args.host, port=args.port, log_level="warning",
+                    loop="uvloop", http="httptools", timeout_keep_alive=5, timeout_graceful_shutdown=10,
+                    limit_concurrency=1000)
+    finally:
+        if workers is not None:
+            workers.stop()
     return 0

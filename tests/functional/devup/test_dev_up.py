@@ -255,6 +255,7 @@ def test_fund_eth_pays_and_mines(world):
         (("fund-btc", "bcrt1qtzs77l09ydrhya2qxju9gjej4kmpcdy9acwyhc", 100_000, "--blocks", 100_000), "blocks_out_of_range"),
         (("fund-eth", "0x1234", 1), "address_invalid"),
         (("mine", "bitcoin", 0), "blocks_out_of_range"),
+        (("deposit-address", "nobody.main", "BTC"), "sub_account_not_found"),
     ],
 )
 def test_bad_input_is_refused_and_changes_nothing(world, args, code):
@@ -290,6 +291,27 @@ def test_webhook_receiver_verifies_and_prints_a_delivery(world):
 
             got = wait_until(printed, 60, "the receiver printed the ping")
             assert_eq([(x["verified"], x["duplicate"]) for x in got], [(True, False)], "the ping, verified once")
+
+            # The walkthrough's deposit: an address for acme.main, the faucet pays it, dev up's
+            # chain workers credit it at depth, the receiver prints deposit.credited.
+            r = up.dev("deposit-address", "acme.main", "BTC")
+            assert_eq(r.returncode, 0, f"deposit-address (stderr: {r.stderr[-2000:]})")
+            address = json.loads(r.stdout)["address"]
+            r = up.dev("fund-btc", address, 40_000_000)
+            assert_eq(r.returncode, 0, f"fund-btc (stderr: {r.stderr[-2000:]})")
+
+            def credited():
+                rows = {b["asset"]: b for b in c.balances("acme.main")["data"]}
+                return rows.get("BTC", {}).get("posted") == "40000000" and rows["BTC"]
+
+            wait_until(credited, 60, "acme.main credited 40000000 sats")
+
+            def credited_event():
+                lines = [json.loads(x) for x in receiver.stdout_path.read_text().splitlines() if x.strip()]
+                return [x for x in lines if x["type"] == "deposit.credited" and x["verified"]]
+
+            got = wait_until(credited_event, 60, "the receiver printed deposit.credited")
+            assert_eq(len(got), 1, "deposit.credited deliveries (de-duplicated)")
             # A forged delivery is refused and printed as such.
             body = b'{"type": "withdrawal.completed"}'
             r = httpx.post(f"http://127.0.0.1:{port}/hooks", content=body, trust_env=False, timeout=10,
