@@ -16,11 +16,13 @@ In the foreground, under `.data/dev/` (the data directory):
    api/withdrawals_root.py);
 5. the node's custody API over a SQLite store (`node.db`) with the webhook worker, and on first
    start an admin API key whose private key is written to `admin.pem` (0600; it never enters
-   the database).
+   the database); the chain workers (api/dev_node.py: scan, credit deposits, pipeline steps)
+   until the node process (`custody node --config node.toml`) takes them over.
 It prints the API URL, the key, the hot vault's first regtest deposit address, the chains and
 the environment lines for the `custody` CLI. Ctrl-C (or SIGTERM) stops everything it started.
 
 The other dev commands act on a running `dev up` (same --data-dir):
+    custody dev deposit-address SUB_ACCOUNT BTC|ETH         a hot-vault deposit address for it
     custody dev fund-btc ADDRESS AMOUNT_SATS [--blocks N]   the faucet pays, N blocks are mined
     custody dev fund-eth ADDRESS AMOUNT_WEI [--blocks N]    Anvil's dev account pays, N blocks
     custody dev mine bitcoin|ethereum N
