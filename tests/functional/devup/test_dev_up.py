@@ -312,6 +312,14 @@ def test_webhook_receiver_verifies_and_prints_a_delivery(world):
 
             got = wait_until(credited_event, 60, "the receiver printed deposit.credited")
             assert_eq(len(got), 1, "deposit.credited deliveries (de-duplicated)")
+
+            # The same on Anvil: an ETH deposit address, paid by Anvil's dev account.
+            r = up.dev("deposit-address", "acme.main", "ETH")
+            assert_eq(r.returncode, 0, f"deposit-address ETH (stderr: {r.stderr[-2000:]})")
+            r = up.dev("fund-eth", json.loads(r.stdout)["address"], 10**17)
+            assert_eq(r.returncode, 0, f"fund-eth (stderr: {r.stderr[-2000:]})")
+            wait_until(lambda: {b["asset"]: b["posted"] for b in c.balances("acme.main")["data"]}.get("ETH") == str(10**17),
+                       60, "acme.main credited 10**17 wei")
             # A forged delivery is refused and printed as such.
             body = b'{"type": "withdrawal.completed"}'
             r = httpx.post(f"http://127.0.0.1:{port}/hooks", content=body, trust_env=False, timeout=10,
