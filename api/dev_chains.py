@@ -62,8 +62,13 @@ def _write_secret(path: pathlib.Path, text: str) -> None:
 
 def _rpc(url: str, method: str, params=(), auth=None, version: str = "2.0"):
     body = {"jsonrpc": version, "id": 1, "method": method, "params": list(params)}
-    r = httpx.post(url, json=body, auth=auth, timeout=limits.DEV_CHAIN_RPC_TIMEOUT_S, trust_env=False)
-    doc = r.json()
+    try:
+        r = httpx.post(url, json=body, auth=auth, timeout=limits.DEV_CHAIN_RPC_TIMEOUT_S, trust_env=False)
+        doc = r.json()
+    except httpx.HTTPError as exc:
+        raise DevChainError("chain_unreachable", f"{url} {method}: {exc}") from None
+    except ValueError:
+        raise DevChainError("chain_rpc_refused", f"{url} {method}: HTTP {r.status_code}, not JSON") from None
     if doc.get("error"):
         raise DevChainError("chain_rpc_refused", f"{method}: {doc['error']}")
     return doc["result"]

@@ -349,3 +349,6 @@ def test_restart_keeps_cluster_vault_key_and_anvil_state_then_sigterm_leaves_not
     with again.client() as c:
         assert_eq(c.whoami()["key_id"], key_id, "the same key works after a restart")
     again.stop()
+    r = again.dev("mine", "bitcoin", 1)  # nothing runs any more: a clear refusal, no traceback
+    assert_eq((r.returncode, "chain_unreachable" in r.stderr, "Traceback" in r.stderr), (1, True, False),
+              f"mine after the stop: {r.stderr[-500:]}")
