@@ -328,7 +328,14 @@ def test_deposit_and_withdrawal_through_http_only(node):
     # Withdrawal above the auto-approval band: approvals over HTTP, then the cluster signs.
     destination = btx.p2wpkh_address(PlainTestSigner("node-flow-outside-destination").vault_keys().child_public_key((7, 1)),
                                       "regtest")
-    api.whitelist_add(sub, "BTC", destination)
+    # The destination is whitelisted with `custody whitelist` (a real process, through the API).
+    cli_env = {**os.environ, "PYTHONPATH": str(ROOT), "CUSTODY_API_URL": node.url, "CUSTODY_API_KEY_ID": node.key_id,
+               "CUSTODY_API_PRIVATE_KEY": str(node.key_pem)}
+    res = subprocess.run([sys.executable, "-m", "api.cli", "whitelist", "add", sub, "BTC", destination], capture_output=True,
+                         text=True, timeout=120, cwd=ROOT, env=cli_env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads(res.stdout)["usable_after"] == json.loads(res.stdout)["added_at"], "no time-lock in this policy"
+    assert [e["address"] for e in api.whitelist(sub)] == [destination.lower()]
     amount = 3 * BTC // 10
     w = api.create_withdrawal(sub, "acme-wd-1", "BTC", destination, amount, idempotency_key="idem-wd-1")
     assert w["status"] == "submitted", w
@@ -342,9 +349,7 @@ def test_deposit_and_withdrawal_through_http_only(node):
     assert api.approve(w["id"], "approver-1", signature)["withdrawal"]["sub_status"] == "awaiting_approvals: 1 of 2"
     res = subprocess.run([sys.executable, "-m", "api.cli", "approve", "--withdrawal", w["id"], "--approver-id", "approver-2",
                           "--key-file", world.cluster.info["approvers"]["approver-2"]], capture_output=True, text=True,
-                         timeout=120, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "CUSTODY_API_URL": node.url,
-                                                     "CUSTODY_API_KEY_ID": node.key_id,
-                                                     "CUSTODY_API_PRIVATE_KEY": str(node.key_pem)})
+                         timeout=120, cwd=ROOT, env=cli_env)
     assert res.returncode == 0, res.stderr[-2000:]
     assert json.loads(res.stdout.strip().splitlines()[-1])["status"] == "queued", res.stdout
 
