@@ -300,3 +300,44 @@ def test_whitelist_timelock_list_and_delete(harness_factory, db):
         assert_problem(world.req(world.admin, "GET", f"/v1/sub-accounts/{sub}/whitelist?cursor=bm9wZQ"), 400, "invalid_cursor")
     finally:
         world.close()
+
+
+def test_auth_failures_execute_nothing(world):
+    sub = world.customer("acme", BTC)
+    world.whitelist(sub)
+    body = {"external_id": "auth-1", "sub_account_id": sub, "asset": "BTC", "destination": DEST, "amount": "1000"}
+    # A body other than the one signed.
+    headers, _ = signed(world.admin, "POST", "/v1/withdrawals", body)
+    tampered = json.dumps({**body, "amount": "900000"}).encode()
+    r = world.api.http.post("/v1/withdrawals", content=tampered, headers=headers)
+    assert_eq(r.status_code, 401, f"tampered body: {r.text}")
+    # A replayed request (same nonce) after a first one that executed.
+    headers, content = signed(world.admin, "POST", "/v1/withdrawals", body)
+    assert_eq(world.api.http.post("/v1/withdrawals", content=content, headers=headers).status_code, 201, "first")
+    r = world.api.http.post("/v1/withdrawals", content=content, headers=headers)
+    assert_eq(r.status_code, 401, f"replay: {r.text}")
+    # An approval from a key without the approve scope.
+    w = world.req(world.admin, "GET", "/v1/withdrawals").json()["data"][0]
+    r = world.req(world.admin, "POST", f"/v1/approvals/{w['id']}/approve", {"approver_id": "approver-1", "signature": "00" * 64})
+    assert_problem(r, 403, "missing_scope")
+    assert_eq([x["amount"] for x in world.req(world.admin, "GET", "/v1/withdrawals").json()["data"]], ["1000"], "one withdrawal")
+    assert_eq(world.balance(world.admin, sub)["pending_out"], "1000", "held once")
+
+
+def test_concurrent_creates_make_one_withdrawal(world):
+    import concurrent.futures
+
+    sub = world.customer("acme", BTC)
+    other = world.customer("beta", BTC)
+    world.whitelist(sub)
+    world.whitelist(other)
+    subs = [sub, other] * 4
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda s: world.create(world.admin, s, "race-1", 2_000), subs))
+    statuses = sorted(r.status_code for r in results)
+    assert_eq(statuses.count(201), 1, f"exactly one created: {statuses}")
+    assert all(s in (200, 201, 409) for s in statuses), statuses
+    [w] = world.req(world.admin, "GET", "/v1/withdrawals").json()["data"]
+    held = {s: world.balance(world.admin, s)["pending_out"] for s in (sub, other)}
+    assert_eq(sorted(held.values()), ["0", "2000"], f"held once, on the winner's sub-account: {held}")
+    assert_eq(held[w["sub_account_id"]], "2000", "the winner holds it")
