@@ -19,7 +19,8 @@ cluster client, wired into node.pipeline.Pipeline from one TOML config.
 
 Commands: `custody withdrawals worker --config F` runs the pipeline (and the rebalancer every
 `--rebalance-every-s`); `custody withdrawals reconcile --config F` prints the report;
-`custody withdrawals show|review|submit` for staff and tests.
+`custody withdrawals show|review|submit` for staff and tests; `custody withdrawals create|get|cancel`
+go through the custody API as a client (api/cli_withdrawals_client.py).
 """
 
 from __future__ import annotations
@@ -193,12 +194,20 @@ def add_arguments(parser) -> None:
     q.add_argument("--config", required=True)
     c = sub.add_parser("reconcile", help="ledger liabilities against on-chain holdings, per asset")
     c.add_argument("--config", required=True)
+    # Operators' client side, through the custody API (api/cli_withdrawals_client.py).
+    from api.cli_withdrawals_client import add_client_arguments
+
+    add_client_arguments(sub)
 
 
 def run(args) -> int:
     if sys.flags.optimize:
         print("refusing to run under python -O: asserts guard the books", file=sys.stderr)
         return 2
+    from api.cli_withdrawals_client import CLIENT_ACTIONS, run_client
+
+    if args.action in CLIENT_ACTIONS:
+        return run_client(args)
     try:
         cfg = load_config(args.config)
         world = World(cfg, crash_at=os.environ.get("CUSTODY_TEST_CRASH_AT") or None)

@@ -339,7 +339,11 @@ def test_deposit_and_withdrawal_through_http_only(node):
     amount = 3 * BTC // 10
     w = api.create_withdrawal(sub, "acme-wd-1", "BTC", destination, amount, idempotency_key="idem-wd-1")
     assert w["status"] == "submitted", w
-    assert api.create_withdrawal(sub, "acme-wd-1", "BTC", destination, amount)["id"] == w["id"], "external_id retry"
+    # An operator's retry with `custody withdrawals create` (same external_id): the same withdrawal.
+    res = subprocess.run([sys.executable, "-m", "api.cli", "withdrawals", "create", sub, "BTC", destination, str(amount),
+                          "--external-id", "acme-wd-1"], capture_output=True, text=True, timeout=120, cwd=ROOT, env=cli_env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads(res.stdout)["id"] == w["id"], "external_id retry"
     wait_until(lambda: _events(out, "approval.requested", withdrawal_id=w["id"]), 60, "approval.requested received")
     [pending] = api.pending_approvals()
     assert pending["withdrawal"]["id"] == w["id"]
@@ -372,6 +376,9 @@ def test_deposit_and_withdrawal_through_http_only(node):
     # The customer's balance: the deposit less the withdrawal (the network fee is the house's).
     [b] = api.balances(sub)["data"]
     assert (b["posted"], b["pending_out"], b["available"]) == (str(BTC // 2 - amount), "0", str(BTC // 2 - amount)), b
+    res = subprocess.run([sys.executable, "-m", "api.cli", "withdrawals", "get", "--external-id", "acme-wd-1"], capture_output=True,
+                         text=True, timeout=120, cwd=ROOT, env=cli_env)
+    assert res.returncode == 0 and json.loads(res.stdout)["status"] == "completed", res.stdout + res.stderr[-2000:]
     wait_until(lambda: _events(out, "withdrawal.completed", id=w["id"], txid=done["txid"]), 60,
                "withdrawal.completed received and verified")
     seen = [e["event"]["type"] for e in received(out) if e.get("verified") and e["event"]["data"].get("id", e["event"]["data"].get("withdrawal_id")) == w["id"]]
