@@ -32,6 +32,7 @@ network fees, so liabilities, books and chain still agree to the unit.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import and_, func, select
@@ -167,9 +168,12 @@ def _check_page(after_seq, limit) -> None:
 
 class Deposits:
     """`chains`: chain -> its adapter (needs `network` and `address(vault_id, path)`);
-    `vault_id`: the hot vault whose children are the deposit addresses."""
+    `vault_id`: the hot vault whose children are the deposit addresses; `first_index`: where
+    its counter starts (two deployments sharing one vault in tests must never share addresses)."""
 
-    def __init__(self, ledger: Ledger, chains: dict, *, vault_id: str):
+    def __init__(self, ledger: Ledger, chains: dict, *, vault_id: str, first_index: int = 0):
+        assert type(first_index) is int and first_index >= 0
+        self.first_index = first_index
         self.ledger = ledger
         self.store = ledger.store
         self.customers = Customers(ledger)
@@ -218,7 +222,7 @@ class Deposits:
     def _next_index(self, conn, chain: str) -> int:
         top = conn.execute(select(func.max(deposit_addresses.c.path_index)).where(and_(
             deposit_addresses.c.vault_id == self.vault_id, deposit_addresses.c.chain == chain))).scalar()
-        return 0 if top is None else int(top) + 1
+        return self.first_index if top is None else max(int(top) + 1, self.first_index)
 
     def _record_address(self, sub_account_id, client_id, chain, network, family, index, address, asset, actor):
         def fn(tx: WriteTx):
@@ -301,6 +305,7 @@ class Deposits:
             addrs = self._addresses_in(tx.conn, chain, {d.address for d in seen})
             ours = self._rows_in(tx.conn, chain, network, {d.deposit_id for d in seen})
             assets = {r.asset for r in tx.conn.execute(select(ledgers.c.asset))}
+            ours_txids = self._own_movements(tx.conn, {d.txid for d in seen})
             events: list[TransferCreate] = []
             outbox: list[tuple[str | None, str, dict]] = []
             for d in seen:
@@ -308,7 +313,9 @@ class Deposits:
                     report.more = True
                     break
                 a = addrs.get(d.address)
-                if a is None or d.asset not in assets or family_of_safe(d.asset) != a.family:
+                # Not customer credits: payments to addresses not issued here, assets without a
+                # ledger, and our own movements (a gas top-up pays a deposit address).
+                if a is None or d.asset not in assets or family_of_safe(d.asset) != a.family or d.txid in ours_txids:
                     report.skipped += 1
                     continue
                 self._book(tx, d, a, ours, events, outbox, body, report)
@@ -335,6 +342,17 @@ class Deposits:
             for r in conn.execute(select(deposit_addresses).where(and_(
                     deposit_addresses.c.chain == chain, deposit_addresses.c.address.in_(items[i:i + limits.LEDGER_QUERY_IDS_MAX])))):
                 out[r.address] = _address(r)
+        return out
+
+    def _own_movements(self, conn, txids: set[str]) -> set[str]:
+        from node.store.withdrawal_models import withdrawals as wt
+        from node.withdrawals import INTERNAL_KINDS
+
+        out: set[str] = set()
+        items = sorted(txids)
+        for i in range(0, len(items), limits.LEDGER_QUERY_IDS_MAX):
+            out.update(r.txid for r in conn.execute(select(wt.c.txid).where(and_(
+                wt.c.kind.in_(INTERNAL_KINDS), wt.c.txid.in_(items[i:i + limits.LEDGER_QUERY_IDS_MAX])))))
         return out
 
     def _rows_in(self, conn, chain: str, network: str, wanted: set[str]) -> dict[str, list]:
@@ -434,3 +452,111 @@ def family_of_safe(asset: str) -> str | None:
     except DepositError:
         return None
 
+
+
+# ---------------------------------------------------------------------- sweeps
+# What the composition root gives the sweeper (node/ imports no adapter):
+#   sweepable(address, asset) -> int: what a sweep of everything of `asset` at the deposit
+#       address would pay to the hot wallet after its own fee (bitcoin: the address's coins minus
+#       the fee; ETH: the balance minus the gas; a token: its balance), 0 when nothing;
+#   gas_missing(address, asset) -> int: wei the address lacks to pay for sweeping `asset`
+#       (0 for BTC and ETH, which pay their fee from the amount);
+#   wallet_address(vault_id, asset) -> str: the vault wallet's receive address on that chain.
+Sweepable = Callable[[DepositAddress, str], int]
+GasMissing = Callable[[DepositAddress, str], int]
+WalletAddress = Callable[[str, str], str]
+
+SWEEP_PREFIX = "sweep:"
+
+
+@dataclass(frozen=True)
+class SweepCandidate:
+    address: DepositAddress
+    asset: str
+    credited_unswept: int
+    deposit_ids: tuple[str, ...]
+
+
+class Sweeper:
+    """One pass: every deposit address holding credited, unswept funds of an asset at or above
+    `minimums[asset]` (assets without a minimum are never swept automatically) gets one sweep
+    through the withdrawal pipeline; ERC-20 addresses get their gas top-up first."""
+
+    def __init__(self, deposits: Deposits, withdrawals, *, minimums: dict[str, int], sweepable: Sweepable,
+                 gas_missing: GasMissing, wallet_address: WalletAddress):
+        for asset, m in minimums.items():
+            assert type(m) is int and m > 0, f"sweep minimum of {asset}: {m!r}"
+        self.d = deposits
+        self.w = withdrawals
+        self.minimums = dict(minimums)
+        self.sweepable = sweepable
+        self.gas_missing = gas_missing
+        self.wallet_address = wallet_address
+
+    def candidates(self) -> list[SweepCandidate]:
+        """Credited, unswept deposits per (address, asset), oldest address first (bounded)."""
+        with self.d.store.reading() as conn:
+            rows = conn.execute(select(deposits.c.id, deposits.c.address_id, deposits.c.asset, deposits.c.amount)
+                                .where(and_(deposits.c.status == DEPOSIT_CREDITED, deposits.c.swept_by.is_(None)))
+                                .order_by(deposits.c.seq).limit(limits.DEPOSITS_PAGE_MAX)).all()
+            addrs = {r.id: _address(r) for r in conn.execute(select(deposit_addresses).where(
+                deposit_addresses.c.id.in_(sorted({r.address_id for r in rows}) or [""])))}
+        grouped: dict[tuple[str, str], list] = {}
+        for r in rows:
+            grouped.setdefault((r.address_id, r.asset), []).append(r)
+        return [SweepCandidate(addrs[aid], asset, sum(int(r.amount) for r in rs), tuple(r.id for r in rs))
+                for (aid, asset), rs in grouped.items()]
+
+    def in_flight(self, address_id: str) -> bool:
+        """A sweep or gas top-up of this address that has not ended: never two at once (one
+        nonce / one set of coins per address)."""
+        from node.store.withdrawal_models import withdrawals as wt
+        from node.withdrawals import ACTIVE, KIND_SWEEP
+
+        with self.d.store.reading() as conn:
+            return conn.execute(select(wt.c.id).where(and_(
+                wt.c.kind == KIND_SWEEP, wt.c.status.in_(ACTIVE),
+                wt.c.external_id.like(f"{SWEEP_PREFIX}{address_id}:%")))).first() is not None
+
+    def run_once(self, *, actor: str = "system:sweeper") -> list:
+        from node.withdrawals import KIND_SWEEP, VAULT_WALLET_PATH
+
+        out = []
+        for c in self.candidates():
+            if len(out) >= limits.DEPOSITS_SWEEPS_PER_PASS_MAX:
+                break
+            minimum = self.minimums.get(c.asset)
+            if minimum is None or c.credited_unswept < minimum or self.in_flight(c.address.id):
+                continue
+            a = c.address
+            n = self.w.now_ns()
+            gas = self.gas_missing(a, c.asset)
+            if gas > 0:
+                _, x = self.w.submit_internal(KIND_SWEEP, f"{SWEEP_PREFIX}{a.id}:gas:{n}", "ETH", a.address, gas,
+                                              vault_id=a.vault_id, source_path=VAULT_WALLET_PATH,
+                                              own_destination_paths=(a.path,), actor=actor)
+                log.info("sweep_gas_topup", address=a.address, asset=c.asset, wei=gas, withdrawal=x.id)
+                out.append(x)
+                continue  # the token sweep follows once the top-up completed
+            amount = self.sweepable(a, c.asset)
+            if amount <= 0:
+                continue
+            _, x = self.w.submit_internal(KIND_SWEEP, f"{SWEEP_PREFIX}{a.id}:{c.asset}:{n}", c.asset,
+                                          self.wallet_address(a.vault_id, c.asset), amount, vault_id=a.vault_id,
+                                          source_path=a.path, own_destination_paths=(VAULT_WALLET_PATH,), actor=actor)
+            self._mark(c, x.id, actor)
+            log.info("sweep_submitted", address=a.address, asset=c.asset, amount=str(amount), withdrawal=x.id)
+            out.append(x)
+        return out
+
+    def _mark(self, c: SweepCandidate, withdrawal_id: str, actor: str) -> None:
+        """The deposits the sweep covers (informational: the ledger books the sweep itself on
+        completion). A crash before this mark only makes a later pass consider the address
+        again, where the in-flight check or an empty address stops a second sweep."""
+
+        def fn(tx: WriteTx):
+            tx.conn.execute(deposits.update().where(and_(deposits.c.id.in_(c.deposit_ids), deposits.c.swept_by.is_(None)))
+                            .values(swept_by=withdrawal_id))
+            return None, {"sweep": withdrawal_id, "deposits": list(c.deposit_ids)}
+
+        self.d.store.write(actor, "deposit.swept_by", fn)

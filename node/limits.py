@@ -178,6 +178,7 @@ POR_ETH_BALANCES_PER_BATCH = 100  # balance reads at the snapshot block in one J
 
 # --- deposits and sweeps (node/deposits.py) -----------------------------------------------
 DEPOSITS_SYNC_BATCH_MAX = 256  # deposit changes one sync pass books (one store write)
+DEPOSITS_SYNC_PASSES_MAX = 8  # sync batches per chain per worker pass (then the pipeline gets its turn)
 DEPOSITS_PAGE_MAX = 500  # rows per listing of deposit addresses / deposits
 DEPOSITS_ADDRESSES_PER_SUB_ACCOUNT_MAX = 1_000  # deposit addresses one sub-account may hold per chain family
 DEPOSITS_ISSUE_ATTEMPTS_MAX = 8  # tries at the next index when two issuers race for it
