@@ -303,6 +303,11 @@ def add_arguments(parser) -> None:
     i.add_argument("sub_account_id")
     i.add_argument("asset", help="BTC, ETH or ERC20:<contract>")
     i.add_argument("--actor", required=True)
+    f = sub.add_parser("deposit-review", help="staff: credited deposits a reorg took out; decide one")
+    f.add_argument("--config", required=True)
+    f.add_argument("id", nargs="?", help="the deposit to decide (without: list the flagged ones)")
+    f.add_argument("decision", nargs="?", choices=("reverse", "write_off"))
+    f.add_argument("--actor")
     d = sub.add_parser("deposits", help="a sub-account's deposits as JSON lines (scans and credits first)")
     d.add_argument("--config", required=True)
     d.add_argument("sub_account_id")
@@ -324,12 +329,22 @@ def run(args) -> int:
     from node.withdrawals import WithdrawalError
 
     try:
-        if args.action in ("issue-address", "deposits") and world.deposits is None:
+        if args.action in ("issue-address", "deposits", "deposit-review") and world.deposits is None:
             print("custody withdrawals: the config has no [deposits] section", file=sys.stderr)
             return 2
         if args.action == "issue-address":
             a = world.deposits.issue_address(args.sub_account_id, args.asset, actor=args.actor)
             print(json.dumps(a.public()))
+            return 0
+        if args.action == "deposit-review":
+            if args.id is None:
+                for dep in world.deposits.flagged():
+                    print(json.dumps(dep.public()))
+                return 0
+            if args.decision is None or not args.actor:
+                print("custody withdrawals: deposit-review ID needs a decision (reverse | write_off) and --actor", file=sys.stderr)
+                return 2
+            print(json.dumps(world.deposits.resolve_reversal(args.id, args.decision, actor=args.actor).public()))
             return 0
         if args.action == "deposits":
             world.scan()

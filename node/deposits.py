@@ -45,7 +45,7 @@ from node.ports import (DEPOSIT_CREDITED, DEPOSIT_PENDING, DEPOSIT_REORGED_AFTER
                         DepositSource, Path)
 from node.store import WriteTx
 from node.store.deposit_models import deposit_addresses, deposits
-from node.store.models import ledgers, sub_accounts
+from node.store.models import ledgers, sub_accounts, wallets
 from node.wallets import ensure_deposit_wallet
 from node.withdrawals import DEPOSIT_BRANCH as wd_DEPOSIT_BRANCH
 
@@ -291,6 +291,49 @@ class Deposits:
             rows = conn.execute(select(deposits).where(deposits.c.review == REVIEW_REVERSAL_NEEDED)
                                 .order_by(deposits.c.seq).limit(limit))
             return [_record(r) for r in rows]
+
+    # ---------------------------------------------------------------- staff: reorged credits
+    def resolve_reversal(self, deposit_id: str, decision: str, *, actor: str) -> DepositRecord:
+        """Staff decide a credited deposit that a reorg took out (review `reversal_needed`):
+        "reverse" debits the customer (refused with `exceeds_available_balance`, nothing
+        changed, when they no longer hold it), "write_off" books the loss to suspense. Either
+        way the wallet gives back what the chain no longer holds (the deposit wallet, or the
+        vault wallet once the deposit was swept), so books meet the chain again; journaled."""
+        if decision not in ("reverse", "write_off"):
+            raise DepositError("decision_invalid", "reverse or write_off")
+
+        def fn(tx: WriteTx):
+            r = tx.conn.execute(select(deposits).where(deposits.c.id == deposit_id)).one_or_none()
+            if r is None:
+                raise DepositError("deposit_not_found", str(deposit_id)[:80])
+            rec = _record(r)
+            if rec.review != REVIEW_REVERSAL_NEEDED:
+                raise DepositError("deposit_not_flagged", f"{rec.id}: {rec.status} {rec.review}")
+            body: dict = {"deposit": rec.id, "decision": decision}
+            if rec.swept_by is None:
+                wallet = ensure_deposit_wallet(self.ledger, tx, rec.vault_id, rec.asset, body)
+            else:
+                wallet = tx.conn.execute(select(wallets.c.account_id).where(and_(
+                    wallets.c.vault_id == rec.vault_id, wallets.c.asset == rec.asset, wallets.c.kind != "deposit"))
+                    .order_by(wallets.c.id)).scalar()
+                if wallet is None:
+                    raise DepositError("wallet_not_found", f"{rec.vault_id} {rec.asset}")
+            if decision == "reverse":
+                debit = self.customers._ensure_account(tx, rec.sub_account_id, rec.asset, AccountKind.CUSTOMER.value, body)
+            else:
+                debit = self.customers._ensure_account(tx, SYSTEM_OWNER, rec.asset, AccountKind.SUSPENSE.value, body)
+            ev = TransferCreate(f"{rec.id}:{decision}", debit, wallet, rec.amount, rec.asset, CODE_DEPOSIT,
+                                user_data=rec.txid[:limits.LEDGER_USER_DATA_CHARS_MAX])
+            [res] = self.ledger.apply_transfers(tx, [ev], body)
+            if res is not TransferResult.ok:
+                raise DepositError(res.value, f"{decision} of {rec.amount} {rec.asset} for {rec.sub_account_id}")
+            rec = self._set(tx, rec, review="reversed" if decision == "reverse" else "written_off")
+            a = tx.conn.execute(select(deposit_addresses.c.client_id).where(deposit_addresses.c.id == rec.address_id)).one()
+            webhooks.emit(tx.conn, a.client_id or SYSTEM_OWNER, "deposit.reversed" if decision == "reverse" else "deposit.written_off",
+                          rec.public())
+            return rec, body
+
+        return self.store.write(actor, f"deposit.{decision}", fn)
 
     # ---------------------------------------------------------------- crediting
     def sync(self, adapter: DepositSource, *, actor: str = "system:deposits") -> SyncReport:

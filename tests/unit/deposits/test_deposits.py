@@ -290,3 +290,42 @@ def test_sync_books_in_bounded_batches(world, monkeypatch):
 def test_the_fake_is_a_deposit_source():
     assert isinstance(FakeChain("bitcoin", "regtest"), DepositSource)
     assert dataclasses.is_dataclass(Deposit)
+
+
+@pytest.mark.parametrize("decision, funds_left, result, review", [
+    ("bogus", 5_000, "decision_invalid", REVIEW_REVERSAL_NEEDED),
+    ("reverse", 4_999, "exceeds_available_balance", REVIEW_REVERSAL_NEEDED),  # spent some: refused, nothing changed
+    ("reverse", 5_000, None, "reversed"),
+    ("write_off", 0, None, "written_off"),
+])
+def test_staff_resolve_a_reorged_credit(world, decision, funds_left, result, review):
+    deps, btc, _ = world
+    a = deps.issue_address("zoe.main", "BTC", actor="test")
+    did = btc.put(a.address, 5_000, DEPOSIT_CREDITED)
+    deps.sync(btc)
+    if funds_left < 5_000:
+        r = deps.customers.internal_transfer("spent", "zoe.main", "yan.main", "BTC", 5_000 - funds_left, actor="test")
+        assert r.ok
+    btc.put(a.address, 5_000, DEPOSIT_REORGED_AFTER_CREDIT)
+    deps.sync(btc)
+    dep_id = deposit_record_id("bitcoin", "regtest", did, 1)
+    from node.rebalance import _deposits_reorged_after_credit
+
+    with deps.store.reading() as conn:
+        assert _deposits_reorged_after_credit(conn) == {"BTC": (1, 5_000)}
+    before = head(deps)
+    if result is not None:
+        with pytest.raises(DepositError) as e:
+            deps.resolve_reversal(dep_id, decision, actor="staff:ops")
+        assert e.value.reason == result
+        assert head(deps) == before
+    else:
+        deps.resolve_reversal(dep_id, decision, actor="staff:ops")
+        from node.wallets import Wallets
+
+        assert Wallets(deps.ledger).holdings("BTC")["deposit"] == 0, "books give back what the chain lost"
+        assert balance(deps, "zoe.main", "BTC")[0] == (0 if decision == "reverse" else funds_left)
+        with pytest.raises(DepositError) as e:
+            deps.resolve_reversal(dep_id, decision, actor="staff:ops")
+        assert e.value.reason == "deposit_not_flagged"
+    assert deps.get(dep_id).review == review
