@@ -127,18 +127,11 @@ class World:
                                wallet_address=self.vault_address)
 
     def sync_deposits(self) -> int:
-        """Credits what the adapters' stored deposits say (after `scan()`): bounded batches,
-        at most DEPOSITS_SYNC_PASSES_MAX per chain per call. Returns how many were booked."""
-        n = 0
+        """Credits what the adapters' stored deposits say (after `scan()`), in bounded batches
+        (node.deposits.Deposits.sync). Returns how many changes were booked."""
         if self.deposits is None:
             return 0
-        for a in self.chains.values():
-            for _ in range(limits.DEPOSITS_SYNC_PASSES_MAX):
-                r = self.deposits.sync(a)
-                n += r.total
-                if not r.more:
-                    break
-        return n
+        return sum(self.deposits.sync(a).total for a in self.chains.values())
 
     def sweep(self) -> int:
         return len(self.sweeper.run_once()) if self.sweeper is not None else 0

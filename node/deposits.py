@@ -31,6 +31,7 @@ network fees, so liabilities, books and chain still agree to the unit.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -338,45 +339,69 @@ class Deposits:
     # ---------------------------------------------------------------- crediting
     def sync(self, adapter: DepositSource, *, actor: str = "system:deposits") -> SyncReport:
         """Makes the ledger agree with the adapter's stored deposits (after its `scan()`).
-        Idempotent: a second call with nothing new on chain books nothing."""
-        seen = sorted(adapter.deposits(), key=lambda d: (d.block_height, d.deposit_id, d.epoch))
+        Idempotent: a second call with nothing new on chain books nothing and writes nothing.
+
+        One read finds what differs; then at most DEPOSITS_SYNC_PASSES_MAX writes of at most
+        DEPOSITS_SYNC_BATCH_MAX deposits each book it (`more`: some is left for the next call).
+        Each write re-reads its deposits' rows under the write lock, so two syncers racing
+        book each change once."""
         chain, network = adapter.chain, adapter.network
+        seen = sorted(adapter.deposits(), key=lambda d: (d.block_height, d.deposit_id, d.epoch))
         report = SyncReport()
+        with self.store.reading() as conn:
+            todo = self._differing(conn, chain, network, seen, report)
+        size = limits.DEPOSITS_SYNC_BATCH_MAX
+        done = 0
+        for _ in range(limits.DEPOSITS_SYNC_PASSES_MAX):
+            if done >= len(todo):
+                break
+            chunk = todo[done:done + size]
+            done += len(chunk)
+            self.store.write(actor, "deposit.sync", lambda tx, chunk=chunk: self._write_batch(tx, chain, network, chunk, report))
+        report.more = done < len(todo)
+        if report.total:
+            log.info("deposits_synced", chain=chain, pending=report.pending, credited=report.credited, voided=report.voided,
+                     flagged=report.flagged, more=report.more)
+        return report
 
-        def fn(tx: WriteTx):
-            body: dict = {"chain": chain, "network": network, "deposits": []}
-            addrs = self._addresses_in(tx.conn, chain, {d.address for d in seen})
-            ours = self._rows_in(tx.conn, chain, network, {d.deposit_id for d in seen})
-            assets = {r.asset for r in tx.conn.execute(select(ledgers.c.asset))}
-            ours_txids = self._own_movements(tx.conn, {d.txid for d in seen})
-            events: list[TransferCreate] = []
-            outbox: list[tuple[str | None, str, dict]] = []
-            for d in seen:
-                if report.total >= limits.DEPOSITS_SYNC_BATCH_MAX:
-                    report.more = True
-                    break
-                a = addrs.get(d.address)
-                # Not customer credits: payments to addresses not issued here, assets without a
-                # ledger, and our own movements (a gas top-up pays a deposit address).
-                if a is None or d.asset not in assets or family_of_safe(d.asset) != a.family or d.txid in ours_txids:
+    def _customer_deposits(self, conn, chain: str, seen: list[Deposit], report: SyncReport | None):
+        """The deposits that are customer credits, with their addresses. Not credits: payments
+        to addresses not issued here, assets without a ledger, and our own movements (a gas
+        top-up pays a deposit address)."""
+        addrs = self._addresses_in(conn, chain, {d.address for d in seen})
+        assets = {r.asset for r in conn.execute(select(ledgers.c.asset))}
+        ours_txids = self._own_movements(conn, {d.txid for d in seen})
+        out = []
+        for d in seen:
+            a = addrs.get(d.address)
+            if a is None or d.asset not in assets or family_of_safe(d.asset) != a.family or d.txid in ours_txids:
+                if report is not None:
                     report.skipped += 1
-                    continue
-                self._book(tx, d, a, ours, events, outbox, body, report)
-            if not events and not body["deposits"]:
-                return report, None
-            results = self.ledger.apply_transfers(tx, events, body)
-            bad = [(e.id, r.value) for e, r in zip(events, results) if r not in (TransferResult.ok, TransferResult.exists)]
-            if bad:
-                raise LedgerError(TransferResult(bad[0][1]), f"deposit sync {chain}: {bad}")
-            for client_id, event_type, data in outbox:
-                webhooks.emit(tx.conn, client_id or SYSTEM_OWNER, event_type, data)
-            return report, body
-
-        out = self.store.write(actor, "deposit.sync", fn)
-        if out.total:
-            log.info("deposits_synced", chain=chain, pending=out.pending, credited=out.credited, voided=out.voided,
-                     flagged=out.flagged, more=out.more)
+                continue
+            out.append((d, a))
         return out
+
+    def _differing(self, conn, chain: str, network: str, seen: list[Deposit], report: SyncReport) -> list[Deposit]:
+        credits = self._customer_deposits(conn, chain, seen, report)
+        ours = self._rows_in(conn, chain, network, {d.deposit_id for d, _ in credits})
+        return [d for d, _ in credits if _differs(d, ours.get(d.deposit_id, []))]
+
+    def _write_batch(self, tx: WriteTx, chain: str, network: str, chunk: list[Deposit], report: SyncReport):
+        body: dict = {"chain": chain, "network": network, "deposits": []}
+        ours = self._rows_in(tx.conn, chain, network, {d.deposit_id for d in chunk})
+        b = _Booking(tx, body, report)
+        for d, a in self._customer_deposits(tx.conn, chain, chunk, None):
+            self._book(b, d, a, ours)
+        if not b.events and not body["deposits"]:
+            return None, None
+        if b.new_rows:
+            tx.conn.execute(deposits.insert(), b.new_rows)
+        results = self.ledger.apply_transfers(tx, b.events, body)
+        bad = [(e.id, r.value) for e, r in zip(b.events, results) if r not in (TransferResult.ok, TransferResult.exists)]
+        if bad:
+            raise LedgerError(TransferResult(bad[0][1]), f"deposit sync {chain}: {bad}")
+        webhooks.emit_many(tx.conn, [(client_id or SYSTEM_OWNER, t, data) for client_id, t, data in b.outbox])
+        return None, body
 
     def _addresses_in(self, conn, chain: str, wanted: set[str]) -> dict[str, DepositAddress]:
         out = {}
@@ -408,85 +433,116 @@ class Deposits:
                 out.setdefault(r.chain_deposit_id, []).append(_record(r))
         return out
 
-    def _book(self, tx: WriteTx, d: Deposit, a: DepositAddress, ours: dict, events: list, outbox: list, body: dict,
-              report: SyncReport) -> None:
+    def _book(self, b: "_Booking", d: Deposit, a: DepositAddress, ours: dict) -> None:
         rows = ours.get(d.deposit_id, [])
         # An earlier epoch still pending whose void we never booked (the adapter saw the reorg
         # and the deposit mined again before this sync): void it first.
         for old in rows:
             if old.epoch < d.epoch and old.status == DEPOSIT_PENDING:
-                self._void(tx, old, a, events, outbox, body, report)
+                self._void(b, old, a)
         mine = next((r for r in rows if r.epoch == d.epoch), None)
-        if d.status in (DEPOSIT_PENDING, DEPOSIT_CREDITED) and mine is None:
-            mine = self._pending(tx, d, a, events, outbox, body, report)
         if mine is None:
+            if d.status in (DEPOSIT_PENDING, DEPOSIT_CREDITED):
+                self._first_sight(b, d, a)
             return  # voided / flagged before we ever saw it: nothing was booked, nothing to undo
         if d.status == DEPOSIT_CREDITED and mine.status == DEPOSIT_PENDING:
-            self._credit(tx, mine, a, events, outbox, body, report)
+            self._credit(b, mine, a)
+            b.tx.conn.execute(deposits.update().where(and_(deposits.c.id == mine.id, deposits.c.status == DEPOSIT_PENDING))
+                              .values(status=DEPOSIT_CREDITED, updated_at_ns=b.tx.next_timestamp_ns()))
         elif d.status in (DEPOSIT_VOIDED, DEPOSIT_REORGED_AFTER_CREDIT) and mine.status == DEPOSIT_PENDING:
-            self._void(tx, mine, a, events, outbox, body, report)
+            self._void(b, mine, a)
         elif d.status == DEPOSIT_REORGED_AFTER_CREDIT and mine.status == DEPOSIT_CREDITED:
-            self._flag(tx, mine, a, outbox, body, report)
+            self._flag(b, mine, a)
 
-    def _accounts(self, tx: WriteTx, sub_id: str, asset: str, vault_id: str, body: dict) -> tuple[int, int, int]:
-        cust = self.customers._ensure_account(tx, sub_id, asset, AccountKind.CUSTOMER.value, body)
-        clearing = self.customers._ensure_account(tx, SYSTEM_OWNER, asset, AccountKind.DEPOSIT_CLEARING.value, body)
-        wallet = ensure_deposit_wallet(self.ledger, tx, vault_id, asset, body)
-        return cust, clearing, wallet
+    def _accounts(self, b: "_Booking", sub_id: str, asset: str, vault_id: str) -> tuple[int, int, int]:
+        key = (sub_id, asset, vault_id)
+        if key not in b.accounts:
+            cust = self.customers._ensure_account(b.tx, sub_id, asset, AccountKind.CUSTOMER.value, b.body)
+            clearing = self.customers._ensure_account(b.tx, SYSTEM_OWNER, asset, AccountKind.DEPOSIT_CLEARING.value, b.body)
+            wallet = ensure_deposit_wallet(self.ledger, b.tx, vault_id, asset, b.body)
+            b.accounts[key] = (cust, clearing, wallet)
+        return b.accounts[key]
 
     def _set(self, tx: WriteTx, rec: DepositRecord, **values) -> DepositRecord:
-        res = tx.conn.execute(deposits.update().where(and_(deposits.c.id == rec.id, deposits.c.status == rec.status))
-                              .values(updated_at_ns=tx.next_timestamp_ns(), **values))
-        assert res.rowcount == 1, f"deposit {rec.id} moved under a serialised write"
-        return _record(tx.conn.execute(select(deposits).where(deposits.c.id == rec.id)).one())
-
-    def _pending(self, tx, d: Deposit, a: DepositAddress, events, outbox, body, report) -> DepositRecord:
-        did = deposit_record_id(d.chain, d.network, d.deposit_id, d.epoch)
-        cust, clearing, _ = self._accounts(tx, a.sub_account_id, d.asset, a.vault_id, body)
-        assert type(d.amount) is int and d.amount > 0, f"deposit {d.deposit_id} amount {d.amount!r}"
-        events.append(TransferCreate(did, clearing, cust, d.amount, d.asset, CODE_DEPOSIT, TransferFlags.PENDING,
-                                     user_data=d.txid[:limits.LEDGER_USER_DATA_CHARS_MAX]))
         now = tx.next_timestamp_ns()
-        tx.conn.execute(deposits.insert(), {
-            "id": did, "chain": d.chain, "network": d.network, "chain_deposit_id": d.deposit_id, "epoch": d.epoch,
-            "asset": d.asset, "txid": d.txid, "address": d.address, "address_id": a.id, "sub_account_id": a.sub_account_id,
-            "vault_id": a.vault_id, "amount": d.amount, "block_height": d.block_height, "block_hash": d.block_hash,
-            "status": DEPOSIT_PENDING, "review": None, "swept_by": None, "created_at_ns": now, "updated_at_ns": now})
-        rec = _record(tx.conn.execute(select(deposits).where(deposits.c.id == did)).one())
-        self._note(rec, a, "deposit.pending", outbox, body, report)
-        report.pending += 1
-        return rec
+        res = tx.conn.execute(deposits.update().where(and_(deposits.c.id == rec.id, deposits.c.status == rec.status))
+                              .values(updated_at_ns=now, **values))
+        assert res.rowcount == 1, f"deposit {rec.id} moved under a serialised write"
+        return dataclasses.replace(rec, updated_at_ns=now, **values)
 
-    def _credit(self, tx, rec: DepositRecord, a: DepositAddress, events, outbox, body, report) -> None:
-        _, clearing, wallet = self._accounts(tx, rec.sub_account_id, rec.asset, rec.vault_id, body)
-        events.append(TransferCreate(f"{rec.id}:post", pending_id=rec.id, flags=TransferFlags.POST_PENDING))
-        events.append(TransferCreate(f"{rec.id}:in", wallet, clearing, rec.amount, rec.asset, CODE_DEPOSIT,
-                                     user_data=rec.txid[:limits.LEDGER_USER_DATA_CHARS_MAX]))
-        rec = self._set(tx, rec, status=DEPOSIT_CREDITED)
-        self._note(rec, a, "deposit.credited", outbox, body, report)
-        report.credited += 1
+    def _first_sight(self, b: "_Booking", d: Deposit, a: DepositAddress) -> None:
+        """A new deposit: its pending credit; posted in the same write when already at depth.
+        Rows are inserted together at the end of the batch."""
+        did = deposit_record_id(d.chain, d.network, d.deposit_id, d.epoch)
+        cust, clearing, _ = self._accounts(b, a.sub_account_id, d.asset, a.vault_id)
+        assert type(d.amount) is int and d.amount > 0, f"deposit {d.deposit_id} amount {d.amount!r}"
+        b.events.append(TransferCreate(did, clearing, cust, d.amount, d.asset, CODE_DEPOSIT, TransferFlags.PENDING,
+                                       user_data=d.txid[:limits.LEDGER_USER_DATA_CHARS_MAX]))
+        now = b.tx.next_timestamp_ns()
+        rec = DepositRecord(did, 0, d.chain, d.network, d.deposit_id, d.epoch, d.asset, d.txid, d.address, a.id,
+                            a.sub_account_id, a.vault_id, d.amount, d.block_height, d.block_hash, DEPOSIT_PENDING, None, None,
+                            now, now)
+        self._note(b, rec, a, "deposit.pending")
+        b.report.pending += 1
+        if d.status == DEPOSIT_CREDITED:
+            self._credit(b, rec, a)
+            rec = dataclasses.replace(rec, status=DEPOSIT_CREDITED)
+        b.new_rows.append({f.name: getattr(rec, f.name) for f in dataclasses.fields(rec) if f.name != "seq"})
 
-    def _void(self, tx, rec: DepositRecord, a: DepositAddress, events, outbox, body, report) -> None:
-        events.append(TransferCreate(f"{rec.id}:void", pending_id=rec.id, flags=TransferFlags.VOID_PENDING))
-        rec = self._set(tx, rec, status=DEPOSIT_VOIDED)
-        self._note(rec, a, "deposit.voided", outbox, body, report)
-        report.voided += 1
+    def _credit(self, b: "_Booking", rec: DepositRecord, a: DepositAddress) -> None:
+        _, clearing, wallet = self._accounts(b, rec.sub_account_id, rec.asset, rec.vault_id)
+        b.events.append(TransferCreate(f"{rec.id}:post", pending_id=rec.id, flags=TransferFlags.POST_PENDING))
+        b.events.append(TransferCreate(f"{rec.id}:in", wallet, clearing, rec.amount, rec.asset, CODE_DEPOSIT,
+                                       user_data=rec.txid[:limits.LEDGER_USER_DATA_CHARS_MAX]))
+        self._note(b, dataclasses.replace(rec, status=DEPOSIT_CREDITED), a, "deposit.credited")
+        b.report.credited += 1
 
-    def _flag(self, tx, rec: DepositRecord, a: DepositAddress, outbox, body, report) -> None:
+    def _void(self, b: "_Booking", rec: DepositRecord, a: DepositAddress) -> None:
+        b.events.append(TransferCreate(f"{rec.id}:void", pending_id=rec.id, flags=TransferFlags.VOID_PENDING))
+        rec = self._set(b.tx, rec, status=DEPOSIT_VOIDED)
+        self._note(b, rec, a, "deposit.voided")
+        b.report.voided += 1
+
+    def _flag(self, b: "_Booking", rec: DepositRecord, a: DepositAddress) -> None:
         # Never debit the customer here: they may have spent it. Staff decide; the journal,
         # the flagged queue and the reconciliation (books above chain) all show it.
-        rec = self._set(tx, rec, status=DEPOSIT_REORGED_AFTER_CREDIT, review=REVIEW_REVERSAL_NEEDED)
+        rec = self._set(b.tx, rec, status=DEPOSIT_REORGED_AFTER_CREDIT, review=REVIEW_REVERSAL_NEEDED)
         log.error("deposit_reorged_after_credit", deposit=rec.id, sub_account=rec.sub_account_id, asset=rec.asset,
                   amount=str(rec.amount), txid=rec.txid)
-        self._note(rec, a, "deposit.reorged", outbox, body, report)
-        report.flagged += 1
+        self._note(b, rec, a, "deposit.reorged")
+        b.report.flagged += 1
 
     @staticmethod
-    def _note(rec: DepositRecord, a: DepositAddress, event_type: str, outbox, body, report) -> None:
+    def _note(b: "_Booking", rec: DepositRecord, a: DepositAddress, event_type: str) -> None:
         data = rec.public()
-        outbox.append((a.client_id, event_type, data))
-        body["deposits"].append({"event": event_type, **data})
-        report.changed.append(rec.id)
+        b.outbox.append((a.client_id, event_type, data))
+        b.body["deposits"].append({"event": event_type, **data})
+        b.report.changed.append(rec.id)
+
+
+@dataclass
+class _Booking:
+    """What one sync write collects: the ledger events, new deposit rows, outbox events."""
+
+    tx: WriteTx
+    body: dict
+    report: SyncReport
+    events: list = field(default_factory=list)
+    outbox: list = field(default_factory=list)
+    new_rows: list = field(default_factory=list)
+    accounts: dict = field(default_factory=dict)
+
+
+def _differs(d: Deposit, rows: list[DepositRecord]) -> bool:
+    """Whether the ledger disagrees with the adapter about this deposit (what `_book` changes)."""
+    if any(r.epoch < d.epoch and r.status == DEPOSIT_PENDING for r in rows):
+        return True
+    mine = next((r for r in rows if r.epoch == d.epoch), None)
+    if mine is None:
+        return d.status in (DEPOSIT_PENDING, DEPOSIT_CREDITED)
+    if mine.status == DEPOSIT_PENDING:
+        return d.status in (DEPOSIT_CREDITED, DEPOSIT_VOIDED, DEPOSIT_REORGED_AFTER_CREDIT)
+    return mine.status == DEPOSIT_CREDITED and d.status == DEPOSIT_REORGED_AFTER_CREDIT
 
 
 def family_of_safe(asset: str) -> str | None:

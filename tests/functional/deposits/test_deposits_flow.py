@@ -40,7 +40,7 @@ def balance(dw, sub: str, asset: str) -> tuple[int, int]:
 def events_of(dw, deposit_id: str) -> list[str]:
     with dw.node.store.reading() as conn:
         rows = conn.execute(sa.select(webhook_events.c.type, webhook_events.c.payload)
-                            .order_by(webhook_events.c.created_at_ms, webhook_events.c.id)).all()
+                            .order_by(webhook_events.c.seq)).all()
     return [r.type for r in rows if json.loads(r.payload)["data"]["id"] == deposit_id]
 
 

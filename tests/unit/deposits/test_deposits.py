@@ -90,7 +90,7 @@ def outbox(deps) -> list[tuple[str, str]]:
 
     with deps.store.reading() as conn:
         rows = conn.execute(sa.select(webhook_events.c.type, webhook_events.c.payload, webhook_events.c.client_id)
-                            .order_by(webhook_events.c.created_at_ms, webhook_events.c.id)).all()
+                            .order_by(webhook_events.c.seq)).all()
     return [(r.type, json.loads(r.payload)["data"]["id"], r.client_id) for r in rows]
 
 
@@ -277,13 +277,14 @@ def test_sync_books_in_bounded_batches(world, monkeypatch):
     for n in range(1, 6):
         btc.put(a.address, 1_000 * n, DEPOSIT_PENDING, n=n, height=100 + n)
     monkeypatch.setattr(limits, "DEPOSITS_SYNC_BATCH_MAX", 2)
-    seen = []
-    while True:
-        r = deps.sync(btc)
-        seen.append(r.pending)
-        if not r.more:
-            break
-    assert seen == [2, 2, 1]
+    monkeypatch.setattr(limits, "DEPOSITS_SYNC_PASSES_MAX", 2)
+    before = head(deps)
+    r = deps.sync(btc)
+    assert (r.pending, r.more) == (4, True)
+    with deps.store.reading() as conn:
+        assert conn.execute(sa.select(journal.c.seq).where(journal.c.seq > before[0])).all().__len__() == 2, "two writes"
+    r = deps.sync(btc)
+    assert (r.pending, r.more) == (1, False)
     assert balance(deps, "zoe.main", "BTC") == (0, 15_000)
 
 
@@ -329,3 +330,24 @@ def test_staff_resolve_a_reorged_credit(world, decision, funds_left, result, rev
             deps.resolve_reversal(dep_id, decision, actor="staff:ops")
         assert e.value.reason == "deposit_not_flagged"
     assert deps.get(dep_id).review == review
+
+
+def test_outbox_fans_out_to_the_clients_subscribed_endpoints_only(world):
+    """The sync's events (written in one batch, webhooks.emit_many) get one delivery per
+    enabled endpoint of the address's client that subscribes to their type."""
+    from node import webhooks
+    from node.store.api_models import webhook_deliveries
+
+    deps, btc, _ = world
+    ep_all, _ = webhooks.register_endpoint(deps.store.engine, "cl_1", "http://127.0.0.1:9/all", ["deposit.*"], True)
+    ep_credit, _ = webhooks.register_endpoint(deps.store.engine, "cl_1", "http://127.0.0.1:9/c", ["deposit.credited"], True)
+    webhooks.register_endpoint(deps.store.engine, "cl_2", "http://127.0.0.1:9/other", ["deposit.*"], True)
+    a = deps.issue_address("zoe.main", "BTC", client_id="cl_1", actor="test")
+    btc.put(a.address, 1_000, DEPOSIT_CREDITED)
+    deps.sync(btc)
+    with deps.store.reading() as conn:
+        rows = conn.execute(sa.select(webhook_deliveries.c.endpoint_id, webhook_events.c.type)
+                            .join(webhook_events, webhook_events.c.id == webhook_deliveries.c.event_id)
+                            .order_by(webhook_deliveries.c.seq)).all()
+    got = sorted((r.endpoint_id, r.type) for r in rows)
+    assert got == sorted([(ep_all.id, "deposit.pending"), (ep_all.id, "deposit.credited"), (ep_credit.id, "deposit.credited")])
