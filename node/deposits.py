@@ -48,11 +48,12 @@ from node.store import WriteTx
 from node.store.deposit_models import deposit_addresses, deposits
 from node.store.models import ledgers, sub_accounts, wallets
 from node.wallets import ensure_deposit_wallet
-from node.withdrawals import DEPOSIT_BRANCH as wd_DEPOSIT_BRANCH
+from node.store.withdrawal_models import withdrawals as withdrawals_table
+from node.withdrawals import ACTIVE, DEPOSIT_BRANCH, INTERNAL_KINDS, KIND_SWEEP, VAULT_WALLET_PATH
 
 log = get_log("node.deposits")
 
-DEPOSIT_BRANCH = wd_DEPOSIT_BRANCH  # deposit addresses: (0, i) below the vault's group key
+# Deposit addresses are (DEPOSIT_BRANCH, i) below the vault's group key (node.withdrawals).
 REVIEW_REVERSAL_NEEDED = "reversal_needed"
 STATUSES = (DEPOSIT_PENDING, DEPOSIT_CREDITED, DEPOSIT_VOIDED, DEPOSIT_REORGED_AFTER_CREDIT)
 ERC20_PREFIX = "ERC20:"
@@ -413,9 +414,7 @@ class Deposits:
         return out
 
     def _own_movements(self, conn, txids: set[str]) -> set[str]:
-        from node.store.withdrawal_models import withdrawals as wt
-        from node.withdrawals import INTERNAL_KINDS
-
+        wt = withdrawals_table
         out: set[str] = set()
         items = sorted(txids)
         for i in range(0, len(items), limits.LEDGER_QUERY_IDS_MAX):
@@ -609,17 +608,13 @@ class Sweeper:
     def in_flight(self, address_id: str) -> bool:
         """A sweep or gas top-up of this address that has not ended: never two at once (one
         nonce / one set of coins per address)."""
-        from node.store.withdrawal_models import withdrawals as wt
-        from node.withdrawals import ACTIVE, KIND_SWEEP
-
+        wt = withdrawals_table
         with self.d.store.reading() as conn:
             return conn.execute(select(wt.c.id).where(and_(
                 wt.c.kind == KIND_SWEEP, wt.c.status.in_(ACTIVE),
                 wt.c.external_id.like(f"{SWEEP_PREFIX}{address_id}:%")))).first() is not None
 
     def run_once(self, *, actor: str = "system:sweeper") -> list:
-        from node.withdrawals import KIND_SWEEP, VAULT_WALLET_PATH
-
         out = []
         for c in self.candidates():
             if len(out) >= limits.DEPOSITS_SWEEPS_PER_PASS_MAX:

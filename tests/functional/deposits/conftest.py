@@ -114,6 +114,15 @@ class DepositWorld:
         return Proc(name, [sys.executable, "-m", "api.cli", "withdrawals", "worker", "--config", self.config],
                     self.node.workdir / "workers", env=env).start()
 
+    def cli(self, action: str, *args: str) -> str:
+        """`custody withdrawals <action> --config F ...` as a process; its stdout."""
+        import subprocess
+
+        res = subprocess.run([sys.executable, "-m", "api.cli", "withdrawals", action, "--config", str(self.config), *args],
+                             capture_output=True, text=True, timeout=60, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+        assert res.returncode == 0, f"custody withdrawals {action}: exit {res.returncode}\n{res.stderr[-3000:]}"
+        return res.stdout
+
     def sweeps(self) -> list:
         from node.store.withdrawal_models import withdrawals as wt
         from node.withdrawals import Withdrawal
