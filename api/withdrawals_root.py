@@ -299,7 +299,7 @@ def add_arguments(parser) -> None:
     f = sub.add_parser("deposit-review", help="staff: credited deposits a reorg took out; decide one")
     f.add_argument("--config", required=True)
     f.add_argument("id", nargs="?", help="the deposit to decide (without: list the flagged ones)")
-    f.add_argument("decision", nargs="?", choices=("reverse", "write_off"))
+    f.add_argument("decision", nargs="?", choices=("reverse", "write_off", "keep"))
     f.add_argument("--actor")
     d = sub.add_parser("deposits", help="a sub-account's deposits as JSON lines (scans and credits first)")
     d.add_argument("--config", required=True)
@@ -335,7 +335,8 @@ def run(args) -> int:
                     print(json.dumps(dep.public()))
                 return 0
             if args.decision is None or not args.actor:
-                print("custody withdrawals: deposit-review ID needs a decision (reverse | write_off) and --actor", file=sys.stderr)
+                print("custody withdrawals: deposit-review ID needs a decision (reverse | write_off | keep) and --actor",
+                      file=sys.stderr)
                 return 2
             print(json.dumps(world.deposits.resolve_reversal(args.id, args.decision, actor=args.actor).public()))
             return 0

@@ -300,9 +300,11 @@ class Deposits:
         "reverse" debits the customer (refused with `exceeds_available_balance`, nothing
         changed, when they no longer hold it), "write_off" books the loss to suspense. Either
         way the wallet gives back what the chain no longer holds (the deposit wallet, or the
-        vault wallet once the deposit was swept), so books meet the chain again; journaled."""
-        if decision not in ("reverse", "write_off"):
-            raise DepositError("decision_invalid", "reverse or write_off")
+        vault wallet once the deposit was swept), so books meet the chain again. "keep": the
+        same transaction was mined again on the new branch (the chain holds it once more),
+        nothing to book. Every decision is journaled with its actor."""
+        if decision not in ("reverse", "write_off", "keep"):
+            raise DepositError("decision_invalid", "reverse, write_off or keep")
 
         def fn(tx: WriteTx):
             r = tx.conn.execute(select(deposits).where(deposits.c.id == deposit_id)).one_or_none()
@@ -312,6 +314,9 @@ class Deposits:
             if rec.review != REVIEW_REVERSAL_NEEDED:
                 raise DepositError("deposit_not_flagged", f"{rec.id}: {rec.status} {rec.review}")
             body: dict = {"deposit": rec.id, "decision": decision}
+            if decision == "keep":
+                rec = self._set(tx, rec, review="kept")
+                return rec, body
             if rec.swept_by is None:
                 wallet = ensure_deposit_wallet(self.ledger, tx, rec.vault_id, rec.asset, body)
             else:

@@ -103,7 +103,7 @@ def reconciliation(withdrawals: wd.Withdrawals, balances: Balances, assets: list
                 alerts.append(f"books_differ_from_chain: books {books}, chain {chain}, difference {chain - books}")
             n_flagged, flagged = reorged.get(asset, (0, 0))
             if n_flagged:
-                alerts.append(f"deposits_reorged_after_credit: {n_flagged} for {flagged}, staff review (custody withdrawals deposit-review)")
+                alerts.append(f"deposits_reorged_after_credit: {n_flagged} for {flagged}, staff decide (custody withdrawals deposit-review)")
             report.append({"asset": asset, "liabilities": str(liab), "books": str(books), "chain": str(chain),
                            "chain_by_vault": {v: str(b) for v, b in chain_by_vault.items()},
                            "difference": str(chain - liab), "deposits_reversal_needed": str(reorged.get(asset, (0, 0))[1]),

@@ -18,7 +18,8 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from node.ports import DEPOSIT_CREDITED, DEPOSIT_PENDING, DEPOSIT_VOIDED
+from api.withdrawals_root import World, load_config
+from node.ports import DEPOSIT_CREDITED, DEPOSIT_PENDING, DEPOSIT_REORGED_AFTER_CREDIT, DEPOSIT_VOIDED
 from node.store.api_models import webhook_events
 from node.withdrawals import VAULT_WALLET_PATH
 from tests.functional.deposits.conftest import BTC_DEPOSIT_CONFIRMATIONS
@@ -54,7 +55,12 @@ def test_btc_deposit_is_pending_then_credited_at_depth(dw):
     a = dw.deposits.issue_address(sub, "BTC", client_id="cl_alice", actor=f"client:{sub}")
     assert a.path[0] == 0 and a.vault_id == "hot"
     txid = s.faucet_pays(a.address, 2_000_000)  # mined: one confirmation
-    dw.sync()
+    dw.world.scan()  # ... and the process dies before crediting: a new one reads the stored deposits
+    restarted = World(load_config(dw.config))
+    try:
+        assert restarted.sync_deposits() == 1
+    finally:
+        restarted.close()
     [dep] = dw.deposits.list(sub)
     assert_eq((dep.txid, dep.status, dep.amount), (txid, DEPOSIT_PENDING, 2_000_000), "first sight")
     assert_eq(balance(dw, sub, "BTC"), (0, 2_000_000), "pending credit, not spendable")
@@ -177,4 +183,36 @@ def test_eth_and_token_deposits_are_credited_and_swept_with_a_gas_topup(dw):
     for asset, row in report.items():
         assert row["alert"] is False, row
         assert_eq(row["chain"], row["books"], f"{asset}: books = chain")
+    dw.check_ledger()
+
+
+def test_btc_reorg_after_credit_is_flagged_for_staff_and_shown_in_the_reconciliation(dw):
+    """Runs last in the module: it leaves btcd on a new branch."""
+    s = dw.shared
+    sub = dw.node.customer(f"erin-{dw.node.kind}")
+    a = dw.deposits.issue_address(sub, "BTC", client_id="cl_erin", actor=f"client:{sub}")
+    txid = s.faucet_pays(a.address, 1_500_000)
+    block_hash = s.btcd.call("getbestblockhash")
+    s.btcd.generate(BTC_DEPOSIT_CONFIRMATIONS - 1)
+    dw.sync()
+    [dep] = dw.deposits.list(sub)
+    assert_eq(dep.status, DEPOSIT_CREDITED, "credited at depth")
+    s.btcd.call("invalidateblock", block_hash)
+    wait_until(lambda: txid in s.btcd.mempool(), 10, "the deposit is back in btcd's mempool")
+    s.btcd.generate(BTC_DEPOSIT_CONFIRMATIONS + 1)  # a longer branch (it mines the deposit again)
+    dw.sync()
+    dep = dw.deposits.get(dep.id)
+    assert_eq((dep.status, dep.review), (DEPOSIT_REORGED_AFTER_CREDIT, "reversal_needed"), "flagged, not debited")
+    assert_eq(balance(dw, sub, "BTC"), (1_500_000, 0), "the customer is never debited silently")
+    assert_eq(events_of(dw, dep.id), ["deposit.pending", "deposit.credited", "deposit.reorged"], "outbox")
+    [btc] = dw.reconcile(["BTC"]).values()
+    assert btc["alert"] is True and btc["deposits_reversal_needed"] == "1500000", btc
+    assert any(x.startswith("deposits_reorged_after_credit") for x in btc["alerts"]), btc
+    flagged = [json.loads(line)["id"] for line in dw.cli("deposit-review").splitlines()]
+    assert_eq(flagged, [dep.id], "staff's queue")
+    # The same transaction was mined again on the new branch: staff keep the credit.
+    dw.cli("deposit-review", dep.id, "keep", "--actor", "staff:ops")
+    [btc] = dw.reconcile(["BTC"]).values()
+    assert btc["alert"] is False and btc["chain"] == btc["books"], btc
+    s.faucet.scan()
     dw.check_ledger()

@@ -298,6 +298,7 @@ def test_the_fake_is_a_deposit_source():
     ("reverse", 4_999, "exceeds_available_balance", REVIEW_REVERSAL_NEEDED),  # spent some: refused, nothing changed
     ("reverse", 5_000, None, "reversed"),
     ("write_off", 0, None, "written_off"),
+    ("keep", 5_000, None, "kept"),  # mined again on the new branch: the chain holds it once more
 ])
 def test_staff_resolve_a_reorged_credit(world, decision, funds_left, result, review):
     deps, btc, _ = world
@@ -324,8 +325,11 @@ def test_staff_resolve_a_reorged_credit(world, decision, funds_left, result, rev
         deps.resolve_reversal(dep_id, decision, actor="staff:ops")
         from node.wallets import Wallets
 
-        assert Wallets(deps.ledger).holdings("BTC")["deposit"] == 0, "books give back what the chain lost"
+        held = Wallets(deps.ledger).holdings("BTC")["deposit"]
+        assert held == (5_000 if decision == "keep" else 0), "books give back what the chain lost"
         assert balance(deps, "zoe.main", "BTC")[0] == (0 if decision == "reverse" else funds_left)
+        with deps.store.reading() as conn:
+            assert _deposits_reorged_after_credit(conn) == {}, "no longer waiting for staff"
         with pytest.raises(DepositError) as e:
             deps.resolve_reversal(dep_id, decision, actor="staff:ops")
         assert e.value.reason == "deposit_not_flagged"
