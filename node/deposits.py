@@ -11,7 +11,7 @@ events of one scan, so a crash between scan and sync loses nothing) and makes th
 in one write per batch with the webhook events (the transactional outbox):
 
     first sight            pending transfer deposit clearing -> customer      deposit.pending
-    at the asset's depth   post it; deposit wallet <- clearing (what we hold)  deposit.credited
+    at the asset's depth   post it; vault wallet <- clearing (what we hold)    deposit.credited
     reorg before depth     void it                                             deposit.voided
     reorg after credit     flag `reversal_needed` for staff, journaled;        deposit.reorged
                            the customer is never debited silently
@@ -24,9 +24,10 @@ Sweeps (`Sweeper`): a deposit address whose credited, unswept funds reach the as
 is swept to the hot vault's wallet address through the withdrawal pipeline (kind "sweep":
 every signer peer checks that it pays our own address). An ERC-20 address first gets gas from
 the gas station (a top-up, also a sweep-kind movement), then the token sweep once the top-up
-completed. One movement in flight per address. The ledger books sweeps wallet to wallet
-(node.withdrawals.Withdrawals.completion_events): deposit wallet -> hot wallet, the fee to
-network fees, so liabilities, books and chain still agree to the unit.
+completed. One movement in flight per address. Deposit addresses are children of the vault
+and the chain lets the vault spend their coins, so what they hold is booked in the vault's
+wallet (node.wallets.deposit_book_account): a sweep moves nothing in the books but its fee,
+booked to network fees, so liabilities, books and chain still agree to the unit.
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ from node.ports import (DEPOSIT_CREDITED, DEPOSIT_PENDING, DEPOSIT_REORGED_AFTER
                         DepositSource, Path)
 from node.store import WriteTx
 from node.store.deposit_models import deposit_addresses, deposits
-from node.store.models import ledgers, sub_accounts, wallets
-from node.wallets import ensure_deposit_wallet
+from node.store.models import ledgers, sub_accounts
+from node.wallets import deposit_book_account
 from node.store.withdrawal_models import withdrawals as withdrawals_table
 from node.withdrawals import ACTIVE, DEPOSIT_BRANCH, INTERNAL_KINDS, KIND_SWEEP, VAULT_WALLET_PATH
 
@@ -299,8 +300,8 @@ class Deposits:
         """Staff decide a credited deposit that a reorg took out (review `reversal_needed`):
         "reverse" debits the customer (refused with `exceeds_available_balance`, nothing
         changed, when they no longer hold it), "write_off" books the loss to suspense. Either
-        way the wallet gives back what the chain no longer holds (the deposit wallet, or the
-        vault wallet once the deposit was swept), so books meet the chain again. "keep": the
+        way the vault's wallet gives back what the chain no longer holds, so books meet the
+        chain again. "keep": the
         same transaction was mined again on the new branch (the chain holds it once more),
         nothing to book. Every decision is journaled with its actor."""
         if decision not in ("reverse", "write_off", "keep"):
@@ -317,14 +318,7 @@ class Deposits:
             if decision == "keep":
                 rec = self._set(tx, rec, review="kept")
                 return rec, body
-            if rec.swept_by is None:
-                wallet = ensure_deposit_wallet(self.ledger, tx, rec.vault_id, rec.asset, body)
-            else:
-                wallet = tx.conn.execute(select(wallets.c.account_id).where(and_(
-                    wallets.c.vault_id == rec.vault_id, wallets.c.asset == rec.asset, wallets.c.kind != "deposit"))
-                    .order_by(wallets.c.id)).scalar()
-                if wallet is None:
-                    raise DepositError("wallet_not_found", f"{rec.vault_id} {rec.asset}")
+            wallet = deposit_book_account(self.ledger, tx, rec.vault_id, rec.asset, body)
             if decision == "reverse":
                 debit = self.customers._ensure_account(tx, rec.sub_account_id, rec.asset, AccountKind.CUSTOMER.value, body)
             else:
@@ -463,7 +457,7 @@ class Deposits:
         if key not in b.accounts:
             cust = self.customers._ensure_account(b.tx, sub_id, asset, AccountKind.CUSTOMER.value, b.body)
             clearing = self.customers._ensure_account(b.tx, SYSTEM_OWNER, asset, AccountKind.DEPOSIT_CLEARING.value, b.body)
-            wallet = ensure_deposit_wallet(self.ledger, b.tx, vault_id, asset, b.body)
+            wallet = deposit_book_account(self.ledger, b.tx, vault_id, asset, b.body)
             b.accounts[key] = (cust, clearing, wallet)
         return b.accounts[key]
 

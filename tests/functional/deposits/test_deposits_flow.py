@@ -216,3 +216,30 @@ def test_btc_reorg_after_credit_is_flagged_for_staff_and_shown_in_the_reconcilia
     assert btc["alert"] is False and btc["chain"] == btc["books"], btc
     s.faucet.scan()
     dw.check_ledger()
+
+
+def test_a_customer_withdrawal_may_spend_an_unswept_deposit_and_books_still_agree(dw):
+    """Deposit addresses are the hot vault's children: a bitcoin withdrawal may select their
+    coins before any sweep. It completes (the vault wallet books what they hold) and the ledger
+    checker passes. Uses the tests' own pipeline (node.pipeline, with its own chain state and
+    the screening clock past the whitelist time-lock), so it runs after the reconciliations."""
+    s, node = dw.shared, dw.node
+    sub = node.customer(f"frank-{node.kind}")
+    a = dw.deposits.issue_address(sub, "BTC", actor=f"client:{sub}")
+    node.btc.address("hot", a.path)  # the pipeline's adapter watches it too
+    node.btc.scan()
+    deposit_txid = s.faucet_pays(a.address, 2_500_000)
+    s.btcd.generate(BTC_DEPOSIT_CONFIRMATIONS - 1)
+    dw.sync()
+    assert_eq(balance(dw, sub, "BTC"), (2_500_000, 0), "credited")
+    node.btc.scan()
+    spendable = [u for u in node.btc.state.read().unspent_utxos("hot")]
+    assert_eq([u.txid for u in spendable], [deposit_txid], "the vault's only coin is the unswept deposit")
+    dest = s.btc_destination()
+    node.whitelist(sub, "BTC", dest)
+    _, w = node.withdrawals.submit(sub, f"frank-{node.kind}-1", "BTC", dest, 1_000_000, vault_id="hot", actor=f"client:{sub}")
+    done = node.drive(w.id, "completed")
+    spent = {vin["txid"] for vin in s.btcd.call("getrawtransaction", done.txid, 1)["vin"]}
+    assert_eq(spent, {deposit_txid}, "the withdrawal spent the deposit address's coin")
+    assert_eq(balance(dw, sub, "BTC"), (1_500_000, 0), "customer debited by the withdrawal only")
+    dw.check_ledger()

@@ -181,10 +181,11 @@ def test_pending_then_credited_with_outbox_and_idempotent_resync(world):
     assert deps.get(dep_id).status == DEPOSIT_CREDITED
     assert outbox(deps) == [("deposit.pending", dep_id, "cl_1"), ("deposit.credited", dep_id, "cl_1")]
     assert deps.sync(btc).total == 0
-    # the books: the deposit wallet holds what the customer is owed
+    # the books: the vault's wallet holds what the customer is owed (deposit addresses are its
+    # children); a vault without a wallet in the asset books it in its deposit wallet
     from node.wallets import Wallets
 
-    assert Wallets(deps.ledger).holdings("BTC") == {"hot": 0, "cold": 0, "deposit": 150_000}
+    assert Wallets(deps.ledger).holdings("BTC") == {"hot": 150_000, "cold": 0, "deposit": 0}
     assert [d.id for d in deps.list("zoe.main")] == [dep_id]
 
 
@@ -269,6 +270,9 @@ def test_unmapped_addresses_and_foreign_assets_are_not_customer_credits(world):
     assert (r.credited, r.skipped) == (2, 1)
     assert balance(deps, "zoe.main", "ETH") == (10**20, 0)
     assert balance(deps, "zoe.main", TOKEN) == (2_500_000, 0)
+    from node.wallets import Wallets
+
+    assert Wallets(deps.ledger).holdings("ETH") == {"hot": 0, "cold": 0, "deposit": 10**20}, "no hot ETH wallet here"
 
 
 def test_sync_books_in_bounded_batches(world, monkeypatch):
@@ -325,7 +329,7 @@ def test_staff_resolve_a_reorged_credit(world, decision, funds_left, result, rev
         deps.resolve_reversal(dep_id, decision, actor="staff:ops")
         from node.wallets import Wallets
 
-        held = Wallets(deps.ledger).holdings("BTC")["deposit"]
+        held = Wallets(deps.ledger).holdings("BTC")["hot"]
         assert held == (5_000 if decision == "keep" else 0), "books give back what the chain lost"
         assert balance(deps, "zoe.main", "BTC")[0] == (0 if decision == "reverse" else funds_left)
         with deps.store.reading() as conn:
