@@ -16,6 +16,10 @@ database_url, chain_state_url, cluster_file, [confirmations], [bitcoin], [ethere
     policy_file = "/etc/custody/policy.toml"   # optional: the first risk policy of a fresh node
                                                #   (refused once one is active: then propose)
     hot_vault_id = "hot"                       # optional: the vault paying client withdrawals
+    [deposits]                                 # optional, as the withdrawal worker reads it:
+    vault = "hot"                              #   deposit addresses' vault, first_index, and
+    [deposits.sweep_min]                       #   sweeps per asset; without it: addresses of the
+    BTC = "100000"                             #   hot vault, no sweeps
     [api]                                      # api.settings.ApiSettings fields except the
     host = "127.0.0.1"                         #   database (the node's); plus host and port
     port = 8080
@@ -24,7 +28,7 @@ database_url, chain_state_url, cluster_file, [confirmations], [bitcoin], [ethere
     scan_every_s = 2                           # chain scan + deposit sync
     pipeline_every_s = 0.2                     # withdrawal pipeline (immediately again when busy)
     rebalance_every_s = 0                      # hot/cold rebalancer (off unless set)
-    sweep_every_s = 30                         # deposit sweeps (when node/deposits.py has them)
+    sweep_every_s = 30                         # deposit sweeps (with a [deposits] section)
 
 Threads: the API (uvicorn, in the calling thread), the webhook delivery worker (started by the
 app's lifespan), and one thread per worker above. Each worker is a loop with a stop event,
@@ -42,7 +46,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib
 import json
 import pathlib
 import signal
@@ -221,14 +224,26 @@ class NodeRoot:
                 self.withdrawals.bootstrap_policy(pathlib.Path(self.cfg["policy_file"]).read_text(), actor=actor)
 
     def _deposits(self):
-        """Deposit addresses of the hot vault (none without one: issuing is then refused)."""
+        """[deposits] as the withdrawal worker reads it (the same wiring: Deposits and the
+        Sweeper); without it, deposit addresses of the hot vault and no sweeps; without a hot
+        vault, issuing addresses is refused (chain_not_configured)."""
+        from api.withdrawals_root import World
         from node.deposits import Deposits
 
+        self.sweeper = None
+        if "deposits" in self.cfg:
+            World._deposits(self, self.cfg["deposits"])  # sets self.deposits and self.sweeper
+            return self.deposits
         try:
             vault_id = self.client_withdrawals.hot_vault_id()
         except ClientWithdrawalError:
             return Deposits(self.ledger, {}, vault_id="unconfigured")
         return Deposits(self.ledger, self.chains, vault_id=vault_id)
+
+    def vault_address(self, vault_id: str, asset: str) -> str:
+        from node.withdrawals import VAULT_WALLET_PATH, chain_of
+
+        return self.chains[chain_of(asset)].address(vault_id, VAULT_WALLET_PATH)
 
     def _app(self):
         from api.app import Services, create_app
@@ -253,7 +268,7 @@ class NodeRoot:
 
     def rebalance_once(self) -> int:
         from node.rebalance import Rebalancer
-        from node.withdrawals import VAULT_WALLET_PATH, chain_of
+        from node.withdrawals import chain_of
 
         def balance(asset: str, vault_id: str) -> int:
             a = self.chains[chain_of(asset)]
@@ -263,23 +278,18 @@ class NodeRoot:
                 addrs = [addr for addr, (v, _p, _r) in st.addresses().items() if v == vault_id]
             return sum(a.balance(addr, asset) for addr in addrs)
 
-        def vault_address(vault_id: str, asset: str) -> str:
-            return self.chains[chain_of(asset)].address(vault_id, VAULT_WALLET_PATH)
-
-        Rebalancer(self.withdrawals, balance, vault_address).run_once()
+        Rebalancer(self.withdrawals, balance, self.vault_address).run_once()
         return 0
 
     def sweep_once(self) -> int:
-        from node.deposits import Sweeper
-
-        return Sweeper(self.deposits, self.withdrawals).run_once() or 0
+        return len(self.sweeper.run_once())
 
     def start_workers(self) -> None:
         every = {**WORKER_DEFAULTS, **self.cfg.get("workers", {})}
         plan = [("scan", every["scan_every_s"], self.scan_once),
                 ("pipeline", every["pipeline_every_s"], self.pipeline.run_once),
                 ("rebalance", every["rebalance_every_s"], self.rebalance_once)]
-        if hasattr(importlib.import_module("node.deposits"), "Sweeper"):
+        if self.sweeper is not None:
             plan.append(("sweep", every["sweep_every_s"], self.sweep_once))
         assert len(plan) <= limits.NODE_WORKERS_MAX
         for name, every_s, fn in plan:

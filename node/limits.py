@@ -202,7 +202,8 @@ POR_OWNERS_CACHED_MAX = 100_000  # customer -> owning client entries the API kee
 POR_ETH_BALANCES_PER_BATCH = 100  # balance reads at the snapshot block in one JSON-RPC batch
 
 # --- deposits and sweeps (node/deposits.py) -----------------------------------------------
-DEPOSITS_SYNC_BATCH_MAX = 256  # deposit changes one sync pass books (one store write)
+DEPOSITS_SYNC_BATCH_MAX = 256  # deposits one sync write books (one store write, <= 4 transfers each)
+DEPOSITS_SYNC_PASSES_MAX = 8  # sync writes per chain per call (then the worker's pipeline gets its turn)
 DEPOSITS_PAGE_MAX = 500  # rows per listing of deposit addresses / deposits
 DEPOSITS_ADDRESSES_PER_SUB_ACCOUNT_MAX = 1_000  # deposit addresses one sub-account may hold per chain family
 DEPOSITS_ISSUE_ATTEMPTS_MAX = 8  # tries at the next index when two issuers race for it
@@ -264,5 +265,5 @@ assert WITHDRAWAL_LIST_MAX <= LEDGER_PAGE_MAX
 assert WITHDRAWAL_STUCK_AGE_S > WITHDRAWAL_WORKER_POLL_S, "a transaction gets at least one pass before it counts as stuck"
 # deposits
 assert DEPOSITS_PAGE_MAX <= LEDGER_PAGE_MAX
-assert DEPOSITS_SYNC_BATCH_MAX * 3 <= LEDGER_BATCH_EVENTS_MAX, "a sync batch books at most 3 transfers per deposit"
+assert DEPOSITS_SYNC_BATCH_MAX * 4 <= LEDGER_BATCH_EVENTS_MAX, "a deposit books at most 4 transfers in one sync write"
 assert DEPOSITS_SWEEPS_PER_PASS_MAX <= WITHDRAWAL_BATCH_MAX

@@ -174,9 +174,12 @@ port = {self.port}
 environment = "development"
 webhook_allow_insecure_urls = true
 webhook_backoff_base_ms = 200
+[deposits]
+vault = "hot"
 [workers]
 scan_every_s = 0.5
 pipeline_every_s = 0.2
+sweep_every_s = 1
 """)
         self.node = Proc("node", [sys.executable, "-m", "api.cli", "node", "--config", self.config], self.workdir,
                          env={"PYTHONPATH": str(ROOT)}).start()
@@ -395,5 +398,5 @@ def test_the_node_stops_cleanly_on_sigterm(node):
     log = node.node.stderr_path.read_text()
     assert code == 0, f"node exited {code}: {log[-2000:]}"
     stopped = {line.split("worker=")[1].split()[0] for line in log.splitlines() if "worker_stopped" in line}
-    assert stopped == {"scan", "pipeline"}, f"workers stopped: {stopped}"
+    assert stopped == {"scan", "pipeline", "sweep"}, f"workers stopped: {stopped}"
     assert "node_stopped" in log and "worker_did_not_stop" not in log
