@@ -12,17 +12,25 @@ In the foreground, under `.data/dev/` (the data directory):
 3. on first start, distributed key generation of the `hot` vault (it waits until every peer
    has its pre-parameters: a few minutes on 2 cores), recorded in `vaults.json`: group public
    key, chain code, committee — never a private key, which exists nowhere;
-4. `node.toml`, the node's config for these chains, this cluster and the store (the format of
-   api/withdrawals_root.py);
-5. the node's custody API over a SQLite store (`node.db`) with the webhook worker, and on first
-   start an admin API key whose private key is written to `admin.pem` (0600; it never enters
-   the database); the chain workers (api/dev_node.py: scan, credit deposits, pipeline steps)
-   until the node process (`custody node --config node.toml`) takes them over.
-It prints the API URL, the key, the hot vault's first regtest deposit address, the chains and
-the environment lines for the `custody` CLI. Ctrl-C (or SIGTERM) stops everything it started.
+4. on first start, the development risk policy `policy.toml` (the node's first policy, see
+   `dev_policy`): withdrawals up to DEV_AUTO_APPROVE (0.1 BTC / 0.1 ETH) go out without
+   approvals, one approval up to 1 BTC / 1 ETH, two above; a sub-account needs a KYC tier
+   (`custody dev kyc`); destinations must be whitelisted and are usable after a time-lock of
+   DEV_WHITELIST_TIMELOCK_S seconds. Its approvers are the cluster's dev approvers, whose
+   Ed25519 seeds are in `cluster/approvers/<id>.key` (0600) for `custody approve --key-file`;
+   the signer peers' own policy carries the same bands (a peer re-checks every approval);
+5. `node.toml`, the node process's config (api/node_root.py) for these chains, this cluster,
+   `vaults.json`, `policy.toml` and the store;
+6. the node itself, in this process (api.node_root: NodeRoot + serve): the custody API over a
+   SQLite store (`node.db`) with the webhook worker, the chain scan that credits deposits and
+   the withdrawal pipeline; on first start an admin API key whose private key is written to
+   `admin.pem` (0600; it never enters the database).
+It prints the API URL, the key, the hot vault's first regtest address, the chains and the
+environment lines for the `custody` CLI. Ctrl-C (or SIGTERM) stops everything it started.
+Without the cluster or the chains (--no-cluster / --no-chains) it serves the API alone.
 
 The other dev commands act on a running `dev up` (same --data-dir):
-    custody dev deposit-address SUB_ACCOUNT BTC|ETH         a hot-vault deposit address for it
+    custody dev kyc SUB_ACCOUNT [--tier standard]           compliance's step: a KYC tier (offline, node.db)
     custody dev fund-btc ADDRESS AMOUNT_SATS [--blocks N]   the faucet pays, N blocks are mined
     custody dev fund-eth ADDRESS AMOUNT_WEI [--blocks N]    Anvil's dev account pays, N blocks
     custody dev mine bitcoin|ethereum N
@@ -55,6 +63,12 @@ DEV_THRESHOLD = 1  # any 2 of the 3 peers sign
 # this many blocks deep; `custody dev fund-*` mines that many by default.
 DEV_CONFIRMATIONS = {"bitcoin": 3, "ethereum": 3}
 TEST_PREPARAMS_ENV = "CUSTODY_DEV_TEST_PREPARAMS"
+HOT = "hot"
+# The development policy (policy.toml of a fresh dev node; the signer peers get the same bands).
+DEV_AUTO_APPROVE = {"BTC": 10_000_000, "ETH": 10**17}  # at most this: no approvals
+DEV_UNIT = {"BTC": 100_000_000, "ETH": 10**18}  # one approval up to 1 unit, two up to 50
+DEV_WHITELIST_TIMELOCK_S = 5
+DEV_KYC_TIER = "standard"
 
 
 def add_arguments(parser) -> None:
@@ -83,10 +97,10 @@ def add_arguments(parser) -> None:
     mi.add_argument("chain", choices=("bitcoin", "ethereum"))
     mi.add_argument("blocks", type=int)
     mi.add_argument("--data-dir", default=".data/dev")
-    da = sub.add_parser("deposit-address", help="issue a deposit address of the hot vault for a sub-account")
-    da.add_argument("sub_account")
-    da.add_argument("asset", choices=("BTC", "ETH"))
-    da.add_argument("--data-dir", default=".data/dev")
+    ky = sub.add_parser("kyc", help="compliance's step on the dev node's database: a sub-account's KYC tier")
+    ky.add_argument("sub_account")
+    ky.add_argument("--tier", default=DEV_KYC_TIER, help="a tier of the active policy")
+    ky.add_argument("--data-dir", default=".data/dev")
     wr = sub.add_parser("webhook-receiver", help="a webhook endpoint that verifies and prints deliveries")
     wr.add_argument("--host", default="127.0.0.1")
     wr.add_argument("--port", type=int, required=True)
@@ -143,9 +157,10 @@ class DevCluster:
                     raise SystemExit(f"custody dev: {TEST_PREPARAMS_ENV}={fixtures_dir} holds {len(fixtures)} fixture pre-params, need {DEV_PEERS}")
                 _say(f"TEST CLUSTER: {TEST_PREPARAMS_ENV} is set, the peers use fixture pre-params (never in production)")
                 init_cluster(self.root, DEV_PEERS, DEV_THRESHOLD, ports, metrics, environment="test",
-                             preparams_fixtures=fixtures)
+                             preparams_fixtures=fixtures, policy_extra=signer_auto_bands())
             else:
-                init_cluster(self.root, DEV_PEERS, DEV_THRESHOLD, ports, metrics, environment="production")
+                init_cluster(self.root, DEV_PEERS, DEV_THRESHOLD, ports, metrics, environment="production",
+                             policy_extra=signer_auto_bands())
             pw = self.root / "passphrase"
             pw.write_text(secrets.token_urlsafe(32))
             pw.chmod(0o600)
@@ -192,6 +207,51 @@ class DevCluster:
                 p.kill()
 
 
+def signer_auto_bands() -> str:
+    """Appended to each dev signer peer's policy (mpc/cluster_cli.py writes one approval up to
+    1 unit, two up to 50): no approval up to DEV_AUTO_APPROVE, as the node's dev policy says.
+    The peer sorts its bands by amount, so these come first."""
+    lines = []
+    for asset, amount in DEV_AUTO_APPROVE.items():
+        lines += ["", "[[bands]]", f'asset = "{asset}"', f'amount_max = "{amount}"', "approvals_min = 0"]
+    return "\n".join(lines) + "\n"
+
+
+def dev_policy(approvers: dict[str, str], hot_vault_id: str) -> str:
+    """The development risk policy (node/risk.py format) for the hot vault: bands matching the
+    signer peers' (signer_auto_bands + mpc/cluster_cli.py), a KYC tier `standard`, whitelisted
+    destinations after a short time-lock. `approvers`: id -> Ed25519 public key (hex)."""
+    assert approvers, "the dev cluster has approvers"
+    lines = ["# Written by `custody dev up` on the node's first start; development only.",
+             "version = 1", "", "[approvers]"]
+    lines += [f'{a} = "{pk}"' for a, pk in sorted(approvers.items())]
+    lines += ["", "[fee_max]", 'bitcoin = "1000000"', f'ethereum = "{10**16}"']
+    for asset, unit in DEV_UNIT.items():
+        lines += ["", f"[kyc_tiers.{DEV_KYC_TIER}.{asset}]", f'per_withdrawal_max = "{10 * unit}"',
+                  f'day_max = "{20 * unit}"', f'month_max = "{100 * unit}"']
+    lines += ["", "[whitelist]", "required = true", f"timelock_s = {DEV_WHITELIST_TIMELOCK_S}", "",
+              "[[vaults]]", f'id = "{hot_vault_id}"', 'kind = "hot"', "delay_s = 0", "bands = ["]
+    for asset, unit in DEV_UNIT.items():
+        for amount_max, n in ((DEV_AUTO_APPROVE[asset], 0), (unit, 1), (50 * unit, 2)):
+            lines.append(f'  {{ asset = "{asset}", amount_max = "{amount_max}", approvals_min = {min(n, len(approvers))} }},')
+    lines += ["]", ""]
+    return "\n".join(lines)
+
+
+def _ensure_dev_policy(data_dir: pathlib.Path, info: dict, hot: dict) -> pathlib.Path:
+    """policy.toml on first start (the node bootstraps it once, on a fresh database; later
+    changes go through propose/approve). The approvers' public keys come from their seeds."""
+    from nacl.signing import SigningKey
+
+    path = data_dir / "policy.toml"
+    if not path.exists():
+        pubs = {a: SigningKey(bytes.fromhex(pathlib.Path(f).read_text().strip())).verify_key.encode().hex()
+                for a, f in info["approvers"].items()}
+        path.write_text(dev_policy(pubs, hot["vault_id"]))
+        _say(f"wrote the development risk policy {path}")
+    return path
+
+
 def _ensure_hot_vault(data_dir: pathlib.Path, info: dict) -> dict:
     from mpc.client import ClusterClient
     from node.ports import SigningRefused
@@ -235,8 +295,8 @@ def run(args) -> int:
         from api import dev_chains
 
         data_dir = pathlib.Path(args.data_dir).resolve()
-        if args.dev_command == "deposit-address":
-            return _deposit_address(data_dir, args.sub_account, args.asset)
+        if args.dev_command == "kyc":
+            return _kyc(data_dir, args.sub_account, args.tier)
         if args.dev_command == "fund-btc":
             out = dev_chains.fund_btc(data_dir, args.address, args.amount_sats, args.blocks)
         elif args.dev_command == "fund-eth":
@@ -250,19 +310,31 @@ def run(args) -> int:
         return 1
 
 
-def _deposit_address(data_dir: pathlib.Path, sub_account: str, asset: str) -> int:
-    from api.dev_node import issue_deposit_address
-    from node.deposits import DepositError
+def _kyc(data_dir: pathlib.Path, sub_account: str, tier: str) -> int:
+    """Compliance staff's step (no API resource sets a KYC tier): the sub-account's tier in the
+    dev node's database, journaled like every write. The tier must be one the policy names."""
+    from node.ledger import Ledger
+    from node.store import open_store
+    from node.withdrawals import WithdrawalError, Withdrawals
 
-    if not (data_dir / "node.toml").exists():
-        print(f"custody dev deposit-address: no {data_dir / 'node.toml'}: is `custody dev up` running with this --data-dir?",
-              file=sys.stderr)
+    db = data_dir / "node.db"
+    if not db.exists():
+        print(f"custody dev kyc: no {db}: has `custody dev up` run with this --data-dir?", file=sys.stderr)
         return 1
+    store = open_store(f"sqlite:///{db}")
     try:
-        print(json.dumps(issue_deposit_address(data_dir, sub_account, asset)))
-    except DepositError as exc:
-        print(f"custody dev deposit-address: {exc}", file=sys.stderr)
+        w = Withdrawals(Ledger(store), {})
+        if tier not in w.policy().tiers:
+            print(f"custody dev kyc: kyc_tier_unknown: {tier!r} (the policy's tiers: {sorted(w.policy().tiers)})",
+                  file=sys.stderr)
+            return 1
+        w.set_profile(sub_account, tier, actor="dev:compliance")
+    except WithdrawalError as exc:
+        print(f"custody dev kyc: {exc}", file=sys.stderr)
         return 1
+    finally:
+        store.dispose()
+    print(json.dumps({"sub_account_id": sub_account, "kyc_tier": tier}))
     return 0
 
 
@@ -289,19 +361,17 @@ def _up(args) -> int:
             info = cluster.ensure_initialised()
             cluster.start(info)
             hot = _ensure_hot_vault(data_dir, info)
-        workers = None
         if chains is not None and cluster is not None:
-            from api.dev_node import DevWorkers, prepare
+            from api.dev_chains import forget_btc_chain_state
 
-            path = write_node_config(data_dir, chains, data_dir / "cluster" / "cluster.json", DEV_CONFIRMATIONS)
+            _ensure_dev_policy(data_dir, info, hot)
+            path = write_node_config(data_dir, chains, data_dir / "cluster" / "cluster.json", DEV_CONFIRMATIONS,
+                                     hot_vault_id=hot["vault_id"], host=args.host, port=args.port)
             _say(f"node config: {path}")
             if chains.btc_chain_restarted:
-                from api.dev_node import forget_btc_chain_state
-
                 forget_btc_chain_state(data_dir)
-            prepare(data_dir, hot)
-            workers = DevWorkers(data_dir)
-        return _serve_api(args, data_dir, hot, chains, workers)
+            return _serve_node(args, data_dir, path, hot, chains)
+        return _serve_api(args, data_dir)
     finally:
         if cluster is not None:
             cluster.stop()
@@ -309,20 +379,7 @@ def _up(args) -> int:
             chains.stop()
 
 
-def _serve_api(args, data_dir: pathlib.Path, hot: dict | None, chains=None, workers=None) -> int:
-    import uvicorn
-
-    from api.app import create_app
-    from api.settings import ApiSettings
-    from node.store import open_store
-
-    url = f"sqlite:///{data_dir / 'node.db'}"
-    store = open_store(url)
-    info = _first_key(data_dir, store.engine)
-    settings = ApiSettings(
-        database_url=url, environment="development", webhook_worker=True, webhook_allow_insecure_urls=True
-    )
-    api_url = f"http://{args.host}:{args.port}"
+def _banner(api_url: str, info: dict, db_url: str, hot: dict | None = None, chains=None) -> str:
     vault_lines = ""
     if hot is not None:
         from chains.bitcoin.tx import p2wpkh_address
@@ -340,36 +397,66 @@ def _serve_api(args, data_dir: pathlib.Path, hot: dict | None, chains=None, work
             f"  btcd (regtest) {chains.btcd_url}   Anvil (chain id 1337) {chains.anvil_url}\n"
             f"  fund           .venv/bin/custody dev fund-btc <address> <sats>   (mines {DEV_CONFIRMATIONS['bitcoin']} blocks)\n"
             f"                 .venv/bin/custody dev fund-eth <address> <wei>    (mines {DEV_CONFIRMATIONS['ethereum']} blocks)\n"
+            f"  policy         auto-approved up to {DEV_AUTO_APPROVE['BTC']} sats; approver keys under cluster/approvers/; "
+            f"whitelist time-lock {DEV_WHITELIST_TIMELOCK_S} s\n"
         )
-    print(
-        f"""
+    return f"""
 custody dev: the node's API is starting.
 
   API            {api_url}   (OpenAPI: {api_url}/openapi.json)
   admin API key  {info['id']}  (all scopes)
   private key    {info['private_key']}
-  database       {url}
+  database       {db_url}
 {vault_lines}{chain_lines}
   export CUSTODY_API_URL={api_url} CUSTODY_API_KEY_ID={info['id']} CUSTODY_API_PRIVATE_KEY={info['private_key']}
   .venv/bin/custody call POST /v1/customers '{{"id": "acme", "name": "Acme Ltd"}}'
   .venv/bin/custody call POST /v1/customers/acme/sub-accounts '{{"name": "main"}}'
-  .venv/bin/custody dev deposit-address acme.main BTC      then fund-btc that address
+  .venv/bin/custody call POST /v1/sub-accounts/acme.main/deposit-addresses '{{"asset": "BTC"}}'   then fund-btc it
   .venv/bin/custody balances acme.main
-  The whole walkthrough (webhooks, funding): README.md, "### Walkthrough".
+  The whole walkthrough (webhooks, funding, a withdrawal): README.md, "### Walkthrough".
 
   Threshold keygen + signing demo in one process: .venv/bin/custody demo
-""",
-        file=sys.stderr,
-        flush=True,
-    )
-    os.environ.setdefault("CUSTODY_LOG_LEVEL", "info")
-    if workers is not None:
-        workers.start()  # scan, credit deposits, withdrawal pipeline (api/dev_node.py)
+"""
+
+
+def _serve_node(args, data_dir: pathlib.Path, config: pathlib.Path, hot: dict, chains) -> int:
+    """The node process's composition root in this process (api/node_root.py): it registers the
+    vault, bootstraps the policy on a fresh database, serves the API and runs its workers (scan
+    and deposits, withdrawal pipeline, webhooks) until SIGTERM/SIGINT."""
+    from api.node_root import ConfigError, NodeRoot, load_config, serve
+
     try:
-        uvicorn.run(create_app(settings, store=store), host=args.host, port=args.port, log_level="warning",
-                    loop="uvloop", http="httptools", timeout_keep_alive=5, timeout_graceful_shutdown=10,
-                    limit_concurrency=1000)
-    finally:
-        if workers is not None:
-            workers.stop()
+        root = NodeRoot(load_config(config))
+    except ConfigError as exc:
+        raise SystemExit(f"custody dev: the node refused its config {config}: {exc}") from None
+    try:
+        info = _first_key(data_dir, root.store.engine)
+    except BaseException:
+        root.stop()
+        raise
+    print(_banner(f"http://{args.host}:{args.port}", info, root.cfg["database_url"], hot, chains), file=sys.stderr, flush=True)
+    os.environ.setdefault("CUSTODY_LOG_LEVEL", "info")
+    serve(root, args.host, args.port)  # stops the workers and closes the stores on return
+    return 0
+
+
+def _serve_api(args, data_dir: pathlib.Path) -> int:
+    """Without the cluster or the chains: the API alone over the dev store."""
+    import uvicorn
+
+    from api.app import create_app
+    from api.settings import ApiSettings
+    from node.store import open_store
+
+    url = f"sqlite:///{data_dir / 'node.db'}"
+    store = open_store(url)
+    info = _first_key(data_dir, store.engine)
+    settings = ApiSettings(
+        database_url=url, environment="development", webhook_worker=True, webhook_allow_insecure_urls=True
+    )
+    print(_banner(f"http://{args.host}:{args.port}", info, url), file=sys.stderr, flush=True)
+    os.environ.setdefault("CUSTODY_LOG_LEVEL", "info")
+    uvicorn.run(create_app(settings, store=store), host=args.host, port=args.port, log_level="warning",
+                loop="uvloop", http="httptools", timeout_keep_alive=5, timeout_graceful_shutdown=10,
+                limit_concurrency=1000)
     return 0

@@ -32,6 +32,7 @@ import time
 
 import httpx
 
+import node.log
 from node import limits
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -345,9 +346,11 @@ def mine(data_dir: pathlib.Path, chain: str, blocks: int) -> dict:
 
 # ---------------------------------------------------------------- the node config
 def write_node_config(data_dir: pathlib.Path, chains: DevChains, cluster_file: pathlib.Path,
-                      confirmations: dict[str, int]) -> pathlib.Path:
-    """`<data dir>/node.toml` in the format of api/withdrawals_root.py (the node's composition
-    root reads the same): the store, the chains' state, the cluster, the dev chains' RPC."""
+                      confirmations: dict[str, int], *, hot_vault_id: str, host: str, port: int) -> pathlib.Path:
+    """`<data dir>/node.toml` in the format of api/node_root.py (the node process's config, a
+    superset of api/withdrawals_root.py's): the store, the chains' state, the cluster, the dev
+    chains' RPC, the vaults and the first policy (`vaults.json`, `policy.toml` in the data dir),
+    the API (development: http:// webhook URLs to loopback allowed) and the workers' pace."""
     data_dir = pathlib.Path(data_dir)
     q = json.dumps
     text = "\n".join([
@@ -356,6 +359,20 @@ def write_node_config(data_dir: pathlib.Path, chains: DevChains, cluster_file: p
         f"database_url = {q('sqlite:///' + str(data_dir / 'node.db'))}",
         f"chain_state_url = {q('sqlite:///' + str(data_dir / 'chains.db'))}",
         f"cluster_file = {q(str(cluster_file))}",
+        f"vaults_file = {q(str(data_dir / 'vaults.json'))}",
+        f"policy_file = {q(str(data_dir / 'policy.toml'))}",
+        f"hot_vault_id = {q(hot_vault_id)}",
+        "",
+        "[api]",
+        f"host = {q(host)}",
+        f"port = {int(port)}",
+        'environment = "development"',
+        "webhook_worker = true",
+        "webhook_allow_insecure_urls = true",
+        "",
+        "[workers]",
+        "scan_every_s = 1",
+        "pipeline_every_s = 0.5",
         "",
         "[confirmations]",
         f"bitcoin = {confirmations['bitcoin']}",
@@ -380,3 +397,28 @@ def write_node_config(data_dir: pathlib.Path, chains: DevChains, cluster_file: p
     path = data_dir / "node.toml"
     path.write_text(text)
     return path
+
+
+def forget_btc_chain_state(data_dir: pathlib.Path) -> None:
+    """After btcd started a new regtest chain: the node's stored view of the old one (blocks,
+    deposits, UTXOs, transactions of "bitcoin:regtest") is dropped, so the adapter rescans the
+    new chain from its genesis. The watched addresses and their counters stay (they derive from
+    the keys, valid on any chain). The books are left alone: deposits credited on the old chain
+    meet a deep reorg (flagged for staff by node.deposits, the customer never debited silently)."""
+    import sqlalchemy as sa
+
+    from chains import state as chain_state
+
+    path = pathlib.Path(data_dir) / "chains.db"
+    if not path.exists():
+        return
+    engine = chain_state.make_engine(f"sqlite:///{path}")
+    try:
+        with engine.begin() as conn:
+            for table in chain_state.metadata.sorted_tables:
+                if table.name in ("chains_addresses", "chains_counters") or "chain_id" not in table.c:
+                    continue
+                conn.execute(sa.delete(table).where(table.c.chain_id == "bitcoin:regtest"))
+    finally:
+        engine.dispose()
+    node.log.get("api.dev_chains").warning("dev_btc_chain_state_reset", note="btcd started a new regtest chain; rescanning it")

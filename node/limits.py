@@ -175,8 +175,6 @@ DEV_FUND_ETH_WEI_MAX = 1_000 * 10**18
 DEV_MINE_BLOCKS_MAX = 1_000  # blocks mined by one dev command
 DEV_WEBHOOK_BODY_BYTES_MAX = 1024 * 1024  # the dev webhook receiver's request bodies
 DEV_WEBHOOK_READ_TIMEOUT_S = 10  # the dev webhook receiver's socket reads
-DEV_WORKER_POLL_S = 2.0  # dev up's chain workers: scan, credit deposits, pipeline step
-DEV_WORKER_ADDRESSES_PER_PASS_MAX = 500  # newly issued deposit addresses watched per pass
 # --- proof of reserves (proofs/) ---------------------------------------------------------
 POR_ASSETS_MAX = 64  # assets in one snapshot (balance vector width)
 POR_DEPTH_MAX = 32  # tree depth: 2^32 leaves, far above any customer count
