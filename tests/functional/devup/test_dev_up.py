@@ -14,6 +14,7 @@ config, the only place a signer honours fixtures): never in production.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import pathlib
@@ -101,6 +102,12 @@ class DevUp:
     def dev(self, *args, env=None) -> subprocess.CompletedProcess:
         return subprocess.run([str(CUSTODY), "dev", *map(str, args), "--data-dir", str(self.data_dir)],
                               capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})})
+
+    def custody(self, *args) -> subprocess.CompletedProcess:
+        """Any `custody` client command with the environment lines dev up prints."""
+        env = {**os.environ, "CUSTODY_API_URL": self.api_url, "CUSTODY_API_KEY_ID": self.banner("admin API key"),
+               "CUSTODY_API_PRIVATE_KEY": self.banner("private key")}
+        return subprocess.run([str(CUSTODY), *map(str, args)], capture_output=True, text=True, timeout=60, env=env)
 
     def call(self, *args) -> subprocess.CompletedProcess:
         """`custody call ...` with the environment lines dev up prints."""
@@ -255,7 +262,8 @@ def test_fund_eth_pays_and_mines(world):
         (("fund-btc", "bcrt1qtzs77l09ydrhya2qxju9gjej4kmpcdy9acwyhc", 100_000, "--blocks", 100_000), "blocks_out_of_range"),
         (("fund-eth", "0x1234", 1), "address_invalid"),
         (("mine", "bitcoin", 0), "blocks_out_of_range"),
-        (("deposit-address", "nobody.main", "BTC"), "sub_account_not_found"),
+        (("kyc", "nobody.main"), "sub_account_not_found"),
+        (("kyc", "acme.main", "--tier", "gold"), "kyc_tier_unknown"),
     ],
 )
 def test_bad_input_is_refused_and_changes_nothing(world, args, code):
@@ -274,7 +282,7 @@ def test_fund_without_a_running_system_says_so(tmp_path):
     assert "dev_chains_not_started" in r.stderr, r.stderr
 
 
-def test_webhook_receiver_verifies_and_prints_a_delivery(world):
+def test_webhook_receiver_deposit_and_withdrawals_through_the_node(world):
     up = world["up"]
     port = free_port()
     with up.client() as c:
@@ -294,8 +302,8 @@ def test_webhook_receiver_verifies_and_prints_a_delivery(world):
 
             # The walkthrough's deposit: an address for acme.main, the faucet pays it, dev up's
             # chain workers credit it at depth, the receiver prints deposit.credited.
-            r = up.dev("deposit-address", "acme.main", "BTC")
-            assert_eq(r.returncode, 0, f"deposit-address (stderr: {r.stderr[-2000:]})")
+            r = up.call("POST", "/v1/sub-accounts/acme.main/deposit-addresses", '{"asset": "BTC"}')
+            assert_eq(r.returncode, 0, f"a deposit address through the API (stderr: {r.stderr[-2000:]})")
             address = json.loads(r.stdout)["address"]
             r = up.dev("fund-btc", address, 40_000_000)
             assert_eq(r.returncode, 0, f"fund-btc (stderr: {r.stderr[-2000:]})")
@@ -314,12 +322,43 @@ def test_webhook_receiver_verifies_and_prints_a_delivery(world):
             assert_eq(len(got), 1, "deposit.credited deliveries (de-duplicated)")
 
             # The same on Anvil: an ETH deposit address, paid by Anvil's dev account.
-            r = up.dev("deposit-address", "acme.main", "ETH")
-            assert_eq(r.returncode, 0, f"deposit-address ETH (stderr: {r.stderr[-2000:]})")
+            r = up.call("POST", "/v1/sub-accounts/acme.main/deposit-addresses", '{"asset": "ETH"}')
+            assert_eq(r.returncode, 0, f"an ETH deposit address (stderr: {r.stderr[-2000:]})")
             r = up.dev("fund-eth", json.loads(r.stdout)["address"], 10**17)
             assert_eq(r.returncode, 0, f"fund-eth (stderr: {r.stderr[-2000:]})")
             wait_until(lambda: {b["asset"]: b["posted"] for b in c.balances("acme.main")["data"]}.get("ETH") == str(10**17),
                        60, "acme.main credited 10**17 wei")
+
+            # The walkthrough's withdrawals, through the node's API and the dev policy: a KYC
+            # tier (compliance's step), a whitelisted destination usable after the time-lock,
+            # one withdrawal inside the auto-approval band, one above it approved by a dev
+            # approver with `custody approve`; the cluster signs, blocks are mined, the receiver
+            # prints withdrawal.completed, verified.
+            r = up.dev("kyc", "acme.main")
+            assert_eq(r.returncode, 0, f"kyc (stderr: {r.stderr[-2000:]})")
+            entry = c.whitelist_add("acme.main", "BTC", OUTSIDE_BTC)
+            usable_after = datetime.datetime.fromisoformat(entry["usable_after"].replace("Z", "+00:00"))
+            assert usable_after > datetime.datetime.fromisoformat(entry["added_at"].replace("Z", "+00:00")), entry
+            wait_until(lambda: datetime.datetime.now(datetime.timezone.utc) > usable_after, 30, "the whitelist time-lock")
+            auto = _withdraw(up, "wd-auto", 5_000_000)
+            assert_eq(auto["status"], "submitted", "a new withdrawal")
+            _mine_until_completed(up, c, auto["id"])
+            big = _withdraw(up, "wd-approved", 20_000_000)
+            wait_until(lambda: c.withdrawal(big["id"])["status"] == "pending_approval", 60, "the withdrawal awaits approval")
+            r = up.custody("approve", "--withdrawal", big["id"], "--approver-id", "approver-1", "--key-file",
+                           up.data_dir / "cluster" / "approvers" / "approver-1.key")
+            assert_eq(r.returncode, 0, f"custody approve (stderr: {r.stderr[-2000:]})")
+            done = _mine_until_completed(up, c, big["id"])
+            assert_eq([(a["approver_id"], a["decision"]) for a in done["approvals"]], [("approver-1", "approve")], "approvals")
+            assert_eq({b["asset"]: b["posted"] for b in c.balances("acme.main")["data"]}["BTC"], str(40_000_000 - 25_000_000),
+                      "acme.main's BTC after both withdrawals (the network fee is the house's)")
+
+            def completed_events():
+                lines = [json.loads(x) for x in receiver.stdout_path.read_text().splitlines() if x.strip()]
+                return {x["body"]["data"]["id"] for x in lines if x["type"] == "withdrawal.completed" and x["verified"]}
+
+            wait_until(lambda: completed_events() >= {auto["id"], big["id"]}, 60, "the receiver printed both withdrawal.completed")
+
             # A forged delivery is refused and printed as such.
             body = b'{"type": "withdrawal.completed"}'
             r = httpx.post(f"http://127.0.0.1:{port}/hooks", content=body, trust_env=False, timeout=10,
@@ -327,6 +366,34 @@ def test_webhook_receiver_verifies_and_prints_a_delivery(world):
             assert_eq(r.status_code, 400, "a forged delivery")
         finally:
             receiver.stop()
+
+
+OUTSIDE_BTC = "bcrt1qtzs77l09ydrhya2qxju9gjej4kmpcdy9acwyhc"  # a regtest address of nobody here
+
+
+def _withdraw(up: DevUp, external_id: str, sats: int) -> dict:
+    body = json.dumps({"external_id": external_id, "sub_account_id": "acme.main", "asset": "BTC",
+                       "destination": OUTSIDE_BTC, "amount": str(sats)})
+    r = up.call("POST", "/v1/withdrawals", body, "--idempotency-key", external_id)
+    assert_eq(r.returncode, 0, f"POST /v1/withdrawals (stderr: {r.stderr[-2000:]})")
+    return json.loads(r.stdout)
+
+
+def _mine_until_completed(up: DevUp, c: CustodyClient, withdrawal_id: str) -> dict:
+    def completed():
+        cur = c.withdrawal(withdrawal_id)
+        assert cur["status"] not in ("failed", "rejected", "blocked", "cancelled", "pending_screening"), cur
+        if cur["status"] == "confirming":
+            r = up.dev("mine", "bitcoin", 1)
+            assert_eq(r.returncode, 0, f"mine (stderr: {r.stderr[-1000:]})")
+        return cur if cur["status"] == "completed" else None
+
+    done = wait_until(completed, 90, f"withdrawal {withdrawal_id} completed")
+    tx = up.btc("getrawtransaction", done["txid"], 1)
+    paid = [o for o in tx["vout"] if OUTSIDE_BTC in (o["scriptPubKey"].get("addresses") or [o["scriptPubKey"].get("address")])]
+    assert_eq([round(o["value"] * 100_000_000) for o in paid], [int(done["amount"])], "sats paid on chain")  # btcd reports BTC
+    assert int(done["fee_paid"]) > 0, done
+    return done
 
 
 def test_restart_keeps_cluster_vault_key_and_anvil_state_then_sigterm_leaves_nothing(world):
