@@ -4,7 +4,9 @@ An approver signs the withdrawal's canonical intent (RFC 8785 bytes of node.port
 WithdrawalIntent) with their own Ed25519 key, here on their machine; only the signature goes
 to the node, which verifies it against the active policy's approver keys (and each signer peer
 verifies it again against its own policy). The intent is printed first: what is approved is
-exactly what is shown.
+exactly what is shown. An approval is timed: the approver's clock (Unix ms) is signed with the
+intent (node/ports.py `approval_message`), which is what a cold vault's delay counts from at
+the node and at every signer peer; a rejection is not timed.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import pathlib
 import sys
+import time
 
 from nacl.signing import SigningKey
 
@@ -43,8 +46,9 @@ def run(args) -> int:
         try:
             intent = w.get(args.withdrawal).intent
             print(json.dumps({"approving" if decision == "approve" else "rejecting": intent.canonical()}), file=sys.stderr)
-            signature = key.sign(approval_message(intent, decision)).signature
-            out = w.approve(args.withdrawal, args.approver_id, signature, decision)
+            at_ms = time.time_ns() // 1_000_000 if decision == "approve" else None
+            signature = key.sign(approval_message(intent, decision, at_ms)).signature
+            out = w.approve(args.withdrawal, args.approver_id, signature, decision, approved_at_ms=at_ms)
         except WithdrawalError as exc:
             print(f"custody approve: {exc}", file=sys.stderr)
             return 1

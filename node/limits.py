@@ -97,6 +97,11 @@ WITHDRAWAL_APPROVALS_MAX = 32  # approvals kept per withdrawal (CLUSTER_APPROVAL
 WITHDRAWAL_REASON_CHARS_MAX = 512  # a sub_status / reason text
 WITHDRAWAL_WORKER_POLL_S = 0.2  # the worker's idle wait between passes
 WITHDRAWAL_LIST_MAX = 500  # rows per listing (review queue, withdrawals)
+# A timed approval's signed time may be this far from the receiver's clock (node at approval,
+# peers at signing: ahead only); further is refused (approval_time_out_of_range).
+APPROVAL_CLOCK_SKEW_MS_MAX = 120_000
+VAULT_DELAY_S_MAX = 30 * 24 * 3600  # a cold vault's delay after its quorum (node and peer policy)
+WITHDRAWAL_PEER_DELAY_RETRY_S = 10  # a peer refused with delay_not_elapsed: ask again after this
 RISK_POLICY_BYTES_MAX = 256 * 1024  # a policy file
 RISK_LIST_ENTRIES_MAX = 1_000_000  # addresses in one sanctions / block list file
 RISK_LIST_FILE_BYTES_MAX = 64 * 1024 * 1024
@@ -229,6 +234,8 @@ assert WEBHOOK_LEASE_MS > WEBHOOK_HTTP_TIMEOUT_MS, "a lease must outlast the att
 assert WEBHOOK_HTTP_TIMEOUT_MS < WEBHOOK_SIGNATURE_TOLERANCE_S * 1000, "a signature must not expire in flight"
 # withdrawals
 assert WITHDRAWAL_APPROVALS_MAX <= CLUSTER_APPROVALS_MAX, "the node never sends more approvals than a peer reads"
+assert APPROVAL_CLOCK_SKEW_MS_MAX <= CLUSTER_REQUEST_AGE_MS_MAX, "approval times are held to at least the request clock"
+assert 0 < WITHDRAWAL_PEER_DELAY_RETRY_S <= VAULT_DELAY_S_MAX
 assert RISK_WINDOW_DAY_S < RISK_WINDOW_MONTH_S
 assert WITHDRAWAL_LIST_MAX <= LEDGER_PAGE_MAX
 assert WITHDRAWAL_STUCK_AGE_S > WITHDRAWAL_WORKER_POLL_S, "a transaction gets at least one pass before it counts as stuck"

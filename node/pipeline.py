@@ -47,7 +47,11 @@ log = get_log("node.pipeline")
 # Refusals that retrying cannot change: the withdrawal fails (its hold is voided).
 PERMANENT_REFUSALS = ("approvals_below_quorum", "approval_signature_invalid", "transaction_does_not_match_intent",
                       "amount_exceeds_policy", "asset_not_allowed", "destination_not_whitelisted", "intent_vault_mismatch",
-                      "transaction_chain_mismatch", "request_malformed", "chain_not_supported", "vault_unknown")
+                      "transaction_chain_mismatch", "request_malformed", "chain_not_supported", "vault_unknown",
+                      "own_destination_vault_unknown")
+# A peer's own cold-vault delay has not ended (its clock or policy runs later than ours): wait
+# and ask again; it ends by itself, so it never counts toward the attempts.
+DELAY_REFUSAL = "delay_not_elapsed"
 PERMANENT_BUILD_ERRORS = ("asset_not_supported", "amount_below_dust", "fee_exceeds_max", "intent_wrong_chain",
                           "payments_count_out_of_range", "invalid_address", "address_invalid")
 
@@ -141,6 +145,8 @@ class Pipeline:
                                              unsigned_tx=wd.unsigned_to_json(utx), attempts=0))
 
     def step_sign(self, w: wd.Withdrawal):
+        if w.not_before_ns > self.w.now_ns():
+            return None  # a peer asked us to wait out its delay
         chain = self.chains[w.chain]
         utx = w.unsigned()
         assert utx is not None, "pending_signature without its unsigned transaction"
@@ -151,6 +157,9 @@ class Pipeline:
         except SigningRefused as exc:
             reason = exc.reason.split(":")[0]
             log.warning("signing_refused", withdrawal=w.id, reason=exc.reason, culprits=",".join(exc.culprits))
+            if reason == DELAY_REFUSAL:
+                return self.w.transition(w, wd.PENDING_SIGNATURE, f"waiting_for_peer_delay: {exc.reason}", actor=ACTOR,
+                                         not_before_ns=self.w.now_ns() + limits.WITHDRAWAL_PEER_DELAY_RETRY_S * 1_000_000_000)
             if reason in PERMANENT_REFUSALS or w.attempts + 1 >= limits.WITHDRAWAL_SIGN_ATTEMPTS_MAX:
                 if w.signed_raw is not None:
                     # A fee bump refused: the earlier version is signed and may still be mined, so

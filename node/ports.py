@@ -35,6 +35,10 @@ class WithdrawalIntent:
     every payment goes to one of our own addresses, named by path in `own_destination_paths`),
     or "refill" (cold -> hot).
     `asset`: "BTC", "ETH", or an ERC-20 as "ERC20:<EIP-55 contract address>".
+    `own_destination_vault`: the vault whose keys `own_destination_paths` are derived from when
+    it is not the signing vault (a refill pays the hot vault's wallet). Each signer peer looks its
+    public keys up in its own policy (`[own_destinations]`), never in the request. Empty: the
+    signing vault; then it is left out of the canonical bytes (older approvals stay valid).
     """
 
     intent_id: str
@@ -46,9 +50,10 @@ class WithdrawalIntent:
     fee_max: int  # base units of the chain's fee asset (sats, wei), the most this may pay
     kind: str = "withdrawal"
     own_destination_paths: tuple[Path, ...] = ()
+    own_destination_vault: str = ""
 
     def canonical(self) -> dict:
-        return {
+        d = {
             "intent_id": self.intent_id,
             "vault_id": self.vault_id,
             "chain": self.chain,
@@ -59,6 +64,9 @@ class WithdrawalIntent:
             "kind": self.kind,
             "own_destination_paths": [list(p) for p in self.own_destination_paths],
         }
+        if self.own_destination_vault:
+            d["own_destination_vault"] = self.own_destination_vault
+        return d
 
     def canonical_bytes(self) -> bytes:
         """RFC 8785 bytes: what approvers sign (Ed25519) and the node signs into requests."""
@@ -126,10 +134,13 @@ class IntentChecker(Protocol):
 
     chain: str
 
-    def check(self, tx: UnsignedTransaction, intent: WithdrawalIntent, keys: VaultKeys) -> list[SigningDigest]:
+    def check(self, tx: UnsignedTransaction, intent: WithdrawalIntent, keys: VaultKeys,
+              destination_keys: VaultKeys | None = None) -> list[SigningDigest]:
         """Parses `tx` independently, confirms it pays exactly the intent's payments in the
         intent's asset, that every other output goes to our own addresses (derived from `keys`
-        at `tx.change_paths` / `intent.own_destination_paths`), that the fee stays within
+        at `tx.change_paths`; own destinations at `intent.own_destination_paths` from
+        `destination_keys` — the keys of `intent.own_destination_vault`, which the caller looked
+        up itself — or from `keys` when there is none), that the fee stays within
         `intent.fee_max`, and returns the digests to sign, computed here. Raises IntentMismatch."""
         ...
 
@@ -275,12 +286,31 @@ class ChainAdapter(Protocol):
 # --- the signing cluster (implemented by mpc/: mpc.client.ClusterClient) -----------------
 
 
+APPROVE_AT_DOMAIN = b"custody/withdrawal-approve-at/v1\n"
+
+
 @dataclass(frozen=True)
 class Approval:
-    """An approver's Ed25519 signature over `WithdrawalIntent.canonical_bytes()`."""
+    """An approver's Ed25519 signature over `WithdrawalIntent.canonical_bytes()`, or, with
+    `approved_at_ms` (the approver's own clock, Unix ms), over `approval_message(intent, at)`:
+    the time is signed, so a peer can enforce a cold vault's delay without trusting the node."""
 
     approver_id: str
     signature: bytes
+    approved_at_ms: int | None = None
+
+    def message(self, intent: WithdrawalIntent) -> bytes:
+        return approval_message(intent, self.approved_at_ms)
+
+
+def approval_message(intent: WithdrawalIntent, approved_at_ms: int | None = None) -> bytes:
+    """What an approver signs: the intent's canonical bytes; a timed approval puts its time in
+    front under its own domain, so an untimed signature is never read as a timed one."""
+    raw = intent.canonical_bytes()
+    if approved_at_ms is None:
+        return raw
+    assert type(approved_at_ms) is int and approved_at_ms >= 0
+    return APPROVE_AT_DOMAIN + str(approved_at_ms).encode() + b"\n" + raw
 
 
 @dataclass(frozen=True)

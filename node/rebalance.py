@@ -4,6 +4,8 @@ Rebalancing (ARCHITECTURE.md, "Rebalancing"): when the hot wallet holds more tha
 mark, the excess above the target is swept to the cold vault's wallet address automatically
 (a movement to our own cold storage is safe); below the low-water mark a cold -> hot refill up
 to the target is proposed: it waits in pending_approval for the cold vault's quorum and delay.
+Both intents name the vault they pay (`own_destination_vault`) and its wallet path: the signer
+peers derive that address themselves from the public keys listed in their own policies.
 Both are withdrawals of an internal kind, so they take the same exactly-once pipeline.
 
 Reconciliation: per asset, customer liabilities in the ledger against what our addresses hold
@@ -56,14 +58,20 @@ class Rebalancer:
                 if amount <= 0:
                     continue
                 dest = self.addresses(marks.cold_vault, asset)
+                # An own destination too: each hot peer derives the cold wallet's address from the
+                # cold vault's public keys in its own policy, so "to cold" cannot be redirected.
                 _, x = self.w.submit_internal(wd.KIND_REBALANCE, f"{marks.cold_vault}|rebalance:{asset}:{n}", asset, dest, amount,
-                                              vault_id=marks.hot_vault, actor=actor)
+                                              vault_id=marks.hot_vault, own_destination_paths=(wd.VAULT_WALLET_PATH,),
+                                              own_destination_vault=marks.cold_vault, actor=actor)
                 out.append(x)
             elif hot < marks.low_water:
                 amount = marks.target - hot
                 dest = self.addresses(marks.hot_vault, asset)
+                # The intent names the hot vault and its wallet path: each cold peer derives the
+                # address from the hot vault's public keys in its own policy before it signs.
                 _, x = self.w.submit_internal(wd.KIND_REFILL, f"{marks.hot_vault}|refill:{asset}:{n}", asset, dest, amount,
-                                              vault_id=marks.cold_vault, actor=actor)
+                                              vault_id=marks.cold_vault, own_destination_paths=(wd.VAULT_WALLET_PATH,),
+                                              own_destination_vault=marks.hot_vault, actor=actor)
                 out.append(x)
         return out
 

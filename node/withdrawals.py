@@ -32,6 +32,7 @@ from node import risk as rk
 from node.customers import CODE_NETWORK_FEE, CODE_SWEEP, CODE_WITHDRAWAL, SYSTEM_OWNER, Customers
 from node.ledger import AccountKind, Ledger, LedgerError, TransferCreate, TransferFlags, TransferResult
 from node.ports import Approval, InputKey, Payment, UnsignedTransaction, Vault, WithdrawalIntent
+from node.ports import approval_message as _signed_approval
 from node.store import WriteTx
 from node.store.models import sub_accounts, wallets
 from node.wallets import ensure_deposit_wallet
@@ -175,7 +176,8 @@ def intent_from_json(text: str) -> WithdrawalIntent:
     return WithdrawalIntent(
         intent_id=d["intent_id"], vault_id=d["vault_id"], chain=d["chain"], network=d["network"], asset=d["asset"],
         payments=tuple(Payment(p["destination"], int(p["amount"])) for p in d["payments"]), fee_max=int(d["fee_max"]),
-        kind=d["kind"], own_destination_paths=tuple(tuple(p) for p in d["own_destination_paths"]))
+        kind=d["kind"], own_destination_paths=tuple(tuple(p) for p in d["own_destination_paths"]),
+        own_destination_vault=d.get("own_destination_vault", ""))
 
 
 def unsigned_to_json(t: UnsignedTransaction) -> str:
@@ -193,19 +195,27 @@ def unsigned_from_json(d: dict) -> UnsignedTransaction:
 REJECT_DOMAIN = b"custody/withdrawal-reject/v1\n"
 
 
-def approval_message(intent: WithdrawalIntent, decision: str) -> bytes:
-    """Approve: the intent's canonical bytes (what the signer peers verify too). Reject: the
-    same under a domain prefix, so a rejection can never be replayed as an approval."""
+def approval_message(intent: WithdrawalIntent, decision: str, approved_at_ms: int | None = None) -> bytes:
+    """Approve: the intent's canonical bytes (what the signer peers verify too), or with
+    `approved_at_ms` the timed form (node/ports.py `approval_message`: a cold vault's delay is
+    counted from signed times). Reject: the intent under a domain prefix, so a rejection can
+    never be replayed as an approval."""
     assert decision in ("approve", "reject")
-    raw = intent.canonical_bytes()
-    return raw if decision == "approve" else REJECT_DOMAIN + raw
+    if decision == "approve":
+        return _signed_approval(intent, approved_at_ms)
+    assert approved_at_ms is None, "a rejection is not timed"
+    return REJECT_DOMAIN + intent.canonical_bytes()
 
 
 class Withdrawals:
     """The withdrawal domain over the store. `networks`: chain -> network ("bitcoin" ->
     "regtest", "ethereum" -> "1337"): the node's configured networks."""
 
-    def __init__(self, ledger: Ledger, networks: dict[str, str], *, wall_clock_ns=time.time_ns):
+    def __init__(self, ledger: Ledger, networks: dict[str, str], *, wall_clock_ns=time.time_ns,
+                 approval_clock_ms=lambda: time.time_ns() // 1_000_000):
+        """`wall_clock_ns`: the node's clock (screening, time-locks, a cold vault's not-before);
+        `approval_clock_ms`: the real clock approvers' signed times are held against."""
+        self.approval_clock_ms = approval_clock_ms
         self.ledger = ledger
         self.store = ledger.store
         self.customers = Customers(ledger)
@@ -401,20 +411,30 @@ class Withdrawals:
                             VAULT_WALLET_PATH, chain, network, fee_max, (), actor)
 
     def submit_internal(self, kind: str, external_id: str, asset: str, destination: str, amount: int, *, vault_id: str,
-                        source_path=VAULT_WALLET_PATH, own_destination_paths=(), actor: str) -> tuple[str, Withdrawal]:
-        """A movement between our own wallets (no customer hold): rebalance, refill, sweep."""
+                        source_path=VAULT_WALLET_PATH, own_destination_paths=(), own_destination_vault: str = "",
+                        actor: str) -> tuple[str, Withdrawal]:
+        """A movement between our own wallets (no customer hold): rebalance, refill, sweep.
+        A refill names the vault it pays (`own_destination_vault`) and the path of that vault's
+        address (`own_destination_paths`): every peer derives the address itself from that
+        vault's public keys in its own policy."""
         assert kind in INTERNAL_KINDS, kind
+        assert kind != KIND_REFILL or (own_destination_vault and own_destination_paths), "a refill names the vault it pays"
         chain = chain_of(asset)
         policy = self.policy()
         return self._create(kind, SYSTEM_OWNER, external_id, asset, destination, amount, vault_id, tuple(source_path), chain,
-                            self.networks[chain], policy.fee_max[chain], tuple(own_destination_paths), actor)
+                            self.networks[chain], policy.fee_max[chain], tuple(own_destination_paths), actor,
+                            own_destination_vault)
 
     def _create(self, kind, sub_account_id, external_id, asset, destination, amount, vault_id, source_path, chain, network,
-                fee_max, own_paths, actor) -> tuple[str, Withdrawal]:
+                fee_max, own_paths, actor, own_vault: str = "") -> tuple[str, Withdrawal]:
         wid = "wd_" + secrets.token_hex(12)
+        # A rebalance pays our own cold wallet: a "sweep" intent when it names that vault (the
+        # peers then derive the address themselves), else an ordinary payment.
+        intent_kind = {KIND_SWEEP: "sweep", KIND_REFILL: "refill",
+                       KIND_REBALANCE: "sweep" if own_vault else "withdrawal"}.get(kind, "withdrawal")
         intent = WithdrawalIntent(intent_id=wid, vault_id=vault_id, chain=chain, network=network, asset=asset,
                                   payments=(Payment(destination, amount),), fee_max=fee_max,
-                                  kind="sweep" if kind == KIND_SWEEP else "withdrawal", own_destination_paths=own_paths)
+                                  kind=intent_kind, own_destination_paths=own_paths, own_destination_vault=own_vault)
 
         def fn(tx: WriteTx):
             old = tx.conn.execute(select(withdrawals).where(and_(withdrawals.c.sub_account_id == sub_account_id,
@@ -472,13 +492,18 @@ class Withdrawals:
         """Held for review, oldest first: what staff work through."""
         return [w for w in self.with_status(PENDING_SCREENING, limit) if w.sub_status.startswith("held_for_review")]
 
-    def approvals(self, wid: str) -> list[tuple[str, str, bytes]]:
+    def _approval_rows(self, wid: str):
         with self.store.reading() as conn:
-            return [(r.approver_id, r.decision, bytes.fromhex(r.signature)) for r in conn.execute(
-                select(withdrawal_approvals).where(withdrawal_approvals.c.withdrawal_id == wid).order_by(withdrawal_approvals.c.approver_id))]
+            return conn.execute(select(withdrawal_approvals).where(withdrawal_approvals.c.withdrawal_id == wid)
+                                .order_by(withdrawal_approvals.c.approver_id)).all()
+
+    def approvals(self, wid: str) -> list[tuple[str, str, bytes]]:
+        return [(r.approver_id, r.decision, bytes.fromhex(r.signature)) for r in self._approval_rows(wid)]
 
     def signing_approvals(self, w: Withdrawal) -> tuple[Approval, ...]:
-        return tuple(Approval(a, sig) for a, d, sig in self.approvals(w.id) if d == "approve")
+        """What the peers verify: each approval with its signed time when it has one."""
+        return tuple(Approval(r.approver_id, bytes.fromhex(r.signature), r.approved_at_ms)
+                     for r in self._approval_rows(w.id) if r.decision == "approve")
 
     # ---------------------------------------------------------------- transitions
     def transition(self, w: Withdrawal, to: str, sub_status: str = "", *, actor: str, ledger_events=None,
@@ -618,21 +643,30 @@ class Withdrawals:
             raise WithdrawalError(exc.reason, exc.detail) from None
 
     # ---------------------------------------------------------------- approvals
-    def approve(self, wid: str, approver_id: str, signature: bytes, decision: str = "approve") -> Withdrawal:
+    def approve(self, wid: str, approver_id: str, signature: bytes, decision: str = "approve",
+                approved_at_ms: int | None = None) -> Withdrawal:
         """An approver's Ed25519 signature over the intent (see `approval_message`). Verified
         against the active policy's approver keys; the quorum of the vault and amount band
-        moves the withdrawal to queued (cold vaults: not before their delay)."""
+        moves the withdrawal to queued (cold vaults: not before their delay). A vault with a
+        delay takes timed approvals only (`approved_at_ms`, the approver's signed clock, within
+        APPROVAL_CLOCK_SKEW_MS_MAX of ours): the signer peers count the delay from those times."""
         if decision not in ("approve", "reject"):
             raise WithdrawalError("decision_invalid", "approve or reject")
+        if approved_at_ms is not None and (type(approved_at_ms) is not int or decision != "approve"):
+            raise WithdrawalError("approval_time_invalid", "an integer of Unix ms, on approvals only")
         w = self.get(wid)
         if w.status != PENDING_APPROVAL:
             raise WithdrawalError("not_pending_approval", w.status)
         policy = self.policy()
         try:
-            policy.verify_approval(approver_id, approval_message(w.intent, decision), signature)
+            policy.verify_approval(approver_id, approval_message(w.intent, decision, approved_at_ms), signature)
         except rk.ApprovalRefused as exc:
             raise WithdrawalError(exc.reason, exc.detail) from None
         needed, delay_s = self._quorum(w)
+        if delay_s and decision == "approve" and approved_at_ms is None:
+            raise WithdrawalError("approval_time_required", f"vault {w.vault_id} has a {delay_s} s delay")
+        if approved_at_ms is not None and abs(approved_at_ms - self.approval_clock_ms()) > limits.APPROVAL_CLOCK_SKEW_MS_MAX:
+            raise WithdrawalError("approval_time_out_of_range", f"{approved_at_ms - self.approval_clock_ms()} ms from the node's clock")
         actor = f"approver:{approver_id}"
 
         def record(tx: WriteTx):
@@ -643,15 +677,18 @@ class Withdrawals:
             if len(n) >= limits.WITHDRAWAL_APPROVALS_MAX:
                 raise WithdrawalError("too_many_approvals")
             tx.conn.execute(withdrawal_approvals.insert(), {"withdrawal_id": wid, "approver_id": approver_id, "decision": decision,
-                                                            "signature": signature.hex(), "created_at_ns": tx.now_ns()})
-            approved = {r.approver_id for r in tx.conn.execute(select(withdrawal_approvals.c.approver_id).where(and_(
-                withdrawal_approvals.c.withdrawal_id == wid, withdrawal_approvals.c.decision == "approve")))
+                                                            "signature": signature.hex(), "created_at_ns": tx.now_ns(),
+                                                            "approved_at_ms": approved_at_ms})
+            approved = {r.approver_id: r.approved_at_ms for r in tx.conn.execute(
+                select(withdrawal_approvals.c.approver_id, withdrawal_approvals.c.approved_at_ms).where(and_(
+                    withdrawal_approvals.c.withdrawal_id == wid, withdrawal_approvals.c.decision == "approve")))
                 if r.approver_id in policy.approvers}
-            return len(approved)
+            return approved
 
         # The approval row and the status change commit in one write.
         def fn(tx: WriteTx):
-            count = record(tx)
+            approved = record(tx)
+            count = len(approved)
             body = {"withdrawal": wid, "approver": approver_id, "decision": decision, "approvals": count, "needed": needed}
             cur = Withdrawal.from_row(tx.conn.execute(select(withdrawals).where(withdrawals.c.id == wid)).one())
             if cur.status != PENDING_APPROVAL:
@@ -662,7 +699,11 @@ class Withdrawals:
                     self.ledger.apply_transfers(tx, events(tx, body), body)
                 to, sub, values = REJECTED, f"rejected_by_approver: {approver_id}", {}
             elif count >= needed:
-                to, sub, values = QUEUED, f"approved: {count} of {needed}", {"not_before_ns": tx.now_ns() + delay_s * 1_000_000_000}
+                # The delay runs from the quorum: the node's clock, or the quorum's signed time
+                # when later (what the peers count from), whichever ends last.
+                times = sorted(t for t in approved.values() if t is not None)
+                start_ns = max(self.now_ns(), times[needed - 1] * 1_000_000 if delay_s and needed and len(times) >= needed else 0)
+                to, sub, values = QUEUED, f"approved: {count} of {needed}", {"not_before_ns": start_ns + delay_s * 1_000_000_000}
                 if delay_s:
                     sub += f"; cold delay {delay_s} s"
             else:

@@ -82,6 +82,11 @@ class BitcoinAdapter(Scanner):
     def register_vault(self, vault_id: str, keys: VaultKeys) -> None:
         self._vaults[vault_id] = keys
 
+    def _destination_keys(self, intent: WithdrawalIntent) -> VaultKeys | None:
+        """The keys of the other vault an intent pays (a refill: the hot vault), as registered here."""
+        v = intent.own_destination_vault
+        return self.keys(v) if v and v != intent.vault_id else None
+
     def keys(self, vault_id: str) -> VaultKeys:
         try:
             return self._vaults[vault_id]
@@ -431,12 +436,12 @@ class BitcoinAdapter(Scanner):
 
     # --- signing and broadcast ------------------------------------------------------------
     def digests(self, tx: UnsignedTransaction, intent: WithdrawalIntent) -> list[SigningDigest]:
-        return self.checker.check(tx, intent, self.keys(intent.vault_id))
+        return self.checker.check(tx, intent, self.keys(intent.vault_id), self._destination_keys(intent))
 
     def attach_signatures(
         self, tx: UnsignedTransaction, signatures: list[EcdsaSignature], intent: WithdrawalIntent
     ) -> SignedTransaction:
-        self.checker.check(tx, intent, self.keys(intent.vault_id))  # check twice at the boundary
+        self.checker.check(tx, intent, self.keys(intent.vault_id), self._destination_keys(intent))  # check twice at the boundary
         t, _ = self.checker.rebuild(tx, self.keys(intent.vault_id))
         raw = btx.attach(t, signatures)
         txid = btx.txid_of(tx.payload)

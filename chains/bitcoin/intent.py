@@ -2,7 +2,10 @@
 
 It trusts nothing the node computed: it parses the unsigned transaction itself, derives our own
 addresses from the vault's public keys, matches each output against the approved payments or
-our own change/sweep addresses, checks the fee, and computes the BIP143 digests itself. The
+our own change/sweep addresses, checks the fee, and computes the BIP143 digests itself. Change
+is derived from the signing vault's keys; a sweep's or refill's own destinations from
+`destination_keys` when the intent names another vault (`own_destination_vault`: the caller —
+a signer peer, from its own policy — looked them up; without them that intent is refused). The
 input amounts come from the request (InputKey.amount); BIP143 commits to them, so a wrong
 amount only yields signatures the network rejects, never a different spend.
 """
@@ -45,7 +48,8 @@ class BitcoinIntentChecker:
             raise IntentMismatch("transaction_not_canonical")
         return t, parsed
 
-    def check(self, tx: UnsignedTransaction, intent: WithdrawalIntent, keys: VaultKeys) -> list[SigningDigest]:
+    def check(self, tx: UnsignedTransaction, intent: WithdrawalIntent, keys: VaultKeys,
+              destination_keys: VaultKeys | None = None) -> list[SigningDigest]:
         if tx.chain != self.chain or intent.chain != self.chain:
             raise IntentMismatch("chain_mismatch", f"{tx.chain}/{intent.chain}")
         if tx.network != intent.network:
@@ -69,17 +73,24 @@ class BitcoinIntentChecker:
             if sequence not in ALLOWED_SEQUENCES:
                 raise IntentMismatch("sequence_not_allowed", f"input {n}: {sequence:#x}")
 
-        def own_scripts(paths) -> dict[bytes, tuple]:
+        if intent.own_destination_vault and intent.own_destination_vault != intent.vault_id and destination_keys is None:
+            raise IntentMismatch("own_destination_vault_unknown", intent.own_destination_vault)
+
+        def own_scripts(paths, vault_keys: VaultKeys) -> dict[bytes, tuple]:
             out = {}
             for p in paths:
                 try:
-                    out[btx.p2wpkh_script_pubkey(keys.child_public_key(check_path(p)))] = tuple(p)
+                    out[btx.p2wpkh_script_pubkey(vault_keys.child_public_key(check_path(p)))] = tuple(p)
                 except InvalidPath as exc:
                     raise IntentMismatch("own_path_invalid", str(exc)) from None
             return out
 
-        change_scripts = own_scripts(tx.change_paths)
-        own_destinations = own_scripts(intent.own_destination_paths)
+        change_scripts = own_scripts(tx.change_paths, keys)  # change always returns to the signing vault
+        # Own destinations (sweep, refill): derived here from the destination vault's public keys,
+        # which the caller looked up in its own records, never taken from the request.
+        own_destinations = own_scripts(intent.own_destination_paths, destination_keys or keys)
+        if intent.kind == "refill" and not own_destinations:
+            raise IntentMismatch("sweep_destination_not_ours", "a refill names the own address it pays")
 
         expected: Counter = Counter()
         for p in intent.payments:

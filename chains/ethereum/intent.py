@@ -3,7 +3,9 @@
 Parses the unsigned EIP-1559 transaction itself and confirms: the chain id is the intent's
 network; the sender is our key at the one input path; ETH pays exactly the destination and
 amount with no calldata; an ERC-20 calls `transfer(destination, amount)` on the intent's token
-contract with no ETH attached; a sweep's destination is one of our own addresses; the most it
+contract with no ETH attached; a sweep's or refill's destination is one of our own addresses
+(derived from `destination_keys` when the intent names another vault, e.g. a refill paying the
+hot wallet; the caller looked those keys up in its own records); the most it
 can pay in fees (gas x maxFeePerGas) stays within `fee_max`. Returns keccak256 of the payload,
 computed here.
 """
@@ -30,7 +32,8 @@ def asset_contract(asset: str) -> str | None:
 class EthereumIntentChecker:
     chain = "ethereum"
 
-    def check(self, tx: UnsignedTransaction, intent: WithdrawalIntent, keys: VaultKeys) -> list[SigningDigest]:
+    def check(self, tx: UnsignedTransaction, intent: WithdrawalIntent, keys: VaultKeys,
+              destination_keys: VaultKeys | None = None) -> list[SigningDigest]:
         if tx.chain != self.chain or intent.chain != self.chain:
             raise IntentMismatch("chain_mismatch", f"{tx.chain}/{intent.chain}")
         if tx.network != intent.network:
@@ -62,8 +65,12 @@ class EthereumIntentChecker:
             destination = etx.checksum(payment.destination)
         except ChainError as exc:
             raise IntentMismatch("destination_invalid", str(exc)) from None
+        if intent.own_destination_vault and intent.own_destination_vault != intent.vault_id and destination_keys is None:
+            raise IntentMismatch("own_destination_vault_unknown", intent.own_destination_vault)
         if intent.kind in ("sweep", "refill"):
-            own = {etx.address_of(keys.child_public_key(tuple(p))) for p in intent.own_destination_paths}
+            # Derived here from the destination vault's public keys (the caller's own records).
+            dkeys = destination_keys or keys
+            own = {etx.address_of(dkeys.child_public_key(tuple(p))) for p in intent.own_destination_paths}
             if destination not in own:
                 raise IntentMismatch("sweep_destination_not_ours", destination)
 

@@ -12,6 +12,16 @@ in the file are integers (or decimal strings, for wei) in base units.
     asset = "BTC"
     amount_max = 100000000
     approvals_min = 1
+    [[bands]]                 # a vault with bands of its own uses only those (e.g. the cold vault)
+    vault = "cold"
+    asset = "BTC"
+    amount_max = 1000000000
+    approvals_min = 2
+    [vaults.cold]
+    delay_s = 3600            # signs only delay_s after its quorum's signed approval times
+    [own_destinations.hot]    # vaults this peer may pay as our own (refills): public keys only
+    public_key = "<hex, 33-byte compressed group key>"
+    chain_code = "<hex, 32 bytes>"
     [rate_limits]
     signatures_per_hour = 600
     [rate_limits.amount_per_hour]
@@ -22,6 +32,20 @@ in the file are integers (or decimal strings, for wei) in base units.
     keygen_allowed = true
     reshare_allowed = true
     reserves_allowed = true   # the proof-of-reserves message only (default true)
+
+Cold vault delay — what a peer can verify. Approvals of a vault with `delay_s` must be timed:
+the approver signs its own clock's time with the intent (node/ports.py `approval_message`), so
+the time is the approver's word, not the node's. The peer takes the time at which the quorum
+was reached (the k-th earliest signed time of the k approvals it needs) and refuses before
+that time + delay_s by its own clock (`delay_not_elapsed`). A compromised node therefore cannot
+shorten the delay; approvers backdating their own signatures could (they are the quorum
+anyway). Untimed approvals do not count toward a delayed vault's quorum; a time further ahead
+of the peer's clock than APPROVAL_CLOCK_SKEW_MS_MAX is refused.
+
+Own destinations — a refill (cold -> hot) pays the hot vault's wallet, whose address the cold
+vault's keys cannot derive. The intent names the destination vault (`own_destination_vault`)
+and paths; the peer derives the addresses from the public keys in its own `[own_destinations]`
+(never from the request) and refuses a vault it does not list (`own_destination_vault_unknown`).
 """
 
 from __future__ import annotations
@@ -75,6 +99,40 @@ class Band:
     asset: str
     amount_max: int
     approvals_min: int
+    vault: str = ""  # "" applies to every vault without bands of its own
+
+
+@dataclass(frozen=True)
+class OwnVaultKeys:
+    """A vault this peer may pay as our own: its group public key and chain code (public
+    derivation only, chains.keys.Bip32VaultKeys)."""
+
+    vault_id: str
+    public_key: bytes
+    chain_code: bytes
+
+    def keys(self):
+        from chains.keys import Bip32VaultKeys
+
+        return Bip32VaultKeys(self.public_key, self.chain_code)
+
+
+def _own_vault(vault_id: str, d, where: str) -> OwnVaultKeys:
+    import coincurve
+
+    if not isinstance(d, dict):
+        raise PolicyError(f"{where}: a table with public_key and chain_code")
+    try:
+        pk, cc = bytes.fromhex(d["public_key"]), bytes.fromhex(d["chain_code"])
+    except (KeyError, TypeError, ValueError):
+        raise PolicyError(f"{where}: public_key and chain_code in hex are required") from None
+    if len(pk) != 33 or len(cc) != 32:
+        raise PolicyError(f"{where}: public_key is 33 bytes (compressed), chain_code 32")
+    try:
+        coincurve.PublicKey(pk)
+    except ValueError:
+        raise PolicyError(f"{where}: public_key is not a secp256k1 point") from None
+    return OwnVaultKeys(vault_id, pk, cc)
 
 
 @dataclass
@@ -91,6 +149,8 @@ class Policy:
     # or other chain message has that form, so a peer signing it only attests to the key; on by
     # default, off with `[ceremonies] reserves_allowed = false`. It still counts toward rate limits.
     reserves_allowed: bool = True
+    vault_delays_s: dict[str, int] = field(default_factory=dict)
+    own_destinations: dict[str, OwnVaultKeys] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path) -> "Policy":
@@ -111,7 +171,17 @@ class Policy:
                 n = b["approvals_min"]
                 if not isinstance(n, int) or n < 0 or n > len(approvers):
                     raise PolicyError(f"bands[{i}].approvals_min must be 0..{len(approvers)} (registered approvers)")
-                bands.append(Band(str(b["asset"]), _amount(b["amount_max"], f"bands[{i}].amount_max"), n))
+                vault = b.get("vault", "")
+                if not isinstance(vault, str):
+                    raise PolicyError(f"bands[{i}].vault must be a vault id")
+                bands.append(Band(str(b["asset"]), _amount(b["amount_max"], f"bands[{i}].amount_max"), n, vault))
+            delays = {}
+            for vid, v in d.get("vaults", {}).items():
+                delay = v.get("delay_s", 0) if isinstance(v, dict) else None
+                if not isinstance(delay, int) or isinstance(delay, bool) or not 0 <= delay <= limits.VAULT_DELAY_S_MAX:
+                    raise PolicyError(f"vaults.{vid}.delay_s must be an integer 0..{limits.VAULT_DELAY_S_MAX}")
+                delays[str(vid)] = delay
+            own = {str(vid): _own_vault(str(vid), v, f"own_destinations.{vid}") for vid, v in d.get("own_destinations", {}).items()}
             rl = d.get("rate_limits", {})
             sph = rl.get("signatures_per_hour")
             if not isinstance(sph, int) or sph <= 0:
@@ -121,12 +191,14 @@ class Policy:
             cer = d.get("ceremonies", {})
         except KeyError as exc:
             raise PolicyError(f"policy: missing {exc}") from None
-        bands.sort(key=lambda b: (b.asset, b.amount_max))
+        bands.sort(key=lambda b: (b.vault, b.asset, b.amount_max))
         return cls(node_pk, approvers, bands, sph, aph, wl, bool(cer.get("keygen_allowed", False)),
-                   bool(cer.get("reshare_allowed", False)), bool(cer.get("reserves_allowed", True)))
+                   bool(cer.get("reshare_allowed", False)), bool(cer.get("reserves_allowed", True)), delays, own)
 
-    def quorum(self, asset: str, amount: int) -> int:
-        bands = [b for b in self.bands if b.asset == asset]
+    def quorum(self, asset: str, amount: int, vault_id: str = "") -> int:
+        """Approvals needed: the vault's own bands when it has any, else the shared ones."""
+        own = any(b.vault == vault_id for b in self.bands) if vault_id else False
+        bands = [b for b in self.bands if b.asset == asset and b.vault == (vault_id if own else "")]
         if not bands:
             raise Refused("asset_not_allowed", asset)
         for b in bands:
@@ -182,10 +254,10 @@ class RequestVerifier:
     """Checks one node-signed request against this peer's own policy. Refusals in precedence
     order: request_too_large, node_signature_invalid, request_malformed, request_expired,
     wrong_kind, vault_unknown, opaque_digest_refused, intent_vault_mismatch,
-    transaction_chain_mismatch, approval_signature_invalid, asset_not_allowed,
-    amount_exceeds_policy, approvals_below_quorum, destination_not_whitelisted,
-    chain_not_supported, transaction_does_not_match_intent, too_many_digests,
-    rate_limit_exceeded."""
+    transaction_chain_mismatch, approval_signature_invalid, approval_time_out_of_range,
+    asset_not_allowed, amount_exceeds_policy, approvals_below_quorum, delay_not_elapsed,
+    destination_not_whitelisted, own_destination_vault_unknown, chain_not_supported,
+    transaction_does_not_match_intent, too_many_digests, rate_limit_exceeded."""
 
     def __init__(self, policy: Policy, environment: str, checkers: dict[str, IntentChecker], clock_ms=rq.now_ms):
         assert environment in ("production", "test"), environment
@@ -234,31 +306,54 @@ class RequestVerifier:
             raise Refused("intent_vault_mismatch")
         if (tx.chain, tx.network) != (intent.chain, intent.network):
             raise Refused("transaction_chain_mismatch")
-        message = intent.canonical_bytes()
-        approvers = set()
+        approvers: dict[str, int | None] = {}
+        now_ms = self.clock_ms()
         for a in approvals:
             pk = self.policy.approvers.get(a.approver_id)
             if pk is None:
                 continue  # not an approver of this peer: does not count
             try:
-                VerifyKey(pk).verify(message, a.signature)
+                VerifyKey(pk).verify(a.message(intent), a.signature)
             except (BadSignatureError, ValueError):
                 raise Refused("approval_signature_invalid", a.approver_id) from None
-            approvers.add(a.approver_id)
+            if a.approved_at_ms is not None and a.approved_at_ms > now_ms + limits.APPROVAL_CLOCK_SKEW_MS_MAX:
+                raise Refused("approval_time_out_of_range", f"{a.approver_id}: {a.approved_at_ms - now_ms} ms ahead")
+            if a.approver_id in approvers:
+                # Counted once; for the delay its latest signed time (or none) is the one that holds.
+                prev = approvers[a.approver_id]
+                approvers[a.approver_id] = None if prev is None or a.approved_at_ms is None else max(prev, a.approved_at_ms)
+            else:
+                approvers[a.approver_id] = a.approved_at_ms
         amount = sum(p.amount for p in intent.payments)
-        needed = self.policy.quorum(intent.asset, amount)
-        if len(approvers) < needed:
+        needed = self.policy.quorum(intent.asset, amount, intent.vault_id)
+        delay_s = self.policy.vault_delays_s.get(intent.vault_id, 0)
+        if delay_s:
+            # Only signed times anchor the delay; a delayed vault needs at least one approval.
+            times = sorted(t for t in approvers.values() if t is not None)
+            k = max(needed, 1)
+            if len(times) < k:
+                raise Refused("approvals_below_quorum", f"{len(times)} timed < {k} (vault {intent.vault_id} has a delay)")
+            remaining_ms = times[k - 1] + delay_s * 1000 - now_ms
+            if remaining_ms > 0:
+                raise Refused("delay_not_elapsed", f"{remaining_ms} ms left of {delay_s} s after the quorum")
+        elif len(approvers) < needed:
             raise Refused("approvals_below_quorum", f"{len(approvers)} < {needed}")
         allowed = self.policy.whitelist.get(intent.asset)
         if allowed is not None and intent.kind == "withdrawal":
             for p in intent.payments:
                 if p.destination not in allowed:
                     raise Refused("destination_not_whitelisted", p.destination)
+        destination_keys = None
+        if intent.own_destination_vault and intent.own_destination_vault != intent.vault_id:
+            known = self.policy.own_destinations.get(intent.own_destination_vault)
+            if known is None:
+                raise Refused("own_destination_vault_unknown", intent.own_destination_vault)
+            destination_keys = known.keys()
         checker = self.checkers.get(tx.chain)
         if checker is None:
             raise Refused("chain_not_supported", tx.chain)
         try:
-            digests = checker.check(tx, intent, vault_keys)
+            digests = checker.check(tx, intent, vault_keys, destination_keys)
         except IntentMismatch as exc:
             raise Refused("transaction_does_not_match_intent", exc.reason) from None
         except Exception as exc:  # the checker parses untrusted bytes: any failure is a refusal

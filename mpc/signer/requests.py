@@ -2,7 +2,9 @@
 
 A request is an RFC 8785 JSON object; the node signs DOMAIN ‖ bytes with its Ed25519 key. Peers
 verify the signature over the exact bytes received, then parse them. Approvers sign
-`WithdrawalIntent.canonical_bytes()` (node/ports.py) with their Ed25519 keys.
+`WithdrawalIntent.canonical_bytes()` (node/ports.py) with their Ed25519 keys, or, in a timed
+approval, `approval_message(intent, approved_at_ms)`; a timed approval carries its
+`approved_at_ms` in the request (what lets a peer enforce a cold vault's delay itself).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import rfc8785
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
-from node.ports import Approval, InputKey, Payment, SigningDigest, UnsignedTransaction, WithdrawalIntent
+from node.ports import Approval, InputKey, Payment, SigningDigest, UnsignedTransaction, WithdrawalIntent, approval_message
 
 DOMAIN = b"custody/signer-request/v1\n"
 KINDS = ("keygen", "sign", "reshare", "reserves")
@@ -29,8 +31,15 @@ class Refused(Exception):
         self.detail = detail
 
 
-def approve(intent: WithdrawalIntent, approver_id: str, key: SigningKey) -> Approval:
-    return Approval(approver_id, key.sign(intent.canonical_bytes()).signature)
+def approve(intent: WithdrawalIntent, approver_id: str, key: SigningKey, approved_at_ms: int | None = None) -> Approval:
+    return Approval(approver_id, key.sign(approval_message(intent, approved_at_ms)).signature, approved_at_ms)
+
+
+def _approval_json(a: Approval) -> dict:
+    d = {"approver_id": a.approver_id, "signature": a.signature.hex()}
+    if a.approved_at_ms is not None:
+        d["approved_at_ms"] = a.approved_at_ms
+    return d
 
 
 def new_request_id() -> str:
@@ -55,7 +64,7 @@ def sign_request(vault_id: str, tx: UnsignedTransaction | None, intent: Withdraw
                  approvals=(), opaque_digests: list[SigningDigest] = (), request_id: str | None = None) -> dict:
     body = {"kind": "sign", "request_id": request_id or new_request_id(), "created_at_ms": now_ms(), "vault_id": vault_id,
             "transaction": None, "intent": None,
-            "approvals": [{"approver_id": a.approver_id, "signature": a.signature.hex()} for a in approvals],
+            "approvals": [_approval_json(a) for a in approvals],
             "opaque_digests": [{"path": list(d.path), "digest": d.digest.hex()} for d in opaque_digests]}
     if tx is not None:
         body["transaction"] = {"chain": tx.chain, "network": tx.network, "payload": tx.payload.hex(),
@@ -124,6 +133,7 @@ def parse_intent(d) -> WithdrawalIntent:
             payments=tuple(Payment(str(p["destination"]), _int(p["amount"])) for p in d["payments"]),
             fee_max=_int(d["fee_max"]), kind=str(d["kind"]),
             own_destination_paths=tuple(_path(p) for p in d["own_destination_paths"]),
+            own_destination_vault=_vault_ref(d.get("own_destination_vault", "")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise Refused("request_malformed", f"intent: {exc}") from None
@@ -140,12 +150,26 @@ def parse_transaction(d) -> UnsignedTransaction:
         raise Refused("request_malformed", f"transaction: {exc}") from None
 
 
+def _vault_ref(v) -> str:
+    if not isinstance(v, str) or len(v) > 128:
+        raise ValueError(f"own_destination_vault must be a string of at most 128 characters, got {v!r:.60}")
+    return v
+
+
+def _time_ms(v) -> int | None:
+    if v is None:
+        return None
+    if type(v) is not int or not 0 <= v < 2**53:
+        raise ValueError(f"approved_at_ms must be an integer of Unix milliseconds, got {v!r:.40}")
+    return v
+
+
 def parse_approvals(items) -> list[Approval]:
     if not isinstance(items, list):
         raise Refused("request_malformed", "approvals")
     try:
-        return [Approval(str(a["approver_id"]), bytes.fromhex(a["signature"])) for a in items]
-    except (KeyError, TypeError, ValueError) as exc:
+        return [Approval(str(a["approver_id"]), bytes.fromhex(a["signature"]), _time_ms(a.get("approved_at_ms"))) for a in items]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise Refused("request_malformed", f"approvals: {exc}") from None
 
 

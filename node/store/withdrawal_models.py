@@ -68,6 +68,8 @@ withdrawal_approvals = Table(
     Column("decision", String(16), nullable=False),  # approve | reject
     Column("signature", String(128), nullable=False),  # hex Ed25519 over the intent's canonical bytes
     Column("created_at_ns", BigInteger, nullable=False),
+    # A timed approval's signed time (Unix ms, the approver's clock): a cold vault's delay runs from it.
+    Column("approved_at_ms", BigInteger, nullable=True),
 )
 
 # Declarative risk policy, versioned: proposed, then active once approvers signed it.

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import pathlib
 import shutil
+import signal
 import tempfile
 import time
 import uuid
@@ -57,6 +58,20 @@ AUTO_MAX_WEI = ETH // 10
 AUTO_MAX_TOKEN = 10**9
 TIMELOCK_S = 3600
 CONFIRMATIONS = {"bitcoin": 1, "ethereum": 1}
+COLD_DELAY_S = 6  # the cold vault's delay after its quorum, in the node's and every peer's policy
+
+
+def signer_vaults(vaults) -> str:
+    """Appended to every peer's own policy once the vaults exist: the cold vault's own bands
+    (two approvals) and delay, and both vaults' public keys as own destinations (refills pay
+    the hot wallet, rebalances the cold one)."""
+    lines = []
+    for asset, amount_max in (("BTC", 10 * BTC), ("ETH", 10 * ETH)):
+        lines += ["", "[[bands]]", 'vault = "cold"', f'asset = "{asset}"', f'amount_max = "{amount_max}"', "approvals_min = 2"]
+    lines += ["", "[vaults.cold]", f"delay_s = {COLD_DELAY_S}"]
+    for vid, v in sorted(vaults.items()):
+        lines += ["", f"[own_destinations.{vid}]", f'public_key = "{v.public_key.hex()}"', f'chain_code = "{v.chain_code.hex()}"']
+    return "\n".join(lines) + "\n"
 
 
 def signer_bands(token_asset: str) -> str:
@@ -115,7 +130,7 @@ bands = [{{ asset = "BTC", amount_max = "{AUTO_MAX_SATS}", approvals_min = 0 }},
 [[vaults]]
 id = "cold"
 kind = "cold"
-delay_s = 0
+delay_s = {COLD_DELAY_S}
 bands = [{{ asset = "BTC", amount_max = "{10 * BTC}", approvals_min = 2 }},
          {{ asset = "ETH", amount_max = "{10 * ETH}", approvals_min = 2 }}]
 {rebalance}
@@ -157,6 +172,15 @@ class Shared:
         self.cluster.start_all()
         self.client = self.cluster.client()
         self.vaults = {v: self._keygen(v) for v in ("hot", "cold")}
+        # Each operator adds the vaults' public keys and the cold vault's rules to its own
+        # policy, read at start: a restart of every peer.
+        for p in self.cluster.procs.values():
+            p.popen.send_signal(signal.SIGTERM)  # all at once; stop_all then waits for each
+        self.cluster.stop_all()
+        for name in self.cluster.names:
+            with open(self.cluster.dir / name / "policy.toml", "a") as f:
+                f.write(signer_vaults(self.vaults))
+        self.cluster.start_all()
         self.approver_keys = {a: self.cluster.approver(a) for a in ("approver-1", "approver-2")}
         self.sanctions = workdir / "sanctions.txt"
         self.blocked = workdir / "blocked.txt"

@@ -84,3 +84,70 @@ def test_btc_stuck_withdrawal_is_fee_bumped_and_completes_once(node):
     # Completed is final: further passes of the bumping pipeline change nothing.
     bumper.run_once()
     assert_eq(node.withdrawals.get(w.id).updated_at_ns, done.updated_at_ns, "nothing after completion")
+
+
+@pytest.fixture
+def anvil_holds_transactions(node):
+    """Anvil stops mining on its own (`evm_setAutomine false`): a broadcast transaction waits in
+    its pool until the test mines a block — a stuck transaction. Restored afterwards."""
+    anvil = node.shared.anvil
+    anvil.call("evm_setAutomine", False)
+    try:
+        yield anvil
+    finally:
+        anvil.call("evm_setAutomine", True)
+
+
+@pytest.mark.parametrize("asset", ["ETH", "token"])
+def test_eth_stuck_withdrawal_is_replaced_with_the_same_nonce_and_completes_once(node, anvil_holds_transactions, asset):
+    from web3.exceptions import TransactionNotFound
+
+    s = node.shared
+    asset = s.token_asset if asset == "token" else asset
+    amount = 10**16 if asset == "ETH" else 7_000
+    sub = node.customer(f"stuck-{asset[:5]}-{node.kind}")
+    node.fund(sub, asset, 10 * amount)
+    dest = s.eth_destination()
+    node.whitelist(sub, asset, dest)
+    _, w = node.withdrawals.submit(sub, f"stuck-{asset[:5]}", asset, dest, amount, vault_id="hot", actor=f"client:{sub}")
+    first = node.drive(w.id, "confirming", mine=False)
+    sent = s.w3.eth.get_transaction(first.txid)
+    assert_eq(sent["blockNumber"], None, "the first version waits in the pool")
+    sender = sent["from"]
+    nonce_before = s.w3.eth.get_transaction_count(sender, "latest")
+    assert_eq(sent["nonce"], nonce_before, "the first version uses the sender's next nonce")
+
+    bumper = bumping_pipeline(node, stuck_age_s=1)
+
+    def replaced():
+        bumper.run_once()
+        cur = node.withdrawals.get(w.id)
+        return cur.status == "confirming" and len(cur.txids) == 2
+
+    wait_until(replaced, 120, "a replacement with the same nonce built, signed by the cluster, recorded and broadcast")
+    cur = node.withdrawals.get(w.id)
+    assert_eq(cur.txids, (first.txid, cur.txid), "both versions kept, the newest current")
+    again = s.w3.eth.get_transaction(cur.txid)
+    assert_eq((again["nonce"], again["from"], again["to"], again["value"], again["input"]),
+              (sent["nonce"], sent["from"], sent["to"], sent["value"], sent["input"]), "the same nonce and payment")
+    assert again["maxFeePerGas"] > sent["maxFeePerGas"] and again["maxPriorityFeePerGas"] > sent["maxPriorityFeePerGas"], \
+        "higher fee caps"
+    assert again["gas"] * again["maxFeePerGas"] <= cur.fee_max, "within the approved fee_max"
+
+    s.anvil.mine(1)
+    done = node.drive(w.id, "completed")
+    receipt = s.w3.eth.get_transaction_receipt(cur.txid)
+    assert_eq((done.txid, receipt["status"]), (cur.txid, 1), "completed with the mined replacement")
+    with pytest.raises(TransactionNotFound):
+        s.w3.eth.get_transaction(first.txid)  # replaced in the pool: never mined
+    assert_eq(s.w3.eth.get_transaction_count(sender, "latest"), nonce_before + 1, "one transaction of the sender mined")
+    paid = s.w3.eth.get_balance(dest) if asset == "ETH" else s.token.functions.balanceOf(dest).call()
+    assert_eq(paid, amount, "paid exactly once")
+    fee = int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
+    assert_eq(done.fee_paid, fee, "the fee booked is the mined replacement's")
+    booked = node.ledger.lookup_transfers([f"{w.id}:fee"])[f"{w.id}:fee"]
+    assert_eq((booked.amount, booked.ledger, booked.user_data), (fee, "ETH", cur.txid), "the ledger's fee transfer")
+    assert_eq(node.customers.available(sub, asset), 9 * amount, "available after completion")
+    node.check_ledger()
+    bumper.run_once()
+    assert_eq(node.withdrawals.get(w.id).updated_at_ns, done.updated_at_ns, "nothing after completion")

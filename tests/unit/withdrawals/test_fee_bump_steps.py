@@ -115,3 +115,25 @@ def test_a_refused_replacement_keeps_confirming_the_signed_version(wd, who, reas
     chain.states[cur.txid] = TxStatus(cur.txid, TX_CONFIRMED, 1, 101)
     p.run_once()
     assert wd.get(w.id).status == "completed"
+
+
+def test_a_peers_delay_refusal_waits_without_spending_attempts_then_signs(wd):  # noqa: F811
+    import time
+
+    chain, cluster = FakeChain(), FakeCluster()
+    p, w = start(wd, chain, cluster, "d-1")
+    p.replacement_of = None  # no fee bumping here
+    calls = []
+    sign = cluster.sign
+    cluster.sign = lambda *a: calls.append(1) or sign(*a)
+    cluster.refuse = "delay_not_elapsed: 3000 ms left of 4 s after the quorum"
+    for _ in range(3):
+        p.run_once()
+    cur = wd.get(w.id)
+    assert (cur.status, cur.attempts, len(calls)) == ("pending_signature", 0, 1), (cur, calls)
+    assert cur.sub_status.startswith("waiting_for_peer_delay: delay_not_elapsed"), cur.sub_status
+    assert cur.not_before_ns > time.time_ns(), "asks again only after the retry wait"
+    cluster.refuse = None
+    wd.now_ns = lambda: time.time_ns() + (limits.WITHDRAWAL_PEER_DELAY_RETRY_S + 1) * 1_000_000_000
+    p.run_once()
+    assert (wd.get(w.id).status, len(calls)) == ("confirming", 2)

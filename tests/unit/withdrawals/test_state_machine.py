@@ -155,3 +155,53 @@ def test_policy_versions_go_through_approvals(wd):
     assert wd.approve_policy(v, "a1", KEYS["a1"].sign(policy_digest(text)).signature) == "proposed"
     assert wd.approve_policy(v, "a2", KEYS["a2"].sign(policy_digest(text)).signature) == "active"
     assert (wd.policy().version, wd.policy().velocity_exceeded) == (2, "deny")
+
+
+COLD_VAULT = """
+[[vaults]]
+id = "cold"
+kind = "cold"
+delay_s = 60
+bands = [{ asset = "BTC", amount_max = "1000000", approvals_min = 2 }]
+"""
+
+
+def test_a_cold_refill_takes_timed_approvals_and_is_queued_until_its_delay(wd):
+    import time
+
+    pub = coincurve.PrivateKey(b"\x08" * 32).public_key.format()
+    wd.register_vault(Vault("cold", ("peer-1:0", "peer-2:0", "peer-3:0"), 1, pub, b"\x02" * 32), "cold", actor="test")
+    text = policy(2) + COLD_VAULT
+    v = wd.propose_policy(text, actor="staff")
+    for a in ("a1", "a2"):
+        wd.approve_policy(v, a, KEYS[a].sign(policy_digest(text)).signature)
+    _, w = wd.submit_internal("refill", "hot|refill:BTC:1", "BTC", DEST, 5000, vault_id="cold",
+                              own_destination_paths=((2, 0),), own_destination_vault="hot", actor="system:rebalancer")
+    assert (w.intent.kind, w.intent.own_destination_vault, w.intent.own_destination_paths) == ("refill", "hot", ((2, 0),))
+    assert wd.screen(w).status == "pending_approval"
+    now_ms = time.time_ns() // 1_000_000
+    intent = w.intent
+
+    def sign(a, at):
+        return KEYS[a].sign(approval_message(intent, "approve", at)).signature
+
+    before = head(wd)
+    for name, call, reason in [
+        ("untimed", lambda: wd.approve(w.id, "a1", KEYS["a1"].sign(approval_message(intent, "approve")).signature),
+         "approval_time_required"),
+        ("the claimed time is not the signed one", lambda: wd.approve(w.id, "a1", sign("a1", now_ms), approved_at_ms=now_ms - 1),
+         "approval_signature_invalid"),
+        ("an hour old", lambda: wd.approve(w.id, "a1", sign("a1", now_ms - 3_600_000), approved_at_ms=now_ms - 3_600_000),
+         "approval_time_out_of_range"),
+        ("a rejection is not timed", lambda: wd.approve(w.id, "a1", sign("a1", now_ms), "reject", approved_at_ms=now_ms),
+         "approval_time_invalid"),
+    ]:
+        with pytest.raises(WithdrawalError, match=reason):
+            call()
+    assert head(wd) == before, "refused approvals wrote nothing"
+    assert wd.approve(w.id, "a1", sign("a1", now_ms - 5_000), approved_at_ms=now_ms - 5_000).status == "pending_approval"
+    queued = wd.approve(w.id, "a2", sign("a2", now_ms), approved_at_ms=now_ms)
+    assert (queued.status, queued.sub_status) == ("queued", "approved: 2 of 2; cold delay 60 s")
+    assert queued.not_before_ns >= now_ms * 1_000_000 + 60 * 1_000_000_000, "the delay runs from the quorum's signed time"
+    approvals = wd.signing_approvals(queued)
+    assert sorted((a.approver_id, a.approved_at_ms) for a in approvals) == [("a1", now_ms - 5_000), ("a2", now_ms)]
