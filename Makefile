@@ -1,13 +1,16 @@
 # The README's two commands: `make run` and `make test`.
 VENV := .venv/bin
 
-.PHONY: run test setup test-setup bench clean
+.PHONY: run test setup run-setup test-setup bench clean
 
 setup:
 	deploy/dev/tools.sh python
 
-run: setup
-	$(VENV)/custody dev up
+run-setup:
+	deploy/dev/tools.sh run
+
+run: run-setup
+	$(VENV)/custody dev up $(DEV_ARGS)
 
 test-setup:
 	deploy/dev/tools.sh test

@@ -6,6 +6,8 @@
   3. X-Timestamp is within ±30 s of our clock                401 timestamp_outside_window
   4. the Ed25519 signature over the exact string-to-sign     401 invalid_signature
   5. the nonce is new for this key (recorded in the database) 401 nonce_reused
+     (group-committed with other requests' nonces by api/nonces.py, answered after the commit)
+Steps 1-4 are `authenticate` (event loop), step 5 is `check_nonce` (worker thread).
 and `require_scope` then refuses a key without the route's scope with 403 missing_scope.
 The nonce is recorded only after the signature verifies, so nobody but the key's owner can
 burn its nonces. Unknown key and revoked key give the same answer.
@@ -14,20 +16,20 @@ burn its nonces. Unknown key and revoked key give the same answer.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import re
 import threading
 import time
 
 import sqlalchemy as sa
+from starlette.concurrency import run_in_threadpool
 
 from api.errors import Problem
+from api.nonces import NonceWriter
 from api.signing import b64url_decode, verify_request
 from node import apikeys, limits
 
 _NONCE_RE = re.compile(r"^[A-Za-z0-9._~-]+$")
 _KEY_ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
-_purge_counter = itertools.count()
 
 WWW_AUTHENTICATE = {"WWW-Authenticate": 'Custody-Ed25519 realm="custody"'}
 
@@ -49,11 +51,17 @@ class KeyCache:
         self._entries: dict[str, tuple[int, apikeys.ApiKey | None]] = {}
         self._lock = threading.Lock()
 
-    def get(self, key_id: str, now_ms: int) -> apikeys.ApiKey | None:
-        with self._lock:
-            hit = self._entries.get(key_id)
+    def peek(self, key_id: str, now_ms: int) -> tuple[bool, apikeys.ApiKey | None]:
+        """(True, key or None) from the cache when fresh; (False, None) when it must be read."""
+        hit = self._entries.get(key_id)  # one dict read: atomic under the GIL
         if hit is not None and now_ms - hit[0] < self.ttl_ms:
-            return hit[1]
+            return True, hit[1]
+        return False, None
+
+    def get(self, key_id: str, now_ms: int) -> apikeys.ApiKey | None:
+        hit, key = self.peek(key_id, now_ms)
+        if hit:
+            return key
         key = apikeys.get_api_key(self.engine, key_id)
         with self._lock:
             if len(self._entries) >= limits.API_KEY_CACHE_ENTRIES_MAX:
@@ -70,16 +78,8 @@ def _refuse(code: str, detail: str, field: str | None = None) -> Problem:
     return Problem(401, code, detail, field=field, headers=WWW_AUTHENTICATE)
 
 
-def authenticate(
-    keys: KeyCache,
-    replay_engine: sa.Engine,
-    method: str,
-    path_and_query: str,
-    headers,
-    body: bytes,
-    now_ms: int | None = None,
-) -> Principal:
-    now_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+def _parse_headers(headers) -> tuple[str, str, str, bytes]:
+    """Step 1: the four headers, present and well-formed."""
     key_id = headers.get("x-api-key")
     timestamp = headers.get("x-timestamp")
     nonce = headers.get("x-nonce")
@@ -103,8 +103,13 @@ def authenticate(
         sig = b64url_decode(signature)
     except ValueError:
         raise _refuse("malformed_signature", "X-Signature must be unpadded base64url", "X-Signature") from None
+    return key_id, timestamp, nonce, sig
 
-    key = keys.get(key_id, now_ms)
+
+def _check_signed(
+    key: apikeys.ApiKey | None, timestamp: str, sig: bytes, method: str, path_and_query: str, nonce: str, body: bytes, now_ms: int
+) -> apikeys.ApiKey:
+    """Steps 2-4: the key is live, the timestamp inside the window, the signature valid."""
     if key is None or key.revoked_at_ms is not None:
         raise _refuse("unknown_api_key", "unknown or revoked API key", "X-Api-Key")
     if abs(now_ms - int(timestamp)) > limits.API_CLOCK_SKEW_MS:
@@ -115,11 +120,42 @@ def authenticate(
         )
     if len(sig) != 64 or not verify_request(key.public_key, sig, method, path_and_query, timestamp, nonce, body):
         raise _refuse("invalid_signature", "the signature does not match the request", "X-Signature")
-    if not apikeys.remember_nonce(replay_engine, key.id, nonce, now_ms):
+    return key
+
+
+@dataclasses.dataclass(frozen=True)
+class Sighting:
+    """A verified request's nonce, to be recorded (step 5) before the request runs."""
+    key_id: str
+    nonce: str
+    at_ms: int
+
+
+async def authenticate(
+    keys: KeyCache,
+    method: str,
+    path_and_query: str,
+    headers,
+    body: bytes,
+    now_ms: int | None = None,
+) -> tuple[Principal, Sighting]:
+    """Steps 1-4, on the event loop: parsing and the Ed25519 check are CPU work either way,
+    and a hop to a worker thread costs more than they do. Only a key-cache miss reads the
+    database (in a worker thread). Step 5 is `check_nonce`, which the caller runs before any
+    route code with side effects (api/routing.py)."""
+    now_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    key_id, timestamp, nonce, sig = _parse_headers(headers)
+    hit, key = keys.peek(key_id, now_ms)
+    if not hit:
+        key = await run_in_threadpool(keys.get, key_id, now_ms)
+    key = _check_signed(key, timestamp, sig, method, path_and_query, nonce, body, now_ms)
+    return Principal(key_id=key.id, client_id=key.client_id, scopes=key.scopes), Sighting(key.id, nonce, now_ms)
+
+
+def check_nonce(nonces: NonceWriter, sighting: Sighting) -> None:
+    """Step 5, blocking (a worker thread): records the nonce, refuses a replay."""
+    if not nonces.remember_blocking(sighting.key_id, sighting.nonce, sighting.at_ms):
         raise _refuse("nonce_reused", "this nonce was already used by this key", "X-Nonce")
-    if next(_purge_counter) % limits.API_NONCE_PURGE_EVERY_COUNT == 0:
-        apikeys.purge_nonces(replay_engine, now_ms)
-    return Principal(key_id=key.id, client_id=key.client_id, scopes=key.scopes)
 
 
 def require_scope(principal: Principal, scope: str) -> None:

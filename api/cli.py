@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "api": ("api.cli_api", "the custody API: api serve | api keypair --out FILE"),
     "apikey": ("api.cli_apikey", "API keys: apikey create (bootstrap on the database, or through the API)"),
     "balances": ("api.cli_client", "a sub-account's balances through the API: balances SUB_ACCOUNT"),
+    "call": ("api.cli_call", "one signed API request: call METHOD PATH [JSON] (the API's curl)"),
     "reserves": ("proofs.cli", "proof-of-reserves snapshots: reserves history | export | init-key | snapshot"),
     "withdrawals": ("api.withdrawals_root", "withdrawal pipeline: withdrawals worker | show | queue | review | reconcile"),
     "approve": ("api.cli_approve", "sign a withdrawal's intent with your approver key: approve --withdrawal ID --approver-id A --key-file K"),

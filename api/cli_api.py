@@ -46,6 +46,8 @@ def run(args) -> int:
         host=args.host,
         port=args.port,
         log_level="warning",
+        loop="uvloop",
+        http="httptools",
         timeout_keep_alive=5,
         timeout_graceful_shutdown=10,
         limit_concurrency=1000,

@@ -1,21 +1,38 @@
-"""`custody dev up`: the local system on development defaults (what `make run` starts).
+"""`custody dev up`: the whole system locally on development defaults (what `make run` starts).
 
 In the foreground, under `.data/dev/` (the data directory):
-1. the signer cluster: on first start `custody cluster init` writes a 3-peer, threshold-1
+1. the local dev chains (api/dev_chains.py): btcd in regtest (mining to the dev faucet, an
+   outside wallet) and Anvil, as child processes with their data under `chains/`;
+2. the signer cluster: on first start `custody cluster init` writes a 3-peer, threshold-1
    cluster (certificates, pins, policies) to `cluster/`; three `custody signer` processes
    start (each a separate process, mTLS between them), each generating its own pre-parameters
    in the background and sealing its shares under a passphrase kept in `cluster/passphrase`
    (mode 0600, development only: production operators pass their own through
    CUSTODY_SIGNER_PASSPHRASE);
-2. on first start, distributed key generation of the `hot` vault (it waits until every peer
+3. on first start, distributed key generation of the `hot` vault (it waits until every peer
    has its pre-parameters: a few minutes on 2 cores), recorded in `vaults.json`: group public
    key, chain code, committee — never a private key, which exists nowhere;
-3. the node's custody API over a SQLite store (`node.db`) with the webhook worker, and on first
+4. `node.toml`, the node's config for these chains, this cluster and the store (the format of
+   api/withdrawals_root.py);
+5. the node's custody API over a SQLite store (`node.db`) with the webhook worker, and on first
    start an admin API key whose private key is written to `admin.pem` (0600; it never enters
-   the database).
-It prints the API URL, the key, the hot vault's first regtest deposit address and the
-environment lines for the `custody` CLI. Ctrl-C stops everything it started. btcd and Anvil
-(the local dev chains) are started by the test suite today, not yet by this command.
+   the database); the chain workers (api/dev_node.py: scan, credit deposits, pipeline steps)
+   until the node process (`custody node --config node.toml`) takes them over.
+It prints the API URL, the key, the hot vault's first regtest deposit address, the chains and
+the environment lines for the `custody` CLI. Ctrl-C (or SIGTERM) stops everything it started.
+
+The other dev commands act on a running `dev up` (same --data-dir):
+    custody dev deposit-address SUB_ACCOUNT BTC|ETH         a hot-vault deposit address for it
+    custody dev fund-btc ADDRESS AMOUNT_SATS [--blocks N]   the faucet pays, N blocks are mined
+    custody dev fund-eth ADDRESS AMOUNT_WEI [--blocks N]    Anvil's dev account pays, N blocks
+    custody dev mine bitcoin|ethereum N
+    custody dev webhook-receiver --port P                   prints verified webhook deliveries
+
+Tests only: CUSTODY_DEV_TEST_PREPARAMS=<dir of fixture pre-params> makes a NEW cluster a test
+cluster (`environment = "test"` in each signer's config) whose peers load those fixtures
+instead of generating their own — what keeps the functional test of this command short. A
+signer loads fixture pre-params only when its own config says `environment = "test"`, which
+`custody cluster init` writes only when asked; production clusters never do.
 """
 
 from __future__ import annotations
@@ -34,6 +51,10 @@ from node.limits import DEV_KEYGEN_DEADLINE_S, DEV_PEER_READY_DEADLINE_S, DEV_PO
 
 DEV_PEERS = 3
 DEV_THRESHOLD = 1  # any 2 of the 3 peers sign
+# Confirmation depths on the dev chains: a deposit is credited (and a withdrawal completes)
+# this many blocks deep; `custody dev fund-*` mines that many by default.
+DEV_CONFIRMATIONS = {"bitcoin": 3, "ethereum": 3}
+TEST_PREPARAMS_ENV = "CUSTODY_DEV_TEST_PREPARAMS"
 
 
 def add_arguments(parser) -> None:
@@ -43,7 +64,33 @@ def add_arguments(parser) -> None:
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=8080)
     up.add_argument("--signer-base-port", type=int, default=7400, help="peer i listens on base+i, metrics on base+100+i")
-    up.add_argument("--no-cluster", action="store_true", help="start the API only")
+    up.add_argument("--btcd-rpc-port", type=int, default=18556)
+    up.add_argument("--btcd-p2p-port", type=int, default=18555)
+    up.add_argument("--anvil-port", type=int, default=8545)
+    up.add_argument("--no-cluster", action="store_true", help="start without the signer cluster")
+    up.add_argument("--no-chains", action="store_true", help="start without btcd and Anvil")
+    fb = sub.add_parser("fund-btc", help="the regtest faucet pays ADDRESS, then blocks are mined")
+    fb.add_argument("address")
+    fb.add_argument("amount_sats", type=int, metavar="AMOUNT_SATS")
+    fb.add_argument("--blocks", type=int, default=DEV_CONFIRMATIONS["bitcoin"], help="blocks mined after the payment")
+    fb.add_argument("--data-dir", default=".data/dev")
+    fe = sub.add_parser("fund-eth", help="Anvil's dev account pays ADDRESS, then blocks are mined")
+    fe.add_argument("address")
+    fe.add_argument("amount_wei", type=int, metavar="AMOUNT_WEI")
+    fe.add_argument("--blocks", type=int, default=DEV_CONFIRMATIONS["ethereum"], help="blocks mined after the payment")
+    fe.add_argument("--data-dir", default=".data/dev")
+    mi = sub.add_parser("mine", help="mine blocks on a dev chain")
+    mi.add_argument("chain", choices=("bitcoin", "ethereum"))
+    mi.add_argument("blocks", type=int)
+    mi.add_argument("--data-dir", default=".data/dev")
+    da = sub.add_parser("deposit-address", help="issue a deposit address of the hot vault for a sub-account")
+    da.add_argument("sub_account")
+    da.add_argument("asset", choices=("BTC", "ETH"))
+    da.add_argument("--data-dir", default=".data/dev")
+    wr = sub.add_parser("webhook-receiver", help="a webhook endpoint that verifies and prints deliveries")
+    wr.add_argument("--host", default="127.0.0.1")
+    wr.add_argument("--port", type=int, required=True)
+    wr.add_argument("--secret-env", default="CUSTODY_WEBHOOK_SECRET", help="environment variable holding the secret")
 
 
 def _say(msg: str) -> None:
@@ -89,7 +136,16 @@ class DevCluster:
 
             ports = [self.base_port + i for i in range(1, DEV_PEERS + 1)]
             metrics = [self.base_port + 100 + i for i in range(1, DEV_PEERS + 1)]
-            init_cluster(self.root, DEV_PEERS, DEV_THRESHOLD, ports, metrics, environment="production")
+            fixtures_dir = os.environ.get(TEST_PREPARAMS_ENV)
+            if fixtures_dir:
+                fixtures = sorted(pathlib.Path(fixtures_dir).glob("preparams-*.json"))
+                if len(fixtures) < DEV_PEERS:
+                    raise SystemExit(f"custody dev: {TEST_PREPARAMS_ENV}={fixtures_dir} holds {len(fixtures)} fixture pre-params, need {DEV_PEERS}")
+                _say(f"TEST CLUSTER: {TEST_PREPARAMS_ENV} is set, the peers use fixture pre-params (never in production)")
+                init_cluster(self.root, DEV_PEERS, DEV_THRESHOLD, ports, metrics, environment="test",
+                             preparams_fixtures=fixtures)
+            else:
+                init_cluster(self.root, DEV_PEERS, DEV_THRESHOLD, ports, metrics, environment="production")
             pw = self.root / "passphrase"
             pw.write_text(secrets.token_urlsafe(32))
             pw.chmod(0o600)
@@ -167,24 +223,93 @@ def _exit_on_sigterm(signum, frame):
 
 
 def run(args) -> int:
+    from api.dev_chains import DevChainError
+
+    try:
+        if args.dev_command == "up":
+            return _up(args)
+        if args.dev_command == "webhook-receiver":
+            from api.dev_webhooks import serve
+
+            return serve(args.host, args.port, args.secret_env)
+        from api import dev_chains
+
+        data_dir = pathlib.Path(args.data_dir).resolve()
+        if args.dev_command == "deposit-address":
+            return _deposit_address(data_dir, args.sub_account, args.asset)
+        if args.dev_command == "fund-btc":
+            out = dev_chains.fund_btc(data_dir, args.address, args.amount_sats, args.blocks)
+        elif args.dev_command == "fund-eth":
+            out = dev_chains.fund_eth(data_dir, args.address, args.amount_wei, args.blocks)
+        else:
+            out = dev_chains.mine(data_dir, args.chain, args.blocks)
+        print(json.dumps(out))
+        return 0
+    except DevChainError as exc:
+        print(f"custody dev {args.dev_command}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _deposit_address(data_dir: pathlib.Path, sub_account: str, asset: str) -> int:
+    from api.dev_node import issue_deposit_address
+    from node.deposits import DepositError
+
+    if not (data_dir / "node.toml").exists():
+        print(f"custody dev deposit-address: no {data_dir / 'node.toml'}: is `custody dev up` running with this --data-dir?",
+              file=sys.stderr)
+        return 1
+    try:
+        print(json.dumps(issue_deposit_address(data_dir, sub_account, asset)))
+    except DepositError as exc:
+        print(f"custody dev deposit-address: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _up(args) -> int:
+    from api.dev_chains import DevChains, write_node_config
+
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     data_dir = pathlib.Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     cluster = None
+    chains = None
     hot = None
     try:
+        if not args.no_chains:
+            chains = DevChains(data_dir, args.btcd_rpc_port, args.btcd_p2p_port, args.anvil_port)
+            chains.ensure_initialised()
+            chains.start()
+            _say(f"dev chains up: btcd (regtest) {chains.btcd_url}, Anvil (chain id 1337) {chains.anvil_url}")
+            if chains.btc_chain_restarted:
+                _say("NOTE: btcd starts a new regtest chain at every start (it removes its regtest database): "
+                     "bitcoin deposits of the previous run are gone from the chain; delete the data dir for a clean slate")
         if not args.no_cluster:
             cluster = DevCluster(data_dir / "cluster", args.signer_base_port)
             info = cluster.ensure_initialised()
             cluster.start(info)
             hot = _ensure_hot_vault(data_dir, info)
-        return _serve_api(args, data_dir, hot)
+        workers = None
+        if chains is not None and cluster is not None:
+            from api.dev_node import DevWorkers, prepare
+
+            path = write_node_config(data_dir, chains, data_dir / "cluster" / "cluster.json", DEV_CONFIRMATIONS)
+            _say(f"node config: {path}")
+            if chains.btc_chain_restarted:
+                from api.dev_node import forget_btc_chain_state
+
+                forget_btc_chain_state(data_dir)
+            prepare(data_dir, hot)
+            workers = DevWorkers(data_dir)
+        return _serve_api(args, data_dir, hot, chains, workers)
     finally:
         if cluster is not None:
             cluster.stop()
+        if chains is not None:
+            chains.stop()
 
 
-def _serve_api(args, data_dir: pathlib.Path, hot: dict | None) -> int:
+def _serve_api(args, data_dir: pathlib.Path, hot: dict | None, chains=None, workers=None) -> int:
     import uvicorn
 
     from api.app import create_app
@@ -209,6 +334,13 @@ def _serve_api(args, data_dir: pathlib.Path, hot: dict | None) -> int:
             f"({', '.join(hot['committee'])}), group key {hot['public_key']}\n"
             f"  deposit 0/0    {p2wpkh_address(keys.child_public_key((0, 0)), 'regtest')} (regtest)\n"
         )
+    chain_lines = ""
+    if chains is not None:
+        chain_lines = (
+            f"  btcd (regtest) {chains.btcd_url}   Anvil (chain id 1337) {chains.anvil_url}\n"
+            f"  fund           .venv/bin/custody dev fund-btc <address> <sats>   (mines {DEV_CONFIRMATIONS['bitcoin']} blocks)\n"
+            f"                 .venv/bin/custody dev fund-eth <address> <wei>    (mines {DEV_CONFIRMATIONS['ethereum']} blocks)\n"
+        )
     print(
         f"""
 custody dev: the node's API is starting.
@@ -217,9 +349,13 @@ custody dev: the node's API is starting.
   admin API key  {info['id']}  (all scopes)
   private key    {info['private_key']}
   database       {url}
-{vault_lines}
+{vault_lines}{chain_lines}
   export CUSTODY_API_URL={api_url} CUSTODY_API_KEY_ID={info['id']} CUSTODY_API_PRIVATE_KEY={info['private_key']}
-  .venv/bin/custody balances <sub-account>
+  .venv/bin/custody call POST /v1/customers '{{"id": "acme", "name": "Acme Ltd"}}'
+  .venv/bin/custody call POST /v1/customers/acme/sub-accounts '{{"name": "main"}}'
+  .venv/bin/custody dev deposit-address acme.main BTC      then fund-btc that address
+  .venv/bin/custody balances acme.main
+  The whole walkthrough (webhooks, funding): README.md, "### Walkthrough".
 
   Threshold keygen + signing demo in one process: .venv/bin/custody demo
 """,
@@ -227,5 +363,13 @@ custody dev: the node's API is starting.
         flush=True,
     )
     os.environ.setdefault("CUSTODY_LOG_LEVEL", "info")
-    uvicorn.run(create_app(settings, store=store), host=args.host, port=args.port, log_level="warning")
+    if workers is not None:
+        workers.start()  # scan, credit deposits, withdrawal pipeline (api/dev_node.py)
+    try:
+        uvicorn.run(create_app(settings, store=store), host=args.host, port=args.port, log_level="warning",
+                    loop="uvloop", http="httptools", timeout_keep_alive=5, timeout_graceful_shutdown=10,
+                    limit_concurrency=1000)
+    finally:
+        if workers is not None:
+            workers.stop()
     return 0

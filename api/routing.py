@@ -1,9 +1,16 @@
 """`SignedRoute`: every /v1 route that needs a key is one of these.
 
-Before any of the route's own code runs (dependencies, body parsing, the endpoint), the
-wrapper reads the raw body (bounded), authenticates the signed request, takes a rate-limit
-token, checks the route's scope, and for a POST with an Idempotency-Key either replays the
-stored response or claims the key. Refusals are problem documents; nothing was executed.
+Before any of the route's own code with effects runs, the wrapper reads the raw body
+(bounded), authenticates the signed request (steps 1-4 on the event loop), records its nonce
+(step 5), takes a rate-limit token, checks the route's scope, and for a POST with an
+Idempotency-Key either replays the stored response or claims the key. Refusals are problem
+documents; nothing was executed.
+
+One hop per request: a GET to a plain `def` endpoint whose dependencies are inert (`ctx_of`)
+is admitted — nonce, rate limit, scope — in the endpoint's own worker-thread hop, just before
+the endpoint (FastAPI has validated its path and query parameters by then, which touches
+nothing; if they are refused the request is still admitted first, so a replay is 401 as
+ever). Every other request is admitted here, before its dependencies and body parsing.
 
 A route declares its scope with `openapi_extra=scope("read")` (shown in the OpenAPI document
 as `x-scope`); `scope(None)` admits any valid key.
@@ -11,7 +18,10 @@ as `x-scope`); `scope(None)` admits any valid key.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
+import functools
+import inspect
 from typing import Any
 
 import sqlalchemy as sa
@@ -39,6 +49,7 @@ class AppContext:
     store: Any = None  # node.store.Store
     keys: Any = None  # api.auth.KeyCache
     replay_engine: Any = None  # node.store.api_models.make_replay_engine
+    nonces: Any = None  # api.nonces.NonceWriter (on replay_engine)
     ops: Any = None  # node.clients.ClientOps
     worker: Any = None
 
@@ -47,7 +58,10 @@ def scope(name: str | None) -> dict:
     return {SCOPE_KEY: name or ANY_SCOPE, "security": [{"CustodySignature": []}]}
 
 
-def ctx_of(request: Request) -> AppContext:
+async def ctx_of(request: Request) -> AppContext:
+    """The dependency `ctx: AppContext = Depends(ctx_of)`. Async on purpose: FastAPI runs a
+    plain `def` dependency in a worker thread, a hop that cost more than a signed read's
+    database work. Outside a dependency, read `request.app.state.ctx`."""
     return request.app.state.ctx
 
 
@@ -77,11 +91,90 @@ async def read_body_bounded(request: Request) -> bytes:
     return body
 
 
+@dataclasses.dataclass
+class _Admission:
+    """What a request still has to pass after its signature verified: the nonce (step 5),
+    the rate limit and the scope, in that order, before any route code with side effects."""
+
+    ctx: AppContext
+    principal: auth.Principal
+    sighting: auth.Sighting
+    required: str
+    rate_headers: dict | None = None
+    attempted: bool = False
+    done: bool = False
+
+    def admit(self) -> None:
+        """Blocking (a worker thread): raises the refusal as a Problem."""
+        assert not self.attempted, "a request is admitted once"
+        self.attempted = True
+        ctx = self.ctx
+        try:
+            auth.check_nonce(ctx.nonces, self.sighting)
+        except Problem as p:
+            ctx.metrics.auth_refused(p.code)
+            raise
+        self.rate_headers = ctx.rate_limiter.take(self.principal.key_id)
+        if self.required != ANY_SCOPE:
+            try:
+                auth.require_scope(self.principal, self.required)
+            except Problem as p:
+                ctx.metrics.auth_refused(p.code)
+                raise
+        self.done = True
+
+
+# Dependencies that only read the request or the app (no I/O, no state): a GET using only
+# these can be admitted in its endpoint's hop.
+_INERT_DEPENDENCIES = {ctx_of}
+
+# Set by SignedRoute's handler for a GET whose admission rides on the endpoint's worker hop.
+_DEFERRED: contextvars.ContextVar[_Admission | None] = contextvars.ContextVar("custody_deferred_admission", default=None)
+
+
+def _run_admitted(admission: _Admission | None, endpoint, args, kwargs):
+    if admission is not None:
+        admission.admit()
+    return endpoint(*args, **kwargs)
+
+
+def _in_one_hop(endpoint):
+    """A plain `def` endpoint, as a coroutine that runs it in ONE worker-thread hop.
+
+    FastAPI runs a plain `def` endpoint in a worker thread and validates its response in a
+    second hop; each hop is two thread wake-ups, which on a busy machine cost more than a
+    signed read's database work. As a coroutine it is validated on the event loop. For a GET,
+    the request's admission (nonce, rate limit, scope — see SignedRoute) runs in this same hop,
+    just before the endpoint: the nonce is still recorded and checked before any route code
+    with side effects, with no extra thread switch. The endpoint still runs off the event loop,
+    so its blocking database work never stalls other requests. FastAPI reads the parameters
+    through `__wrapped__` (inspect.signature), so the OpenAPI document is unchanged."""
+    if inspect.iscoroutinefunction(endpoint):
+        return endpoint
+
+    @functools.wraps(endpoint)
+    async def hop(*args, **kwargs):
+        return await run_in_threadpool(_run_admitted, _DEFERRED.get(), endpoint, args, kwargs)
+
+    hop.custody_one_hop = True
+    return hop
+
+
 class SignedRoute(APIRoute):
+    def __init__(self, path: str, endpoint, **kwargs):
+        super().__init__(path, _in_one_hop(endpoint), **kwargs)
+
     def get_route_handler(self):
         inner = super().get_route_handler()
         required = (self.openapi_extra or {}).get(SCOPE_KEY)
         assert required is not None, f"route {self.path} must declare its scope with openapi_extra=scope(...)"
+        # A GET to a plain `def` endpoint has no body and no Idempotency-Key: its admission can
+        # ride on the endpoint's worker hop. Anything else is admitted here, before route code.
+        # Only when its dependencies are known to be inert (run before the admission, they must
+        # not touch state): any other dependency and the route is admitted here, the safe way.
+        can_defer = getattr(self.endpoint, "custody_one_hop", False) and all(
+            d.call in _INERT_DEPENDENCIES for d in self.dependant.dependencies
+        )
 
         async def run_inner(request: Request) -> Response:
             try:
@@ -93,24 +186,37 @@ class SignedRoute(APIRoute):
                 return problem.response()
 
         async def handler(request: Request) -> Response:
-            ctx = ctx_of(request)
+            ctx: AppContext = request.app.state.ctx
             try:
                 body = await read_body_bounded(request)
                 pq = path_and_query(request)
-                principal = await run_in_threadpool(
-                    auth.authenticate, ctx.keys, ctx.replay_engine, request.method, pq, request.headers, body
-                )
+                principal, sighting = await auth.authenticate(ctx.keys, request.method, pq, request.headers, body)
             except Problem as p:
                 ctx.metrics.auth_refused(p.code)
                 raise
-            rate_headers = ctx.rate_limiter.take(principal.key_id)
-            if required != ANY_SCOPE:
-                try:
-                    auth.require_scope(principal, required)
-                except Problem as p:
-                    ctx.metrics.auth_refused(p.code)
-                    raise
             request.state.principal = principal
+            admission = _Admission(ctx, principal, sighting, required)
+
+            if can_defer and request.method == "GET":
+                token = _DEFERRED.set(admission)
+                try:
+                    response = await run_inner(request)
+                finally:
+                    _DEFERRED.reset(token)
+                if admission.attempted and not admission.done:
+                    return response  # refused in the hop: the problem document, as it was
+                if not admission.attempted:
+                    # The endpoint never ran (its parameters were refused, 422): admit anyway,
+                    # so the answer is what it always was — a replay is 401, not a 422.
+                    try:
+                        await run_in_threadpool(admission.admit)
+                    except Problem as p:
+                        return p.response()
+                response.headers.update(admission.rate_headers)
+                return response
+
+            await run_in_threadpool(admission.admit)
+            rate_headers = admission.rate_headers
 
             idem_key = request.headers.get("idempotency-key") if request.method == "POST" else None
             if idem_key is None:

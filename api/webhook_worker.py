@@ -70,7 +70,7 @@ class WebhookWorker:
             base_ms=self.backoff_base_ms,
             attempts_max=self.attempts_max,
         )
-        log.info("webhook_attempt", delivery=d.id, event=d.event_id, attempt=d.attempts + 1, status=status, http=status_code)
+        log.info("webhook_attempt", delivery=d.id, event_id=d.event_id, attempt=d.attempts + 1, status=status, http=status_code)
         if self.on_attempt:
             self.on_attempt(status)
 

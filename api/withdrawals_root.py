@@ -16,10 +16,17 @@ cluster client, wired into node.pipeline.Pipeline from one TOML config.
     [ethereum]                                 # chains.config.EthereumSettings fields
     chain_id = 1337
     rpc_url = "http://127.0.0.1:8545"
+    [deposits]                                 # optional: customer deposits (node/deposits.py)
+    vault = "hot"                              # the vault whose children are deposit addresses
+    first_index = 0                            # the first deposit address index (default 0)
+    [deposits.sweep_min]                       # per asset, base units: sweep an address from here
+    BTC = "100000"                             # (assets not listed are never swept automatically)
 
-Commands: `custody withdrawals worker --config F` runs the pipeline (and the rebalancer every
-`--rebalance-every-s`); `custody withdrawals reconcile --config F` prints the report;
-`custody withdrawals show|review|submit` for staff and tests.
+Commands: `custody withdrawals worker --config F` runs, each pass: scan the chains, credit
+deposits (`Deposits.sync`), submit sweeps of deposit addresses, the pipeline (and the rebalancer
+every `--rebalance-every-s`); `custody withdrawals reconcile --config F` prints the report;
+`custody withdrawals show|review|queue` for staff; `custody withdrawals issue-address --config F
+SUB ASSET` and `custody withdrawals deposits --config F SUB` for deposit addresses and deposits.
 """
 
 from __future__ import annotations
@@ -90,6 +97,44 @@ class World:
         self.pipeline = Pipeline(self.withdrawals, self.chains, self.cluster, dict(cfg["confirmations"]),
                                  lambda chain, txid, wid: fee_of(self.chains[chain], txid, wid), crash_at=crash_at,
                                  replacement_of=lambda chain, intent: replacement_of(self.chains[chain], intent))
+        self.deposits = None
+        self.sweeper = None
+        if "deposits" in cfg:
+            self._deposits(cfg["deposits"])
+
+    def _deposits(self, c: dict) -> None:
+        from node.deposits import Deposits, Sweeper, family_of
+
+        if not isinstance(c.get("vault"), str):
+            raise ConfigError("deposits.vault: the vault of the deposit addresses (no default)")
+        first = c.get("first_index", 0)
+        if type(first) is not int or first < 0:
+            raise ConfigError("deposits.first_index must be a non-negative integer")
+        minimums = {}
+        for asset, v in (c.get("sweep_min") or {}).items():
+            try:
+                family_of(asset)
+                minimums[asset] = int(v)
+            except Exception:  # noqa: BLE001 - any bad entry is a configuration error
+                raise ConfigError(f"deposits.sweep_min.{asset}: an asset and a positive integer in base units") from None
+            if minimums[asset] <= 0 or not isinstance(v, str):
+                raise ConfigError(f"deposits.sweep_min.{asset}: a positive integer as a string, in base units")
+        self.deposits = Deposits(self.ledger, self.chains, vault_id=c["vault"], first_index=first)
+        self.sweeper = Sweeper(self.deposits, self.withdrawals, minimums=minimums,
+                               sweepable=lambda a, asset: sweepable(self.chains[a.chain], a, asset),
+                               gas_missing=lambda a, asset: gas_missing(self.chains[a.chain], a, asset,
+                                                                        self.vault_address(a.vault_id, asset)),
+                               wallet_address=self.vault_address)
+
+    def sync_deposits(self) -> int:
+        """Credits what the adapters' stored deposits say (after `scan()`), in bounded batches
+        (node.deposits.Deposits.sync). Returns how many changes were booked."""
+        if self.deposits is None:
+            return 0
+        return sum(self.deposits.sync(a).total for a in self.chains.values())
+
+    def sweep(self) -> int:
+        return len(self.sweeper.run_once()) if self.sweeper is not None else 0
 
     def balance(self, asset: str, vault_id: str) -> int:
         """On-chain holdings of `asset` at every address of `vault_id` we know (after a scan)."""
@@ -146,6 +191,59 @@ def _ethereum(c: dict, engine):
                                    start_height=c.get("start_height"))
 
 
+def sweepable(adapter, address, asset: str) -> int:
+    """What a sweep of everything of `asset` at the deposit address would pay the vault wallet,
+    after its fee (0: nothing worth sweeping). Bitcoin: the address's spendable coins (the
+    largest CHAINS_BTC_INPUTS_MAX) minus the fee at the adapter's rate, sized with a change
+    output as the coin selection counts one (no change is then made: it would be dust). ETH: the
+    balance minus twice the transfer's gas at today's max fee (the fee may move before the build;
+    what is left stays booked in the deposit wallet). A token: its whole balance."""
+    from node.withdrawals import VAULT_WALLET_PATH
+
+    if adapter.chain == "bitcoin":
+        from chains.bitcoin import tx as btx
+        from chains.bitcoin.adapter import _clamp_fee_rate
+
+        with adapter.state.begin() as st:
+            tip = st.tip()
+            if tip is None:
+                return 0
+            coins = [c for c in st.spendable_utxos(address.vault_id, tip[0], adapter.spend_confirmations_min,
+                                                   limits.CHAINS_BTC_COINBASE_MATURITY_BLOCKS) if c.path == address.path]
+        coins = sorted(coins, key=lambda u: (-u.amount, u.txid, u.vout))[: limits.CHAINS_BTC_INPUTS_MAX]
+        if not coins:
+            return 0
+        script = btx.p2wpkh_script_pubkey(adapter.keys(address.vault_id).child_public_key(VAULT_WALLET_PATH))
+        rate = _clamp_fee_rate(adapter.estimate_fee().fee_rate)
+        amount = sum(c.amount for c in coins) - rate * btx.vsize_estimate(len(coins), [script, script])
+        return amount if amount >= limits.CHAINS_BTC_DUST_SATS else 0
+    from chains.ethereum.adapter import ETH_TRANSFER_GAS
+
+    if asset == "ETH":
+        fee = adapter.estimate_fee()
+        return max(0, adapter.balance(address.address) - 2 * ETH_TRANSFER_GAS * fee.max_fee_per_gas)
+    return adapter.balance(address.address, asset)
+
+
+def gas_missing(adapter, address, asset: str, to_address: str) -> int:
+    """Wei the deposit address lacks to pay for its token sweep: 0 when it holds enough (or for
+    BTC and ETH, which pay from the amount); else twice the need minus what it holds (a margin:
+    the base fee may rise between the top-up and the sweep)."""
+    from chains.errors import ChainError
+
+    if adapter.chain == "bitcoin" or asset == "ETH":
+        return 0
+    fee = adapter.estimate_fee()
+    try:
+        need = adapter.sweep_gas_needed(asset, fee, address.address, to_address)
+    except ChainError as exc:
+        if exc.reason == "nothing_to_sweep":
+            return 0
+        raise
+    have = adapter.balance(address.address)
+    return 0 if have >= need else 2 * need - have
+
+
 def fee_of(adapter, txid: str, withdrawal_id: str) -> int:
     """The fee a mined transaction paid, in base units of its chain's fee asset. Bitcoin: the
     fee recorded when the adapter built it (inputs - outputs); Ethereum: gas used x effective
@@ -193,6 +291,21 @@ def add_arguments(parser) -> None:
     q.add_argument("--config", required=True)
     c = sub.add_parser("reconcile", help="ledger liabilities against on-chain holdings, per asset")
     c.add_argument("--config", required=True)
+    i = sub.add_parser("issue-address", help="a fresh deposit address for a customer sub-account")
+    i.add_argument("--config", required=True)
+    i.add_argument("sub_account_id")
+    i.add_argument("asset", help="BTC, ETH or ERC20:<contract>")
+    i.add_argument("--actor", required=True)
+    f = sub.add_parser("deposit-review", help="staff: credited deposits a reorg took out; decide one")
+    f.add_argument("--config", required=True)
+    f.add_argument("id", nargs="?", help="the deposit to decide (without: list the flagged ones)")
+    f.add_argument("decision", nargs="?", choices=("reverse", "write_off", "keep"))
+    f.add_argument("--actor")
+    d = sub.add_parser("deposits", help="a sub-account's deposits as JSON lines (scans and credits first)")
+    d.add_argument("--config", required=True)
+    d.add_argument("sub_account_id")
+    d.add_argument("--after-seq", type=int, default=0)
+    d.add_argument("--limit", type=int, default=100)
 
 
 def run(args) -> int:
@@ -205,9 +318,34 @@ def run(args) -> int:
     except ConfigError as exc:
         print(f"custody withdrawals: {exc}", file=sys.stderr)
         return 2
+    from node.deposits import DepositError
     from node.withdrawals import WithdrawalError
 
     try:
+        if args.action in ("issue-address", "deposits", "deposit-review") and world.deposits is None:
+            print("custody withdrawals: the config has no [deposits] section", file=sys.stderr)
+            return 2
+        if args.action == "issue-address":
+            a = world.deposits.issue_address(args.sub_account_id, args.asset, actor=args.actor)
+            print(json.dumps(a.public()))
+            return 0
+        if args.action == "deposit-review":
+            if args.id is None:
+                for dep in world.deposits.flagged():
+                    print(json.dumps(dep.public()))
+                return 0
+            if args.decision is None or not args.actor:
+                print("custody withdrawals: deposit-review ID needs a decision (reverse | write_off | keep) and --actor",
+                      file=sys.stderr)
+                return 2
+            print(json.dumps(world.deposits.resolve_reversal(args.id, args.decision, actor=args.actor).public()))
+            return 0
+        if args.action == "deposits":
+            world.scan()
+            world.sync_deposits()
+            for dep in world.deposits.list(args.sub_account_id, after_seq=args.after_seq, limit=args.limit):
+                print(json.dumps({"seq": dep.seq, **dep.public()}))
+            return 0
         if args.action == "worker":
             return _worker(world, args.rebalance_every_s)
         if args.action == "show":
@@ -227,7 +365,7 @@ def run(args) -> int:
             report = reconciliation(world.withdrawals, world.balance)
             print(json.dumps(report, indent=2))
             return 0 if not any(r["alert"] for r in report) else 1
-    except WithdrawalError as exc:
+    except (WithdrawalError, DepositError) as exc:
         print(f"custody withdrawals: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -247,7 +385,9 @@ def _worker(world: World, rebalance_every_s: int) -> int:
     while not stop.is_set():
         try:
             world.scan()
-            busy = world.pipeline.run_once()
+            busy = world.sync_deposits()
+            busy += world.sweep()
+            busy += world.pipeline.run_once()
             if rebalance_every_s and time.monotonic() - last_rebalance >= rebalance_every_s:
                 world.rebalancer().run_once()
                 last_rebalance = time.monotonic()

@@ -15,7 +15,9 @@ Method: both servers run for the whole benchmark; rounds alternate baseline / si
 transfer creates after a warm-up; each round runs CONCURRENCY client threads for a fixed time
 over keep-alive connections. Requests are signed just before each round (fresh nonces and
 timestamps inside the ±30 s window), so client-side signing is not timed — the figures are the
-server's. Withdrawal creates come with the withdrawal pipeline; until then the write figure is
+server's. The server processes' CPU time per request is reported too (`*_server_cpu_us`,
+`signed_read_cpu_ratio` = hello's CPU per request ÷ a signed read's): on a machine shared with
+other work, requests/s swing with the neighbours' load, CPU per request much less. Withdrawal creates come with the withdrawal pipeline; until then the write figure is
 the internal transfer create.
 
     python bench/api.py [--quick]
@@ -54,7 +56,9 @@ def serve_hello(port: int) -> None:
     def hello():
         return {"hello": "world"}
 
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", timeout_keep_alive=5)
+    # The same server options as `custody api serve` (api/cli_api.py): like with like.
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", loop="uvloop", http="httptools",
+                timeout_keep_alive=5, limit_concurrency=1000)
 
 
 def free_port() -> int:
@@ -79,6 +83,12 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> None:
             pass
         time.sleep(0.1)
     raise SystemExit(f"server at {url} not ready after {timeout_s}s")
+
+
+def server_cpu_s(pid: int) -> float:
+    """User + system CPU seconds the server process has used (Linux /proc)."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_round(base_url: str, requests_for_thread, duration_s: float):
@@ -211,16 +221,23 @@ def main() -> int:
 
         hello_rps, read_rps, write_rps = [], [], []
         read_lat, write_lat, hello_lat = [], [], []
+        cpu = {"hello": [0.0, 0], "read": [0.0, 0], "write": [0.0, 0]}  # server CPU s, requests
+
+        def timed_round(name, url, pid, factory):
+            c0 = server_cpu_s(pid)
+            rps, lat = run_round(url, factory, duration_s)
+            cpu[name][0] += server_cpu_s(pid) - c0
+            cpu[name][1] += len(lat)
+            return rps, lat
+
         for r in range(rounds):
-            rps, lat = run_round(hello_url, hello_requests, duration_s)
+            rps, lat = timed_round("hello", hello_url, procs[1].pid, hello_requests)
             hello_rps.append(rps)
             hello_lat += lat
-            reads = read_requests_factory()
-            rps, lat = run_round(api_url, reads, duration_s)
+            rps, lat = timed_round("read", api_url, procs[0].pid, read_requests_factory())
             read_rps.append(rps)
             read_lat += lat
-            writes = transfer_requests_factory()
-            rps, lat = run_round(api_url, writes, duration_s)
+            rps, lat = timed_round("write", api_url, procs[0].pid, transfer_requests_factory())
             write_rps.append(rps)
             write_lat += lat
             progress(f"round {r + 1}: hello {hello_rps[-1]:.0f}/s, signed reads {read_rps[-1]:.0f}/s, transfer creates {write_rps[-1]:.0f}/s")
@@ -237,6 +254,13 @@ def main() -> int:
         figure(BENCH, "transfer_creates_per_s", round(mean(write_rps), 1), "requests/s")
         figure(BENCH, "transfer_create_p50_ms", round(percentile(write_lat, 50) * ms, 3), "ms")
         figure(BENCH, "transfer_create_p99_ms", round(percentile(write_lat, 99) * ms, 3), "ms")
+        # Server CPU per request: what the request costs the server itself, steadier than
+        # requests/s when other work shares the machine (the client's share is left out).
+        us = {k: round(c / n * 1e6, 1) for k, (c, n) in cpu.items()}
+        figure(BENCH, "baseline_hello_server_cpu_us", us["hello"], "us/request")
+        figure(BENCH, "signed_read_server_cpu_us", us["read"], "us/request")
+        figure(BENCH, "transfer_create_server_cpu_us", us["write"], "us/request")
+        figure(BENCH, "signed_read_cpu_ratio", round(us["hello"] / us["read"], 3), "ratio")
         figure(BENCH, "signed_read_ratio", round(mean(read_rps) / mean(hello_rps), 3), "ratio")
     finally:
         for p in procs:

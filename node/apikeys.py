@@ -13,7 +13,7 @@ import secrets
 import sqlalchemy as sa
 
 from node import limits
-from node.store.api_models import api_keys, api_nonces, now_ms, replay_tx, write_tx
+from node.store.api_models import api_keys, api_nonces, now_ms, replay_cursor, replay_tx, write_tx
 
 SCOPES = ("read", "deposit", "withdraw", "approve", "admin")
 
@@ -151,6 +151,51 @@ def remember_nonce(engine: sa.Engine, key_id: str, nonce: str, at_ms: int) -> bo
             .values(expires_at_ms=expires_at_ms)
         ).rowcount
     return taken == 1
+
+
+def remember_nonces(engine: sa.Engine, sightings: list[tuple[str, str, int]]) -> list[bool]:
+    """Records a batch of (key_id, nonce, at_ms) in ONE transaction (group commit); returns,
+    per sighting in order, what `remember_nonce` would have returned for it alone, in that order:
+    the first sighting of a pair in the batch may be new, every later one in the same batch is
+    a replay. `engine`: the replay engine.
+
+    One multi-row `INSERT .. ON CONFLICT DO NOTHING RETURNING` takes every new pair at once; a
+    pair already present is accepted only by the atomic take-over of an expired row, as in
+    `remember_nonce`. Nothing is answered before the commit. The statement is written out in
+    the driver's parameter style (this runs for every request: building and compiling the
+    SQLAlchemy construct each time cost five times the database work)."""
+    assert len(sightings) <= limits.API_NONCE_BATCH_MAX
+    first: dict[tuple[str, str], int] = {}
+    for i, (key_id, nonce, _at) in enumerate(sightings):
+        first.setdefault((key_id, nonce), i)
+    fresh = [False] * len(sightings)
+    if not first:
+        return fresh
+    mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+    assert engine.dialect.paramstyle in ("qmark", "format", "pyformat"), engine.dialect.paramstyle
+    params: list = []
+    for (key_id, nonce), i in first.items():
+        params += (key_id, nonce, sightings[i][2] + limits.API_NONCE_TTL_MS)
+    row = f"({mark}, {mark}, {mark})"
+    insert = (
+        "INSERT INTO api_nonces (key_id, nonce, expires_at_ms) VALUES "
+        + ", ".join([row] * len(first))
+        + " ON CONFLICT (key_id, nonce) DO NOTHING RETURNING key_id, nonce"
+    )
+    update = (
+        f"UPDATE api_nonces SET expires_at_ms = {mark} WHERE key_id = {mark} AND nonce = {mark} AND expires_at_ms < {mark}"
+    )
+    with replay_cursor(engine) as cur:
+        cur.execute(insert, tuple(params))
+        inserted = {(r[0], r[1]) for r in cur.fetchall()}
+        for pair, i in first.items():
+            if pair in inserted:
+                fresh[i] = True
+                continue
+            at_ms = sightings[i][2]
+            cur.execute(update, (at_ms + limits.API_NONCE_TTL_MS, pair[0], pair[1], at_ms))
+            fresh[i] = cur.rowcount == 1
+    return fresh
 
 
 def purge_nonces(engine: sa.Engine, at_ms: int) -> int:

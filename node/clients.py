@@ -111,6 +111,21 @@ def _transfer(row) -> ClientTransfer:
     )
 
 
+# Built once: every signed balance read runs it, and building and hashing the construct per
+# call cost more than the query (the compiled form is cached by SQLAlchemy either way).
+_BALANCES = (
+    sa.select(sub_accounts.c.id, accounts)
+    .select_from(
+        sub_accounts.outerjoin(
+            accounts,
+            sa.and_(accounts.c.owner == sub_accounts.c.id, accounts.c.kind == AccountKind.CUSTOMER.value),
+        )
+    )
+    .where(sub_accounts.c.id == sa.bindparam("sub_id"))
+    .order_by(accounts.c.ledger)
+)
+
+
 class ClientOps:
     def __init__(self, store: Store):
         self.store = store
@@ -181,19 +196,8 @@ class ClientOps:
     def balances(self, sub_id: str) -> list[AssetBalance]:
         """Every asset the sub-account holds an account in, in asset order. One statement (a
         consistent read on both databases): the sub-account left-joined to its accounts."""
-        q = (
-            sa.select(sub_accounts.c.id, accounts)
-            .select_from(
-                sub_accounts.outerjoin(
-                    accounts,
-                    sa.and_(accounts.c.owner == sub_accounts.c.id, accounts.c.kind == AccountKind.CUSTOMER.value),
-                )
-            )
-            .where(sub_accounts.c.id == sub_id)
-            .order_by(accounts.c.ledger)
-        )
         with self.store.reading() as conn:
-            found = conn.execute(q).all()
+            found = conn.execute(_BALANCES, {"sub_id": sub_id}).all()
         if not found:
             raise ClientOpError("sub_account_not_found", f"no sub-account {sub_id}")
         rows = [r for r in found if r.ledger is not None]

@@ -140,6 +140,11 @@ API_KEY_CACHE_TTL_MS = 1_000
 API_KEY_CACHE_ENTRIES_MAX = 10_000
 API_KEYS_PER_CLIENT_MAX = 100
 API_EXTERNAL_ID_LEN_MAX = 128
+# Nonces are written by one thread per replica in group commits (api/nonces.py): a request
+# waits at most API_NONCE_WAIT_MS for its batch's commit (503 after), the queue is bounded.
+API_NONCE_BATCH_MAX = 256  # sightings per transaction
+API_NONCE_QUEUE_MAX = 4_096  # waiting sightings per replica; beyond: 503 server_busy
+API_NONCE_WAIT_MS = 5_000
 WEBHOOK_ENDPOINTS_PER_CLIENT_MAX = 16
 WEBHOOK_URL_LEN_MAX = 2048
 WEBHOOK_EVENT_TYPES_PER_ENDPOINT_MAX = 32
@@ -157,6 +162,17 @@ WEBHOOK_PAYLOAD_BYTES_MAX = 64 * 1024
 DEV_KEYGEN_DEADLINE_S = 1800  # first start: every peer's pre-parameters + DKG on a busy 2-core machine
 DEV_PEER_READY_DEADLINE_S = 120  # a signer process answering /health after it starts
 DEV_POLL_S = 2.0
+DEV_CHAIN_READY_DEADLINE_S = 60  # btcd / Anvil answering RPC after they start
+DEV_CHAIN_POLL_S = 0.2
+DEV_CHAIN_STOP_DEADLINE_S = 15  # SIGTERM, then SIGKILL
+DEV_CHAIN_RPC_TIMEOUT_S = 10
+DEV_FUND_BTC_SATS_MAX = 50 * 100_000_000  # one faucet payment
+DEV_FUND_ETH_WEI_MAX = 1_000 * 10**18
+DEV_MINE_BLOCKS_MAX = 1_000  # blocks mined by one dev command
+DEV_WEBHOOK_BODY_BYTES_MAX = 1024 * 1024  # the dev webhook receiver's request bodies
+DEV_WEBHOOK_READ_TIMEOUT_S = 10  # the dev webhook receiver's socket reads
+DEV_WORKER_POLL_S = 2.0  # dev up's chain workers: scan, credit deposits, pipeline step
+DEV_WORKER_ADDRESSES_PER_PASS_MAX = 500  # newly issued deposit addresses watched per pass
 # --- proof of reserves (proofs/) ---------------------------------------------------------
 POR_ASSETS_MAX = 64  # assets in one snapshot (balance vector width)
 POR_DEPTH_MAX = 32  # tree depth: 2^32 leaves, far above any customer count
@@ -182,13 +198,15 @@ POR_OWNERS_CACHED_MAX = 100_000  # customer -> owning client entries the API kee
 POR_ETH_BALANCES_PER_BATCH = 100  # balance reads at the snapshot block in one JSON-RPC batch
 
 # --- deposits and sweeps (node/deposits.py) -----------------------------------------------
-DEPOSITS_SYNC_BATCH_MAX = 256  # deposit changes one sync pass books (one store write)
+DEPOSITS_SYNC_BATCH_MAX = 256  # deposits one sync write books (one store write, <= 4 transfers each)
+DEPOSITS_SYNC_PASSES_MAX = 8  # sync writes per chain per call (then the worker's pipeline gets its turn)
 DEPOSITS_PAGE_MAX = 500  # rows per listing of deposit addresses / deposits
 DEPOSITS_ADDRESSES_PER_SUB_ACCOUNT_MAX = 1_000  # deposit addresses one sub-account may hold per chain family
 DEPOSITS_ISSUE_ATTEMPTS_MAX = 8  # tries at the next index when two issuers race for it
 DEPOSITS_SWEEPS_PER_PASS_MAX = 16  # sweeps (and gas top-ups) one sweeper pass submits
 # --- relations ---------------------------------------------------------------------------
 assert DEV_KEYGEN_DEADLINE_S > DEV_PEER_READY_DEADLINE_S > DEV_POLL_S
+assert DEV_CHAIN_READY_DEADLINE_S > DEV_CHAIN_RPC_TIMEOUT_S > DEV_CHAIN_POLL_S
 # signing has 9 rounds, each at most one broadcast + n-1 direct messages per party
 assert MPC_SESSION_EVENTS_MAX >= 10 * MPC_PARTIES_MAX, "a signing session must fit in the event queue"
 assert MPC_SESSION_ID_BYTES_MIN >= 16 and MPC_SESSION_ID_BYTES_MAX >= MPC_SESSION_ID_BYTES_MIN
@@ -229,6 +247,7 @@ assert API_IDEMPOTENCY_LEASE_S < API_IDEMPOTENCY_TTL_S
 assert API_PAGE_LIMIT_MIN <= API_PAGE_LIMIT_DEFAULT <= API_PAGE_LIMIT_MAX
 assert API_RATE_LIMIT_BURST_COUNT >= API_RATE_LIMIT_PER_S > 0
 assert API_BODY_BYTES_MAX <= API_IDEMPOTENCY_RESPONSE_BYTES_MAX
+assert 0 < API_NONCE_BATCH_MAX <= API_NONCE_QUEUE_MAX
 assert WEBHOOK_BACKOFF_BASE_MS <= WEBHOOK_BACKOFF_MAX_MS
 assert WEBHOOK_LEASE_MS > WEBHOOK_HTTP_TIMEOUT_MS, "a lease must outlast the attempt it covers"
 assert WEBHOOK_HTTP_TIMEOUT_MS < WEBHOOK_SIGNATURE_TOLERANCE_S * 1000, "a signature must not expire in flight"
@@ -241,5 +260,5 @@ assert WITHDRAWAL_LIST_MAX <= LEDGER_PAGE_MAX
 assert WITHDRAWAL_STUCK_AGE_S > WITHDRAWAL_WORKER_POLL_S, "a transaction gets at least one pass before it counts as stuck"
 # deposits
 assert DEPOSITS_PAGE_MAX <= LEDGER_PAGE_MAX
-assert DEPOSITS_SYNC_BATCH_MAX * 3 <= LEDGER_BATCH_EVENTS_MAX, "a sync batch books at most 3 transfers per deposit"
+assert DEPOSITS_SYNC_BATCH_MAX * 4 <= LEDGER_BATCH_EVENTS_MAX, "a deposit books at most 4 transfers in one sync write"
 assert DEPOSITS_SWEEPS_PER_PASS_MAX <= WITHDRAWAL_BATCH_MAX

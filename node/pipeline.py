@@ -134,7 +134,9 @@ class Pipeline:
             return None  # a cold vault's delay
         chain = self.chains[w.chain]
         try:
-            utx = chain.build_withdrawal(w.intent, source_path=w.source_path if w.chain == "ethereum" else None)
+            # Ethereum: the sender. A sweep on bitcoin: only the coins at its deposit address.
+            source = w.source_path if w.chain == "ethereum" or w.kind == wd.KIND_SWEEP else None
+            utx = chain.build_withdrawal(w.intent, source_path=source)
         except Exception as exc:  # noqa: BLE001 - ChainError from the adapter (named reason) or the node down
             reason = getattr(exc, "reason", type(exc).__name__)
             if reason in PERMANENT_BUILD_ERRORS or w.attempts + 1 >= limits.WITHDRAWAL_BROADCAST_ATTEMPTS_MAX:

@@ -85,6 +85,7 @@ def reconciliation(withdrawals: wd.Withdrawals, balances: Balances, assets: list
         rows = conn.execute(select(wallets.c.vault_id, wallets.c.asset, accounts.c.debits_posted, accounts.c.credits_posted)
                             .join(accounts, accounts.c.id == wallets.c.account_id)).all()
         assets = sorted({r.asset for r in rows}) if assets is None else assets
+        reorged = _deposits_reorged_after_credit(conn)
         report = []
         for asset in assets:
             liab = 0
@@ -100,7 +101,23 @@ def reconciliation(withdrawals: wd.Withdrawals, balances: Balances, assets: list
                 alerts.append(f"chain_below_liabilities: short {liab - chain}")
             if chain != books:
                 alerts.append(f"books_differ_from_chain: books {books}, chain {chain}, difference {chain - books}")
+            n_flagged, flagged = reorged.get(asset, (0, 0))
+            if n_flagged:
+                alerts.append(f"deposits_reorged_after_credit: {n_flagged} for {flagged}, staff decide (custody withdrawals deposit-review)")
             report.append({"asset": asset, "liabilities": str(liab), "books": str(books), "chain": str(chain),
                            "chain_by_vault": {v: str(b) for v, b in chain_by_vault.items()},
-                           "difference": str(chain - liab), "alert": bool(alerts), "alerts": alerts})
+                           "difference": str(chain - liab), "deposits_reversal_needed": str(reorged.get(asset, (0, 0))[1]),
+                           "alert": bool(alerts), "alerts": alerts})
     return report
+
+
+def _deposits_reorged_after_credit(conn) -> dict[str, tuple[int, int]]:
+    """asset -> (count, amount) of credited deposits a reorg took out (node/deposits.py)."""
+    from node.deposits import REVIEW_REVERSAL_NEEDED
+    from node.store.deposit_models import deposits
+
+    out: dict[str, tuple[int, int]] = {}
+    for r in conn.execute(select(deposits.c.asset, deposits.c.amount).where(deposits.c.review == REVIEW_REVERSAL_NEEDED)):
+        n, total = out.get(r.asset, (0, 0))
+        out[r.asset] = (n + 1, total + int(r.amount))
+    return out

@@ -66,6 +66,19 @@ def ensure_deposit_wallet(ledger: Ledger, tx: WriteTx, vault_id: str, asset: str
     return account_id
 
 
+def deposit_book_account(ledger: Ledger, tx: WriteTx, vault_id: str, asset: str, body: dict) -> int:
+    """Inside a write: the account that books what a vault's deposit addresses hold of `asset`.
+    Deposit addresses are children of the vault, and the chain lets the vault spend their coins
+    (a bitcoin withdrawal may select them before any sweep), so they are the vault wallet's
+    holdings: its account when the vault has a wallet in `asset`; else (no wallet configured)
+    the vault's deposit wallet, created on first use."""
+    r = tx.conn.execute(select(wallets.c.account_id).where(and_(
+        wallets.c.vault_id == vault_id, wallets.c.asset == asset, wallets.c.kind != "deposit")).order_by(wallets.c.id)).first()
+    if r is not None:
+        return r.account_id
+    return ensure_deposit_wallet(ledger, tx, vault_id, asset, body)
+
+
 class Wallets:
     def __init__(self, ledger: Ledger):
         self.ledger = ledger

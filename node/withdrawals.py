@@ -35,7 +35,7 @@ from node.ports import Approval, InputKey, Payment, UnsignedTransaction, Vault, 
 from node.ports import approval_message as _signed_approval
 from node.store import WriteTx
 from node.store.models import sub_accounts, wallets
-from node.wallets import ensure_deposit_wallet
+from node.wallets import deposit_book_account
 from node.store.withdrawal_models import (address_whitelist, risk_policies, risk_profiles, vaults, withdrawal_approvals,
                                           withdrawals)
 
@@ -554,20 +554,22 @@ class Withdrawals:
                 assert dest_vault_id is not None, "an internal movement names the vault it pays"
                 dst = self.wallet_account(tx.conn, dest_vault_id, w.asset)
                 if w.kind == KIND_SWEEP:
-                    # Sweeps move between a vault's deposit addresses and its own wallet: from a
-                    # deposit address (deposit wallet -> vault wallet, the deposit address pays the
-                    # fee) or a gas top-up to one (vault wallet -> deposit wallet).
+                    # Between a vault's deposit addresses and its own wallet (a sweep, or a gas
+                    # top-up to a deposit address): both sides book where deposits are booked
+                    # (node.wallets.deposit_book_account), so only the fee moves when that is
+                    # the vault wallet itself.
                     own = w.intent.own_destination_paths
                     if w.source_path[:1] == (DEPOSIT_BRANCH,):
-                        src = ensure_deposit_wallet(self.ledger, tx, w.vault_id, w.asset, body)
+                        src = deposit_book_account(self.ledger, tx, w.vault_id, w.asset, body)
                         fee_src_vault_wallet = False
                     if own and own[0][:1] == (DEPOSIT_BRANCH,):
-                        dst = ensure_deposit_wallet(self.ledger, tx, w.vault_id, w.asset, body)
-                ev.append(TransferCreate(f"{w.id}:move", dst, src, w.amount, w.asset, CODE_SWEEP, user_data=w.txid))
+                        dst = deposit_book_account(self.ledger, tx, w.vault_id, w.asset, body)
+                if dst != src:
+                    ev.append(TransferCreate(f"{w.id}:move", dst, src, w.amount, w.asset, CODE_SWEEP, user_data=w.txid))
             if fee_paid:
                 fees = self._account(tx, SYSTEM_OWNER, fee_asset, AccountKind.NETWORK_FEES.value, body)
                 fee_src = (self.wallet_account(tx.conn, w.vault_id, fee_asset) if fee_src_vault_wallet
-                           else ensure_deposit_wallet(self.ledger, tx, w.vault_id, fee_asset, body))
+                           else deposit_book_account(self.ledger, tx, w.vault_id, fee_asset, body))
                 ev.append(TransferCreate(f"{w.id}:fee", fees, fee_src, fee_paid, fee_asset, CODE_NETWORK_FEE, user_data=w.txid))
             return ev
 

@@ -2,9 +2,10 @@
 # Installs what the project needs on a fresh Debian machine, idempotently, into the checkout:
 #   python   .venv/ with the package installed editable (this builds the tss-lib Go shim and
 #            the protobuf code) and its test extras
-#   test     + btcd/btcctl (go install, pinned) and Anvil + solc (npm, pinned) into .tools/,
-#            PostgreSQL and Chromium from Debian's packages
-# Usage: deploy/dev/tools.sh python|test
+#   run      + the local dev chains `make run` starts: btcd/btcctl (go install, pinned) and
+#            Anvil (npm, pinned) into .tools/
+#   test     + solc (npm, pinned) into .tools/, PostgreSQL and Chromium from Debian's packages
+# Usage: deploy/dev/tools.sh python|run|test
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -39,16 +40,26 @@ python_env() {
   .venv/bin/python -m pip install -q -e '.[test]'
 }
 
-test_tools() {
+chain_tools() {
   mkdir -p "$TOOLS/bin"
   if [ ! -x "$TOOLS/bin/btcd" ] || [ ! -x "$TOOLS/bin/btcctl" ]; then
     log "go install btcd@$BTCD_VERSION"
     GOBIN=$TOOLS/bin GOFLAGS=-mod=mod go install \
       "github.com/btcsuite/btcd@$BTCD_VERSION" "github.com/btcsuite/btcd/cmd/btcctl@$BTCD_VERSION"
   fi
-  if [ ! -x "$TOOLS/npm/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil" ] \
-     || [ ! -d "$TOOLS/npm/node_modules/solc" ]; then
-    log "npm install anvil@$ANVIL_VERSION solc@$SOLC_VERSION"
+  if [ ! -x "$TOOLS/npm/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil" ]; then
+    command -v npm >/dev/null || { log "Node.js (npm) is required: it installs Anvil"; exit 1; }
+    log "npm install anvil@$ANVIL_VERSION"
+    mkdir -p "$TOOLS/npm"
+    npm install --silent --no-audit --no-fund --prefix "$TOOLS/npm" \
+      "@foundry-rs/anvil-linux-amd64@$ANVIL_VERSION" >/dev/null
+  fi
+}
+
+test_tools() {
+  chain_tools
+  if [ ! -d "$TOOLS/npm/node_modules/solc" ]; then
+    log "npm install solc@$SOLC_VERSION"
     mkdir -p "$TOOLS/npm"
     npm install --silent --no-audit --no-fund --prefix "$TOOLS/npm" \
       "@foundry-rs/anvil-linux-amd64@$ANVIL_VERSION" "solc@$SOLC_VERSION" >/dev/null
@@ -58,6 +69,7 @@ test_tools() {
 
 case "${1:-}" in
   python) python_env ;;
+  run) python_env; chain_tools ;;
   test) python_env; test_tools ;;
-  *) echo "usage: $0 python|test" >&2; exit 2 ;;
+  *) echo "usage: $0 python|run|test" >&2; exit 2 ;;
 esac

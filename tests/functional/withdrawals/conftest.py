@@ -140,7 +140,7 @@ bands = [{{ asset = "BTC", amount_max = "{10 * BTC}", approvals_min = 2 }},
 class Shared:
     """Processes shared by every test of the package."""
 
-    def __init__(self, workdir: pathlib.Path):
+    def __init__(self, workdir: pathlib.Path, vault_ids: tuple[str, ...] = ("hot", "cold")):
         from web3 import Web3
 
         self.workdir = workdir
@@ -171,7 +171,7 @@ class Shared:
                 f.write(signer_bands(self.token_asset))
         self.cluster.start_all()
         self.client = self.cluster.client()
-        self.vaults = {v: self._keygen(v) for v in ("hot", "cold")}
+        self.vaults = {v: self._keygen(v) for v in vault_ids}
         # Each operator adds the vaults' public keys and the cold vault's rules to its own
         # policy, read at start: a restart of every peer.
         for p in self.cluster.procs.values():

@@ -53,6 +53,35 @@ def test_sign_then_verify_and_every_field_is_bound():
         assert not signing.verify_request(RFC8032_PUBLIC, sig, *other), f"field {i} is not bound"
 
 
+ED25519_L = 2**252 + 27742317777372353535851937790883648493  # the group order (RFC 8032 §5.1)
+
+
+def _verify_rows():
+    key = Ed25519PrivateKey.from_private_bytes(RFC8032_SECRET)
+    args = ("GET", "/v1/whoami", "1700000000000", "n" * 16, b"")
+    sig = signing.b64url_decode(signing.sign_request(key, *args))
+    s_plus_l = (int.from_bytes(sig[32:], "little") + ED25519_L).to_bytes(32, "little")
+    other = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    return [
+        # (case, public key, signature, accepted)
+        ("valid", RFC8032_PUBLIC, sig, True),
+        ("RFC 8032 TEST 1 over its own message is not a request signature", RFC8032_PUBLIC, RFC8032_SIG_EMPTY, False),
+        ("another key", other, sig, False),
+        ("R flipped", RFC8032_PUBLIC, bytes([sig[0] ^ 1]) + sig[1:], False),
+        ("non-canonical S (S + L): malleated, refused", RFC8032_PUBLIC, sig[:32] + s_plus_l, False),
+        ("short signature", RFC8032_PUBLIC, sig[:63], False),
+        ("short public key", RFC8032_PUBLIC[:31], sig, False),
+        ("all-zero public key (small order)", bytes(32), sig, False),
+    ], args
+
+
+@pytest.mark.parametrize("row", range(8))
+def test_verify_request_table(row):
+    rows, args = _verify_rows()
+    case, public_key, sig, accepted = rows[row]
+    assert signing.verify_request(public_key, sig, *args) is accepted, case
+
+
 B64 = [
     ("", b"", True),
     ("AA", b"\x00", True),

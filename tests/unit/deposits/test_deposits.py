@@ -90,7 +90,7 @@ def outbox(deps) -> list[tuple[str, str]]:
 
     with deps.store.reading() as conn:
         rows = conn.execute(sa.select(webhook_events.c.type, webhook_events.c.payload, webhook_events.c.client_id)
-                            .order_by(webhook_events.c.created_at_ms, webhook_events.c.id)).all()
+                            .order_by(webhook_events.c.seq)).all()
     return [(r.type, json.loads(r.payload)["data"]["id"], r.client_id) for r in rows]
 
 
@@ -181,10 +181,11 @@ def test_pending_then_credited_with_outbox_and_idempotent_resync(world):
     assert deps.get(dep_id).status == DEPOSIT_CREDITED
     assert outbox(deps) == [("deposit.pending", dep_id, "cl_1"), ("deposit.credited", dep_id, "cl_1")]
     assert deps.sync(btc).total == 0
-    # the books: the deposit wallet holds what the customer is owed
+    # the books: the vault's wallet holds what the customer is owed (deposit addresses are its
+    # children); a vault without a wallet in the asset books it in its deposit wallet
     from node.wallets import Wallets
 
-    assert Wallets(deps.ledger).holdings("BTC") == {"hot": 0, "cold": 0, "deposit": 150_000}
+    assert Wallets(deps.ledger).holdings("BTC") == {"hot": 150_000, "cold": 0, "deposit": 0}
     assert [d.id for d in deps.list("zoe.main")] == [dep_id]
 
 
@@ -269,6 +270,9 @@ def test_unmapped_addresses_and_foreign_assets_are_not_customer_credits(world):
     assert (r.credited, r.skipped) == (2, 1)
     assert balance(deps, "zoe.main", "ETH") == (10**20, 0)
     assert balance(deps, "zoe.main", TOKEN) == (2_500_000, 0)
+    from node.wallets import Wallets
+
+    assert Wallets(deps.ledger).holdings("ETH") == {"hot": 0, "cold": 0, "deposit": 10**20}, "no hot ETH wallet here"
 
 
 def test_sync_books_in_bounded_batches(world, monkeypatch):
@@ -277,16 +281,81 @@ def test_sync_books_in_bounded_batches(world, monkeypatch):
     for n in range(1, 6):
         btc.put(a.address, 1_000 * n, DEPOSIT_PENDING, n=n, height=100 + n)
     monkeypatch.setattr(limits, "DEPOSITS_SYNC_BATCH_MAX", 2)
-    seen = []
-    while True:
-        r = deps.sync(btc)
-        seen.append(r.pending)
-        if not r.more:
-            break
-    assert seen == [2, 2, 1]
+    monkeypatch.setattr(limits, "DEPOSITS_SYNC_PASSES_MAX", 2)
+    before = head(deps)
+    r = deps.sync(btc)
+    assert (r.pending, r.more) == (4, True)
+    with deps.store.reading() as conn:
+        assert conn.execute(sa.select(journal.c.seq).where(journal.c.seq > before[0])).all().__len__() == 2, "two writes"
+    r = deps.sync(btc)
+    assert (r.pending, r.more) == (1, False)
     assert balance(deps, "zoe.main", "BTC") == (0, 15_000)
 
 
 def test_the_fake_is_a_deposit_source():
     assert isinstance(FakeChain("bitcoin", "regtest"), DepositSource)
     assert dataclasses.is_dataclass(Deposit)
+
+
+@pytest.mark.parametrize("decision, funds_left, result, review", [
+    ("bogus", 5_000, "decision_invalid", REVIEW_REVERSAL_NEEDED),
+    ("reverse", 4_999, "exceeds_available_balance", REVIEW_REVERSAL_NEEDED),  # spent some: refused, nothing changed
+    ("reverse", 5_000, None, "reversed"),
+    ("write_off", 0, None, "written_off"),
+    ("keep", 5_000, None, "kept"),  # mined again on the new branch: the chain holds it once more
+])
+def test_staff_resolve_a_reorged_credit(world, decision, funds_left, result, review):
+    deps, btc, _ = world
+    a = deps.issue_address("zoe.main", "BTC", actor="test")
+    did = btc.put(a.address, 5_000, DEPOSIT_CREDITED)
+    deps.sync(btc)
+    if funds_left < 5_000:
+        r = deps.customers.internal_transfer("spent", "zoe.main", "yan.main", "BTC", 5_000 - funds_left, actor="test")
+        assert r.ok
+    btc.put(a.address, 5_000, DEPOSIT_REORGED_AFTER_CREDIT)
+    deps.sync(btc)
+    dep_id = deposit_record_id("bitcoin", "regtest", did, 1)
+    from node.rebalance import _deposits_reorged_after_credit
+
+    with deps.store.reading() as conn:
+        assert _deposits_reorged_after_credit(conn) == {"BTC": (1, 5_000)}
+    before = head(deps)
+    if result is not None:
+        with pytest.raises(DepositError) as e:
+            deps.resolve_reversal(dep_id, decision, actor="staff:ops")
+        assert e.value.reason == result
+        assert head(deps) == before
+    else:
+        deps.resolve_reversal(dep_id, decision, actor="staff:ops")
+        from node.wallets import Wallets
+
+        held = Wallets(deps.ledger).holdings("BTC")["hot"]
+        assert held == (5_000 if decision == "keep" else 0), "books give back what the chain lost"
+        assert balance(deps, "zoe.main", "BTC")[0] == (0 if decision == "reverse" else funds_left)
+        with deps.store.reading() as conn:
+            assert _deposits_reorged_after_credit(conn) == {}, "no longer waiting for staff"
+        with pytest.raises(DepositError) as e:
+            deps.resolve_reversal(dep_id, decision, actor="staff:ops")
+        assert e.value.reason == "deposit_not_flagged"
+    assert deps.get(dep_id).review == review
+
+
+def test_outbox_fans_out_to_the_clients_subscribed_endpoints_only(world):
+    """The sync's events (written in one batch, webhooks.emit_many) get one delivery per
+    enabled endpoint of the address's client that subscribes to their type."""
+    from node import webhooks
+    from node.store.api_models import webhook_deliveries
+
+    deps, btc, _ = world
+    ep_all, _ = webhooks.register_endpoint(deps.store.engine, "cl_1", "http://127.0.0.1:9/all", ["deposit.*"], True)
+    ep_credit, _ = webhooks.register_endpoint(deps.store.engine, "cl_1", "http://127.0.0.1:9/c", ["deposit.credited"], True)
+    webhooks.register_endpoint(deps.store.engine, "cl_2", "http://127.0.0.1:9/other", ["deposit.*"], True)
+    a = deps.issue_address("zoe.main", "BTC", client_id="cl_1", actor="test")
+    btc.put(a.address, 1_000, DEPOSIT_CREDITED)
+    deps.sync(btc)
+    with deps.store.reading() as conn:
+        rows = conn.execute(sa.select(webhook_deliveries.c.endpoint_id, webhook_events.c.type)
+                            .join(webhook_events, webhook_events.c.id == webhook_deliveries.c.event_id)
+                            .order_by(webhook_deliveries.c.seq)).all()
+    got = sorted((r.endpoint_id, r.type) for r in rows)
+    assert got == sorted([(ep_all.id, "deposit.pending"), (ep_all.id, "deposit.credited"), (ep_credit.id, "deposit.credited")])
