@@ -10,6 +10,7 @@ off when no token is configured.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hmac
 import threading
 
@@ -27,22 +28,45 @@ from api.metrics import Metrics, MetricsMiddleware
 from api.nonces import NonceWriter
 from api.ratelimit import RateLimiter
 from api.routes import apikeys as apikeys_routes
+from api.routes import deposits as deposits_routes
 from api.routes import ledger as ledger_routes
 from api.routes import reserves as reserves_routes
 from api.routes import webhooks as webhooks_routes
+from api.routes import withdrawals as withdrawals_routes
 from api.routing import AppContext
 from api.settings import ApiSettings
 from api.webhook_worker import WebhookWorker
-from node import apikeys, clients, limits, webhooks
+from node import apikeys, client_withdrawals, clients, limits, webhooks
 from node.clients import ClientOps
 from node.store import Store, open_store
 from node.store.api_models import make_replay_engine, now_ms
 
 log = node.log.get("api")
 
+ROUTERS = [withdrawals_routes.router, deposits_routes.router]
+
+
+@dataclasses.dataclass
+class Services:
+    """The domain services the routes call that a node process shares with its workers."""
+
+    withdrawals: client_withdrawals.ClientWithdrawals
+    deposits: object  # node.deposits.Deposits
+    routers: tuple = ()
+
+    @classmethod
+    def api_only(cls, store: Store) -> "Services":
+        from node.deposits import Deposits
+        from node.withdrawals import Withdrawals
+
+        ledger = client_withdrawals.evented_ledger(store)
+        # No chains: withdrawals and deposit addresses are refused (chain_not_configured); reads work.
+        return cls(client_withdrawals.ClientWithdrawals(Withdrawals(ledger, {})), Deposits(ledger, {}, vault_id="unconfigured"))
+
 errors.register_domain_error(apikeys.ApiKeyError)
 errors.register_domain_error(webhooks.WebhookError)
 errors.register_domain_error(clients.ClientOpError)
+errors.register_domain_error(client_withdrawals.ClientWithdrawalError)
 
 DESCRIPTION = """Custody API. Every /v1 route except health and readiness takes a signed
 request (X-Api-Key, X-Timestamp, X-Nonce, X-Signature: Ed25519 over METHOD, path?query,
@@ -51,10 +75,13 @@ Errors are RFC 9457 problem documents with a stable `code`. Amounts are decimal 
 base units."""
 
 
-def create_app(settings: ApiSettings, store: Store | None = None) -> FastAPI:
+def create_app(settings: ApiSettings, store: Store | None = None, services: Services | None = None) -> FastAPI:
     """`store`: an open, migrated store (tests pass their own); default: open and migrate
-    settings.database_url."""
+    settings.database_url. `services`: what the node process shares with its workers
+    (api/node_root.py); default: the API alone, with no chains configured (withdrawals are
+    then refused with `chain_not_configured`)."""
     store = store or open_store(settings.database_url, schema=settings.database_schema)
+    services = services or Services.api_only(store)
     engine = store.engine
     metrics = Metrics()
     replay_engine = make_replay_engine(store)
@@ -68,6 +95,8 @@ def create_app(settings: ApiSettings, store: Store | None = None) -> FastAPI:
         nonces=NonceWriter(replay_engine),
         rate_limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
         metrics=metrics,
+        withdrawals=services.withdrawals,
+        deposits=services.deposits,
     )
 
     @contextlib.asynccontextmanager
@@ -106,6 +135,10 @@ def create_app(settings: ApiSettings, store: Store | None = None) -> FastAPI:
     )
     app.state.ctx = ctx
     errors.install(app)
+    # The node's resources (withdrawals, approvals, whitelist; deposits when the node has them)
+    # and any router a composition root adds (services.routers).
+    for router in ROUTERS + list(services.routers):
+        app.include_router(router)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     @app.get("/v1/health", response_model=schemas.HealthPublic, tags=["system"])

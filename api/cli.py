@@ -26,7 +26,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "call": ("api.cli_call", "one signed API request: call METHOD PATH [JSON] (the API's curl)"),
     "reserves": ("proofs.cli", "proof-of-reserves snapshots: reserves history | export | init-key | snapshot"),
     "withdrawals": ("api.withdrawals_root", "withdrawal pipeline: withdrawals worker | show | queue | review | reconcile"),
+    "node": ("api.node_root", "the node process: API + chain scan, deposits, withdrawal pipeline, rebalancer, webhooks: node --config F"),
     "approve": ("api.cli_approve", "sign a withdrawal's intent with your approver key: approve --withdrawal ID --approver-id A --key-file K"),
+    "whitelist": ("api.cli_whitelist", "a sub-account's withdrawal address whitelist through the API: whitelist add|list|remove"),
 }
 
 

@@ -202,3 +202,60 @@ class CustodyClient:
 
     def resend_delivery(self, delivery_id: str) -> dict:
         return self.post(f"/v1/webhook-deliveries/{delivery_id}/resend")
+
+    # --- withdrawals, approvals, whitelist, deposits ----------------------------------------
+    def create_withdrawal(self, sub_account_id: str, external_id: str, asset: str, destination: str, amount: int,
+                          idempotency_key: str | None = None) -> dict:
+        assert type(amount) is int, "amounts are int base units"
+        body = {"external_id": external_id, "sub_account_id": sub_account_id, "asset": asset, "destination": destination,
+                "amount": str(amount)}
+        return self.post("/v1/withdrawals", body, idempotency_key)
+
+    def withdrawal(self, withdrawal_id: str) -> dict:
+        return self.get(f"/v1/withdrawals/{withdrawal_id}")
+
+    def withdrawal_by_external_id(self, external_id: str) -> dict | None:
+        data = self.get("/v1/withdrawals", {"external_id": external_id})["data"]
+        return data[0] if data else None
+
+    def withdrawals(self, status: str | None = None) -> list[dict]:
+        return list(self.paginate("/v1/withdrawals", {"status": status}))
+
+    def cancel_withdrawal(self, withdrawal_id: str) -> dict:
+        return self.post(f"/v1/withdrawals/{withdrawal_id}/cancel")
+
+    def pending_approvals(self) -> list[dict]:
+        return list(self.paginate("/v1/approvals"))
+
+    def approval(self, withdrawal_id: str) -> dict:
+        return self.get(f"/v1/approvals/{withdrawal_id}")
+
+    def approve(self, withdrawal_id: str, approver_id: str, signature_hex: str, approved_at_ms: int | None = None) -> dict:
+        body = {"approver_id": approver_id, "signature": signature_hex}
+        if approved_at_ms is not None:
+            body["approved_at_ms"] = approved_at_ms
+        return self.post(f"/v1/approvals/{withdrawal_id}/approve", body)
+
+    def reject(self, withdrawal_id: str, approver_id: str, signature_hex: str) -> dict:
+        return self.post(f"/v1/approvals/{withdrawal_id}/reject", {"approver_id": approver_id, "signature": signature_hex})
+
+    def whitelist_add(self, sub_account_id: str, asset: str, address: str) -> dict:
+        return self.post(f"/v1/sub-accounts/{sub_account_id}/whitelist", {"asset": asset, "address": address})
+
+    def whitelist(self, sub_account_id: str) -> list[dict]:
+        return list(self.paginate(f"/v1/sub-accounts/{sub_account_id}/whitelist"))
+
+    def whitelist_remove(self, sub_account_id: str, asset: str, address: str) -> dict:
+        return self.request("DELETE", f"/v1/sub-accounts/{sub_account_id}/whitelist/{urllib.parse.quote(asset)}/{address}")
+
+    def issue_deposit_address(self, sub_account_id: str, asset: str, idempotency_key: str | None = None) -> dict:
+        return self.post(f"/v1/sub-accounts/{sub_account_id}/deposit-addresses", {"asset": asset}, idempotency_key)
+
+    def deposit_addresses(self, sub_account_id: str) -> list[dict]:
+        return list(self.paginate(f"/v1/sub-accounts/{sub_account_id}/deposit-addresses"))
+
+    def deposits(self, sub_account_id: str) -> list[dict]:
+        return list(self.paginate(f"/v1/sub-accounts/{sub_account_id}/deposits"))
+
+    def deposit(self, deposit_id: str) -> dict:
+        return self.get(f"/v1/deposits/{deposit_id}")

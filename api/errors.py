@@ -136,6 +136,7 @@ def from_http_exception(exc: StarletteHTTPException) -> Problem:
 _DOMAIN_ERRORS: list[type[Exception]] = []
 CONFLICT_CODES = frozenset(
     {"too_many_api_keys", "too_many_endpoints", "delivery_already_queued", "external_id_reused"}
+    | {"not_cancellable", "not_pending_approval", "already_decided_by_approver", "too_many_approvals"}
 )
 
 

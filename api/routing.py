@@ -52,6 +52,8 @@ class AppContext:
     nonces: Any = None  # api.nonces.NonceWriter (on replay_engine)
     ops: Any = None  # node.clients.ClientOps
     worker: Any = None
+    withdrawals: Any = None  # node.client_withdrawals.ClientWithdrawals
+    deposits: Any = None  # node.deposits.Deposits, when the node has chains
 
 
 def scope(name: str | None) -> dict:

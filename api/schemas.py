@@ -215,3 +215,132 @@ class TransferPublic(BaseModel):
 class TransfersPublic(BaseModel):
     data: list[TransferPublic]
     next_cursor: str | None
+
+
+# --- withdrawals, approvals, whitelist ------------------------------------------------------
+AssetId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9:_-]+$")]
+Address = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9]+$")]
+WithdrawalStatus = Literal["submitted", "pending_screening", "pending_approval", "queued", "pending_signature",
+                           "broadcasting", "confirming", "completed", "rejected", "blocked", "cancelled", "failed"]
+
+
+class WithdrawalCreate(Input):
+    external_id: ExternalId = Field(description="Your unique id for this withdrawal, forever; a retry never creates a second one.")
+    sub_account_id: LedgerId
+    asset: AssetId = Field(description='"BTC", "ETH" or "ERC20:<contract address>".')
+    destination: Address = Field(description="The address to pay; whitelisted on the sub-account when the policy says so.")
+    amount: AmountStr
+
+
+class ApprovalEntryPublic(BaseModel):
+    approver_id: str
+    decision: Literal["approve", "reject"]
+
+
+class WithdrawalPublic(BaseModel):
+    id: str
+    external_id: str | None = Field(description="Yours; null for a withdrawal created by staff outside the API.")
+    sub_account_id: str
+    asset: str
+    destination: str
+    amount: str
+    fee_max: str = Field(description="The most the network fee may be, in the chain's fee asset base units.")
+    status: WithdrawalStatus
+    sub_status: str = Field(description="Why it is in this status, e.g. `awaiting_approvals: 1 of 2`.")
+    txid: str | None
+    txids: list[str] = Field(description="Every signed version's txid, oldest first (fee bumps replace transactions).")
+    fee_paid: str | None
+    approvals: list[ApprovalEntryPublic]
+    created_at: str
+    updated_at: str
+
+
+class WithdrawalsPublic(BaseModel):
+    data: list[WithdrawalPublic]
+    next_cursor: str | None
+
+
+class ApprovalPublic(BaseModel):
+    withdrawal: WithdrawalPublic
+    intent: dict = Field(description="The withdrawal intent approvers sign, as JSON.")
+    intent_canonical: str = Field(
+        description="The exact bytes to sign (RFC 8785 of `intent`) as UTF-8 text; a rejection signs "
+        '"custody/withdrawal-reject/v1\\n" followed by them.'
+    )
+
+
+class ApprovalsPublic(BaseModel):
+    data: list[ApprovalPublic]
+    next_cursor: str | None
+
+
+class ApprovalDecisionCreate(Input):
+    approver_id: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+    signature: Annotated[str, StringConstraints(min_length=128, max_length=128, pattern=r"^[0-9a-f]{128}$")] = Field(
+        description="Hex Ed25519 signature by the approver's own key (what `custody approve` makes)."
+    )
+    approved_at_ms: Annotated[int, Field(ge=0, le=2**53)] | None = Field(
+        default=None,
+        description="Approvals only: the approver's clock (Unix ms) signed with the intent "
+        '("custody/withdrawal-approve-at/v1\\n" <ms> "\\n" + intent_canonical); a vault with a delay takes timed approvals only.',
+    )
+
+
+class WhitelistEntryCreate(Input):
+    asset: AssetId
+    address: Address
+
+
+class WhitelistEntryPublic(BaseModel):
+    sub_account_id: str
+    asset: str
+    address: str
+    added_at: str
+    usable_after: str = Field(description="The time-lock: withdrawals to it are held for review before this.")
+
+
+class WhitelistEntriesPublic(BaseModel):
+    data: list[WhitelistEntryPublic]
+    next_cursor: str | None
+
+
+# --- deposits ------------------------------------------------------------------------------
+class DepositAddressCreate(Input):
+    asset: AssetId = Field(description='"BTC", "ETH" or "ERC20:<contract>"; an ethereum address receives every ethereum asset.')
+
+
+class DepositAddressPublic(BaseModel):
+    id: str
+    sub_account_id: str
+    chain: str
+    network: str
+    assets: str = Field(description='"BTC", or "ETH" for ETH and every ERC-20 token.')
+    address: str
+    created_at: str
+
+
+class DepositAddressesPublic(BaseModel):
+    data: list[DepositAddressPublic]
+    next_cursor: str | None
+
+
+class DepositPublic(BaseModel):
+    id: str
+    sub_account_id: str
+    address_id: str
+    address: str
+    chain: str
+    network: str
+    asset: str
+    amount: str
+    txid: str
+    block_height: int
+    status: Literal["pending", "credited", "voided", "reorged_after_credit"]
+    review: str | None
+    created_at: str
+    updated_at: str
+
+
+class DepositsPublic(BaseModel):
+    data: list[DepositPublic]
+    next_cursor: str | None

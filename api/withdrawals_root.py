@@ -26,7 +26,8 @@ Commands: `custody withdrawals worker --config F` runs, each pass: scan the chai
 deposits (`Deposits.sync`), submit sweeps of deposit addresses, the pipeline (and the rebalancer
 every `--rebalance-every-s`); `custody withdrawals reconcile --config F` prints the report;
 `custody withdrawals show|review|queue` for staff; `custody withdrawals issue-address --config F
-SUB ASSET` and `custody withdrawals deposits --config F SUB` for deposit addresses and deposits.
+SUB ASSET` and `custody withdrawals deposits --config F SUB` for deposit addresses and deposits. `custody withdrawals create|get|cancel`
+go through the custody API as a client (api/cli_withdrawals_client.py).
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class World:
         from chains.keys import Bip32VaultKeys
         from chains.state import make_engine
         from mpc.client import ClusterClient
-        from node.ledger import Ledger
+        from node.client_withdrawals import evented_ledger
         from node.pipeline import Pipeline
         from node.store import open_store
         from node.withdrawals import Withdrawals
@@ -78,7 +79,7 @@ class World:
             raise ConfigError("crash points are for environment = test only")
         self.cfg = cfg
         self.store = open_store(cfg["database_url"], schema=cfg.get("database_schema"))
-        self.ledger = Ledger(self.store)
+        self.ledger = evented_ledger(self.store)  # withdrawal.* webhook events in each status change's transaction
         self.chain_engine = make_engine(cfg["chain_state_url"])
         self.chains = {}
         networks = {}
@@ -306,12 +307,20 @@ def add_arguments(parser) -> None:
     d.add_argument("sub_account_id")
     d.add_argument("--after-seq", type=int, default=0)
     d.add_argument("--limit", type=int, default=100)
+    # Operators' client side, through the custody API (api/cli_withdrawals_client.py).
+    from api.cli_withdrawals_client import add_client_arguments
+
+    add_client_arguments(sub)
 
 
 def run(args) -> int:
     if sys.flags.optimize:
         print("refusing to run under python -O: asserts guard the books", file=sys.stderr)
         return 2
+    from api.cli_withdrawals_client import CLIENT_ACTIONS, run_client
+
+    if args.action in CLIENT_ACTIONS:
+        return run_client(args)
     try:
         cfg = load_config(args.config)
         world = World(cfg, crash_at=os.environ.get("CUSTODY_TEST_CRASH_AT") or None)

@@ -17,8 +17,13 @@ over keep-alive connections. Requests are signed just before each round (fresh n
 timestamps inside the ±30 s window), so client-side signing is not timed — the figures are the
 server's. The server processes' CPU time per request is reported too (`*_server_cpu_us`,
 `signed_read_cpu_ratio` = hello's CPU per request ÷ a signed read's): on a machine shared with
-other work, requests/s swing with the neighbours' load, CPU per request much less. Withdrawal creates come with the withdrawal pipeline; until then the write figure is
-the internal transfer create.
+other work, requests/s swing with the neighbours' load, CPU per request much less.
+
+Withdrawal creates (POST /v1/withdrawals: signature, nonce, then one journaled write holding
+the amount, the withdrawal row, the client's external_id record and the webhook event) run
+against the node's API app with its withdrawal services (`--serve-withdrawals`: create_app
+with a bitcoin network configured, as api/node_root.py builds it, without the chain workers,
+which do not run on the request path), over the same kind of store, same uvicorn options.
 
     python bench/api.py [--quick]
 """
@@ -59,6 +64,45 @@ def serve_hello(port: int) -> None:
     # The same server options as `custody api serve` (api/cli_api.py): like with like.
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", loop="uvloop", http="httptools",
                 timeout_keep_alive=5, limit_concurrency=1000)
+
+
+def serve_withdrawals(port: int, url: str) -> None:
+    """The node's API app with withdrawal services (a bitcoin network configured)."""
+    import uvicorn
+
+    from api.app import Services, create_app
+    from api.settings import ApiSettings
+    from node.client_withdrawals import ClientWithdrawals, evented_ledger
+    from node.deposits import Deposits
+    from node.store import open_store
+    from node.withdrawals import Withdrawals
+
+    store = open_store(url)
+    ledger = evented_ledger(store)
+    services = Services(ClientWithdrawals(Withdrawals(ledger, {"bitcoin": "regtest"})), Deposits(ledger, {}, vault_id="hot"))
+    settings = ApiSettings(database_url=url, rate_limit_per_s=1_000_000, rate_limit_burst=1_000_000, webhook_worker=False)
+    uvicorn.run(create_app(settings, store, services), host="127.0.0.1", port=port, log_level="warning", loop="uvloop",
+                http="httptools", timeout_keep_alive=5, limit_concurrency=1000)
+
+
+def setup_withdrawals(store) -> None:
+    """A hot vault (public part only), its BTC wallet, a policy auto-approving everything the
+    bench asks, and acme.main holding BTC (booked from the hot wallet, standing for deposits)."""
+    from node.customers import CODE_DEPOSIT, Customers
+    from node.ledger import Ledger, LedgerKind, TransferCreate, TransferResult
+    from node.ports import Vault
+    from node.wallets import Wallets
+    from node.withdrawals import Withdrawals
+
+    w = Withdrawals(Ledger(store), {"bitcoin": "regtest"})
+    w.ledger.create_ledger("BTC", 8, LedgerKind.CRYPTO, actor="bench")
+    w.register_vault(Vault("hot", ("p1", "p2", "p3"), 1, bytes.fromhex("02" + "11" * 32), b"\x22" * 32), "hot", actor="bench")
+    hot = Wallets(w.ledger).create_wallet("hot:BTC", "hot", "BTC", "hot", actor="bench").account_id
+    w.bootstrap_policy('version = 1\n[fee_max]\nbitcoin = "100000"\n[[vaults]]\nid = "hot"\nkind = "hot"\ndelay_s = 0\n'
+                       'bands = [{ asset = "BTC", amount_max = "100000000", approvals_min = 0 }]\n', actor="bench")
+    cust = Customers(w.ledger).customer_account("acme.main", "BTC", actor="bench")
+    [r] = w.ledger.create_transfers([TransferCreate("bench-btc", hot, cust, 10**15, "BTC", CODE_DEPOSIT)], actor="bench")
+    assert r is TransferResult.ok, r
 
 
 def free_port() -> int:
@@ -132,9 +176,13 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--serve-hello", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--serve-withdrawals", nargs=2, metavar=("PORT", "DATABASE_URL"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve_hello:
         serve_hello(args.serve_hello)
+        return 0
+    if args.serve_withdrawals:
+        serve_withdrawals(int(args.serve_withdrawals[0]), args.serve_withdrawals[1])
         return 0
 
     from api.client import CustodyClient, generate_private_key, public_key_b64
@@ -162,6 +210,7 @@ def main() -> int:
     cust.create_customer("acme", "Acme", actor="bench")
     cust.create_customer("beta", "Beta", actor="bench")
     assert cust.fiat_deposit("dep-1", "acme.main", "USD", 10**15, "bench", actor="bench").ok
+    setup_withdrawals(store)
     store.dispose()
 
     procs = []
@@ -177,7 +226,11 @@ def main() -> int:
         custody = pathlib.Path(sys.executable).parent / "custody"
         procs.append(subprocess.Popen([str(custody), "api", "serve", "--port", str(api_port)], env=env))
         procs.append(subprocess.Popen([sys.executable, __file__, "--serve-hello", str(hello_port)]))
+        wd_port = free_port()
+        procs.append(subprocess.Popen([sys.executable, __file__, "--serve-withdrawals", str(wd_port), url]))
         api_url, hello_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{hello_port}"
+        wd_url = f"http://127.0.0.1:{wd_port}"
+        wait_ready(f"{wd_url}/v1/health", procs[2])
         wait_ready(f"{api_url}/v1/health", procs[0])
         wait_ready(f"{hello_url}/", procs[1])
         CustodyClient(api_url, k.id, key).balances("acme.main")  # the path works before timing it
@@ -214,14 +267,30 @@ def main() -> int:
                 batches.append(b)
             return lambda i: iter(batches[i])
 
+        def withdrawal_requests_factory():
+            batches = []
+            for _ in range(CONCURRENCY):
+                b = []
+                for _ in range(per_thread_max // 20):
+                    seq[0] += 1
+                    body = (
+                        '{"external_id":"w-%d","sub_account_id":"acme.main","asset":"BTC",'
+                        '"destination":"bcrt1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh","amount":"1000"}' % seq[0]
+                    ).encode()
+                    b.append(signed("POST", "/v1/withdrawals", body))
+                batches.append(b)
+            return lambda i: iter(batches[i])
+
         progress("warm-up")
+        run_round(wd_url, withdrawal_requests_factory(), 0.5)
         run_round(hello_url, hello_requests, 0.5)
         run_round(api_url, read_requests_factory(), 0.5)
         run_round(api_url, transfer_requests_factory(), 0.5)
 
         hello_rps, read_rps, write_rps = [], [], []
         read_lat, write_lat, hello_lat = [], [], []
-        cpu = {"hello": [0.0, 0], "read": [0.0, 0], "write": [0.0, 0]}  # server CPU s, requests
+        wd_rps, wd_lat = [], []
+        cpu = {"hello": [0.0, 0], "read": [0.0, 0], "write": [0.0, 0], "withdrawal": [0.0, 0]}  # server CPU s, requests
 
         def timed_round(name, url, pid, factory):
             c0 = server_cpu_s(pid)
@@ -240,6 +309,10 @@ def main() -> int:
             rps, lat = timed_round("write", api_url, procs[0].pid, transfer_requests_factory())
             write_rps.append(rps)
             write_lat += lat
+            rps, lat = timed_round("withdrawal", wd_url, procs[2].pid, withdrawal_requests_factory())
+            wd_rps.append(rps)
+            wd_lat += lat
+            progress(f"round {r + 1}: withdrawal creates {wd_rps[-1]:.0f}/s")
             progress(f"round {r + 1}: hello {hello_rps[-1]:.0f}/s, signed reads {read_rps[-1]:.0f}/s, transfer creates {write_rps[-1]:.0f}/s")
 
         def mean(xs):
@@ -254,12 +327,17 @@ def main() -> int:
         figure(BENCH, "transfer_creates_per_s", round(mean(write_rps), 1), "requests/s")
         figure(BENCH, "transfer_create_p50_ms", round(percentile(write_lat, 50) * ms, 3), "ms")
         figure(BENCH, "transfer_create_p99_ms", round(percentile(write_lat, 99) * ms, 3), "ms")
+        figure(BENCH, "withdrawal_creates_per_s", round(mean(wd_rps), 1), "requests/s")
+        figure(BENCH, "withdrawal_create_p50_ms", round(percentile(wd_lat, 50) * ms, 3), "ms")
+        figure(BENCH, "withdrawal_create_p99_ms", round(percentile(wd_lat, 99) * ms, 3), "ms")
+        figure(BENCH, "withdrawal_create_ratio", round(mean(wd_rps) / mean(hello_rps), 3), "ratio")
         # Server CPU per request: what the request costs the server itself, steadier than
         # requests/s when other work shares the machine (the client's share is left out).
         us = {k: round(c / n * 1e6, 1) for k, (c, n) in cpu.items()}
         figure(BENCH, "baseline_hello_server_cpu_us", us["hello"], "us/request")
         figure(BENCH, "signed_read_server_cpu_us", us["read"], "us/request")
         figure(BENCH, "transfer_create_server_cpu_us", us["write"], "us/request")
+        figure(BENCH, "withdrawal_create_server_cpu_us", us["withdrawal"], "us/request")
         figure(BENCH, "signed_read_cpu_ratio", round(us["hello"] / us["read"], 3), "ratio")
         figure(BENCH, "signed_read_ratio", round(mean(read_rps) / mean(hello_rps), 3), "ratio")
     finally:

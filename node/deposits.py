@@ -188,7 +188,7 @@ class Deposits:
                       actor: str) -> DepositAddress:
         """A fresh deposit address for the sub-account, receiving `asset` (and on ethereum every
         other ethereum asset too). Refusals, in order: asset_not_supported, chain_not_configured,
-        sub_account_not_found, ledger_not_found, addresses_at_max."""
+        sub_account_not_found, client_id_invalid, ledger_not_found, addresses_at_max."""
         if not isinstance(asset, str) or not 1 <= len(asset) <= 64:
             raise DepositError("asset_not_supported", repr(asset)[:80])
         chain, family = family_of(asset)
@@ -197,6 +197,8 @@ class Deposits:
             raise DepositError("chain_not_configured", chain)
         if not isinstance(sub_account_id, str) or not 1 <= len(sub_account_id) <= limits.LEDGER_ID_CHARS_MAX:
             raise DepositError("sub_account_not_found", repr(sub_account_id)[:80])
+        if client_id is not None and (not isinstance(client_id, str) or not 1 <= len(client_id) <= 64):
+            raise DepositError("client_id_invalid", "1..64 characters")
         with self.store.reading() as conn:
             self._check_issue(conn, sub_account_id, asset, chain, family)
             index = self._next_index(conn, chain)

@@ -158,6 +158,10 @@ WEBHOOK_POLL_MS = 500  # worker idle poll
 WEBHOOK_SIGNATURE_TOLERANCE_S = 300  # receivers reject older signatures (conventions)
 WEBHOOK_RESPONSE_BYTES_KEPT_MAX = 512  # of a receiver's response body, for the deliveries list
 WEBHOOK_PAYLOAD_BYTES_MAX = 64 * 1024
+# The node process (api/node_root.py): background workers as bounded threads.
+NODE_WORKERS_MAX = 8  # worker threads besides the API's and the webhook worker
+NODE_WORKER_INTERVAL_MAX_S = 3600  # a configured pass interval
+NODE_SHUTDOWN_DEADLINE_S = 30  # in-flight requests and worker passes finish within this on SIGTERM
 # --- local development system (api/dev.py) ------------------------------------------------
 DEV_KEYGEN_DEADLINE_S = 1800  # first start: every peer's pre-parameters + DKG on a busy 2-core machine
 DEV_PEER_READY_DEADLINE_S = 120  # a signer process answering /health after it starts
@@ -245,6 +249,7 @@ assert API_KEY_CACHE_TTL_MS <= 5_000, "a revoked key must stop working within se
 assert API_IDEMPOTENCY_TTL_S >= 24 * 3600, "conventions: idempotent responses kept at least 24 h"
 assert API_IDEMPOTENCY_LEASE_S < API_IDEMPOTENCY_TTL_S
 assert API_PAGE_LIMIT_MIN <= API_PAGE_LIMIT_DEFAULT <= API_PAGE_LIMIT_MAX
+assert WITHDRAWAL_WORKER_POLL_S <= NODE_WORKER_INTERVAL_MAX_S and WEBHOOK_HTTP_TIMEOUT_MS < NODE_SHUTDOWN_DEADLINE_S * 1000
 assert API_RATE_LIMIT_BURST_COUNT >= API_RATE_LIMIT_PER_S > 0
 assert API_BODY_BYTES_MAX <= API_IDEMPOTENCY_RESPONSE_BYTES_MAX
 assert 0 < API_NONCE_BATCH_MAX <= API_NONCE_QUEUE_MAX

@@ -226,3 +226,21 @@ def replay_cursor(engine: sa.Engine):
             raise sa.exc.DBAPIError.instance(None, None, exc, engine.dialect.dbapi.Error) from exc
         finally:
             fairy.close()
+
+
+# Which API client created a withdrawal, under which of its external_ids (unique forever per
+# client). Written in the same transaction as the withdrawal (node/client_withdrawals.py); the
+# withdrawal's own external_id is derived from (client, external_id), so that a client's ids
+# never meet another client's on a shared sub-account.
+client_withdrawals = sa.Table(
+    "client_withdrawals",
+    metadata,
+    sa.Column("seq", Seq, primary_key=True, autoincrement=True),
+    sa.Column("withdrawal_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("client_id", sa.String(64), nullable=False),
+    sa.Column("external_id", sa.String(128), nullable=False),
+    sa.Column("sub_account_id", sa.String(64), nullable=False),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("client_id", "external_id", name="uq_client_withdrawals_external_id"),
+    sa.Index("ix_client_withdrawals_client", "client_id", "seq"),
+)

@@ -62,12 +62,12 @@ class ApiHarness:
     """The app over a real store, driven through Starlette's TestClient (real HTTP semantics
     over ASGI, in process), with helpers to make keys and signed clients."""
 
-    def __init__(self, url: str, schema: str | None, **overrides):
+    def __init__(self, url: str, schema: str | None, services=None, **overrides):
         from fastapi.testclient import TestClient
 
         self.store = open_store(url, schema=schema)
         self.settings = _settings(url, schema, **overrides)
-        self.app = create_app(self.settings, store=self.store)
+        self.app = create_app(self.settings, store=self.store, services=services)
         self.http = TestClient(self.app, raise_server_exceptions=False)
         self.http.__enter__()
 
@@ -92,8 +92,8 @@ class ApiHarness:
 def harness_factory():
     made = []
 
-    def make(url, schema, **overrides):
-        h = ApiHarness(url, schema, **overrides)
+    def make(url, schema, services=None, **overrides):
+        h = ApiHarness(url, schema, services, **overrides)
         made.append(h)
         return h
 

@@ -110,6 +110,7 @@ def balance(deps, sub, asset):
     ("zoe.main", "ERC20:", ("bitcoin", "ethereum"), "asset_not_supported"),
     ("zoe.main", "ETH", ("bitcoin",), "chain_not_configured"),
     ("nobody.main", "BTC", ("bitcoin", "ethereum"), "sub_account_not_found"),
+    ("zoe.main", "BTC", ("bitcoin", "ethereum"), "client_id_invalid"),
     ("zoe.main", "ERC20:0x0000000000000000000000000000000000000001", ("bitcoin", "ethereum"), "ledger_not_found"),
 ])
 def test_issue_refusals_are_named_and_change_nothing(world, sub, asset, configured, reason):
@@ -117,7 +118,7 @@ def test_issue_refusals_are_named_and_change_nothing(world, sub, asset, configur
     deps.chains = {k: v for k, v in {"bitcoin": btc, "ethereum": eth}.items() if k in configured}
     before = head(deps)
     with pytest.raises(DepositError) as e:
-        deps.issue_address(sub, asset, actor="test")
+        deps.issue_address(sub, asset, client_id="c" * 65 if reason == "client_id_invalid" else None, actor="test")
     assert e.value.reason == reason, (e.value.reason, reason)
     assert head(deps) == before
     assert btc.registered == [] and eth.registered == []
