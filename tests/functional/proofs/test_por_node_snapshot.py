@@ -349,3 +349,17 @@ def test_the_served_verifier_page_works_saved_and_offline(world, clients, snapsh
         assert not errors, errors
     finally:
         context.close()
+
+
+def test_the_node_process_wiring_runs_the_job_and_serves_the_store(world, clients, snapshot_taken):
+    """api/node_root.py with the same config: the reserves worker's tick (not due: the snapshot
+    of this module is under an hour old) and the API's reader of the same store."""
+    from api import node_root
+
+    root = node_root.NodeRoot(node_root.load_config(world.config))
+    try:
+        assert root.reserves_once() == 0
+        assert root.reserves_job.store.latest().snapshot_id == snapshot_taken["snapshot_id"]
+        assert root.app.state.reserves_reader.latest().snapshot_id == snapshot_taken["snapshot_id"]
+    finally:
+        root.stop()
