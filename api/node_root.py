@@ -85,7 +85,7 @@ def load_config(path) -> dict:
 
 
 WORKER_DEFAULTS = {"scan_every_s": 2.0, "pipeline_every_s": limits.WITHDRAWAL_WORKER_POLL_S, "rebalance_every_s": 0.0,
-                   "sweep_every_s": 30.0}
+                   "sweep_every_s": 30.0, "reserves_every_s": 60.0}
 
 
 class Serialised:
@@ -182,6 +182,12 @@ class NodeRoot:
         self.client_withdrawals = ClientWithdrawals(self.withdrawals, hot_vault_id=cfg.get("hot_vault_id"))
         self.deposits = self._deposits()
         self.app = self._app()
+        self.reserves_job = None
+        if "reserves" in cfg:  # proof of reserves (api/reserves_root.py): the API serves the store
+            from api.reserves_root import reserves_section
+            from proofs.serving import ReservesReader
+
+            self.app.state.reserves_reader = ReservesReader(reserves_section(cfg)["store_dir"], self.store.engine)
 
     # ---------------------------------------------------------------- set-up
     def _setup(self) -> None:
@@ -284,6 +290,14 @@ class NodeRoot:
     def sweep_once(self) -> int:
         return len(self.sweeper.run_once())
 
+    def reserves_once(self) -> int:
+        """The snapshot job's tick: a snapshot when one is due ([reserves] interval_s), announced."""
+        if self.reserves_job is None:
+            from api.reserves_root import build_job
+
+            self.reserves_job = build_job(self, self.cfg)  # opens the sealed snapshot key
+        return int(self.reserves_job.tick() is not None)
+
     def start_workers(self) -> None:
         every = {**WORKER_DEFAULTS, **self.cfg.get("workers", {})}
         plan = [("scan", every["scan_every_s"], self.scan_once),
@@ -291,6 +305,8 @@ class NodeRoot:
                 ("rebalance", every["rebalance_every_s"], self.rebalance_once)]
         if self.sweeper is not None:
             plan.append(("sweep", every["sweep_every_s"], self.sweep_once))
+        if "reserves" in self.cfg:
+            plan.append(("reserves", every["reserves_every_s"], self.reserves_once))
         assert len(plan) <= limits.NODE_WORKERS_MAX
         for name, every_s, fn in plan:
             if every_s and self.chains:

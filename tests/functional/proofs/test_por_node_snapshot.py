@@ -11,8 +11,9 @@ customer's proof over HTTP and custody-verify accepts it; another client's custo
 The verifier page served by the node, saved to disk, verifies offline in Chromium.
 
 Shortcuts, each said here: fixture pre-params in the signers (never in production); the faucet
-paying our deposit addresses is an outside wallet with a plain test key; deposits are booked in
-the ledger by the test (the deposit watcher's job), right after the chain shows them.
+paying our deposit addresses is an outside wallet with a plain test key. Deposit addresses are
+issued and deposits credited by node.deposits, called by the test where the node's worker loop
+would call it.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ from chains.bitcoin.rpc import BitcoinRpc
 from chains.keys import Bip32VaultKeys
 from chains.state import ChainState, make_engine
 from node import apikeys
-from node.customers import CODE_DEPOSIT, Customers
-from node.ledger import Ledger, LedgerKind, TransferCreate, TransferResult
+from node.deposits import Deposits
+from node.ledger import Ledger, LedgerKind
 from node.log import Secret
 from node.ports import Payment, SigningRefused, WithdrawalIntent
 from node.store import open_store
@@ -49,8 +50,8 @@ from tests.support.test_signer import PlainTestSigner
 
 pytestmark = pytest.mark.functional
 VENV_BIN = pathlib.Path(sys.executable).parent
-DEPOSITS = {"alice": ((0, 1), 70_000_000), "bob": ((0, 2), 20_000_000)}  # BTC, satoshi
-ETH_DEPOSIT = ("alice", (0, 3), 3 * 10**18)  # wei
+DEPOSITS = {"alice": 70_000_000, "bob": 20_000_000}  # BTC, satoshi
+ETH_DEPOSIT = ("alice", 3 * 10**18)  # wei
 
 
 def cli(*args, timeout=300) -> subprocess.CompletedProcess:
@@ -94,14 +95,11 @@ class World:
         self.db_url = f"sqlite:///{d / 'node.db'}"
         self.store = open_store(self.db_url)
         self.ledger = Ledger(self.store)
-        self.customers = Customers(self.ledger)
         Withdrawals(self.ledger, {"bitcoin": "regtest", "ethereum": str(nodes.Anvil.CHAIN_ID)}).register_vault(
             self.vault, "hot", actor="test:setup")
-        self.hot_account = {}
         for asset, scale in (("BTC", 8), ("ETH", 18)):
             self.ledger.create_ledger(asset, scale, LedgerKind.CRYPTO, actor="test:setup")
-            self.hot_account[asset] = Wallets(self.ledger).create_wallet(f"hot:{asset}", "hot", asset, "hot",
-                                                                         actor="test:setup").account_id
+            Wallets(self.ledger).create_wallet(f"hot:{asset}", "hot", asset, "hot", actor="test:setup")
         # Our adapter's state (the snapshot job's World opens the same file).
         self.chain_state_url = f"sqlite:///{d / 'chains.db'}"
         self.start_height = self.btcd.height()
@@ -115,6 +113,9 @@ class World:
                                            nodes.Anvil.CHAIN_ID, confirmations={"ETH": 1}, max_fee_per_gas_fallback=50 * 10**9,
                                            max_priority_fee_per_gas_fallback=2 * 10**9, start_height=self.eth_start_height)
         self.eth.register_vault("hot", Bip32VaultKeys(self.vault.public_key, self.vault.chain_code))
+        # Deposits are credited by the node's own crediting (node.deposits), from what the
+        # adapters scanned.
+        self.deposits = Deposits(self.ledger, {"bitcoin": self.ours, "ethereum": self.eth}, vault_id="hot")
         self.store_dir = d / "reserves"
         self.api_url = self._start_api()
         self.config = self._write_config()
@@ -171,32 +172,32 @@ assets = [{{ code = "BTC", chain = "bitcoin", decimals = 8 }}, {{ code = "ETH", 
 """)
         return path
 
-    def deposit(self, customer_id: str, path, amount: int) -> None:
-        """The faucet pays our deposit address at `path`; once mined, the test books it."""
-        address = self.ours.address("hot", path)
+    def deposit(self, customer_id: str, client_id: str, amount: int) -> str:
+        """The customer's client asks for a deposit address; the faucet pays it; once mined our
+        adapter scans it and the node credits it. Returns the address."""
+        address = self.deposits.issue_address(f"{customer_id}.main", "BTC", client_id=client_id, actor=f"api:{client_id}").address
         self.faucet.scan()
         it = WithdrawalIntent(f"faucet-{customer_id}", "faucet", "bitcoin", "regtest", "BTC", (Payment(address, amount),), 100_000)
         utx = self.faucet.build_withdrawal(it)
-        txid = self.faucet.broadcast(self.faucet.attach_signatures(utx, self.faucet_signer.sign(self.faucet.digests(utx, it)), it))
+        self.faucet.broadcast(self.faucet.attach_signatures(utx, self.faucet_signer.sign(self.faucet.digests(utx, it)), it))
         self.btcd.generate(1)
         self.ours.scan()
-        self._book(customer_id, "BTC", amount, txid)
+        report = self.deposits.sync(self.ours)
+        assert report.credited == 1, report
+        return address
 
-    def deposit_eth(self, customer_id: str, path, amount: int) -> None:
-        """Anvil's dev account (an outside payer) sends ETH to our deposit address; booked."""
+    def deposit_eth(self, customer_id: str, client_id: str, amount: int) -> str:
+        """Anvil's dev account (an outside payer) sends ETH to the customer's deposit address."""
         from web3 import Web3
 
+        address = self.deposits.issue_address(f"{customer_id}.main", "ETH", client_id=client_id, actor=f"api:{client_id}").address
         w3 = Web3(Web3.HTTPProvider(self.anvil.url, request_kwargs={"timeout": 10}))
-        txh = w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": self.eth.address("hot", path), "value": amount})
+        txh = w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": address, "value": amount})
         w3.eth.wait_for_transaction_receipt(txh, timeout=10)
         self.eth.scan()
-        self._book(customer_id, "ETH", amount, "0x" + bytes(txh).hex())
-
-    def _book(self, customer_id: str, asset: str, amount: int, ref: str) -> None:
-        account = self.customers.customer_account(f"{customer_id}.main", asset, actor="test:deposits")
-        [r] = self.ledger.create_transfers(
-            [TransferCreate(f"dep:{ref[-40:]}", self.hot_account[asset], account, amount, asset, CODE_DEPOSIT)], actor="test:deposits")
-        assert r is TransferResult.ok, r
+        report = self.deposits.sync(self.eth)
+        assert report.credited == 1, report
+        return address
 
     def stop(self):
         for p in reversed(self.procs):
@@ -218,9 +219,9 @@ def clients(world):
     a.http.post("/v1/customers", {"id": "alice", "name": "Alice", "kind": "individual"})
     b.http.post("/v1/customers", {"id": "bob", "name": "Bob", "kind": "individual"})
     a.http.post("/v1/webhook-endpoints", {"url": "http://127.0.0.1:9/hook", "event_types": ["reserves.*"]})
-    for customer, (path, amount) in DEPOSITS.items():
-        world.deposit(customer, path, amount)
-    world.deposit_eth(*ETH_DEPOSIT)
+    world.addresses = {"alice": world.deposit("alice", a.key.client_id, DEPOSITS["alice"]),
+                       "bob": world.deposit("bob", b.key.client_id, DEPOSITS["bob"])}
+    world.eth_address = world.deposit_eth(ETH_DEPOSIT[0], a.key.client_id, ETH_DEPOSIT[1])
     yield a, b
     a.http.close()
     b.http.close()
@@ -261,13 +262,13 @@ def test_the_job_signs_stores_and_announces_a_snapshot(world, clients, snapshot_
     header = a.http.get("/v1/reserves/snapshots/latest/header")
     h = header["header"]
     assert h["snapshot_id"] == sid and h["prev"] is None
-    assert h["root"]["sums"] == [str(sum(amount for _, amount in DEPOSITS.values())), str(ETH_DEPOSIT[2])]
+    assert h["root"]["sums"] == [str(sum(DEPOSITS.values())), str(ETH_DEPOSIT[1])]
     assert h["reserves"] == [{"asset": "BTC", "amount": "90000000", "addresses": 2},
-                             {"asset": "ETH", "amount": str(ETH_DEPOSIT[2]), "addresses": 1}]
+                             {"asset": "ETH", "amount": str(ETH_DEPOSIT[1]), "addresses": 1}]
     assert [(c["chain"], c["height"]) for c in h["chains"]] == [("bitcoin", world.btcd.height()), ("ethereum", world.anvil.height())]
     assets = a.http.get(f"/v1/reserves/snapshots/{sid}/assets")
-    expected = {world.ours.address("hot", path): amount for path, amount in DEPOSITS.values()}
-    expected[world.eth.address("hot", ETH_DEPOSIT[1])] = ETH_DEPOSIT[2]
+    expected = {world.addresses[c]: amount for c, amount in DEPOSITS.items()}
+    expected[world.eth_address] = ETH_DEPOSIT[1]
     assert {e["address"]: int(e["balance"]) for e in assets["addresses"]} == expected
     # Announced once, to the one client with an endpoint; a second run (not due) adds nothing.
     got = events(world)
@@ -296,12 +297,12 @@ def test_each_client_fetches_its_own_customer_proof_and_it_verifies(world, clien
             paths[name].write_text(json.dumps(doc))
         r = verify("proof", paths["proof"], "--signed-header", paths["header"], "--public-key", key, "--account-id", customer)
         assert r.returncode == 0, r.stderr
-        assert f"BTC: your balance {DEPOSITS[customer][1]} is counted in total liabilities 90000000" in r.stdout, r.stdout
+        assert f"BTC: your balance {DEPOSITS[customer]} is counted in total liabilities 90000000" in r.stdout, r.stdout
         r = verify("assets", paths["assets"], "--signed-header", paths["header"], "--public-key", key,
                    "--ethereum-rpc", world.anvil.url)
         assert r.returncode == 0 and "BTC: reserves 90000000 / liabilities 90000000 = 1.0000" in r.stdout, r.stdout
         assert "valid: 1 ETH balances re-read from the node at height" in r.stdout, r.stdout
-        assert f"ETH: reserves {ETH_DEPOSIT[2]} / liabilities {ETH_DEPOSIT[2]} = 1.0000" in r.stdout, r.stdout
+        assert f"ETH: reserves {ETH_DEPOSIT[1]} / liabilities {ETH_DEPOSIT[1]} = 1.0000" in r.stdout, r.stdout
 
 
 @pytest.mark.parametrize("who, customer", [("a", "bob"), ("b", "alice"), ("a", "nobody")])
@@ -348,3 +349,17 @@ def test_the_served_verifier_page_works_saved_and_offline(world, clients, snapsh
         assert not errors, errors
     finally:
         context.close()
+
+
+def test_the_node_process_wiring_runs_the_job_and_serves_the_store(world, clients, snapshot_taken):
+    """api/node_root.py with the same config: the reserves worker's tick (not due: the snapshot
+    of this module is under an hour old) and the API's reader of the same store."""
+    from api import node_root
+
+    root = node_root.NodeRoot(node_root.load_config(world.config))
+    try:
+        assert root.reserves_once() == 0
+        assert root.reserves_job.store.latest().snapshot_id == snapshot_taken["snapshot_id"]
+        assert root.app.state.reserves_reader.latest().snapshot_id == snapshot_taken["snapshot_id"]
+    finally:
+        root.stop()

@@ -43,6 +43,14 @@ DELAY_S = 60
 NOW_MS = rq.now_ms()
 
 
+@pytest.fixture(autouse=True)
+def _now():
+    """The peer's clock for each test, read when the test starts: requests are stamped with the
+    real clock when built, so a time read at import would fall behind in a long session."""
+    global NOW_MS
+    NOW_MS = rq.now_ms()
+
+
 def policy(**over) -> Policy:
     d = {
         "node": {"public_key": NODE.verify_key.encode().hex()},
