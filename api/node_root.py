@@ -53,7 +53,7 @@ import sys
 import threading
 import time
 
-from api.withdrawals_root import ConfigError, _bitcoin, _ethereum, fee_of, replacement_of
+from api.withdrawals_root import ConfigError, open_chains, signing_pipeline
 from api.withdrawals_root import load_config as load_worker_config
 from node import limits
 from node.client_withdrawals import ClientWithdrawalError
@@ -146,11 +146,8 @@ class NodeRoot:
     wallets, first policy) and starts nothing; `start_workers()` / `stop()`."""
 
     def __init__(self, cfg: dict, *, wall_clock_ns=None):
-        from chains.keys import Bip32VaultKeys
         from chains.state import make_engine
-        from mpc.client import ClusterClient
         from node.client_withdrawals import ClientWithdrawalError, ClientWithdrawals, evented_ledger
-        from node.pipeline import Pipeline
         from node.store import open_store
         from node.withdrawals import Withdrawals
 
@@ -160,25 +157,11 @@ class NodeRoot:
         self.store = open_store(cfg["database_url"], schema=cfg.get("database_schema"))
         self.ledger = evented_ledger(self.store)
         self.chain_engine = make_engine(cfg["chain_state_url"])
-        self.chains = {}
-        networks = {}
-        if "bitcoin" in cfg:
-            self.chains["bitcoin"] = Serialised(_bitcoin(cfg["bitcoin"], self.chain_engine))
-            networks["bitcoin"] = self.chains["bitcoin"].network
-        if "ethereum" in cfg:
-            self.chains["ethereum"] = Serialised(_ethereum(cfg["ethereum"], self.chain_engine))
-            networks["ethereum"] = self.chains["ethereum"].network
+        self.chains, networks = open_chains(cfg, self.chain_engine, Serialised)
         kw = {} if wall_clock_ns is None else {"wall_clock_ns": wall_clock_ns}
         self.withdrawals = Withdrawals(self.ledger, networks, **kw)
-        self._setup()
-        for vault, _kind in self.withdrawals.vaults().values():
-            for a in self.chains.values():
-                a.register_vault(vault.vault_id, Bip32VaultKeys(vault.public_key, vault.chain_code))
-        cluster = json.loads(pathlib.Path(cfg["cluster_file"]).read_text())
-        self.cluster = ClusterClient.from_cluster_dir(cluster)
-        self.pipeline = Pipeline(self.withdrawals, self.chains, self.cluster, dict(cfg["confirmations"]),
-                                 lambda chain, txid, wid: fee_of(self.chains[chain], txid, wid),
-                                 replacement_of=lambda chain, intent: replacement_of(self.chains[chain], intent))
+        self._setup()  # registers the config's vaults before the adapters learn their keys
+        self.cluster, self.pipeline = signing_pipeline(cfg, self.withdrawals, self.chains)
         self.client_withdrawals = ClientWithdrawals(self.withdrawals, hot_vault_id=cfg.get("hot_vault_id"))
         self.deposits = self._deposits()
         self.app = self._app()

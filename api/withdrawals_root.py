@@ -67,11 +67,8 @@ class World:
     """What a worker process holds: store, ledger, withdrawals, adapters, cluster, pipeline."""
 
     def __init__(self, cfg: dict, *, crash_at: str | None = None):
-        from chains.keys import Bip32VaultKeys
         from chains.state import make_engine
-        from mpc.client import ClusterClient
         from node.client_withdrawals import evented_ledger
-        from node.pipeline import Pipeline
         from node.store import open_store
         from node.withdrawals import Withdrawals
 
@@ -81,23 +78,9 @@ class World:
         self.store = open_store(cfg["database_url"], schema=cfg.get("database_schema"))
         self.ledger = evented_ledger(self.store)  # withdrawal.* webhook events in each status change's transaction
         self.chain_engine = make_engine(cfg["chain_state_url"])
-        self.chains = {}
-        networks = {}
-        if "bitcoin" in cfg:
-            self.chains["bitcoin"] = _bitcoin(cfg["bitcoin"], self.chain_engine)
-            networks["bitcoin"] = self.chains["bitcoin"].network
-        if "ethereum" in cfg:
-            self.chains["ethereum"] = _ethereum(cfg["ethereum"], self.chain_engine)
-            networks["ethereum"] = self.chains["ethereum"].network
+        self.chains, networks = open_chains(cfg, self.chain_engine)
         self.withdrawals = Withdrawals(self.ledger, networks)
-        for vault, _kind in self.withdrawals.vaults().values():
-            for a in self.chains.values():
-                a.register_vault(vault.vault_id, Bip32VaultKeys(vault.public_key, vault.chain_code))
-        cluster = json.loads(pathlib.Path(cfg["cluster_file"]).read_text())
-        self.cluster = ClusterClient.from_cluster_dir(cluster)
-        self.pipeline = Pipeline(self.withdrawals, self.chains, self.cluster, dict(cfg["confirmations"]),
-                                 lambda chain, txid, wid: fee_of(self.chains[chain], txid, wid), crash_at=crash_at,
-                                 replacement_of=lambda chain, intent: replacement_of(self.chains[chain], intent))
+        self.cluster, self.pipeline = signing_pipeline(cfg, self.withdrawals, self.chains, crash_at=crash_at)
         self.deposits = None
         self.sweeper = None
         if "deposits" in cfg:
@@ -165,6 +148,34 @@ class World:
     def close(self) -> None:
         self.store.dispose()
         self.chain_engine.dispose()
+
+
+
+def open_chains(cfg: dict, engine, wrap=lambda adapter: adapter) -> tuple[dict, dict[str, str]]:
+    """The configured chain adapters (each passed through `wrap`) and their networks."""
+    chains, networks = {}, {}
+    for name, make in (("bitcoin", _bitcoin), ("ethereum", _ethereum)):
+        if name in cfg:
+            chains[name] = wrap(make(cfg[name], engine))
+            networks[name] = chains[name].network
+    return chains, networks
+
+
+def signing_pipeline(cfg: dict, withdrawals, chains: dict, *, crash_at: str | None = None):
+    """Registers every known vault's public keys with the adapters, then builds the cluster
+    client and the pipeline over them. Returns (cluster, pipeline)."""
+    from chains.keys import Bip32VaultKeys
+    from mpc.client import ClusterClient
+    from node.pipeline import Pipeline
+
+    for vault, _kind in withdrawals.vaults().values():
+        for a in chains.values():
+            a.register_vault(vault.vault_id, Bip32VaultKeys(vault.public_key, vault.chain_code))
+    cluster = ClusterClient.from_cluster_dir(json.loads(pathlib.Path(cfg["cluster_file"]).read_text()))
+    pipeline = Pipeline(withdrawals, chains, cluster, dict(cfg["confirmations"]),
+                        lambda chain, txid, wid: fee_of(chains[chain], txid, wid), crash_at=crash_at,
+                        replacement_of=lambda chain, intent: replacement_of(chains[chain], intent))
+    return cluster, pipeline
 
 
 def _bitcoin(c: dict, engine):

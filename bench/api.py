@@ -253,33 +253,24 @@ def main() -> int:
             batches = [[signed("GET", "/v1/sub-accounts/acme.main/balances") for _ in range(per_thread_max // 4)] for _ in range(CONCURRENCY)]
             return lambda i: iter(batches[i])
 
-        def transfer_requests_factory():
+        def post_requests_factory(path, template):
+            """Signed POSTs of `template` % a fresh sequence number, one batch per thread."""
             batches = []
             for _ in range(CONCURRENCY):
                 b = []
                 for _ in range(per_thread_max // 20):
                     seq[0] += 1
-                    body = (
-                        '{"external_id":"b-%d","from_sub_account_id":"acme.main","to_sub_account_id":"beta.main",'
-                        '"asset":"USD","amount":"1"}' % seq[0]
-                    ).encode()
-                    b.append(signed("POST", "/v1/transfers", body))
+                    b.append(signed("POST", path, (template % seq[0]).encode()))
                 batches.append(b)
             return lambda i: iter(batches[i])
 
+        def transfer_requests_factory():
+            return post_requests_factory("/v1/transfers", '{"external_id":"b-%d","from_sub_account_id":"acme.main",'
+                                         '"to_sub_account_id":"beta.main","asset":"USD","amount":"1"}')
+
         def withdrawal_requests_factory():
-            batches = []
-            for _ in range(CONCURRENCY):
-                b = []
-                for _ in range(per_thread_max // 20):
-                    seq[0] += 1
-                    body = (
-                        '{"external_id":"w-%d","sub_account_id":"acme.main","asset":"BTC",'
-                        '"destination":"bcrt1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh","amount":"1000"}' % seq[0]
-                    ).encode()
-                    b.append(signed("POST", "/v1/withdrawals", body))
-                batches.append(b)
-            return lambda i: iter(batches[i])
+            return post_requests_factory("/v1/withdrawals", '{"external_id":"w-%d","sub_account_id":"acme.main","asset":"BTC",'
+                                         '"destination":"bcrt1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh","amount":"1000"}')
 
         progress("warm-up")
         run_round(wd_url, withdrawal_requests_factory(), 0.5)
