@@ -3,7 +3,7 @@
 - `wait_until(predicate, timeout_s, what)`: polls a named condition with a deadline.
 - `Proc`: starts a command with its own log files, waits until ready, fails with the
   process's stderr if it dies, stops it by its pid (SIGTERM, then SIGKILL).
-- `free_port()`: a port on 127.0.0.1 that was free a moment ago.
+- `free_port()`: a port on 127.0.0.1 for a process to listen on, handed out once per run.
 """
 
 from __future__ import annotations
@@ -45,10 +45,55 @@ def wait_until(predicate, timeout_s: float, what: str, poll_s: float = POLL_S):
         time.sleep(poll_s)
 
 
-def free_port() -> int:
+def _ephemeral_low() -> int:
+    try:
+        return int(pathlib.Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
+# Listening ports for test processes come from below the kernel's ephemeral range. bind(0) and
+# every outgoing connection take their ports from that range, so a port picked there and closed
+# could be taken by some client socket (a peer dialling another) before our process binds it:
+# CI saw a signer refuse to start with "Address already in use". Below the range nothing takes a
+# port unasked. Each port is handed out once per pytest process (a port closed by an earlier test
+# may still be in TIME_WAIT), and the starting point is drawn from the pid so that two test runs
+# on one machine start far apart.
+PORT_MIN = 20_000
+PORT_MAX = max(PORT_MIN + 2_000, _ephemeral_low()) - 1
+_ports_given: set[int] = set()
+_port_next = PORT_MIN + (os.getpid() * 7_919) % (PORT_MAX - PORT_MIN)
+
+
+def _bindable(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_ports_at(offsets) -> int:
+    """A base b such that every b + offset is free and was never handed out in this run; all of
+    them are taken for the caller. For programs that derive their ports from one base."""
+    global _port_next
+    offsets = sorted(set(offsets))
+    assert offsets and offsets[0] >= 0 and offsets[-1] < PORT_MAX - PORT_MIN, offsets
+    span = PORT_MAX - PORT_MIN - offsets[-1]
+    for _ in range(span):
+        base = PORT_MIN + (_port_next - PORT_MIN) % span
+        _port_next = base + 1
+        ports = [base + off for off in offsets]
+        if any(p in _ports_given for p in ports) or not all(_bindable(p) for p in ports):
+            continue
+        _ports_given.update(ports)
+        return base
+    raise AssertionError(f"no free ports for offsets {offsets} in {PORT_MIN}..{PORT_MAX}")
+
+
+def free_port() -> int:
+    return free_ports_at([0])
 
 
 def tail(path: pathlib.Path, n_bytes: int = 4000) -> str:

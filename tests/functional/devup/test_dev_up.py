@@ -29,7 +29,7 @@ import httpx
 import pytest
 
 from api.client import CustodyClient, load_private_key
-from tests.support.procs import Proc, free_port, tail, wait_until
+from tests.support.procs import Proc, free_port, free_ports_at, tail, wait_until
 
 pytestmark = pytest.mark.functional
 
@@ -172,23 +172,7 @@ def world(request):
 
 def _signer_base_port() -> int:
     """A base b with b+1..b+3 and b+101..b+103 free (peers and their metrics)."""
-    import socket
-
-    for _ in range(50):
-        base = free_port() % 20_000 + 30_000
-        try:
-            socks = []
-            for off in (1, 2, 3, 101, 102, 103):
-                s = socket.socket()
-                s.bind(("127.0.0.1", base + off))
-                socks.append(s)
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-        return base
-    raise AssertionError("no free signer port range found")
+    return free_ports_at((1, 2, 3, 101, 102, 103))
 
 
 def test_the_api_answers_with_the_printed_admin_key(world):
