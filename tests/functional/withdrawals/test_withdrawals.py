@@ -184,9 +184,6 @@ def test_sanctioned_and_blocked_destinations_and_frozen_accounts_are_blocked(nod
     node.check_ledger()
 
 
-# Signing-heavy stories run on SQLite only, to keep the suite in its time budget; the same
-# pipeline code runs on PostgreSQL in the end-to-end tests above.
-@pytest.mark.parametrize("node", ["sqlite"], indirect=True)
 def test_a_signer_down_during_signing_does_not_stop_the_withdrawal(node):
     c = node.shared.cluster
     sub = node.customer(f"gina-{node.kind}")
@@ -203,7 +200,6 @@ def test_a_signer_down_during_signing_does_not_stop_the_withdrawal(node):
     node.check_ledger()
 
 
-@pytest.mark.parametrize("node", ["sqlite"], indirect=True)
 def test_a_withdrawal_edited_in_the_database_after_approval_is_refused_by_the_peers(node):
     s = node.shared
     sub = node.customer(f"hank-{node.kind}")
