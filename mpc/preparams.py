@@ -121,7 +121,8 @@ class PreParamsPool:
             self._thread.join(timeout_s)
 
     def add(self, pp: PreParams) -> pathlib.Path:
-        """Seals and stores pre-parameters (used by the refill thread)."""
+        """Seals and stores pre-parameters: the refill thread's, or a set a ceremony that never
+        started gives back."""
         name = secrets.token_hex(8)
         blob = self._sealer.seal(pp._reveal(), party=self._party, purpose=_POOL_PURPOSE, name=name)
         tmp = self.directory / f".{name}.tmp"

@@ -108,6 +108,10 @@ class Ceremony:
     pending_share: bytes | None = None
     drop_vault: bool = False
     vault_keys: object = None
+    # Pre-params taken for this keygen/reshare. Until Start, tss-lib has computed nothing from
+    # them that left this process, so a ceremony that ends before it returns them to the pool;
+    # once started they are spent (never reused: no two vaults share a Paillier key).
+    preparams: object = None
     cond: threading.Condition = field(default_factory=threading.Condition)
 
 
@@ -234,6 +238,7 @@ class SignerPeer:
                     for s in c.sessions:
                         for q in s.parties.values():
                             q.session.close()
+                    self._release_unstarted(c)
                     raise Refused("peers_unreachable_from_here", ",".join(cold))
             with self._lock:
                 active = sum(1 for s in self._sessions.values() if s.state in ("prepared", "running"))
@@ -241,6 +246,7 @@ class SignerPeer:
                     for s in c.sessions:
                         for p in s.parties.values():
                             p.session.close()
+                    self._release_unstarted(c)
                     raise Refused("too_many_sessions")
                 self._prune_ceremonies_locked()
                 self._ceremonies[c.cid] = c
@@ -301,6 +307,19 @@ class SignerPeer:
             raise Refused("preparams_not_ready")
         return pp
 
+    def _give_back(self, pp) -> None:
+        if pp is not None:
+            self.preparams_source.give_back(pp)
+            self.log.info("preparams_returned", ready=self.preparams_source.ready())
+
+    def _release_unstarted(self, c: Ceremony) -> None:
+        """A keygen/reshare that ends before Start: its pre-params go back to the pool. Without
+        this, a ceremony refused by one peer still spent every other peer's pre-params (minutes
+        of safe-prime search each), and retries until all peers had some at once could go on
+        for a long time (`make run`'s first key generation took over 15 minutes)."""
+        pp, c.preparams = c.preparams, None
+        self._give_back(pp)
+
     def _prepare_keygen(self, cid, caller, peers, signed) -> Ceremony:
         body = self.verifier.authenticate(signed.request, signed.node_signature, "keygen")
         if not self.policy.keygen_allowed:
@@ -318,9 +337,14 @@ class SignerPeer:
             raise Refused("vault_exists")
         parties = [cer.party_id(p, 0) for p in committee]
         me = cer.party_id(self.name, 0)
-        s = cer.keygen(me, parties, t, self._preparams(), cid)
+        pp = self._preparams()
+        try:
+            s = cer.keygen(me, parties, t, pp, cid)
+        except BaseException:
+            self._give_back(pp)
+            raise
         ls = self._new_session(cid, cid, "keygen", parties, {me: s})
-        c = Ceremony(cid, "keygen", tuple(sorted(committee)), caller, [ls], body, request_id=body["request_id"])
+        c = Ceremony(cid, "keygen", tuple(sorted(committee)), caller, [ls], body, request_id=body["request_id"], preparams=pp)
         c.pending_record = VaultRecord(body["vault_id"], me, tuple(sorted(parties)), t, "", "", 0)
         return c
 
@@ -353,19 +377,26 @@ class SignerPeer:
         old_parties = [old_by_peer[p] for p in peers]
         new_parties = [cer.party_id(p, gen + 1) for p in new_committee]
         everyone = sorted(set(peers) | set(new_committee))
-        local = {}
-        if self.name in peers:
-            if held is None:
-                raise Refused("vault_unknown")
-            me_old = old_by_peer[self.name]
-            local[me_old] = cer.reshare(me_old, old_parties, new_parties, old_t, new_t, held[1], None, cid, public_key, chain_code)
-        if self.name in new_committee:
-            me_new = cer.party_id(self.name, gen + 1)
-            local[me_new] = cer.reshare(me_new, old_parties, new_parties, old_t, new_t, None, self._preparams(), cid, public_key, chain_code)
-        if not local:
+        if self.name in peers and held is None:
+            raise Refused("vault_unknown")
+        if self.name not in peers and self.name not in new_committee:
             raise Refused("not_in_ceremony")
+        pp = self._preparams() if self.name in new_committee else None  # before any session is made
+        local = {}
+        try:
+            if self.name in peers:
+                me_old = old_by_peer[self.name]
+                local[me_old] = cer.reshare(me_old, old_parties, new_parties, old_t, new_t, held[1], None, cid, public_key, chain_code)
+            if self.name in new_committee:
+                me_new = cer.party_id(self.name, gen + 1)
+                local[me_new] = cer.reshare(me_new, old_parties, new_parties, old_t, new_t, None, pp, cid, public_key, chain_code)
+        except BaseException:
+            for q in local.values():
+                q.close()
+            self._give_back(pp)
+            raise
         ls = self._new_session(cid, cid, "reshare", old_parties + new_parties, local)
-        c = Ceremony(cid, "reshare", tuple(everyone), caller, [ls], body, request_id=body["request_id"])
+        c = Ceremony(cid, "reshare", tuple(everyone), caller, [ls], body, request_id=body["request_id"], preparams=pp)
         if self.name in new_committee:
             c.pending_record = VaultRecord(body["vault_id"], cer.party_id(self.name, gen + 1), tuple(sorted(new_parties)), new_t,
                                            public_key.hex(), chain_code.hex(), gen + 1)
@@ -384,6 +415,7 @@ class SignerPeer:
             if c.state != "prepared":
                 return pb.Ack(ok=False, reason=f"session_{c.state}")
             c.state = "running"
+            c.preparams = None  # spent from here on
         for ls in c.sessions:
             with ls.lock:
                 ls.state = "running"
@@ -625,8 +657,11 @@ class SignerPeer:
         with c.cond:
             if c.state in ("aborted", "done", "committed"):
                 return
+            unstarted = c.state == "prepared"  # Start flips it under this same condition
             c.state, c.culprits, c.reason = "aborted", tuple(sorted(set(culprits))), reason
             c.cond.notify_all()
+        if unstarted:
+            self._release_unstarted(c)
         for ls in c.sessions:
             with ls.lock:
                 if ls.state in ("prepared", "running"):

@@ -1,9 +1,10 @@
 """Where a peer's pre-parameters (safe primes, Paillier key) come from.
 
 Production: the engine's `PreParamsPool` in `<data_dir>/preparams/`, sealed with this peer's
-sealer and refilled in the background; each keygen/reshare takes one for good, so no two vaults
-share a Paillier key. While the pool is empty, ceremonies needing one are refused
-(`preparams_not_ready`) rather than waited for.
+sealer and refilled in the background; each keygen/reshare that starts spends one for good, so no two
+vaults share a Paillier key. One that ends before it starts (another peer refused it) gives its
+set back: nothing computed from it has left the peer. While the pool is empty, ceremonies
+needing one are refused (`preparams_not_ready`) rather than waited for.
 Test: a fixture file named by the config's [test] section — fixture pre-params: never in
 production (config.py refuses [test] outside environment = "test").
 """
@@ -39,6 +40,11 @@ class PreParamsSource:
             return self._pool.take(TAKE_TIMEOUT_S)
         except PreParamsError:
             return None
+
+    def give_back(self, pp: PreParams) -> None:
+        """Pre-params taken for a ceremony that never started, back into the pool (sealed)."""
+        if self._pool is not None:
+            self._pool.add(pp)
 
     def ready(self) -> int:
         return 1 if self._fixture_path is not None else self._pool.ready()

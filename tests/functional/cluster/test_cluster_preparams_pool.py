@@ -1,0 +1,97 @@
+"""Pre-parameters from each peer's own sealed pool: the production path (no fixture named in
+the peers' configs), over three `custody signer` processes.
+
+The story: a key generation that one peer refuses spends nobody's pre-parameters — the peers
+that had joined put theirs back (until Start nothing computed from them has left the peer) —
+and once every peer agrees, the key generation runs and spends one set on each peer, for good.
+
+Shortcut, said here: the pools are filled before the peers start with fixture pre-params
+(tests/fixtures/preparams: never in production), sealed with each peer's own sealer exactly as
+its refill thread would; each pool is full, so no peer searches for safe primes meanwhile.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import shutil
+import tempfile
+
+import pytest
+
+from mpc.preparams import PreParams, PreParamsPool
+from mpc.signer import config as signer_config
+from mpc.signer.cli import open_state
+from mpc.signer.preparams import POOL_SIZE
+from node.ports import SigningRefused
+from tests.support.cluster import LocalCluster, fixture_preparams
+from tests.support.procs import wait_until
+
+pytestmark = [pytest.mark.functional, pytest.mark.slow]
+
+PEERS = ("peer-1", "peer-2", "peer-3")
+REFUSER = "peer-3"
+
+
+def _pool(cluster: LocalCluster, name: str) -> PreParamsPool:
+    cfg = signer_config.load(cluster.config(name))
+    _, _, _, sealer = open_state(cfg)
+    return PreParamsPool(cfg.data_dir / "preparams", sealer, POOL_SIZE, party=cfg.name)  # never started: no refill
+
+
+def _set_keygen_allowed(cluster: LocalCluster, name: str, allowed: bool) -> None:
+    policy = cluster.dir / name / "policy.toml"
+    text = policy.read_text()
+    old, new = (f"keygen_allowed = {str(not allowed).lower()}", f"keygen_allowed = {str(allowed).lower()}")
+    assert old in text, f"{policy} has no '{old}'"
+    policy.write_text(text.replace(old, new))
+
+
+def _returned(cluster: LocalCluster, name: str) -> int:
+    return sum(1 for ln in cluster.stderr(name).splitlines() if "preparams_returned" in ln)
+
+
+@pytest.fixture(scope="module")
+def cluster(request):
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix="cluster-pool-"))
+    c = LocalCluster(workdir, 3, 1, with_preparams=False)
+    fixtures = fixture_preparams()
+    assert len(fixtures) >= POOL_SIZE * len(PEERS), "each peer needs pre-params of its own"
+    for i, name in enumerate(c.names):
+        pool = _pool(c, name)
+        for f in fixtures[POOL_SIZE * i: POOL_SIZE * (i + 1)]:
+            pool.add(PreParams(f.read_bytes()))
+        assert pool.ready() == POOL_SIZE
+    _set_keygen_allowed(c, REFUSER, False)
+    failed_before = request.session.testsfailed
+    try:
+        c.start_all()
+        yield c
+    finally:
+        c.stop_all()
+        if request.session.testsfailed == failed_before:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"\nkept cluster dir for inspection: {workdir}")
+
+
+def test_a_refused_key_generation_spends_no_peer_s_pre_parameters(cluster):
+    with pytest.raises(SigningRefused, match="keygen_not_allowed"):
+        cluster.client(coordinators=["peer-1"]).keygen("pool-v1", list(PEERS), 1)
+    for name in PEERS:
+        if name == REFUSER:
+            continue
+        # The coordinator's own abort is immediate; the other joined peer hears it by an Abort RPC.
+        wait_until(lambda n=name: _returned(cluster, n) >= 1, 15, f"{name} logs preparams_returned")
+        assert _pool(cluster, name).ready() == POOL_SIZE, f"{name}: its pre-params are back in its pool"
+    assert _pool(cluster, REFUSER).ready() == POOL_SIZE, "the refusing peer took none"
+
+
+def test_the_key_generation_that_runs_spends_one_set_per_peer(cluster):
+    returned_before = {n: _returned(cluster, n) for n in PEERS}
+    cluster.procs[REFUSER].stop()
+    _set_keygen_allowed(cluster, REFUSER, True)
+    cluster.start(REFUSER)
+    vault = cluster.client(coordinators=["peer-1"]).keygen("pool-v1", list(PEERS), 1)
+    assert len(vault.public_key) == 33
+    for name in PEERS:
+        assert _returned(cluster, name) == returned_before[name], f"{name} gave back a set it had used"
