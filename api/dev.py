@@ -20,7 +20,11 @@ In the foreground, under `.data/dev/` (the data directory):
    Ed25519 seeds are in `cluster/approvers/<id>.key` (0600) for `custody approve --key-file`;
    the signer peers' own policy carries the same bands (a peer re-checks every approval);
 5. `node.toml`, the node process's config (api/node_root.py) for these chains, this cluster,
-   `vaults.json`, `policy.toml` and the store;
+   `vaults.json`, `policy.toml` and the store, with proof-of-reserves snapshots: on first start
+   `reserves/` gets a random passphrase file (0600, development only) and the node's Ed25519
+   snapshot key, stored only sealed under it (`custody reserves init-key`'s step); the node
+   takes a snapshot every DEV_RESERVES_INTERVAL_S once customers hold balances, and the API
+   serves each client's own inclusion proofs;
 6. the node itself, in this process (api.node_root: NodeRoot + serve): the custody API over a
    SQLite store (`node.db`) with the webhook worker, the chain scan that credits deposits and
    the withdrawal pipeline; on first start an admin API key whose private key is written to
@@ -69,6 +73,8 @@ DEV_AUTO_APPROVE = {"BTC": 10_000_000, "ETH": 10**17}  # at most this: no approv
 DEV_UNIT = {"BTC": 100_000_000, "ETH": 10**18}  # one approval up to 1 unit, two up to 50
 DEV_WHITELIST_TIMELOCK_S = 5
 DEV_KYC_TIER = "standard"
+DEV_RESERVES_INTERVAL_S = 60  # a snapshot a minute (the shortest allowed): the walkthrough sees one soon
+DEV_RESERVES_TICK_S = 10  # the node's reserves worker looks this often whether one is due
 
 
 def add_arguments(parser) -> None:
@@ -278,6 +284,28 @@ def _ensure_hot_vault(data_dir: pathlib.Path, info: dict) -> dict:
     return vaults["hot"]
 
 
+def _ensure_reserves_key(data_dir: pathlib.Path) -> dict:
+    """The [reserves] section of node.toml; on first start its passphrase file (0600, random,
+    development only: production passes its own) and the sealed snapshot key."""
+    from api.reserves_root import init_key, open_key
+    from proofs.snapshot_key import public_hex
+
+    d = data_dir / "reserves"
+    d.mkdir(mode=0o700, exist_ok=True)
+    r = {"store_dir": str(d / "store"), "node_id": "dev-node", "snapshot_key_file": str(d / "snapshot-key.sealed"),
+         "passphrase_file": str(d / "passphrase"), "interval_s": DEV_RESERVES_INTERVAL_S, "every_s": DEV_RESERVES_TICK_S}
+    passphrase = pathlib.Path(r["passphrase_file"])
+    if not passphrase.exists():
+        fd = os.open(passphrase, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+    if not pathlib.Path(r["snapshot_key_file"]).exists():
+        init_key(r)
+        _say(f"wrote the sealed proof-of-reserves snapshot key {r['snapshot_key_file']}")
+    r["public_key"] = public_hex(open_key(r))
+    return r
+
+
 def _exit_on_sigterm(signum, frame):
     raise SystemExit(128 + signum)  # unwinds through `finally`, which stops the signer peers
 
@@ -365,12 +393,13 @@ def _up(args) -> int:
             from api.dev_chains import forget_btc_chain_state
 
             _ensure_dev_policy(data_dir, info, hot)
+            reserves = _ensure_reserves_key(data_dir)
             path = write_node_config(data_dir, chains, data_dir / "cluster" / "cluster.json", DEV_CONFIRMATIONS,
-                                     hot_vault_id=hot["vault_id"], host=args.host, port=args.port)
+                                     hot_vault_id=hot["vault_id"], host=args.host, port=args.port, reserves=reserves)
             _say(f"node config: {path}")
             if chains.btc_chain_restarted:
                 forget_btc_chain_state(data_dir)
-            return _serve_node(args, data_dir, path, hot, chains)
+            return _serve_node(args, data_dir, path, hot, chains, reserves)
         return _serve_api(args, data_dir)
     finally:
         if cluster is not None:
@@ -379,7 +408,8 @@ def _up(args) -> int:
             chains.stop()
 
 
-def _banner(api_url: str, info: dict, db_url: str, hot: dict | None = None, chains=None) -> str:
+def _banner(api_url: str, info: dict, db_url: str, hot: dict | None = None, chains=None,
+            reserves: dict | None = None) -> str:
     vault_lines = ""
     if hot is not None:
         from chains.bitcoin.tx import p2wpkh_address
@@ -400,6 +430,11 @@ def _banner(api_url: str, info: dict, db_url: str, hot: dict | None = None, chai
             f"  policy         auto-approved up to {DEV_AUTO_APPROVE['BTC']} sats; approver keys under cluster/approvers/; "
             f"whitelist time-lock {DEV_WHITELIST_TIMELOCK_S} s\n"
         )
+    if reserves is not None:
+        chain_lines += (
+            f"  reserves key   {reserves['public_key']}   (snapshots every {reserves['interval_s']} s: "
+            f"GET /v1/reserves/snapshots; verify with custody-verify --public-key)\n"
+        )
     return f"""
 custody dev: the node's API is starting.
 
@@ -419,7 +454,7 @@ custody dev: the node's API is starting.
 """
 
 
-def _serve_node(args, data_dir: pathlib.Path, config: pathlib.Path, hot: dict, chains) -> int:
+def _serve_node(args, data_dir: pathlib.Path, config: pathlib.Path, hot: dict, chains, reserves: dict) -> int:
     """The node process's composition root in this process (api/node_root.py): it registers the
     vault, bootstraps the policy on a fresh database, serves the API and runs its workers (scan
     and deposits, withdrawal pipeline, webhooks) until SIGTERM/SIGINT."""
@@ -434,7 +469,8 @@ def _serve_node(args, data_dir: pathlib.Path, config: pathlib.Path, hot: dict, c
     except BaseException:
         root.stop()
         raise
-    print(_banner(f"http://{args.host}:{args.port}", info, root.cfg["database_url"], hot, chains), file=sys.stderr, flush=True)
+    print(_banner(f"http://{args.host}:{args.port}", info, root.cfg["database_url"], hot, chains, reserves), file=sys.stderr,
+          flush=True)
     os.environ.setdefault("CUSTODY_LOG_LEVEL", "info")
     serve(root, args.host, args.port)  # stops the workers and closes the stores on return
     return 0

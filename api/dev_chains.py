@@ -227,7 +227,8 @@ class DevChains:
             BTCD, "--regtest", f"--datadir={self.dir / 'btcd' / 'data'}", f"--logdir={self.dir / 'btcd' / 'log'}",
             f"--listen=127.0.0.1:{self.btcd_p2p_port}", f"--rpclisten=127.0.0.1:{self.btcd_rpc_port}", "--notls",
             f"--rpcuser={BTCD_RPC_USER}", f"--rpcpass={self.rpc_password()}", f"--miningaddr={faucet_address}",
-            "--nodnsseed", "--txindex", "--debuglevel=info",
+            # --addrindex: `custody-verify assets --bitcoin-rpc` re-reads the snapshot's balances
+            "--nodnsseed", "--txindex", "--addrindex", "--debuglevel=info",
         ], self.dir / "btcd", self.dir / "btcd" / "btcd.stdout")
         self.btcd.start()
         self.btcd.wait_ready(lambda: self.btc_call("getblockcount") >= 0, "btcd answers getblockcount")
@@ -346,11 +347,13 @@ def mine(data_dir: pathlib.Path, chain: str, blocks: int) -> dict:
 
 # ---------------------------------------------------------------- the node config
 def write_node_config(data_dir: pathlib.Path, chains: DevChains, cluster_file: pathlib.Path,
-                      confirmations: dict[str, int], *, hot_vault_id: str, host: str, port: int) -> pathlib.Path:
+                      confirmations: dict[str, int], *, hot_vault_id: str, host: str, port: int,
+                      reserves: dict | None = None) -> pathlib.Path:
     """`<data dir>/node.toml` in the format of api/node_root.py (the node process's config, a
     superset of api/withdrawals_root.py's): the store, the chains' state, the cluster, the dev
     chains' RPC, the vaults and the first policy (`vaults.json`, `policy.toml` in the data dir),
-    the API (development: http:// webhook URLs to loopback allowed) and the workers' pace."""
+    the API (development: http:// webhook URLs to loopback allowed), the workers' pace and,
+    with `reserves` (api/reserves_root.py's section), proof-of-reserves snapshots."""
     data_dir = pathlib.Path(data_dir)
     q = json.dumps
     text = "\n".join([
@@ -373,6 +376,7 @@ def write_node_config(data_dir: pathlib.Path, chains: DevChains, cluster_file: p
         "[workers]",
         "scan_every_s = 1",
         "pipeline_every_s = 0.5",
+        *([f"reserves_every_s = {reserves['every_s']}"] if reserves else []),
         "",
         "[confirmations]",
         f"bitcoin = {confirmations['bitcoin']}",
@@ -394,6 +398,17 @@ def write_node_config(data_dir: pathlib.Path, chains: DevChains, cluster_file: p
         "start_height = 0",
         "",
     ])
+    if reserves:
+        text += "\n".join([
+            "[reserves]",
+            f"store_dir = {q(reserves['store_dir'])}",
+            f"node_id = {q(reserves['node_id'])}",
+            f"snapshot_key_file = {q(reserves['snapshot_key_file'])}",
+            f"passphrase_file = {q(reserves['passphrase_file'])}",
+            f"interval_s = {int(reserves['interval_s'])}",
+            'assets = [{ code = "BTC", chain = "bitcoin", decimals = 8 }, { code = "ETH", chain = "ethereum", decimals = 18 }]',
+            "",
+        ])
     path = data_dir / "node.toml"
     path.write_text(text)
     return path

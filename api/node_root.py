@@ -166,6 +166,7 @@ class NodeRoot:
         self.deposits = self._deposits()
         self.app = self._app()
         self.reserves_job = None
+        self._reserves_refused: str | None = None
         if "reserves" in cfg:  # proof of reserves (api/reserves_root.py): the API serves the store
             from api.reserves_root import reserves_section
             from proofs.serving import ReservesReader
@@ -279,7 +280,22 @@ class NodeRoot:
             from api.reserves_root import build_job
 
             self.reserves_job = build_job(self, self.cfg)  # opens the sealed snapshot key
-        return int(self.reserves_job.tick() is not None)
+        from chains.errors import ChainError
+        from node.ports import SigningRefused
+        from proofs.tree import SnapshotRefused
+
+        try:
+            taken = self.reserves_job.tick() is not None
+        except (SnapshotRefused, SigningRefused, ChainError) as exc:
+            # Expected refusals (no customer accounts yet, a chain not scanned to its tip, the
+            # cluster refusing): one line each time the reason changes, not a traceback per tick.
+            reason = f"{type(exc).__name__}: {exc}"
+            if reason != self._reserves_refused:
+                log.warning("reserves_snapshot_refused", reason=reason)
+            self._reserves_refused = reason
+            return 0
+        self._reserves_refused = None
+        return int(taken)
 
     def start_workers(self) -> None:
         every = {**WORKER_DEFAULTS, **self.cfg.get("workers", {})}

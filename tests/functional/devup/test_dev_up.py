@@ -380,6 +380,47 @@ def _mine_until_completed(up: DevUp, c: CustodyClient, withdrawal_id: str) -> di
     return done
 
 
+def test_a_reserves_snapshot_counts_the_customer_and_custody_verify_accepts_it(world, tmp_path):
+    """dev up's node takes proof-of-reserves snapshots (a minute apart): one taken after the
+    walkthrough's deposit and withdrawals counts acme's BTC exactly as the ledger has it, and
+    custody-verify — pinned to the key the banner printed — accepts acme's own proof served by
+    the API, the signed header, and the assets file with its balances re-read from btcd."""
+    up = world["up"]
+    key = up.banner("reserves key")
+    with up.client() as c:
+        posted = {b["asset"]: b["posted"] for b in c.balances("acme.main")["data"]}
+        assert int(posted["BTC"]) > 0, posted
+
+        def snapshot_counting_acme():
+            latest = c.get("/v1/reserves/snapshots", {"limit": 1})["data"]
+            if not latest:
+                return None
+            sid = latest[0]["snapshot_id"]
+            proof = c.get(f"/v1/reserves/snapshots/{sid}/proofs/acme")
+            btc = proof["account_balances"][proof["assets"].index("BTC")]
+            return (sid, proof) if btc == posted["BTC"] else None
+
+        sid, proof = wait_until(snapshot_counting_acme, 150, f"a snapshot counting acme's BTC {posted['BTC']}")
+        files = {"proof": proof, "header": c.get(f"/v1/reserves/snapshots/{sid}/header"),
+                 "assets": c.get(f"/v1/reserves/snapshots/{sid}/assets")}
+    for name, doc in files.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(doc))
+    verify = pathlib.Path(sys.executable).parent / "custody-verify"
+    header = ["--signed-header", str(tmp_path / "header.json"), "--public-key", key]
+    r = subprocess.run([verify, "proof", tmp_path / "proof.json", *header, "--account-id", "acme"],
+                       capture_output=True, text=True, timeout=60)
+    assert_eq((r.returncode, f"your balance {posted['BTC']} is counted" in r.stdout), (0, True), f"proof: {r.stdout}{r.stderr}")
+    password = (up.data_dir / "chains" / "btcd-rpc-password").read_text().strip()
+    rpc = f"http://custody-dev:{password}@127.0.0.1:{up.ports['btcd_rpc']}"
+    r = subprocess.run([verify, "assets", tmp_path / "assets.json", *header, "--bitcoin-rpc", rpc],
+                       capture_output=True, text=True, timeout=60)
+    assert_eq(r.returncode, 0, f"assets, re-read from btcd: {r.stdout}{r.stderr}")
+    other = "00" * 32 if key != "00" * 32 else "11" * 32
+    r = subprocess.run([verify, "proof", tmp_path / "proof.json", "--signed-header", str(tmp_path / "header.json"),
+                        "--public-key", other], capture_output=True, text=True, timeout=60)
+    assert_eq(r.returncode, 1, f"another pinned key is refused: {r.stdout}{r.stderr}")
+
+
 def test_restart_keeps_cluster_vault_key_and_anvil_state_then_sigterm_leaves_nothing(world):
     up = world["up"]
     key_id, address = up.banner("admin API key"), up.banner("deposit 0/0")
