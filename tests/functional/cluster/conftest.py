@@ -13,11 +13,14 @@ import pytest
 from tests.support.cluster import LocalCluster
 
 
-def make_cluster(request, peers: int, threshold: int, **kw):
+def make_cluster(request, peers: int, threshold: int, before_start=None, **kw):
+    """`before_start(cluster)`: runs on the written files before any peer starts."""
     workdir = pathlib.Path(tempfile.mkdtemp(prefix=f"cluster-{peers}-"))
     cluster = LocalCluster(workdir, peers, threshold, **kw)
     failed_before = request.session.testsfailed
     try:
+        if before_start is not None:
+            before_start(cluster)
         cluster.start_all()
         yield cluster
     finally:

@@ -12,10 +12,6 @@ its refill thread would; each pool is full, so no peer searches for safe primes 
 
 from __future__ import annotations
 
-import pathlib
-import shutil
-import tempfile
-
 import pytest
 
 from mpc.preparams import PreParams, PreParamsPool
@@ -23,6 +19,7 @@ from mpc.signer import config as signer_config
 from mpc.signer.cli import open_state
 from mpc.signer.preparams import POOL_SIZE
 from node.ports import SigningRefused
+from tests.functional.cluster.conftest import make_cluster
 from tests.support.cluster import LocalCluster, fixture_preparams
 from tests.support.procs import wait_until
 
@@ -50,10 +47,7 @@ def _returned(cluster: LocalCluster, name: str) -> int:
     return sum(1 for ln in cluster.stderr(name).splitlines() if "preparams_returned" in ln)
 
 
-@pytest.fixture(scope="module")
-def cluster(request):
-    workdir = pathlib.Path(tempfile.mkdtemp(prefix="cluster-pool-"))
-    c = LocalCluster(workdir, 3, 1, with_preparams=False)
+def _fill_pools_and_make_one_peer_refuse(c: LocalCluster) -> None:
     fixtures = fixture_preparams()
     assert len(fixtures) >= POOL_SIZE * len(PEERS), "each peer needs pre-params of its own"
     for i, name in enumerate(c.names):
@@ -62,16 +56,11 @@ def cluster(request):
             pool.add(PreParams(f.read_bytes()))
         assert pool.ready() == POOL_SIZE
     _set_keygen_allowed(c, REFUSER, False)
-    failed_before = request.session.testsfailed
-    try:
-        c.start_all()
-        yield c
-    finally:
-        c.stop_all()
-        if request.session.testsfailed == failed_before:
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
-            print(f"\nkept cluster dir for inspection: {workdir}")
+
+
+@pytest.fixture(scope="module")
+def cluster(request):
+    yield from make_cluster(request, 3, 1, before_start=_fill_pools_and_make_one_peer_refuse, with_preparams=False)
 
 
 def test_a_refused_key_generation_spends_no_peer_s_pre_parameters(cluster):
