@@ -338,11 +338,7 @@ class SignerPeer:
         parties = [cer.party_id(p, 0) for p in committee]
         me = cer.party_id(self.name, 0)
         pp = self._preparams()
-        try:
-            s = cer.keygen(me, parties, t, pp, cid)
-        except BaseException:
-            self._give_back(pp)
-            raise
+        s = cer.keygen(me, parties, t, pp, cid)  # a set the engine refuses is dropped: it may be why
         ls = self._new_session(cid, cid, "keygen", parties, {me: s})
         c = Ceremony(cid, "keygen", tuple(sorted(committee)), caller, [ls], body, request_id=body["request_id"], preparams=pp)
         c.pending_record = VaultRecord(body["vault_id"], me, tuple(sorted(parties)), t, "", "", 0)
@@ -393,8 +389,7 @@ class SignerPeer:
         except BaseException:
             for q in local.values():
                 q.close()
-            self._give_back(pp)
-            raise
+            raise  # pre-params the engine refused are dropped: they may be why
         ls = self._new_session(cid, cid, "reshare", old_parties + new_parties, local)
         c = Ceremony(cid, "reshare", tuple(everyone), caller, [ls], body, request_id=body["request_id"], preparams=pp)
         if self.name in new_committee:
