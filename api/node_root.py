@@ -280,15 +280,12 @@ class NodeRoot:
             from api.reserves_root import build_job
 
             self.reserves_job = build_job(self, self.cfg)  # opens the sealed snapshot key
-        from chains.errors import ChainError
-        from node.ports import SigningRefused
-        from proofs.tree import SnapshotRefused
+        from api.reserves_root import snapshot_refusals
 
         try:
             taken = self.reserves_job.tick() is not None
-        except (SnapshotRefused, SigningRefused, ChainError) as exc:
-            # Expected refusals (no customer accounts yet, a chain not scanned to its tip, the
-            # cluster refusing): one line each time the reason changes, not a traceback per tick.
+        except snapshot_refusals() as exc:
+            # Expected: one line each time the reason changes, not a traceback per tick.
             reason = f"{type(exc).__name__}: {exc}"
             if reason != self._reserves_refused:
                 log.warning("reserves_snapshot_refused", reason=reason)

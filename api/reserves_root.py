@@ -130,11 +130,18 @@ def build_job(world, cfg: dict):
                        SnapshotStore(r["store_dir"]), open_key(r), interval_s=r["interval_s"], engine=world.store.engine)
 
 
-def run_snapshot(config_path: str, every_s: int) -> int:
-    from api.withdrawals_root import ConfigError, World, load_config
+def snapshot_refusals() -> tuple[type[Exception], ...]:
+    """What a snapshot tick may refuse with, nothing stored (no accounts yet, a chain not
+    scanned to the snapshot height or reorged, the cluster refusing): expected, not bugs."""
     from chains.errors import ChainError
     from node.ports import SigningRefused
     from proofs.tree import SnapshotRefused
+
+    return (SnapshotRefused, ChainError, SigningRefused)
+
+
+def run_snapshot(config_path: str, every_s: int) -> int:
+    from api.withdrawals_root import ConfigError, World, load_config
 
     if every_s and every_s < 1:
         print("custody reserves: --every-s must be positive", file=sys.stderr)
@@ -164,7 +171,7 @@ def run_snapshot(config_path: str, every_s: int) -> int:
                                       "addresses": len(published.assets_doc["addresses"])}), flush=True)
                 elif not every_s:
                     print(json.dumps({"snapshot": "not_due"}), flush=True)
-            except (SnapshotRefused, ChainError, SigningRefused) as exc:
+            except snapshot_refusals() as exc:
                 log.warning("snapshot_failed", error=str(exc))
                 print(f"custody reserves: snapshot refused: {exc}", file=sys.stderr)
                 if not every_s:

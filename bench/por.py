@@ -62,12 +62,9 @@ def make_inputs(n: int, seed: int):
     return ids, secrets, balances
 
 
-def child_build(n: int, seed: int) -> dict:
-    import hashlib
-
-    import numpy as np
-
-    from proofs import mst, tree
+def build_tree(n: int, seed: int):
+    """The benchmark's tree over make_inputs(n, seed): (tree, layout, build_s)."""
+    from proofs import tree
 
     ids, secrets, balances = make_inputs(n, seed)
     tree.native()  # load (or build) the C helper outside the timer
@@ -75,7 +72,17 @@ def child_build(n: int, seed: int) -> dict:
     t0 = time.perf_counter()
     layout = tree.plan_layout(balances)
     t = tree.FastTree(sid, [f"A{i}" for i in range(N_ASSETS)], ids, secrets, layout)
-    build_s = time.perf_counter() - t0
+    return t, layout, time.perf_counter() - t0
+
+
+def child_build(n: int, seed: int) -> dict:
+    import hashlib
+
+    import numpy as np
+
+    from proofs import mst
+
+    t, layout, build_s = build_tree(n, seed)
 
     # All proofs, as binary records: for every leaf, its siblings' hashes and sums, drawn in
     # leaf order (siblings then stream through memory), plus the account -> leaves index.

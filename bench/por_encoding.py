@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import pathlib
 import statistics
 import sys
@@ -53,13 +52,9 @@ def _compact(o):
 def main() -> int:
     import numpy as np
 
-    from proofs import tree
-
     n = bench_por.N_ACCOUNTS
     progress(f"building the {n:,} x {bench_por.N_ASSETS} tree (bench/por.py's data, seed 1)")
-    ids, secrets, balances = bench_por.make_inputs(n, 1)
-    layout = tree.plan_layout(balances)
-    t = tree.FastTree(os.urandom(16), [f"A{i}" for i in range(bench_por.N_ASSETS)], ids, secrets, layout)
+    t, layout, _ = bench_por.build_tree(n, 1)
     order, starts = layout.leaves_of()
     t._leaves_by_account = (order, starts)
     rng = np.random.default_rng(2)
