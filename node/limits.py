@@ -180,7 +180,7 @@ POR_ASSETS_MAX = 64  # assets in one snapshot (balance vector width)
 POR_DEPTH_MAX = 32  # tree depth: 2^32 leaves, far above any customer count
 POR_PARTS_MAX = 64  # leaves (parts) of one account; the builder uses 2, or 3 to fill the tree
 POR_PARTS_MIN = 2  # format rule: s >= 2, so a sibling never shows a customer's whole balance
-POR_PROOF_FILE_BYTES_MAX = 1 << 20  # a user proof a verifier will read (a real one is ~6 KB)
+POR_PROOF_FILE_BYTES_MAX = 1 << 20  # a user proof a verifier will read (depth 21 x 8 assets: ~9 KB, ~7 KB compact)
 POR_HEADER_FILE_BYTES_MAX = 1 << 16  # a signed header file
 POR_ASSETS_FILE_BYTES_MAX = 64 << 20  # an assets file (one entry per funded address)
 POR_ADDRESSES_MAX = 200_000  # funded addresses in one assets file

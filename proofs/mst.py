@@ -1,5 +1,7 @@
 """por-mst/1, the reference implementation: the hashes, a plain tree builder and the user-proof
-verifier (`../shared/design/por-format.md`, normative).
+verifier (`../shared/design/por-format.md`, normative), for both encodings of a user proof:
+por-mst/1 itself and por-mst/1-compact (proofs/por-mst-1-compact.md: the same proof, hashes
+and sums in base64url).
 
 Standard library only, and deliberately simple: this is the code the public verifier runs and
 the code the fast builder (`proofs.tree`) is checked against. It favours being obviously right
@@ -9,14 +11,19 @@ published proof goes through before the root is released.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import dataclass
+from typing import Callable, NamedTuple
 
 from node import limits
 
 FORMAT = "por-mst/1"
+FORMAT_COMPACT = "por-mst/1-compact"  # the same user proof, hashes and sums in base64url
 U128_LIMIT = 1 << 128
 
 TAG_KEY = b"por-mst/1/key"
@@ -48,7 +55,7 @@ def u128be(x: int) -> bytes:
 
 
 def sums_bytes(sums) -> bytes:
-    return b"".join(u128be(x) for x in sums)
+    return b"".join([x.to_bytes(16, "big") for x in sums])  # to_bytes refuses x < 0 or x >= 2^128
 
 
 def parse_amount(text, what: str) -> int:
@@ -70,6 +77,114 @@ def parse_hex(text, n_bytes: int, what: str) -> bytes:
         return bytes.fromhex(text)
     except ValueError:
         raise ProofInvalid("hex_malformed", f"{what}: not hex") from None
+
+
+def b64u(data: bytes) -> str:
+    """base64url (RFC 4648 section 5) without padding."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def compact_amount(x: int) -> str:
+    """por-mst/1-compact: an amount as base64url of its minimal big-endian bytes (0 is "")."""
+    assert 0 <= x < U128_LIMIT, x
+    return b64u(x.to_bytes((x.bit_length() + 7) // 8, "big"))
+
+
+_B64U_TEXT = re.compile(r"[A-Za-z0-9_-]*")
+_B64_PAD = ("", "", "==", "=")
+# The last character of a 4k+2 (4k+3) character text carries 4 (2) unused bits: canonical
+# base64url has them zero, so that every byte string has exactly one spelling.
+_B64U_LAST_OK = {2: frozenset("AQgw"), 3: frozenset("AEIMQUYcgkosw048")}
+
+
+def parse_b64u(text, what: str, reason: str) -> bytes:
+    """Canonical unpadded base64url only: the alphabet A-Z a-z 0-9 - _, no '=', no length of
+    4k+1, unused trailing bits zero."""
+    if not isinstance(text, str) or not _B64U_TEXT.fullmatch(text):
+        raise ProofInvalid(reason, f"{what}: {text!r} is not unpadded base64url")
+    tail = len(text) & 3
+    if tail == 1 or (tail and text[-1] not in _B64U_LAST_OK[tail]):
+        raise ProofInvalid(reason, f"{what}: {text!r} is not canonical base64url")
+    return binascii.a2b_base64(text.replace("-", "+").replace("_", "/") + _B64_PAD[tail])
+
+
+def parse_compact_amount(text, what: str) -> int:
+    """An amount of por-mst/1-compact: minimal big-endian bytes (no leading zero byte, "" for
+    0), at most 16 bytes."""
+    raw = parse_b64u(text, what, "amount_malformed")
+    if len(raw) > 16:
+        raise ProofInvalid("amount_out_of_range", f"{what}: {len(raw)} bytes is not below 2^128")
+    if raw[:1] == b"\x00":
+        raise ProofInvalid("amount_malformed", f"{what}: {text!r} has a leading zero byte")
+    return int.from_bytes(raw, "big")
+
+
+def parse_compact_hash(text, n_bytes: int, what: str) -> bytes:
+    raw = parse_b64u(text, what, "base64_malformed")
+    if len(raw) != n_bytes:
+        raise ProofInvalid("base64_malformed", f"{what}: expected {n_bytes} bytes of base64url, got {len(raw)}")
+    return raw
+
+
+def parse_amounts(values: list, what: str) -> list[int]:
+    return [parse_amount(v, f"{what}[{i}]") for i, v in enumerate(values)]
+
+
+def parse_compact_amounts(values: list, what: str) -> list[int]:
+    """parse_compact_amount over a list, inlined: a depth-21 proof of 8 assets has ~350 amounts
+    and this loop is most of its verification time. Any doubt goes to parse_compact_amount,
+    which names the value and the reason."""
+    out = []
+    match, last_ok, pad, a2b, from_bytes = _B64U_TEXT.fullmatch, _B64U_LAST_OK, _B64_PAD, binascii.a2b_base64, int.from_bytes
+    for text in values:
+        if type(text) is str and match(text):
+            tail = len(text) & 3
+            if tail == 0 or (tail != 1 and text[-1] in last_ok[tail]):
+                raw = a2b(text.replace("-", "+").replace("_", "/") + pad[tail])
+                if len(raw) <= 16 and raw[:1] != b"\x00":
+                    out.append(from_bytes(raw, "big"))
+                    continue
+        parse_compact_amount(text, f"{what}[{len(out)}]")
+        raise AssertionError("parse_compact_amount accepted what the fast loop refused")  # pragma: no cover
+    return out
+
+
+class _Codec(NamedTuple):
+    """How one encoding of a user proof spells hashes (and the key) and lists of amounts."""
+
+    hash: Callable[[object, int, str], bytes]
+    amounts: Callable[[list, str], list[int]]
+
+
+CODECS = {FORMAT: _Codec(parse_hex, parse_amounts), FORMAT_COMPACT: _Codec(parse_compact_hash, parse_compact_amounts)}
+
+
+def to_compact(proof: dict) -> dict:
+    """A por-mst/1 user proof re-encoded as por-mst/1-compact: the same fields in the same
+    order; the root, sibling and key hashes as base64url of their 32 bytes, every amount as
+    base64url of its minimal big-endian bytes. snapshot_id stays hex, as in the header and URLs."""
+    assert proof["format"] == FORMAT, proof["format"]
+
+    def sums(values) -> list[str]:
+        return [compact_amount(int(v)) for v in values]
+
+    def h(text: str) -> str:
+        return b64u(bytes.fromhex(text))
+
+    out = dict(proof)
+    out["format"] = FORMAT_COMPACT
+    out["root"] = {"hash": h(proof["root"]["hash"]), "sums": sums(proof["root"]["sums"])}
+    out["account_balances"] = sums(proof["account_balances"])
+    out["key"] = h(proof["key"])
+    out["leaves"] = [
+        {
+            **leaf,
+            "balances": sums(leaf["balances"]),
+            "path": [{"hash": h(sib["hash"]), "sums": sums(sib["sums"])} for sib in leaf["path"]],
+        }
+        for leaf in proof["leaves"]
+    ]
+    return out
 
 
 # --- the hashes --------------------------------------------------------------------------
@@ -185,6 +300,7 @@ class VerifiedProof:
     root_hash: str
     root_sums: tuple[int, ...]
     depth: int
+    format: str = FORMAT
 
 
 def _field(obj, name: str, kind, what: str = "proof"):
@@ -200,23 +316,26 @@ def _field(obj, name: str, kind, what: str = "proof"):
     return value
 
 
-def _amounts(values, n: int, what: str) -> list[int]:
+def _amounts(values, n: int, what: str, parse=parse_amounts) -> list[int]:
     if not isinstance(values, list):
         raise ProofInvalid("field_malformed", f"{what} must be a list")
     if len(values) != n:
         raise ProofInvalid("asset_count_mismatch", f"{what} has {len(values)} values for {n} assets")
-    return [parse_amount(v, f"{what}[{i}]") for i, v in enumerate(values)]
+    return parse(values, what)
 
 
 def verify_user_proof(proof) -> VerifiedProof:
-    """Checks a user proof (parsed JSON) completely; returns what it proves or raises ProofInvalid.
+    """Checks a user proof (parsed JSON, por-mst/1 or por-mst/1-compact) completely; returns
+    what it proves or raises ProofInvalid.
 
     Order: shape and ranges first (nothing is hashed from a malformed file), then each leaf's
     path up to the root, then the parts and the account's balances."""
     if not isinstance(proof, dict):
         raise ProofInvalid("field_malformed", "a proof is a JSON object")
-    if proof.get("format") != FORMAT:
-        raise ProofInvalid("format_unknown", f"format must be {FORMAT!r}, got {proof.get('format')!r}")
+    codec = CODECS.get(proof.get("format")) if isinstance(proof.get("format"), str) else None
+    if codec is None:
+        raise ProofInvalid("format_unknown", f"format must be {FORMAT!r} or {FORMAT_COMPACT!r}, got {proof.get('format')!r}")
+    parse_hash, parse_value = codec
     sid = parse_hex(_field(proof, "snapshot_id", str), 16, "snapshot_id")
     assets = _field(proof, "assets", list)
     if not 1 <= len(assets) <= limits.POR_ASSETS_MAX or not all(isinstance(a, str) and a for a in assets):
@@ -228,13 +347,13 @@ def verify_user_proof(proof) -> VerifiedProof:
     if not 1 <= depth <= limits.POR_DEPTH_MAX:
         raise ProofInvalid("depth_out_of_range", f"depth {depth} not in 1..{limits.POR_DEPTH_MAX}")
     root = _field(proof, "root", dict)
-    root_hash = parse_hex(_field(root, "hash", str, "root"), 32, "root.hash")
-    root_sums = _amounts(_field(root, "sums", list, "root"), n_assets, "root.sums")
+    root_hash = parse_hash(_field(root, "hash", str, "root"), 32, "root.hash")
+    root_sums = _amounts(_field(root, "sums", list, "root"), n_assets, "root.sums", parse_value)
     account_id = _field(proof, "account_id", str)
     if not account_id:
         raise ProofInvalid("field_malformed", "account_id is empty")
-    account_balances = _amounts(_field(proof, "account_balances", list), n_assets, "account_balances")
-    key = parse_hex(_field(proof, "key", str), 32, "key")
+    account_balances = _amounts(_field(proof, "account_balances", list), n_assets, "account_balances", parse_value)
+    key = parse_hash(_field(proof, "key", str), 32, "key")
     leaves = _field(proof, "leaves", list)
     if not 2 <= len(leaves) <= limits.POR_PARTS_MAX:
         raise ProofInvalid("too_few_parts" if len(leaves) < 2 else "too_many_parts", f"{len(leaves)} leaves")
@@ -248,7 +367,7 @@ def verify_user_proof(proof) -> VerifiedProof:
             raise ProofInvalid("index_out_of_range", f"{what}.index {index} not below 2^{depth}")
         if not 0 <= part < limits.POR_PARTS_MAX:
             raise ProofInvalid("part_out_of_range", f"{what}.part {part}")
-        balances = _amounts(_field(leaf, "balances", list, what), n_assets, f"{what}.balances")
+        balances = _amounts(_field(leaf, "balances", list, what), n_assets, f"{what}.balances", parse_value)
         path = _field(leaf, "path", list, what)
         if len(path) != depth:
             raise ProofInvalid("path_length_mismatch", f"{what}.path has {len(path)} entries, depth is {depth}")
@@ -257,8 +376,8 @@ def verify_user_proof(proof) -> VerifiedProof:
             sw = f"{what}.path[{level}]"
             siblings.append(
                 (
-                    parse_hex(_field(sib, "hash", str, sw), 32, f"{sw}.hash"),
-                    _amounts(_field(sib, "sums", list, sw), n_assets, f"{sw}.sums"),
+                    parse_hash(_field(sib, "hash", str, sw), 32, f"{sw}.hash"),
+                    _amounts(_field(sib, "sums", list, sw), n_assets, f"{sw}.sums", parse_value),
                 )
             )
         parsed.append((index, part, balances, siblings))
@@ -293,6 +412,7 @@ def verify_user_proof(proof) -> VerifiedProof:
         root_hash=root_hash.hex(),
         root_sums=tuple(root_sums),
         depth=depth,
+        format=proof["format"],
     )
 
 

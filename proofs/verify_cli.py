@@ -1,4 +1,5 @@
-"""custody-verify: check a por-mst/1 user proof, a signed snapshot header, or an assets file.
+"""custody-verify: check a por-mst/1 user proof (either encoding: por-mst/1 or
+por-mst/1-compact), a signed snapshot header, or an assets file.
 
     custody-verify proof alice.json [--signed-header header.json --public-key HEX]
     custody-verify header header.json --public-key HEX [--prev previous-header.json]

@@ -1,4 +1,5 @@
-// por-mst/1 verifier for the browser: user proofs, signed headers, assets files.
+// por-mst/1 verifier for the browser: user proofs (por-mst/1 and por-mst/1-compact), signed
+// headers, assets files.
 // Self-contained (no network, no CDN): WebCrypto for SHA-256, HMAC-SHA256 and Ed25519;
 // BigInt for 128-bit sums and for secp256k1 public-key recovery; Keccak-256, RIPEMD-160 and
 // bech32 written out below. It mirrors proofs/mst.py, proofs/header.py and proofs/assets.py
@@ -7,6 +8,7 @@
 
 const POR = (() => {
   const FORMAT = "por-mst/1";
+  const FORMAT_COMPACT = "por-mst/1-compact";
   const ASSETS_FORMAT = "por-mst/1-assets";
   const U128_LIMIT = 1n << 128n;
   const DEPTH_MAX = 32, ASSETS_MAX = 64, PARTS_MAX = 64;
@@ -60,6 +62,37 @@ const POR = (() => {
     }
     return fromHex(text);
   }
+  // por-mst/1-compact (proofs/por-mst-1-compact.md): canonical unpadded base64url only, as
+  // proofs/mst.py parse_b64u: no '=', no length 4k+1, the unused trailing bits zero.
+  const B64U_VALUE = new Map([..."ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"].map((c, i) => [c, i]));
+  function b64u(text, what, reason) {
+    if (typeof text !== "string" || !/^[A-Za-z0-9_-]*$/.test(text) || text.length % 4 === 1) {
+      throw new Invalid(reason, `${what}: ${JSON.stringify(text)} is not unpadded base64url`);
+    }
+    const out = new Uint8Array(Math.floor((text.length * 3) / 4));
+    let acc = 0, bits = 0, o = 0;
+    for (const c of text) {
+      acc = (acc << 6) | B64U_VALUE.get(c);
+      bits += 6;
+      if (bits >= 8) { bits -= 8; out[o++] = (acc >> bits) & 255; }
+      acc &= (1 << bits) - 1;
+    }
+    if (acc !== 0) throw new Invalid(reason, `${what}: ${JSON.stringify(text)} is not canonical base64url`);
+    return out;
+  }
+  function compactAmount(text, what) {
+    const raw = b64u(text, what, "amount_malformed");
+    if (raw.length > 16) throw new Invalid("amount_out_of_range", `${what}: ${raw.length} bytes is not below 2^128`);
+    if (raw.length && raw[0] === 0) throw new Invalid("amount_malformed", `${what}: leading zero byte`);
+    return bytesToBig(raw);
+  }
+  function compactHash(text, n, what) {
+    const raw = b64u(text, what, "base64_malformed");
+    if (raw.length !== n) throw new Invalid("base64_malformed", `${what}: expected ${n} bytes of base64url`);
+    return raw;
+  }
+  const CODECS = { [FORMAT]: { hash: hex, amount }, [FORMAT_COMPACT]: { hash: compactHash, amount: compactAmount } };
+
   function field(obj, name, kind, what = "proof") {
     if (obj === null || typeof obj !== "object" || Array.isArray(obj) || !(name in obj)) {
       throw new Invalid("field_missing", `${what}.${name}`);
@@ -70,10 +103,10 @@ const POR = (() => {
     if (!ok) throw new Invalid("field_malformed", `${what}.${name} must be ${kind}`);
     return v;
   }
-  function amounts(values, n, what) {
+  function amounts(values, n, what, parse = amount) {
     if (!Array.isArray(values)) throw new Invalid("field_malformed", `${what} must be a list`);
     if (values.length !== n) throw new Invalid("asset_count_mismatch", `${what} has ${values.length} values for ${n} assets`);
-    return values.map((v, i) => amount(v, `${what}[${i}]`));
+    return values.map((v, i) => parse(v, `${what}[${i}]`));
   }
   function addSums(a, b) {
     const out = a.map((x, i) => x + b[i]);
@@ -174,7 +207,8 @@ const POR = (() => {
   // --- user proof -------------------------------------------------------------------------
   async function verifyUserProof(proof) {
     if (proof === null || typeof proof !== "object" || Array.isArray(proof)) throw new Invalid("field_malformed", "a proof is a JSON object");
-    if (proof.format !== FORMAT) throw new Invalid("format_unknown", `format must be ${FORMAT}`);
+    const codec = typeof proof.format === "string" && Object.hasOwn(CODECS, proof.format) ? CODECS[proof.format] : null;
+    if (!codec) throw new Invalid("format_unknown", `format must be ${FORMAT} or ${FORMAT_COMPACT}`);
     const sid = hex(field(proof, "snapshot_id", "string"), 16, "snapshot_id");
     const assets = field(proof, "assets", "list");
     if (assets.length < 1 || assets.length > ASSETS_MAX || !assets.every((a) => typeof a === "string" && a)) {
@@ -185,12 +219,12 @@ const POR = (() => {
     const depth = field(proof, "depth", "int");
     if (depth < 1 || depth > DEPTH_MAX) throw new Invalid("depth_out_of_range", `depth ${depth}`);
     const root = field(proof, "root", "object");
-    const rootHash = hex(field(root, "hash", "string", "root"), 32, "root.hash");
-    const rootSums = amounts(field(root, "sums", "list", "root"), nA, "root.sums");
+    const rootHash = codec.hash(field(root, "hash", "string", "root"), 32, "root.hash");
+    const rootSums = amounts(field(root, "sums", "list", "root"), nA, "root.sums", codec.amount);
     const accountId = field(proof, "account_id", "string");
     if (!accountId) throw new Invalid("field_malformed", "account_id is empty");
-    const accountBalances = amounts(field(proof, "account_balances", "list"), nA, "account_balances");
-    const key = hex(field(proof, "key", "string"), 32, "key");
+    const accountBalances = amounts(field(proof, "account_balances", "list"), nA, "account_balances", codec.amount);
+    const key = codec.hash(field(proof, "key", "string"), 32, "key");
     const leaves = field(proof, "leaves", "list");
     if (leaves.length < 2 || leaves.length > PARTS_MAX) {
       throw new Invalid(leaves.length < 2 ? "too_few_parts" : "too_many_parts", `${leaves.length} leaves`);
@@ -201,12 +235,12 @@ const POR = (() => {
       const part = field(leaf, "part", "int", what);
       if (index < 0 || index >= 2 ** depth) throw new Invalid("index_out_of_range", `${what}.index ${index}`);
       if (part < 0 || part >= PARTS_MAX) throw new Invalid("part_out_of_range", `${what}.part ${part}`);
-      const balances = amounts(field(leaf, "balances", "list", what), nA, `${what}.balances`);
+      const balances = amounts(field(leaf, "balances", "list", what), nA, `${what}.balances`, codec.amount);
       const path = field(leaf, "path", "list", what);
       if (path.length !== depth) throw new Invalid("path_length_mismatch", `${what}.path has ${path.length} entries`);
       const siblings = path.map((sib, level) => {
         const sw = `${what}.path[${level}]`;
-        return [hex(field(sib, "hash", "string", sw), 32, `${sw}.hash`), amounts(field(sib, "sums", "list", sw), nA, `${sw}.sums`)];
+        return [codec.hash(field(sib, "hash", "string", sw), 32, `${sw}.hash`), amounts(field(sib, "sums", "list", sw), nA, `${sw}.sums`, codec.amount)];
       });
       return { index, part, balances, siblings };
     });
@@ -229,7 +263,7 @@ const POR = (() => {
       total = addSums(total, balances);
     }
     if (!total.every((x, i) => x === accountBalances[i])) throw new Invalid("balances_mismatch", "the leaves do not add up to account_balances");
-    return { snapshotId: toHex(sid), accountId, assets, accountBalances, rootHash: toHex(rootHash), rootSums, depth };
+    return { format: proof.format, snapshotId: toHex(sid), accountId, assets, accountBalances, rootHash: toHex(rootHash), rootSums, depth };
   }
 
   // --- RFC 8785 for the values a header holds ----------------------------------------------
@@ -587,7 +621,7 @@ const POR = (() => {
 
   // File size limits: the CLI's (node/limits.py POR_*_FILE_BYTES_MAX).
   const FILE_BYTES_MAX = { proof: 1 << 20, header: 1 << 16, prev: 1 << 16, assets: 64 << 20 };
-  return { Invalid, verifyAll, verifyUserProof, verifySignedHeader, verifyAssets, keccak256, ripemd160, segwitV0Address, toHex, fromHex, jcs,
+  return { Invalid, verifyAll, verifyUserProof, b64u, verifySignedHeader, verifyAssets, keccak256, ripemd160, segwitV0Address, toHex, fromHex, jcs,
            parseJson, FILE_BYTES_MAX };
 })();
 

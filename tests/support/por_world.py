@@ -19,8 +19,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node.ports import ChainHeight, EcdsaSignature, FrozenLiabilities, ReservesAddress, ReservesAsset
 from proofs import assets as ast
-from proofs import snapshot
+from proofs import mst, snapshot
 
+FIXTURES = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "por"
 ASSETS = (ReservesAsset("BTC", "bitcoin", 8), ReservesAsset("ETH", "ethereum", 18), ReservesAsset("USDT", "ethereum", 6))
 CHAINS = (
     ChainHeight("bitcoin", "regtest", 812, "00" * 31 + "2a"),
@@ -165,6 +166,44 @@ TAMPER_CASES = [
     ("assets_address_repeated", "assets", lambda d: d["assets"]["addresses"].append(dict(d["assets"]["addresses"][0])), "address_repeated"),
 ]
 
+
+# The same tamperings of a por-mst/1-compact proof (proofs/por-mst-1-compact.md): `before`
+# edits the por-mst/1 proof, which is then re-encoded; `after` edits the compact values. Then
+# what only the compact encoding can get wrong. (A negative or 2^128 amount has no compact
+# spelling: its case is the 17-byte amount.)
+
+
+def _compact(before=None, after=None):
+    def mutate(docs):
+        if before:
+            before(docs)
+        docs["proof"] = mst.to_compact(docs["proof"])
+        if after:
+            after(docs)
+
+    return mutate
+
+
+_BOTH_ENCODINGS = ("tampered_root_sum", "tampered_sibling_sum", "tampered_leaf_balance", "swapped_siblings",
+                   "sum_overflows", "wrong_key", "missing_part", "balances_overstated")
+TAMPER_CASES += [(f"compact_{name}", kind, _compact(before=m), reason) for name, kind, m, reason in TAMPER_CASES
+                 if name in _BOTH_ENCODINGS]
+TAMPER_CASES += [
+    ("compact_amount_of_17_bytes", "proof",
+     _compact(after=lambda d: _leaf(d)["path"][2]["sums"].__setitem__(0, mst.b64u(b"\x01" + bytes(16)))), "amount_out_of_range"),
+    ("compact_amount_leading_zero_byte", "proof",
+     _compact(after=lambda d: _leaf(d)["balances"].__setitem__(0, mst.b64u(b"\x00\x2a"))), "amount_malformed"),
+    ("compact_amount_padded", "proof", _compact(after=lambda d: _leaf(d)["balances"].__setitem__(0, "Kg==")), "amount_malformed"),
+    ("compact_amount_trailing_bits", "proof", _compact(after=lambda d: _leaf(d)["balances"].__setitem__(0, "Kh")), "amount_malformed"),
+    ("compact_amount_as_decimal", "proof",
+     _compact(after=_set(["proof", "account_balances", 0], "150000000")), "amount_malformed"),
+    ("compact_hash_standard_alphabet", "proof",
+     _compact(after=lambda d: _leaf(d)["path"][0].__setitem__("hash", "+/" + _leaf(d)["path"][0]["hash"][2:])), "base64_malformed"),
+    ("compact_key_in_hex", "proof", _compact(after=lambda d: d["proof"].__setitem__("key", "ab" * 32)), "base64_malformed"),
+    ("compact_hash_of_31_bytes", "proof",
+     _compact(after=lambda d: _leaf(d)["path"][1].__setitem__("hash", mst.b64u(bytes(31)))), "base64_malformed"),
+    ("compact_format_on_a_por_mst_1_proof", "proof", _set(["proof", "format"], mst.FORMAT_COMPACT), "base64_malformed"),
+]
 
 # --- tampering of the JSON text itself: what a lenient parser would let through --------------
 # (name, which file, edit(text) -> text, reason). Files are written with json.dumps' default

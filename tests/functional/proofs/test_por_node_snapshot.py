@@ -288,16 +288,19 @@ def test_each_client_fetches_its_own_customer_proof_and_it_verifies(world, clien
     for client, customer in ((a, "alice"), (b, "bob")):
         files = {
             "proof": client.http.get(f"/v1/reserves/snapshots/{sid}/proofs/{customer}"),
+            "compact": client.http.get(f"/v1/reserves/snapshots/{sid}/proofs/{customer}", {"format": "por-mst/1-compact"}),
             "header": client.http.get(f"/v1/reserves/snapshots/{sid}/header"),
             "assets": client.http.get(f"/v1/reserves/snapshots/{sid}/assets"),
         }
+        assert (files["proof"]["format"], files["compact"]["format"]) == ("por-mst/1", "por-mst/1-compact")
         paths = {}
         for name, doc in files.items():
             paths[name] = tmp_path / f"{customer}-{name}.json"
             paths[name].write_text(json.dumps(doc))
-        r = verify("proof", paths["proof"], "--signed-header", paths["header"], "--public-key", key, "--account-id", customer)
-        assert r.returncode == 0, r.stderr
-        assert f"BTC: your balance {DEPOSITS[customer]} is counted in total liabilities 90000000" in r.stdout, r.stdout
+        for proof in (paths["proof"], paths["compact"]):
+            r = verify("proof", proof, "--signed-header", paths["header"], "--public-key", key, "--account-id", customer)
+            assert r.returncode == 0, r.stderr
+            assert f"BTC: your balance {DEPOSITS[customer]} is counted in total liabilities 90000000" in r.stdout, r.stdout
         r = verify("assets", paths["assets"], "--signed-header", paths["header"], "--public-key", key,
                    "--ethereum-rpc", world.anvil.url)
         assert r.returncode == 0 and "BTC: reserves 90000000 / liabilities 90000000 = 1.0000" in r.stdout, r.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pathlib
 import subprocess
 import sys
@@ -32,6 +33,15 @@ def test_history_export_then_verify(tmp_path):
         assert v.returncode == 0, v.stderr
     v = run("custody-verify", "assets", out / "assets.json", "--signed-header", out / "header.json",
             "--public-key", world.public_key_hex)
+    assert v.returncode == 0, v.stderr
+    compact = tmp_path / "compact"
+    r = run("custody", "reserves", "export", "--store", store, "--snapshot", world.published.snapshot_id,
+            "--out", compact, "--account", "acct-bob", "--format", "por-mst/1-compact")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((compact / "proof-acct-bob.json").read_text())["format"] == "por-mst/1-compact"
+    assert (compact / "proof-acct-bob.json").stat().st_size < (out / "proof-acct-bob.json").stat().st_size
+    v = run("custody-verify", "proof", compact / "proof-acct-bob.json", "--signed-header", compact / "header.json",
+            "--public-key", world.public_key_hex, "--account-id", "acct-bob")
     assert v.returncode == 0, v.stderr
     r = run("custody", "reserves", "export", "--store", store, "--snapshot", world.published.snapshot_id,
             "--out", out, "--account", "acct-nobody")

@@ -40,11 +40,36 @@ def test_valid_proof_header_and_assets(page, world, tmp_path):
 
 
 def test_vector_proofs_verify_in_the_browser(page, vector, tmp_path):
-    for account, proof in vector["expected"]["proofs"].items():
+    compact = json.loads((W.FIXTURES / "por-vector-compact.json").read_text())["proofs"]
+    for account, proof in [*vector["expected"]["proofs"].items(), *compact.items()]:
         p = tmp_path / f"{account}.json"
         p.write_text(json.dumps(proof))
         status, reason, details = verify(page, {"proof": p})
         assert (status, reason) == ("valid", ""), details
+        assert f"valid: proof for {account} in snapshot" in details
+
+
+def test_valid_compact_proof_with_header_and_assets(page, world, tmp_path):
+    files = world.write_files("acct-émile")
+    files["proof"].write_text(json.dumps(W.mst.to_compact(json.loads(files["proof"].read_text()))))
+    status, reason, details = verify(page, files, world.public_key_hex)
+    assert (status, reason) == ("valid", ""), details
+    assert f"your balance {2**70} is counted" in details
+    assert "valid: the root is the one signed in the header" in details
+
+
+def test_base64url_decoding_matches_python(page):
+    """verify.js decodes base64url itself (atob is lenient): the same bytes as Python, and
+    the same refusals, on every length and on the texts that must be refused."""
+    from proofs import mst
+
+    for n in range(0, 40):
+        data = bytes((7 * i + 250) % 256 for i in range(n))
+        text = mst.b64u(data)
+        assert page.evaluate("(t) => POR.toHex(POR.b64u(t, 'x', 'r'))", text) == data.hex(), n
+    for bad in ("A", "AB", "AAB", "Kg==", "+/8", " Kg", "Kg\n", "AAAAA"):
+        got = page.evaluate("(t) => { try { POR.b64u(t, 'x', 'r'); return 'accepted'; } catch (e) { return e.reason; } }", bad)
+        assert got == "r", bad
 
 
 @pytest.mark.parametrize("name, kind, mutate, reason", W.TAMPER_CASES, ids=[c[0] for c in W.TAMPER_CASES])

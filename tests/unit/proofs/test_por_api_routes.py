@@ -91,6 +91,7 @@ def test_history_pages_newest_first(app):
         ("/v1/reserves/snapshots/" + "00" * 16 + "/assets", 404, "snapshot_not_found"),
         ("/v1/reserves/snapshots/SID/proofs/acct-bob", 404, "proof_not_found"),  # no client created acct-bob
         ("/v1/reserves/snapshots/SID/proofs/bad%20id", 422, None),
+        ("/v1/reserves/snapshots/SID/proofs/acct-alice?format=por-mst/2", 422, None),
     ],
 )
 def test_refusals(app, path, status, code):
@@ -110,6 +111,22 @@ def test_own_proof_needs_the_read_scope(app):
     r = get(client, Key(store.engine, ["read"], "cli_a"), path)
     assert r.status_code == 200 and r.json()["account_id"] == "acct-alice"
     assert json.loads(r.text)["leaves"]
+
+
+def test_own_proof_in_either_encoding(app):
+    from proofs import mst
+
+    client, store, world = app
+    key = Key(store.engine, ["read"], "cli_a")
+    path = f"/v1/reserves/snapshots/{world.published.snapshot_id}/proofs/acct-alice"
+    standard = get(client, key, path)
+    assert standard.json()["format"] == mst.FORMAT
+    assert get(client, key, path + "?format=por-mst/1").json() == standard.json()
+    compact = get(client, key, path + "?format=por-mst/1-compact")
+    assert compact.status_code == 200, compact.text
+    assert compact.json() == mst.to_compact(standard.json())
+    assert len(compact.content) < 0.85 * len(standard.content)
+    assert mst.verify_user_proof(compact.json()).root_hash == world.published.signed_header["header"]["root"]["hash"]
 
 
 def test_not_configured(app, monkeypatch):

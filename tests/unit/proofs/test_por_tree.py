@@ -3,6 +3,7 @@ for byte, and on random trees where every account's proof must verify."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -73,6 +74,8 @@ def test_random_trees_every_proof_verifies_and_matches_reference(n_assets, data)
         verified = mst.verify_user_proof(json.loads(json.dumps(proof)))
         assert list(verified.account_balances) == balances[n]
         assert len(proof["leaves"]) >= 2
+        compact = mst.verify_user_proof(json.loads(json.dumps(mst.to_compact(proof))))  # the same proof, re-encoded
+        assert dataclasses.replace(compact, format=mst.FORMAT) == verified
 
 
 def test_sum_overflow_is_refused():
