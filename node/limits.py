@@ -25,6 +25,7 @@ CLUSTER_PROBE_TIMEOUT_MS = 1_000            # a Health probe's deadline
 CLUSTER_PROBE_KNOWN_GOOD_TIMEOUT_MS = 3_000  # ... for a peer that answered its last probe (may be reconnecting)
 CLUSTER_RPC_TIMEOUT_MS = 10_000             # Deliver / Echo / Join / Start / Abort / Commit deadline
 CLUSTER_JOIN_TIMEOUT_MS = 15_000            # a peer verifies the request and prepares its sessions
+CLUSTER_START_DEADLINE_MS = CLUSTER_JOIN_TIMEOUT_MS + 2 * CLUSTER_RPC_TIMEOUT_MS  # joined, no Start by then: abort
 CLUSTER_ECHO_WAIT_MS = 10_000               # after Done, wait at least this long for the echoes
 CLUSTER_ECHO_SEND_ATTEMPTS = 5              # an echo that failed (deadline, unavailable) is resent
 CLUSTER_CEREMONY_TIMEOUT_MS = 600_000       # one ceremony attempt, all rounds
@@ -228,6 +229,7 @@ assert CLUSTER_ROUND_TIMEOUT_MS_MIN <= CLUSTER_ROUND_TIMEOUT_MS_DEFAULT <= CLUST
 assert CLUSTER_PROBE_TIMEOUT_MS <= CLUSTER_LIVENESS_PROBE_MS < CLUSTER_ROUND_TIMEOUT_MS_DEFAULT
 assert CLUSTER_PROBE_TIMEOUT_MS <= CLUSTER_PROBE_KNOWN_GOOD_TIMEOUT_MS < CLUSTER_JOIN_TIMEOUT_MS
 assert CLUSTER_ROUND_TIMEOUT_MS_MAX <= CLUSTER_CEREMONY_TIMEOUT_MS
+assert CLUSTER_START_DEADLINE_MS > CLUSTER_JOIN_TIMEOUT_MS + CLUSTER_RPC_TIMEOUT_MS  # the coordinator's Join fan-out, then its Start
 assert CLUSTER_REQUEST_BYTES_MAX < CLUSTER_MESSAGE_BYTES_MAX
 assert CLUSTER_DIGESTS_PER_REQUEST_MAX <= CLUSTER_ACTIVE_SESSIONS_MAX
 assert CLUSTER_SIGN_ATTEMPTS_MAX >= 2  # one retry with a new quorum at least

@@ -112,6 +112,7 @@ class Ceremony:
     # them that left this process, so a ceremony that ends before it returns them to the pool;
     # once started they are spent (never reused: no two vaults share a Paillier key).
     preparams: object = None
+    joined_at: float = field(default_factory=time.monotonic)
     cond: threading.Condition = field(default_factory=threading.Condition)
 
 
@@ -187,7 +188,21 @@ class SignerPeer:
         with self._lock:
             return sum(1 for s in self._sessions.values() if s.state in ("prepared", "running"))
 
+    def _expire_unstarted(self) -> None:
+        """A ceremony joined but never started — its coordinator died or lost us between Join
+        and Start — is aborted once its Start can no longer come (CLUSTER_START_DEADLINE_MS:
+        the coordinator's whole Join fan-out, then its Start call). Otherwise its sessions
+        would count against CLUSTER_ACTIVE_SESSIONS_MAX for good, and a keygen's pre-params
+        would stay out of the pool. Run on every Join, Start and health read."""
+        now = time.monotonic()
+        with self._lock:
+            stale = [c for c in self._ceremonies.values()
+                     if c.state == "prepared" and now - c.joined_at > limits.CLUSTER_START_DEADLINE_MS / 1000]
+        for c in stale:
+            self._abort(c, (), "start_deadline_passed", notify=False, only_unstarted=True)
+
     def health(self) -> dict:
+        self._expire_unstarted()
         return {"peer": self.name, "ready": self.ready, "environment": self.cfg.environment,
                 "vaults": len(self.store.vault_ids()), "active_sessions": self.active_sessions(),
                 "quarantined": self.quarantine.quarantined()}
@@ -198,6 +213,7 @@ class SignerPeer:
     # ------------------------------------------------------------------ join / start
     def join(self, caller: str, req: pb.JoinRequest) -> pb.Ack:
         log = self.log.bind(session=req.session_id[:8], protocol=req.protocol, coordinator=caller)
+        self._expire_unstarted()
         try:
             if caller not in self.all_peers:
                 raise Refused("caller_not_a_peer")
@@ -400,6 +416,7 @@ class SignerPeer:
         return c
 
     def start(self, caller: str, cid: str) -> pb.Ack:
+        self._expire_unstarted()  # a Start past the deadline finds its ceremony aborted
         with self._lock:
             c = self._ceremonies.get(cid)
         if c is None:
@@ -648,9 +665,10 @@ class SignerPeer:
         self._close(c)
 
     # ------------------------------------------------------------------ abort
-    def _abort(self, c: Ceremony, culprits: tuple[str, ...], reason: str, notify: bool = True) -> None:
+    def _abort(self, c: Ceremony, culprits: tuple[str, ...], reason: str, notify: bool = True,
+               only_unstarted: bool = False) -> None:
         with c.cond:
-            if c.state in ("aborted", "done", "committed"):
+            if c.state in ("aborted", "done", "committed") or (only_unstarted and c.state != "prepared"):
                 return
             unstarted = c.state == "prepared"  # Start flips it under this same condition
             c.state, c.culprits, c.reason = "aborted", tuple(sorted(set(culprits))), reason

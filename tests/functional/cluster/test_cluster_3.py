@@ -25,6 +25,7 @@ from mpc.proto import signer_pb2_grpc as pb_grpc
 from mpc.signer import requests as rq
 from mpc.signer.ceremonies import RecordKeys
 from mpc.transport import mesh, tls
+from node import limits
 from node.ports import SigningRefused
 from tests.functional.cluster.conftest import make_cluster
 from tests.support.cluster import btc_withdrawal
@@ -119,6 +120,30 @@ def test_every_peer_checks_for_itself(cluster, vault):
     ack = stub.Join(pb.JoinRequest(session_id=os.urandom(16).hex(), protocol="sign", peers=["peer-1", "peer-2"],
                                    request=pb.SignedRequest(request=raw, node_signature=sig).SerializeToString()), timeout=10)
     assert not ack.ok and ack.reason.startswith("approvals_below_quorum")
+
+
+def test_a_ceremony_joined_but_never_started_expires(cluster, vault):
+    """The coordinator dies between Join and Start (played here by Joining peer-2 directly, as
+    peer-1, and never starting): peer-2 does not keep the session past the start deadline —
+    it would count against its active-session bound for good — a late Start is refused, and
+    signing goes on."""
+    tx, intent, approvals = approved(cluster, vault)
+    raw, sig = rq.sign_body(rq.sign_request(vault.vault_id, tx, intent, approvals), cluster.node_key())
+    stub = peer_stub(cluster, as_peer="peer-1", to="peer-2")
+    cid = os.urandom(16).hex()
+    ack = stub.Join(pb.JoinRequest(session_id=cid, protocol="sign", peers=["peer-1", "peer-2"],
+                                   request=pb.SignedRequest(request=raw, node_signature=sig).SerializeToString()), timeout=10)
+    assert ack.ok, ack.reason
+    assert cluster.health("peer-2")["active_sessions"] == 1
+    wait_until(lambda: cluster.health("peer-2")["active_sessions"] == 0, limits.CLUSTER_START_DEADLINE_MS / 1000 + 20,
+               "peer-2 drops the ceremony that was never started")
+    assert "start_deadline_passed" in cluster.stderr("peer-2")
+    late = stub.Start(pb.StartRequest(session_id=cid), timeout=10)
+    assert (late.ok, late.reason) == (False, "session_aborted")
+    before = cluster.signatures_total()
+    tx, intent, approvals = approved(cluster, vault)
+    cluster.client().sign(vault, tx, intent, approvals)
+    assert cluster.signatures_total() > before
 
 
 def peer_stub(cluster, as_peer: str, to: str, identity: tls.Identity | None = None):
