@@ -137,7 +137,7 @@ def parse_compact_amounts(values: list, what: str) -> list[int]:
     out = []
     match, last_ok, pad, a2b, from_bytes = _B64U_TEXT.fullmatch, _B64U_LAST_OK, _B64_PAD, binascii.a2b_base64, int.from_bytes
     for text in values:
-        if type(text) is str and match(text):
+        if isinstance(text, str) and match(text):
             tail = len(text) & 3
             if tail == 0 or (tail != 1 and text[-1] in last_ok[tail]):
                 raw = a2b(text.replace("-", "+").replace("_", "/") + pad[tail])

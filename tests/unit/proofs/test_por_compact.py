@@ -130,6 +130,13 @@ def test_amounts_round_trip(x):
     assert mst.parse_compact_amounts([mst.compact_amount(x)], "x") == [x]
 
 
+def test_the_list_parser_agrees_with_the_one_value_parser_on_str_subclasses():
+    class Text(str):
+        pass
+
+    assert mst.parse_compact_amounts([Text("Kg")], "x") == [42] == [mst.parse_compact_amount(Text("Kg"), "x")]
+
+
 def test_encodings_do_not_mix(vector):
     """A por-mst/1 proof with one compact value (or the reverse) is refused, not half-read."""
     proof = json.loads(json.dumps(vector["expected"]["proofs"]["acct-alice"]))
