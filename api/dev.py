@@ -287,7 +287,7 @@ def _ensure_hot_vault(data_dir: pathlib.Path, info: dict) -> dict:
 def _ensure_reserves_key(data_dir: pathlib.Path) -> dict:
     """The [reserves] section of node.toml; on first start its passphrase file (0600, random,
     development only: production passes its own) and the sealed snapshot key."""
-    from api.dev_chains import _write_secret
+    from api.dev_chains import write_secret
     from api.reserves_root import init_key, open_key
     from proofs.snapshot_key import public_hex
 
@@ -296,7 +296,7 @@ def _ensure_reserves_key(data_dir: pathlib.Path) -> dict:
     r = {"store_dir": str(d / "store"), "node_id": "dev-node", "snapshot_key_file": str(d / "snapshot-key.sealed"),
          "passphrase_file": str(d / "passphrase"), "interval_s": DEV_RESERVES_INTERVAL_S, "every_s": DEV_RESERVES_TICK_S}
     if not pathlib.Path(r["passphrase_file"]).exists():
-        _write_secret(pathlib.Path(r["passphrase_file"]), secrets.token_urlsafe(32) + "\n")
+        write_secret(pathlib.Path(r["passphrase_file"]), secrets.token_urlsafe(32) + "\n")
     if not pathlib.Path(r["snapshot_key_file"]).exists():
         init_key(r)
         _say(f"wrote the sealed proof-of-reserves snapshot key {r['snapshot_key_file']}")

@@ -55,7 +55,7 @@ class DevChainError(Exception):
         self.detail = detail
 
 
-def _write_secret(path: pathlib.Path, text: str) -> None:
+def write_secret(path: pathlib.Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(text)
@@ -214,9 +214,9 @@ class DevChains:
                 raise DevChainError("tool_missing", f"{what} not found at {tool}: run `deploy/dev/tools.sh run` (or `make run`)")
         self.dir.mkdir(parents=True, exist_ok=True)
         if not (self.dir / "btcd-rpc-password").exists():
-            _write_secret(self.dir / "btcd-rpc-password", secrets.token_urlsafe(24))
+            write_secret(self.dir / "btcd-rpc-password", secrets.token_urlsafe(24))
         if not (self.dir / "faucet.seed").exists():
-            _write_secret(self.dir / "faucet.seed", secrets.token_hex(32))
+            write_secret(self.dir / "faucet.seed", secrets.token_hex(32))
 
     def rpc_password(self) -> str:
         return (self.dir / "btcd-rpc-password").read_text().strip()

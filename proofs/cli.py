@@ -28,7 +28,7 @@ def add_arguments(parser) -> None:
     e.add_argument("--out", required=True)
     e.add_argument("--account", action="append", default=[], help="an account to export the proof of (repeatable)")
     e.add_argument("--format", choices=["por-mst/1", "por-mst/1-compact"], default="por-mst/1",
-                   help="the proofs' encoding: por-mst/1 (default) or por-mst/1-compact, ~30%% smaller "
+                   help="the proofs' encoding: por-mst/1 (default) or por-mst/1-compact, ~28 %% smaller "
                         "(proofs/por-mst-1-compact.md)")
     k = sub.add_parser("init-key", help="create the node's sealed snapshot key (refuses to replace one)")
     k.add_argument("--config", required=True, help="the node's TOML config with a [reserves] section")

@@ -49,11 +49,6 @@ def u32be(x: int) -> bytes:
     return x.to_bytes(4, "big")
 
 
-def u128be(x: int) -> bytes:
-    assert 0 <= x < U128_LIMIT, x
-    return x.to_bytes(16, "big")
-
-
 def sums_bytes(sums) -> bytes:
     return b"".join([x.to_bytes(16, "big") for x in sums])  # to_bytes refuses x < 0 or x >= 2^128
 
@@ -300,7 +295,7 @@ class VerifiedProof:
     root_hash: str
     root_sums: tuple[int, ...]
     depth: int
-    format: str = FORMAT
+    format: str
 
 
 def _field(obj, name: str, kind, what: str = "proof"):

@@ -136,7 +136,7 @@ def customer_proof(request: Request, snapshot_id: str = SID, customer_id: str = 
                    proof_format: ProofFormat = Query(
                        "por-mst/1", alias="format",
                        description="`por-mst/1` (the default), or `por-mst/1-compact`: the same proof with hashes and "
-                                   "sums in base64url, ~30% smaller (proofs/por-mst-1-compact.md)."),
+                                   "sums in base64url, ~28 % smaller (proofs/por-mst-1-compact.md)."),
                    reader=Depends(reader_of)) -> JSONResponse:
     """The customer's inclusion proof (a por-mst/1 user proof), for a customer of the calling
     client only. Give it to the customer: it holds their per-snapshot key."""

@@ -188,16 +188,23 @@ class SignerPeer:
         with self._lock:
             return sum(1 for s in self._sessions.values() if s.state in ("prepared", "running"))
 
-    def _expire_unstarted(self) -> None:
+    @staticmethod
+    def _start_overdue(c: Ceremony, now: float) -> bool:
+        return c.state == "prepared" and now - c.joined_at > limits.CLUSTER_START_DEADLINE_MS / 1000
+
+    def _expire_unstarted(self, only: Ceremony | None = None) -> None:
         """A ceremony joined but never started — its coordinator died or lost us between Join
         and Start — is aborted once its Start can no longer come (CLUSTER_START_DEADLINE_MS:
         the coordinator's whole Join fan-out, then its Start call). Otherwise its sessions
         would count against CLUSTER_ACTIVE_SESSIONS_MAX for good, and a keygen's pre-params
-        would stay out of the pool. Run on every Join, Start and health read."""
+        would stay out of the pool. Every Join and health read looks at all of them; a Start
+        at its own ceremony only (`only`)."""
         now = time.monotonic()
-        with self._lock:
-            stale = [c for c in self._ceremonies.values()
-                     if c.state == "prepared" and now - c.joined_at > limits.CLUSTER_START_DEADLINE_MS / 1000]
+        if only is not None:
+            stale = [only] if self._start_overdue(only, now) else []
+        else:
+            with self._lock:
+                stale = [c for c in self._ceremonies.values() if self._start_overdue(c, now)]
         for c in stale:
             self._abort(c, (), "start_deadline_passed", notify=False, only_unstarted=True)
 
@@ -251,18 +258,12 @@ class SignerPeer:
             if others is None:
                 cold = self.mesh.connect([x for x in c.peers if x != self.name], limits.CLUSTER_JOIN_TIMEOUT_MS / 2000)
                 if cold:
-                    for s in c.sessions:
-                        for q in s.parties.values():
-                            q.session.close()
-                    self._release_unstarted(c)
+                    self._discard_unregistered(c)
                     raise Refused("peers_unreachable_from_here", ",".join(cold))
             with self._lock:
                 active = sum(1 for s in self._sessions.values() if s.state in ("prepared", "running"))
                 if active + len(c.sessions) > limits.CLUSTER_ACTIVE_SESSIONS_MAX:
-                    for s in c.sessions:
-                        for p in s.parties.values():
-                            p.session.close()
-                    self._release_unstarted(c)
+                    self._discard_unregistered(c)
                     raise Refused("too_many_sessions")
                 self._prune_ceremonies_locked()
                 self._ceremonies[c.cid] = c
@@ -327,6 +328,14 @@ class SignerPeer:
         if pp is not None:
             self.preparams_source.give_back(pp)
             self.log.info("preparams_returned", ready=self.preparams_source.ready())
+
+    def _discard_unregistered(self, c: Ceremony) -> None:
+        """A ceremony Join built but refused before registering it: its engine sessions closed,
+        its pre-params back in the pool."""
+        for s in c.sessions:
+            for p in s.parties.values():
+                p.session.close()
+        self._release_unstarted(c)
 
     def _release_unstarted(self, c: Ceremony) -> None:
         """A keygen/reshare that ends before Start: its pre-params go back to the pool. Without
@@ -416,13 +425,13 @@ class SignerPeer:
         return c
 
     def start(self, caller: str, cid: str) -> pb.Ack:
-        self._expire_unstarted()  # a Start past the deadline finds its ceremony aborted
         with self._lock:
             c = self._ceremonies.get(cid)
         if c is None:
             return pb.Ack(ok=False, reason="unknown_session")
         if caller != c.coordinator:
             return pb.Ack(ok=False, reason="caller_not_coordinator")
+        self._expire_unstarted(only=c)  # a Start past the deadline finds its ceremony aborted
         with c.cond:
             if c.state != "prepared":
                 return pb.Ack(ok=False, reason=f"session_{c.state}")
