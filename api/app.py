@@ -85,9 +85,14 @@ def create_app(settings: ApiSettings, store: Store | None = None, services: Serv
     engine = store.engine
     metrics = Metrics()
     replay_engine = make_replay_engine(store)
+    box = settings.secret_box()
+    sealed = webhooks.seal_plaintext_secrets(engine, box), idempotency.seal_plaintext_responses(engine, box)
+    if any(sealed):
+        log.info("sealed_plaintext_secrets", webhook_secrets=sealed[0], idempotent_responses=sealed[1])
     ctx = AppContext(
         settings=settings,
         engine=engine,
+        box=box,
         store=store,
         ops=ClientOps(store),
         keys=KeyCache(engine),
@@ -104,6 +109,7 @@ def create_app(settings: ApiSettings, store: Store | None = None, services: Serv
         if settings.webhook_worker:
             ctx.worker = WebhookWorker(
                 engine,
+                box=box,
                 backoff_base_ms=settings.webhook_backoff_base_ms,
                 attempts_max=settings.webhook_attempts_max,
                 on_attempt=metrics.webhook_attempt,

@@ -1,6 +1,8 @@
 """`custody api serve`: runs the custody API (uvicorn) with settings from CUSTODY_API_* variables.
 `custody api keypair --out PATH`: makes an Ed25519 key pair for an API key; prints the public key
-to register (the private key stays in PATH, mode 0600)."""
+to register (the private key stays in PATH, mode 0600).
+`custody api secrets-key --out PATH`: makes the key that seals webhook secrets and stored
+idempotent responses at rest (CUSTODY_API_SECRETS_KEY_FILE; 32 random bytes, mode 0600)."""
 
 from __future__ import annotations
 
@@ -14,9 +16,20 @@ def add_arguments(parser) -> None:
     serve.add_argument("--port", type=int, default=8080)
     kp = sub.add_parser("keypair", help="generate an Ed25519 key pair for an API key")
     kp.add_argument("--out", required=True, help="where to write the private key (PEM, 0600; never overwritten)")
+    sk = sub.add_parser("secrets-key", help="generate the key sealing webhook secrets and stored responses at rest")
+    sk.add_argument("--out", required=True, help="where to write it (0600; never overwritten)")
 
 
 def run(args) -> int:
+    if args.api_command == "secrets-key":
+        from node.secretbox import write_new_key
+
+        try:
+            write_new_key(args.out)
+        except OSError as exc:
+            print(f"custody api secrets-key: {args.out}: {exc.strerror}", file=sys.stderr)
+            return 1
+        return 0
     if args.api_command == "keypair":
         from api.client import generate_private_key, public_key_b64, write_private_key
 

@@ -485,8 +485,11 @@ def _serve_api(args, data_dir: pathlib.Path) -> int:
     url = f"sqlite:///{data_dir / 'node.db'}"
     store = open_store(url)
     info = _first_key(data_dir, store.engine)
+    from api.dev_chains import dev_secrets_key
+
     settings = ApiSettings(
-        database_url=url, environment="development", webhook_worker=True, webhook_allow_insecure_urls=True
+        database_url=url, secrets_key_file=dev_secrets_key(data_dir), environment="development", webhook_worker=True,
+        webhook_allow_insecure_urls=True
     )
     print(_banner(f"http://{args.host}:{args.port}", info, url), file=sys.stderr, flush=True)
     os.environ.setdefault("CUSTODY_LOG_LEVEL", "info")

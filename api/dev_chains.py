@@ -61,6 +61,16 @@ def write_secret(path: pathlib.Path, text: str) -> None:
         f.write(text)
 
 
+def dev_secrets_key(data_dir: pathlib.Path) -> pathlib.Path:
+    """`<data dir>/api-secrets.key`: the API's secrets key (node/secretbox.py), made on first start."""
+    from node.secretbox import write_new_key
+
+    path = pathlib.Path(data_dir) / "api-secrets.key"
+    if not path.exists():
+        write_new_key(path)
+    return path
+
+
 def _rpc(url: str, method: str, params=(), auth=None, version: str = "2.0"):
     body = {"jsonrpc": version, "id": 1, "method": method, "params": list(params)}
     try:
@@ -352,9 +362,11 @@ def write_node_config(data_dir: pathlib.Path, chains: DevChains, cluster_file: p
     """`<data dir>/node.toml` in the format of api/node_root.py (the node process's config, a
     superset of api/withdrawals_root.py's): the store, the chains' state, the cluster, the dev
     chains' RPC, the vaults and the first policy (`vaults.json`, `policy.toml` in the data dir),
-    the API (development: http:// webhook URLs to loopback allowed), the workers' pace and,
-    with `reserves` (api/reserves_root.py's section), proof-of-reserves snapshots."""
+    the API (development: http:// webhook URLs to loopback allowed; its secrets key, made on
+    first start), the workers' pace and, with `reserves` (api/reserves_root.py's section),
+    proof-of-reserves snapshots."""
     data_dir = pathlib.Path(data_dir)
+    secrets_key = dev_secrets_key(data_dir)
     q = json.dumps
     text = "\n".join([
         "# Written by `custody dev up` for the local dev chains; development only.",
@@ -370,6 +382,7 @@ def write_node_config(data_dir: pathlib.Path, chains: DevChains, cluster_file: p
         f"host = {q(host)}",
         f"port = {int(port)}",
         'environment = "development"',
+        f"secrets_key_file = {q(str(secrets_key))}",
         "webhook_worker = true",
         "webhook_allow_insecure_urls = true",
         "",

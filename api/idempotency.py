@@ -10,6 +10,11 @@ A 5xx or a crash releases the key: a crashed request's record is taken over once
 (API_IDEMPOTENCY_LEASE_S) runs out. Domain writes carry their own guard (client-chosen ids and
 `external_id`), so a crash between the write and storing the response cannot double-execute.
 Records are scoped to the API client (all its keys), like external_id.
+
+Stored response bodies are sealed (node/secretbox.py, purpose "idempotent-response", bound to
+the client, the key, the status and the content type): a replayed webhook `register` or
+`rotate-secret` response carries the endpoint's secret, and nothing else the node stores
+holds it in the clear.
 """
 
 from __future__ import annotations
@@ -19,11 +24,19 @@ import hashlib
 
 import sqlalchemy as sa
 
+import node.log
 from api.errors import Problem
 from node import limits
+from node.secretbox import MAGIC as SEALED_MAGIC
+from node.secretbox import SecretBox, SecretBoxError
 from node.store.api_models import idempotency_records as t
 from node.store.api_models import now_ms as _now_ms
 from node.store.api_models import write_tx
+
+
+PURPOSE = "idempotent-response"
+
+log = node.log.get("api.idempotency")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +64,29 @@ def validate_key(key: str) -> None:
         )
 
 
-def begin(engine: sa.Engine, client_id: str, key: str, fp: str, now_ms: int | None = None) -> Stored | None:
+def _context(client_id: str, key: str, status: int, content_type: str) -> str:
+    return "\x00".join((client_id, key, str(status), content_type))  # the key is printable ASCII: no NUL
+
+
+def _seal(box: SecretBox, client_id: str, key: str, stored: Stored) -> bytes:
+    return box.seal(stored.body, purpose=PURPOSE, context=_context(client_id, key, stored.status, stored.content_type))
+
+
+def _open(box: SecretBox, row) -> Stored:
+    try:
+        body = box.open(bytes(row.response_body), purpose=PURPOSE,
+                        context=_context(row.client_id, row.idempotency_key, row.response_status, row.response_content_type))
+    except SecretBoxError as exc:
+        # Not the client's doing, and the first request may have executed: never run it again.
+        log.error("stored_response_unreadable", client=row.client_id, reason=str(exc))
+        raise Problem(500, "stored_response_unreadable",
+                      "the stored response for this Idempotency-Key does not open; the request is not run again",
+                      field="Idempotency-Key") from None
+    return Stored(row.response_status, row.response_content_type, body)
+
+
+def begin(engine: sa.Engine, client_id: str, key: str, fp: str, now_ms: int | None = None, *,
+          box: SecretBox) -> Stored | None:
     """None: the caller owns the key and must `finish` or `release` it. A Stored: replay it."""
     now_ms = _now_ms() if now_ms is None else now_ms
     lease_until = now_ms + limits.API_IDEMPOTENCY_LEASE_S * 1000
@@ -97,7 +132,7 @@ def begin(engine: sa.Engine, client_id: str, key: str, fp: str, now_ms: int | No
                 field="Idempotency-Key",
             )
         if row.state == "done":
-            return Stored(row.response_status, row.response_content_type, bytes(row.response_body))
+            return _open(box, row)
         if row.locked_until_ms >= now_ms:
             raise _in_progress()
         # The first request's process died mid-way: take over its lease, atomically.
@@ -121,10 +156,9 @@ def _in_progress() -> Problem:
     )
 
 
-def finish(engine: sa.Engine, client_id: str, key: str, stored: Stored) -> None:
+def finish(engine: sa.Engine, client_id: str, key: str, stored: Stored, *, box: SecretBox) -> None:
     assert stored.status < 500, "5xx responses release the key instead"
-    body = stored.body[: limits.API_IDEMPOTENCY_RESPONSE_BYTES_MAX]
-    assert len(body) == len(stored.body), "response larger than API_IDEMPOTENCY_RESPONSE_BYTES_MAX"
+    assert len(stored.body) <= limits.API_IDEMPOTENCY_RESPONSE_BYTES_MAX, "response larger than API_IDEMPOTENCY_RESPONSE_BYTES_MAX"
     with write_tx(engine) as conn:
         conn.execute(
             t.update()
@@ -133,9 +167,41 @@ def finish(engine: sa.Engine, client_id: str, key: str, stored: Stored) -> None:
                 state="done",
                 response_status=stored.status,
                 response_content_type=stored.content_type,
-                response_body=body,
+                response_body=_seal(box, client_id, key, stored),
             )
         )
+
+
+def seal_plaintext_responses(engine: sa.Engine, box: SecretBox) -> int:
+    """Seals the response bodies stored before bodies were sealed (until they expire, a replay
+    still needs them). Keys are read a batch at a time and bodies one at a time (a body can be
+    1 MiB); each update is conditional on the body read. Returns how many were sealed."""
+    done, after = 0, ("", "")
+    plain = sa.func.substr(t.c.response_body, 1, len(SEALED_MAGIC)) != SEALED_MAGIC
+    while True:
+        with engine.connect() as conn:
+            keys = conn.execute(
+                sa.select(t.c.client_id, t.c.idempotency_key)
+                .where(t.c.state == "done", t.c.response_body.is_not(None), plain,
+                       sa.tuple_(t.c.client_id, t.c.idempotency_key) > after)
+                .order_by(t.c.client_id, t.c.idempotency_key)
+                .limit(limits.API_IDEMPOTENCY_PURGE_BATCH_COUNT)
+            ).all()
+        if keys:
+            after = tuple(keys[-1])
+        for k in keys:
+            where = (t.c.client_id == k.client_id, t.c.idempotency_key == k.idempotency_key, t.c.state == "done")
+            with write_tx(engine) as conn:
+                r = conn.execute(sa.select(t).where(*where)).first()
+                if r is None or r.response_body is None or bytes(r.response_body).startswith(SEALED_MAGIC):
+                    continue
+                stored = Stored(r.response_status, r.response_content_type, bytes(r.response_body))
+                done += conn.execute(
+                    t.update().where(*where, t.c.response_body == r.response_body)
+                    .values(response_body=_seal(box, r.client_id, r.idempotency_key, stored))
+                ).rowcount
+        if len(keys) < limits.API_IDEMPOTENCY_PURGE_BATCH_COUNT:
+            return done
 
 
 def release(engine: sa.Engine, client_id: str, key: str) -> None:

@@ -46,6 +46,7 @@ class AppContext:
     engine: sa.Engine
     rate_limiter: RateLimiter
     metrics: Any
+    box: Any = None  # node.secretbox.SecretBox: webhook secrets and stored responses at rest
     store: Any = None  # node.store.Store
     keys: Any = None  # api.auth.KeyCache
     replay_engine: Any = None  # node.store.api_models.make_replay_engine
@@ -226,7 +227,7 @@ class SignedRoute(APIRoute):
             else:
                 idempotency.validate_key(idem_key)
                 fp = idempotency.fingerprint(request.method, pq, body)
-                stored = await run_in_threadpool(idempotency.begin, ctx.engine, principal.client_id, idem_key, fp)
+                stored = await run_in_threadpool(idempotency.begin, ctx.engine, principal.client_id, idem_key, fp, box=ctx.box)
                 if stored is not None:
                     response = Response(
                         content=stored.body,
@@ -248,7 +249,7 @@ class SignedRoute(APIRoute):
                             response.headers.get("content-type", "application/json"),
                             bytes(response.body),
                         )
-                        await run_in_threadpool(idempotency.finish, ctx.engine, principal.client_id, idem_key, stored)
+                        await run_in_threadpool(idempotency.finish, ctx.engine, principal.client_id, idem_key, stored, box=ctx.box)
             response.headers.update(rate_headers)
             return response
 

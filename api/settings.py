@@ -5,12 +5,14 @@ No secret has a default. Dev-only switches are refused outside development.
 
 from __future__ import annotations
 
+import pathlib
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from node import limits
+from node.secretbox import SecretBox, SecretBoxError
 
 
 class ApiSettings(BaseSettings):
@@ -19,6 +21,9 @@ class ApiSettings(BaseSettings):
     environment: Literal["development", "production"] = "production"
     database_url: str  # no default: the operator names the database (sqlite:///… or postgresql+psycopg://…)
     database_schema: str | None = None  # PostgreSQL schema holding the tables
+    # No default: the key (32 random bytes, base64url, a 0600 file) sealing webhook secrets and
+    # stored idempotent responses at rest. `custody api secrets-key --out F` makes one.
+    secrets_key_file: pathlib.Path
     # Prometheus scrapes /metrics with `Authorization: Bearer <token>`; unset = /metrics is off.
     metrics_token: SecretStr | None = None
     # Run the webhook delivery worker in this process (one replica, or all: deliveries are
@@ -30,6 +35,18 @@ class ApiSettings(BaseSettings):
     webhook_allow_insecure_urls: bool = False
     rate_limit_per_s: int = limits.API_RATE_LIMIT_PER_S
     rate_limit_burst: int = limits.API_RATE_LIMIT_BURST_COUNT
+
+    @field_validator("secrets_key_file")
+    @classmethod
+    def _key_opens(cls, path: pathlib.Path) -> pathlib.Path:
+        try:
+            SecretBox.from_file(path)
+        except SecretBoxError as exc:
+            raise ValueError(str(exc)) from None
+        return path
+
+    def secret_box(self) -> SecretBox:
+        return SecretBox.from_file(self.secrets_key_file)
 
     @model_validator(mode="after")
     def _check(self):

@@ -80,6 +80,7 @@ def serve_withdrawals(port: int, url: str) -> None:
     store = open_store(url)
     ledger = evented_ledger(store)
     services = Services(ClientWithdrawals(Withdrawals(ledger, {"bitcoin": "regtest"})), Deposits(ledger, {}, vault_id="hot"))
+    # CUSTODY_API_SECRETS_KEY_FILE: from the environment main() gives this process
     settings = ApiSettings(database_url=url, rate_limit_per_s=1_000_000, rate_limit_burst=1_000_000, webhook_worker=False)
     uvicorn.run(create_app(settings, store, services), host="127.0.0.1", port=port, log_level="warning", loop="uvloop",
                 http="httptools", timeout_keep_alive=5, limit_concurrency=1000)
@@ -190,6 +191,7 @@ def main() -> int:
     from node import apikeys
     from node.customers import Customers
     from node.ledger import Ledger, LedgerKind
+    from node.secretbox import write_new_key
     from node.store import open_store
 
     import logging
@@ -199,6 +201,8 @@ def main() -> int:
     progress(f"bench api: {machine()}; {rounds} rounds x {duration_s}s per path, concurrency {CONCURRENCY}")
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-api-"))
     url = f"sqlite:///{tmp / 'node.db'}"
+    key_file = tmp / "api-secrets.key"
+    write_new_key(key_file)
     store = open_store(url)
     key = generate_private_key()
     k = apikeys.create_api_key(
@@ -219,6 +223,7 @@ def main() -> int:
         env = {
             **os.environ,
             "CUSTODY_API_DATABASE_URL": url,
+            "CUSTODY_API_SECRETS_KEY_FILE": str(key_file),
             "CUSTODY_API_RATE_LIMIT_PER_S": "1000000",
             "CUSTODY_API_RATE_LIMIT_BURST": "1000000",
             "CUSTODY_API_WEBHOOK_WORKER": "false",
@@ -227,7 +232,7 @@ def main() -> int:
         procs.append(subprocess.Popen([str(custody), "api", "serve", "--port", str(api_port)], env=env))
         procs.append(subprocess.Popen([sys.executable, __file__, "--serve-hello", str(hello_port)]))
         wd_port = free_port()
-        procs.append(subprocess.Popen([sys.executable, __file__, "--serve-withdrawals", str(wd_port), url]))
+        procs.append(subprocess.Popen([sys.executable, __file__, "--serve-withdrawals", str(wd_port), url], env=env))
         api_url, hello_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{hello_port}"
         wd_url = f"http://127.0.0.1:{wd_port}"
         wait_ready(f"{wd_url}/v1/health", procs[2])

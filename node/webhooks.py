@@ -6,6 +6,9 @@ The delivery worker (api/webhook_worker.py) claims due deliveries with a lease, 
 and records each attempt here: success, or the next attempt after exponential back-off, or
 `failed` after the last attempt. Delivery is therefore at-least-once; receivers de-duplicate
 on the event id.
+
+Endpoint secrets are stored sealed (node/secretbox.py, purpose "webhook-secret", bound to the
+endpoint id): the functions that write or read one take the API's SecretBox.
 """
 
 from __future__ import annotations
@@ -27,9 +30,12 @@ from node.store.api_models import webhook_deliveries as dt
 from node.store.api_models import webhook_endpoints as et
 from node.store.api_models import webhook_events as evt
 from node.apikeys import new_id
+from node.secretbox import SecretBox, SecretBoxError, sealed_text_len
 
 # Event families of the conventions; an endpoint subscribes with exact types or "<family>.*".
 EVENT_FAMILIES = ("deposit", "withdrawal", "transfer", "approval", "reserves", "endpoint")
+SECRET_PURPOSE = "webhook-secret"
+PLAINTEXT_SECRET_PREFIX = "whsec_"  # what a secret stored before sealing looks like
 
 
 class WebhookError(Exception):
@@ -68,14 +74,16 @@ class Delivery:
 
 @dataclasses.dataclass(frozen=True)
 class DueDelivery:
-    """What the worker needs to make one attempt."""
+    """What the worker needs to make one attempt. `secret` is None when the stored secret does
+not open (`secret_error` says why): the attempt then fails without sending anything."""
 
     id: str
     event_id: str
     url: str
-    secret: str
+    secret: str | None
     payload: bytes
     attempts: int
+    secret_error: str | None = None
 
 
 def rfc3339(ms: int) -> str:
@@ -83,7 +91,18 @@ def rfc3339(ms: int) -> str:
 
 
 def new_secret() -> str:
-    return "whsec_" + secrets.token_urlsafe(32)
+    return PLAINTEXT_SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+def _sealed(box: SecretBox, endpoint_id: str, secret: str) -> str:
+    return box.seal_text(secret.encode(), purpose=SECRET_PURPOSE, context=endpoint_id)
+
+
+def _opened(box: SecretBox, endpoint_id: str, stored: str) -> str:
+    return box.open_text(stored, purpose=SECRET_PURPOSE, context=endpoint_id).decode()
+
+
+assert sealed_text_len(len(new_secret())) <= et.c.secret.type.length
 
 
 def validate_url(url: str, allow_insecure: bool) -> None:
@@ -145,7 +164,7 @@ def _endpoint(row) -> Endpoint:
 
 
 def register_endpoint(
-    engine: sa.Engine, client_id: str, url: str, event_types: list[str], allow_insecure: bool
+    engine: sa.Engine, client_id: str, url: str, event_types: list[str], allow_insecure: bool, *, box: SecretBox
 ) -> tuple[Endpoint, str]:
     """Returns the endpoint and its secret (shown this once). Refusals: invalid_url,
     url_must_be_https, url_not_public, invalid_event_types, unknown_event_type, too_many_endpoints."""
@@ -164,7 +183,7 @@ def register_endpoint(
                 client_id=client_id,
                 url=url,
                 event_types=" ".join(types),
-                secret=secret,
+                secret=_sealed(box, endpoint_id, secret),
                 enabled=True,
                 created_at_ms=at,
                 secret_rotated_at_ms=at,
@@ -190,14 +209,14 @@ def list_endpoints(engine: sa.Engine, client_id: str, after_seq: int, limit: int
     return [(r.seq, _endpoint(r)) for r in rows]
 
 
-def rotate_secret(engine: sa.Engine, client_id: str, endpoint_id: str) -> tuple[Endpoint, str]:
+def rotate_secret(engine: sa.Engine, client_id: str, endpoint_id: str, *, box: SecretBox) -> tuple[Endpoint, str]:
     """The new secret signs every attempt from now on (pending retries included)."""
     secret = new_secret()
     with write_tx(engine) as conn:
         n = conn.execute(
             et.update()
             .where(et.c.id == endpoint_id, et.c.client_id == client_id)
-            .values(secret=secret, secret_rotated_at_ms=_now_ms())
+            .values(secret=_sealed(box, endpoint_id, secret), secret_rotated_at_ms=_now_ms())
         ).rowcount
         if n != 1:
             raise WebhookError("webhook_endpoint_not_found", f"no webhook endpoint {endpoint_id}")
@@ -351,7 +370,7 @@ def resend(engine: sa.Engine, client_id: str, delivery_id: str) -> Delivery:
     return get_delivery(engine, client_id, delivery_id)
 
 
-def claim_due(engine: sa.Engine, now_ms: int, batch: int = limits.WEBHOOK_BATCH_COUNT) -> list[DueDelivery]:
+def claim_due(engine: sa.Engine, now_ms: int, batch: int = limits.WEBHOOK_BATCH_COUNT, *, box: SecretBox) -> list[DueDelivery]:
     """Leases up to `batch` due deliveries to this worker for WEBHOOK_LEASE_MS. A delivery
     whose worker died mid-attempt (`delivering`, lease run out) is due again."""
     due = sa.or_(
@@ -373,22 +392,50 @@ def claim_due(engine: sa.Engine, now_ms: int, batch: int = limits.WEBHOOK_BATCH_
             if won != 1:
                 continue
             full = conn.execute(
-                sa.select(dt.c.id, dt.c.event_id, dt.c.attempts, et.c.url, et.c.secret, evt.c.payload)
+                sa.select(dt.c.id, dt.c.event_id, dt.c.attempts, et.c.id.label("endpoint_id"), et.c.url, et.c.secret,
+                          evt.c.payload)
                 .join(et, et.c.id == dt.c.endpoint_id)
                 .join(evt, evt.c.id == dt.c.event_id)
                 .where(dt.c.id == r.id)
             ).one()
+            try:
+                secret, secret_error = _opened(box, full.endpoint_id, full.secret), None
+            except SecretBoxError as exc:
+                secret, secret_error = None, f"endpoint secret unreadable: {exc}"
             out.append(
                 DueDelivery(
                     id=full.id,
                     event_id=full.event_id,
                     url=full.url,
-                    secret=full.secret,
+                    secret=secret,
                     payload=full.payload.encode("utf-8"),
                     attempts=full.attempts,
+                    secret_error=secret_error,
                 )
             )
     return out
+
+
+def seal_plaintext_secrets(engine: sa.Engine, box: SecretBox) -> int:
+    """Seals the secrets of endpoints registered before secrets were sealed (stored as
+    `whsec_...`). Each row is updated only if it still holds what was read, so replicas
+    starting together do not seal one twice. Returns how many were sealed."""
+    done, after = 0, ""
+    while True:
+        with write_tx(engine) as conn:
+            rows = conn.execute(
+                sa.select(et.c.id, et.c.secret)
+                .where(et.c.secret.startswith(PLAINTEXT_SECRET_PREFIX, autoescape=True), et.c.id > after)
+                .order_by(et.c.id)
+                .limit(limits.WEBHOOK_BATCH_COUNT)
+            ).all()
+            after = rows[-1].id if rows else after
+            for r in rows:
+                done += conn.execute(
+                    et.update().where(et.c.id == r.id, et.c.secret == r.secret).values(secret=_sealed(box, r.id, r.secret))
+                ).rowcount
+        if len(rows) < limits.WEBHOOK_BATCH_COUNT:
+            return done
 
 
 def backoff_ms(attempts: int, base_ms: int, rng: random.Random | None = None) -> int:

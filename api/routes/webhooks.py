@@ -72,6 +72,7 @@ def register_endpoint(
         body.url,
         list(body.event_types),
         allow_insecure=ctx.settings.webhook_allow_insecure_urls,
+        box=ctx.box,
     )
     return with_secret(e, secret)
 
@@ -108,7 +109,7 @@ def get_endpoint(request: Request, endpoint_id: Id = Path(), ctx: AppContext = D
     responses=responses(*AUTH, 404, 409),
 )
 def rotate_secret(request: Request, endpoint_id: Id = Path(), ctx: AppContext = Depends(ctx_of)):
-    e, secret = webhooks.rotate_secret(ctx.engine, principal_of(request).client_id, endpoint_id)
+    e, secret = webhooks.rotate_secret(ctx.engine, principal_of(request).client_id, endpoint_id, box=ctx.box)
     return with_secret(e, secret)
 
 

@@ -10,6 +10,7 @@ import sys
 import httpx
 
 from tests.support.procs import Proc, free_port
+from tests.support.secrets_key import secrets_key_file
 
 HERE = pathlib.Path(__file__).resolve().parent
 VENV_BIN = pathlib.Path(sys.executable).parent
@@ -25,6 +26,7 @@ def start_api(workdir: pathlib.Path, database_url: str, **env) -> tuple[Proc, st
     port = free_port()
     full_env = {
         "CUSTODY_API_DATABASE_URL": database_url,
+        "CUSTODY_API_SECRETS_KEY_FILE": str(secrets_key_file(workdir)),
         "CUSTODY_API_ENVIRONMENT": "development",
         "CUSTODY_API_WEBHOOK_ALLOW_INSECURE_URLS": "true",
         **{f"CUSTODY_API_{k.upper()}": str(v) for k, v in env.items()},

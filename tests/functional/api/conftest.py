@@ -18,12 +18,14 @@ from api_helpers import KeyHolder, make_key  # noqa: E402
 from api.app import create_app  # noqa: E402
 from api.settings import ApiSettings  # noqa: E402
 from node.store import open_store  # noqa: E402
+from tests.support.secrets_key import secrets_key_file  # noqa: E402
 
 
 def _settings(url: str, schema: str | None, **overrides) -> ApiSettings:
     base = dict(
         database_url=url,
         database_schema=schema,
+        secrets_key_file=secrets_key_file(),
         environment="development",
         webhook_worker=False,
         webhook_allow_insecure_urls=True,

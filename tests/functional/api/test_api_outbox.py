@@ -17,6 +17,9 @@ from node.clients import ClientOpError, ClientOps
 from node.store import open_store
 from node.store.api_models import client_transfers, webhook_deliveries, webhook_events
 from node.store.models import transfers
+from tests.support.secrets_key import secret_box
+
+BOX = secret_box()
 
 
 @pytest.fixture
@@ -36,7 +39,7 @@ def _setup(store):
     ops.create_customer("cli_1", "acme", "Acme", "enterprise")
     ops.create_customer("cli_1", "beta", "Beta", "enterprise")
     fund(store, "acme.main", "USD", 1_000, "dep-1")
-    webhooks.register_endpoint(store.engine, "cli_1", "http://127.0.0.1:9/h", ["transfer.*"], allow_insecure=True)
+    webhooks.register_endpoint(store.engine, "cli_1", "http://127.0.0.1:9/h", ["transfer.*"], allow_insecure=True, box=BOX)
     return ops
 
 
@@ -82,7 +85,7 @@ def test_two_workers_never_claim_the_same_delivery(store):
     now = webhooks._now_ms() + 1
 
     def claim(_):
-        return [d.id for d in webhooks.claim_due(store.engine, now, batch=limits.WEBHOOK_BATCH_COUNT)]
+        return [d.id for d in webhooks.claim_due(store.engine, now, batch=limits.WEBHOOK_BATCH_COUNT, box=BOX)]
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         claimed = list(pool.map(claim, range(4)))
@@ -90,28 +93,28 @@ def test_two_workers_never_claim_the_same_delivery(store):
     assert_eq(len(flat), len(set(flat)), f"a delivery claimed twice: {claimed}")
     assert_eq(len(flat), 20, "every due delivery claimed once")
     # Leased: not due again until the lease runs out.
-    assert_eq(webhooks.claim_due(store.engine, now + 1), [], "claimed again inside the lease")
-    assert_eq(len(webhooks.claim_due(store.engine, now + limits.WEBHOOK_LEASE_MS + 1)), 20, "due after the lease")
+    assert_eq(webhooks.claim_due(store.engine, now + 1, box=BOX), [], "claimed again inside the lease")
+    assert_eq(len(webhooks.claim_due(store.engine, now + limits.WEBHOOK_LEASE_MS + 1, box=BOX)), 20, "due after the lease")
 
 
 def test_idempotency_lease_takeover_and_expiry(store):
     e = store.engine
     fp = idempotency.fingerprint("POST", "/v1/x", b"{}")
     t0 = 1_800_000_000_000
-    assert idempotency.begin(e, "cli_1", "k", fp, now_ms=t0) is None  # owned
+    assert idempotency.begin(e, "cli_1", "k", fp, now_ms=t0, box=BOX) is None  # owned
     with pytest.raises(Problem) as exc:
-        idempotency.begin(e, "cli_1", "k", fp, now_ms=t0 + 1)
+        idempotency.begin(e, "cli_1", "k", fp, now_ms=t0 + 1, box=BOX)
     assert_eq(exc.value.code, "idempotency_request_in_progress", "while the first runs")
     # The first request's process died: after the lease, a retry takes the key over (once).
     later = t0 + limits.API_IDEMPOTENCY_LEASE_S * 1000 + 1
-    assert idempotency.begin(e, "cli_1", "k", fp, now_ms=later) is None
+    assert idempotency.begin(e, "cli_1", "k", fp, now_ms=later, box=BOX) is None
     with pytest.raises(Problem):
-        idempotency.begin(e, "cli_1", "k", fp, now_ms=later + 1)
-    idempotency.finish(e, "cli_1", "k", idempotency.Stored(201, "application/json", b'{"id":1}'))
-    stored = idempotency.begin(e, "cli_1", "k", fp, now_ms=later + 2)
+        idempotency.begin(e, "cli_1", "k", fp, now_ms=later + 1, box=BOX)
+    idempotency.finish(e, "cli_1", "k", idempotency.Stored(201, "application/json", b'{"id":1}'), box=BOX)
+    stored = idempotency.begin(e, "cli_1", "k", fp, now_ms=later + 2, box=BOX)
     assert_eq(stored, idempotency.Stored(201, "application/json", b'{"id":1}'), "replay")
     # After the retention period the key is fresh again, and purge removes what expired.
     expired = t0 + limits.API_IDEMPOTENCY_TTL_S * 1000 + 1
-    assert idempotency.begin(e, "cli_1", "k", idempotency.fingerprint("POST", "/v1/y", b""), now_ms=expired) is None
-    assert idempotency.begin(e, "cli_1", "old", fp, now_ms=t0) is None
+    assert idempotency.begin(e, "cli_1", "k", idempotency.fingerprint("POST", "/v1/y", b""), now_ms=expired, box=BOX) is None
+    assert idempotency.begin(e, "cli_1", "old", fp, now_ms=t0, box=BOX) is None
     assert_eq(idempotency.purge(e, now_ms=expired), 1, "purged records")

@@ -40,6 +40,7 @@ from node.ports import Payment, WithdrawalIntent
 from tests.support import nodes
 from tests.support.cluster import LocalCluster
 from tests.support.procs import Proc, free_port, wait_until
+from tests.support.secrets_key import secrets_key_file
 from tests.support.test_signer import PlainTestSigner
 
 pytestmark = pytest.mark.functional
@@ -172,6 +173,7 @@ start_height = {world.btcd.height()}
 host = "127.0.0.1"
 port = {self.port}
 environment = "development"
+secrets_key_file = "{secrets_key_file(w)}"
 webhook_allow_insecure_urls = true
 webhook_backoff_base_ms = 200
 [deposits]

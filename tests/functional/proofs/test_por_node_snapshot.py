@@ -46,6 +46,7 @@ from node.withdrawals import Withdrawals
 from tests.support import nodes
 from tests.support.cluster import LocalCluster
 from tests.support.procs import Proc, free_port
+from tests.support.secrets_key import secrets_key_file
 from tests.support.test_signer import PlainTestSigner
 
 pytestmark = pytest.mark.functional
@@ -130,6 +131,7 @@ class World:
     def _start_api(self) -> str:
         port = free_port()
         env = {"CUSTODY_API_DATABASE_URL": self.db_url, "CUSTODY_API_ENVIRONMENT": "development",
+               "CUSTODY_API_SECRETS_KEY_FILE": str(secrets_key_file(self.dir / "api")),
                "CUSTODY_API_WEBHOOK_ALLOW_INSECURE_URLS": "true", "CUSTODY_API_WEBHOOK_WORKER": "false",
                "CUSTODY_RESERVES_STORE_DIR": str(self.store_dir)}
         proc = Proc("api", [VENV_BIN / "custody", "api", "serve", "--port", port], self.dir / "api", env=env).start()
@@ -169,6 +171,8 @@ snapshot_key_file = "{self.dir / 'por-key.sealed'}"
 passphrase_file = "{passphrase}"
 interval_s = 3600
 assets = [{{ code = "BTC", chain = "bitcoin", decimals = 8 }}, {{ code = "ETH", chain = "ethereum", decimals = 18 }}]
+[api]
+secrets_key_file = "{secrets_key_file(self.dir / 'api')}"
 """)
         return path
 

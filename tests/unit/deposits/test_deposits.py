@@ -22,6 +22,9 @@ from node.store import open_store
 from node.store.api_models import webhook_events
 from node.store.models import chain_head, journal
 from node.wallets import Wallets
+from tests.support.secrets_key import secret_box
+
+BOX = secret_box()
 
 TOKEN = "ERC20:0x5FbDB2315678afecb367f642d5dB9b4a52F0aA3A"
 
@@ -348,9 +351,9 @@ def test_outbox_fans_out_to_the_clients_subscribed_endpoints_only(world):
     from node.store.api_models import webhook_deliveries
 
     deps, btc, _ = world
-    ep_all, _ = webhooks.register_endpoint(deps.store.engine, "cl_1", "http://127.0.0.1:9/all", ["deposit.*"], True)
-    ep_credit, _ = webhooks.register_endpoint(deps.store.engine, "cl_1", "http://127.0.0.1:9/c", ["deposit.credited"], True)
-    webhooks.register_endpoint(deps.store.engine, "cl_2", "http://127.0.0.1:9/other", ["deposit.*"], True)
+    ep_all, _ = webhooks.register_endpoint(deps.store.engine, "cl_1", "http://127.0.0.1:9/all", ["deposit.*"], True, box=BOX)
+    ep_credit, _ = webhooks.register_endpoint(deps.store.engine, "cl_1", "http://127.0.0.1:9/c", ["deposit.credited"], True, box=BOX)
+    webhooks.register_endpoint(deps.store.engine, "cl_2", "http://127.0.0.1:9/other", ["deposit.*"], True, box=BOX)
     a = deps.issue_address("zoe.main", "BTC", client_id="cl_1", actor="test")
     btc.put(a.address, 1_000, DEPOSIT_CREDITED)
     deps.sync(btc)

@@ -19,6 +19,7 @@ from node.customers import Customers
 from node.ledger import Ledger
 from node.store import open_store
 from tests.support import por_world as W
+from tests.support.secrets_key import secrets_key_file
 
 
 class Key:
@@ -50,7 +51,8 @@ def app(tmp_path_factory):
                                  dt.datetime(2026, 11, day, tzinfo=dt.timezone.utc))
     mp = pytest.MonkeyPatch()
     mp.setenv("CUSTODY_RESERVES_STORE_DIR", str(d / "store"))
-    settings = ApiSettings(database_url=url, environment="development", webhook_worker=False)
+    settings = ApiSettings(database_url=url, environment="development", webhook_worker=False,
+                           secrets_key_file=secrets_key_file(d))
     application = create_app(settings, store=store)
     client = TestClient(application, raise_server_exceptions=False)
     client.__enter__()

@@ -18,6 +18,9 @@ from node.store.api_models import webhook_events
 from proofs import job as pjob
 from proofs import serving
 from tests.support import por_world as W
+from tests.support.secrets_key import secret_box
+
+BOX = secret_box()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -83,14 +86,14 @@ def _events(store):
 
 
 def test_announce_once_per_client_and_snapshot(store, tmp_path):
-    webhooks.register_endpoint(store.engine, "cli_a", "http://127.0.0.1:9/a", ["reserves.*"], allow_insecure=True)
-    webhooks.register_endpoint(store.engine, "cli_b", "http://127.0.0.1:9/b", ["*"], allow_insecure=True)
+    webhooks.register_endpoint(store.engine, "cli_a", "http://127.0.0.1:9/a", ["reserves.*"], allow_insecure=True, box=BOX)
+    webhooks.register_endpoint(store.engine, "cli_b", "http://127.0.0.1:9/b", ["*"], allow_insecure=True, box=BOX)
     world = W.make_world(tmp_path)
     assert pjob.announce(store.engine, world.published) == 2
     assert pjob.announce(store.engine, world.published) == 0  # a re-run (or a restart) sends nothing twice
-    webhooks.register_endpoint(store.engine, "cli_c", "http://127.0.0.1:9/c", ["deposit.*"], allow_insecure=True)
+    webhooks.register_endpoint(store.engine, "cli_c", "http://127.0.0.1:9/c", ["deposit.*"], allow_insecure=True, box=BOX)
     assert pjob.announce(store.engine, world.published) == 0  # cli_c did not subscribe to reserves events
-    webhooks.register_endpoint(store.engine, "cli_d", "http://127.0.0.1:9/d", ["reserves.snapshot"], allow_insecure=True)
+    webhooks.register_endpoint(store.engine, "cli_d", "http://127.0.0.1:9/d", ["reserves.snapshot"], allow_insecure=True, box=BOX)
     assert pjob.announce(store.engine, world.published) == 1  # a client subscribing later gets the latest one
     got = _events(store)
     assert sorted(c for c, _ in got) == ["cli_a", "cli_b", "cli_d"]
@@ -100,7 +103,7 @@ def test_announce_once_per_client_and_snapshot(store, tmp_path):
 
 
 def test_the_job_takes_when_due_and_announces(store, tmp_path):
-    webhooks.register_endpoint(store.engine, "cli_a", "http://127.0.0.1:9/a", ["reserves.snapshot"], allow_insecure=True)
+    webhooks.register_endpoint(store.engine, "cli_a", "http://127.0.0.1:9/a", ["reserves.snapshot"], allow_insecure=True, box=BOX)
     wallets = W.TestKeyWallets(W.HOLDINGS)
     key = W.Ed25519PrivateKey.generate()
     snap_store = W.snapshot.SnapshotStore(tmp_path / "store")
