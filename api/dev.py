@@ -388,15 +388,17 @@ def _up(args) -> int:
             cluster.start(info)
             hot = _ensure_hot_vault(data_dir, info)
         if chains is not None and cluster is not None:
-            from api.dev_chains import forget_btc_chain_state
+            from api.dev_chains import forget_replaced_chains
 
             _ensure_dev_policy(data_dir, info, hot)
             reserves = _ensure_reserves_key(data_dir)
             path = write_node_config(data_dir, chains, data_dir / "cluster" / "cluster.json", DEV_CONFIRMATIONS,
                                      hot_vault_id=hot["vault_id"], host=args.host, port=args.port, reserves=reserves)
             _say(f"node config: {path}")
-            if chains.btc_chain_restarted:
-                forget_btc_chain_state(data_dir)
+            for chain_id in forget_replaced_chains(data_dir, chains):
+                if chain_id.startswith("ethereum"):
+                    _say("NOTE: Anvil started a new chain (its state was not saved: `dev up` was killed, not stopped): "
+                         "ethereum deposits of the previous run are gone from the chain; the node rescans the new one")
             return _serve_node(args, data_dir, path, hot, chains, reserves)
         return _serve_api(args, data_dir)
     finally:

@@ -16,8 +16,10 @@ Layout of `<data dir>/chains/`:
 btcd mines to the faucet's address; 110 blocks make its first coinbases spendable. btcd
 removes its regtest database whenever it starts, so every `dev up` runs a NEW bitcoin chain
 (the faucet's state follows; the node's books keep what they had: delete the data dir for a
-clean slate). Anvil's state is kept across restarts. Anvil pays from its first unlocked dev
-account (no key in this process).
+clean slate). Anvil's state is kept across restarts when `dev up` is stopped (Anvil dumps it on
+exit); killed outright, the next Anvil is a new chain. The node rescans a replaced chain
+(`forget_replaced_chains`). Anvil pays from its first unlocked dev account (no key in this
+process).
 """
 
 from __future__ import annotations
@@ -275,6 +277,13 @@ class DevChains:
         (self.dir / "faucet.db").unlink(missing_ok=True)
         return True
 
+    def btc_block_hash(self, height: int) -> str | None:
+        return self.btc_call("getblockhash", height) if height <= self.btc_call("getblockcount") else None
+
+    def eth_block_hash(self, height: int) -> str | None:
+        block = self.eth_call("eth_getBlockByNumber", hex(height), False)
+        return block["hash"] if block else None
+
     def btc_call(self, method: str, *params):
         return _rpc(self.btcd_url, method, params, auth=(BTCD_RPC_USER, self.rpc_password()), version="1.0")
 
@@ -427,26 +436,47 @@ def write_node_config(data_dir: pathlib.Path, chains: DevChains, cluster_file: p
     return path
 
 
-def forget_btc_chain_state(data_dir: pathlib.Path) -> None:
-    """After btcd started a new regtest chain: the node's stored view of the old one (blocks,
-    deposits, UTXOs, transactions of "bitcoin:regtest") is dropped, so the adapter rescans the
-    new chain from its genesis. The watched addresses and their counters stay (they derive from
-    the keys, valid on any chain). The books are left alone: deposits credited on the old chain
-    meet a deep reorg (flagged for staff by node.deposits, the customer never debited silently)."""
+def forget_replaced_chains(data_dir: pathlib.Path, chains: DevChains) -> list[str]:
+    """A dev chain can be replaced under the node by a new one: btcd mines a new regtest chain
+    at every start, and Anvil starts a new chain when its state was not dumped (`dev up` killed
+    outright, not stopped) or was deleted. To the node's scanner a replaced chain is a reorg
+    deeper than any it follows, refused at every pass for good. So the node's stored view of
+    it (blocks, deposits, UTXOs, nonces, transactions) is dropped and the new chain rescanned
+    from its genesis. The watched addresses and their counters stay (they derive from the keys,
+    valid on any chain). The books are left alone: deposits credited on the old chain meet a
+    deep reorg (flagged for staff by node.deposits, the customer never debited silently).
+
+    A chain counts as replaced when the deepest block the node stored (above the genesis, if
+    it stored one: every regtest chain has the same genesis) is not the running chain's block
+    at that height. Returns the chain ids whose state was dropped."""
     import sqlalchemy as sa
 
     from chains import state as chain_state
 
     path = pathlib.Path(data_dir) / "chains.db"
     if not path.exists():
-        return
+        return []
     engine = chain_state.make_engine(f"sqlite:///{path}")
+    b = chain_state.blocks
+    dropped = []
     try:
-        with engine.begin() as conn:
-            for table in chain_state.metadata.sorted_tables:
-                if table.name in ("chains_addresses", "chains_counters") or "chain_id" not in table.c:
-                    continue
-                conn.execute(sa.delete(table).where(table.c.chain_id == "bitcoin:regtest"))
+        for chain_id, hash_at in (("bitcoin:regtest", chains.btc_block_hash), (f"ethereum:{ANVIL_CHAIN_ID}", chains.eth_block_hash)):
+            with engine.connect() as conn:
+                rows = conn.execute(sa.select(b.c.height, b.c.hash).where(b.c.chain_id == chain_id)
+                                    .order_by(b.c.height).limit(2)).all()
+            if not rows:
+                continue
+            height, stored = rows[1] if len(rows) == 2 and rows[0].height == 0 else rows[0]
+            if (hash_at(height) or "").lower() == stored.lower():
+                continue
+            with engine.begin() as conn:
+                for table in chain_state.metadata.sorted_tables:
+                    if table.name in ("chains_addresses", "chains_counters") or "chain_id" not in table.c:
+                        continue
+                    conn.execute(sa.delete(table).where(table.c.chain_id == chain_id))
+            node.log.get("api.dev_chains").warning("dev_chain_state_reset", chain=chain_id, height=height,
+                                                   note="the dev chain was replaced by a new one; rescanning it")
+            dropped.append(chain_id)
     finally:
         engine.dispose()
-    node.log.get("api.dev_chains").warning("dev_btc_chain_state_reset", note="btcd started a new regtest chain; rescanning it")
+    return dropped

@@ -450,3 +450,32 @@ def test_restart_keeps_cluster_vault_key_and_anvil_state_then_sigterm_leaves_not
     r = again.dev("mine", "bitcoin", 1)  # nothing runs any more: a clear refusal, no traceback
     assert_eq((r.returncode, "chain_unreachable" in r.stderr, "Traceback" in r.stderr), (1, True, False),
               f"mine after the stop: {r.stderr[-500:]}")
+
+
+def test_a_new_anvil_chain_under_the_node_is_rescanned_not_refused_for_good(world):
+    """`dev up` killed outright leaves no Anvil state dump: the next Anvil is a new chain (a new
+    genesis). The node's stored view of the old one would be a reorg deeper than the scanner
+    follows, refused at every pass; dev up drops it and the node rescans the new chain."""
+    state_file = world["data_dir"] / "chains" / "anvil" / "state.json"
+    chains_db = world["data_dir"] / "chains.db"
+    old_genesis = _stored_block_hash(chains_db, "ethereum:1337", 0)
+    assert old_genesis, "the node stored the ethereum chain's genesis in the runs before"
+    state_file.unlink()  # as if the last run had been killed before Anvil could dump it
+    up = world["start"](3)
+    new_genesis = up.eth("eth_getBlockByNumber", "0x0", False)["hash"]
+    assert new_genesis != old_genesis
+    log = up.proc.stderr_path.read_text()
+    assert "Anvil started a new chain" in log and "dev_chain_state_reset" in log, log[-3000:]
+    wait_until(lambda: _stored_block_hash(chains_db, "ethereum:1337", 0) == new_genesis, 60,
+               "the node scanned the new ethereum chain from its genesis")
+    assert "ReorgTooDeep" not in up.proc.stderr_path.read_text()
+    up.stop()
+
+
+def _stored_block_hash(chains_db: pathlib.Path, chain_id: str, height: int) -> str | None:
+    import contextlib
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(chains_db, timeout=10)) as conn:
+        row = conn.execute("SELECT hash FROM chains_blocks WHERE chain_id = ? AND height = ?", (chain_id, height)).fetchone()
+    return row[0] if row else None
