@@ -86,9 +86,10 @@ def create_app(settings: ApiSettings, store: Store | None = None, services: Serv
     metrics = Metrics()
     replay_engine = make_replay_engine(store)
     box = settings.secret_box()
-    sealed = webhooks.seal_plaintext_secrets(engine, box), idempotency.seal_plaintext_responses(engine, box)
-    if any(sealed):
-        log.info("sealed_plaintext_secrets", webhook_secrets=sealed[0], idempotent_responses=sealed[1])
+    # Values in the clear (stored before sealing) or under a previous key (rotation): resealed.
+    resealed = webhooks.reseal_secrets(engine, box), idempotency.reseal_responses(engine, box)
+    if any(resealed):
+        log.info("secrets_resealed", key_id=box.key_id.hex(), webhook_secrets=resealed[0], idempotent_responses=resealed[1])
     ctx = AppContext(
         settings=settings,
         engine=engine,

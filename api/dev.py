@@ -481,14 +481,13 @@ def _serve_api(args, data_dir: pathlib.Path) -> int:
     import uvicorn
 
     from api.app import create_app
+    from api.dev_chains import dev_secrets_key
     from api.settings import ApiSettings
     from node.store import open_store
 
     url = f"sqlite:///{data_dir / 'node.db'}"
     store = open_store(url)
     info = _first_key(data_dir, store.engine)
-    from api.dev_chains import dev_secrets_key
-
     settings = ApiSettings(
         database_url=url, secrets_key_file=dev_secrets_key(data_dir), environment="development", webhook_worker=True,
         webhook_allow_insecure_urls=True

@@ -446,8 +446,8 @@ def forget_replaced_chains(data_dir: pathlib.Path, chains: DevChains) -> list[st
     valid on any chain). The books are left alone: deposits credited on the old chain meet a
     deep reorg (flagged for staff by node.deposits, the customer never debited silently).
 
-    A chain counts as replaced when the deepest block the node stored (above the genesis, if
-    it stored one: every regtest chain has the same genesis) is not the running chain's block
+    A chain counts as replaced when the lowest block the node stored (the one above the genesis
+    if it has both: every regtest chain has the same genesis) is not the running chain's block
     at that height. Returns the chain ids whose state was dropped."""
     import sqlalchemy as sa
 

@@ -172,17 +172,21 @@ def finish(engine: sa.Engine, client_id: str, key: str, stored: Stored, *, box: 
         )
 
 
-def seal_plaintext_responses(engine: sa.Engine, box: SecretBox) -> int:
-    """Seals the response bodies stored before bodies were sealed (until they expire, a replay
-    still needs them). Keys are read a batch at a time and bodies one at a time (a body can be
-    1 MiB); each update is conditional on the body read. Returns how many were sealed."""
+def reseal_responses(engine: sa.Engine, box: SecretBox) -> int:
+    """Brings every stored response body under the box's current key: bodies stored before
+    bodies were sealed (until they expire a replay still needs them) are sealed, bodies under a
+    previous key (after a rotation) are resealed; one that opens under none of the keys is left
+    (its replay is refused). Keys are read a batch at a time and bodies one at a time (a body
+    can be 1 MiB); each update is conditional on the body read. Returns how many were
+    (re)sealed."""
     done, after = 0, ("", "")
-    plain = sa.func.substr(t.c.response_body, 1, len(SEALED_MAGIC)) != SEALED_MAGIC
+    current = SEALED_MAGIC + box.key_id
+    stale = sa.func.substr(t.c.response_body, 1, len(current)) != current
     while True:
         with engine.connect() as conn:
             keys = conn.execute(
                 sa.select(t.c.client_id, t.c.idempotency_key)
-                .where(t.c.state == "done", t.c.response_body.is_not(None), plain,
+                .where(t.c.state == "done", t.c.response_body.is_not(None), stale,
                        sa.tuple_(t.c.client_id, t.c.idempotency_key) > after)
                 .order_by(t.c.client_id, t.c.idempotency_key)
                 .limit(limits.API_IDEMPOTENCY_PURGE_BATCH_COUNT)
@@ -193,9 +197,15 @@ def seal_plaintext_responses(engine: sa.Engine, box: SecretBox) -> int:
             where = (t.c.client_id == k.client_id, t.c.idempotency_key == k.idempotency_key, t.c.state == "done")
             with write_tx(engine) as conn:
                 r = conn.execute(sa.select(t).where(*where)).first()
-                if r is None or r.response_body is None or bytes(r.response_body).startswith(SEALED_MAGIC):
+                if r is None or r.response_body is None or box.is_current(bytes(r.response_body)):
                     continue
-                stored = Stored(r.response_status, r.response_content_type, bytes(r.response_body))
+                body = bytes(r.response_body)
+                if body.startswith(SEALED_MAGIC):
+                    try:
+                        body = _open(box, r).body
+                    except Problem:
+                        continue
+                stored = Stored(r.response_status, r.response_content_type, body)
                 done += conn.execute(
                     t.update().where(*where, t.c.response_body == r.response_body)
                     .values(response_body=_seal(box, r.client_id, r.idempotency_key, stored))

@@ -24,6 +24,8 @@ class ApiSettings(BaseSettings):
     # No default: the key (32 random bytes, base64url, a 0600 file) sealing webhook secrets and
     # stored idempotent responses at rest. `custody api secrets-key --out F` makes one.
     secrets_key_file: pathlib.Path
+    # Keys of before a rotation: they only open; values under them are resealed at start.
+    previous_secrets_key_files: list[pathlib.Path] = []
     # Prometheus scrapes /metrics with `Authorization: Bearer <token>`; unset = /metrics is off.
     metrics_token: SecretStr | None = None
     # Run the webhook delivery worker in this process (one replica, or all: deliveries are
@@ -36,17 +38,18 @@ class ApiSettings(BaseSettings):
     rate_limit_per_s: int = limits.API_RATE_LIMIT_PER_S
     rate_limit_burst: int = limits.API_RATE_LIMIT_BURST_COUNT
 
-    @field_validator("secrets_key_file")
+    @field_validator("secrets_key_file", "previous_secrets_key_files")
     @classmethod
-    def _key_opens(cls, path: pathlib.Path) -> pathlib.Path:
+    def _keys_read(cls, value):
         try:
-            SecretBox.from_file(path)
+            for path in value if isinstance(value, list) else [value]:
+                SecretBox.from_file(path)
         except SecretBoxError as exc:
             raise ValueError(str(exc)) from None
-        return path
+        return value
 
     def secret_box(self) -> SecretBox:
-        return SecretBox.from_file(self.secrets_key_file)
+        return SecretBox.from_files(self.secrets_key_file, tuple(self.previous_secrets_key_files))
 
     @model_validator(mode="after")
     def _check(self):

@@ -13,7 +13,12 @@ content type), so a sealed value copied to another row, or edited, does not open
 
 Layout: MAGIC | key id (4 bytes) | nonce (12) | ciphertext + tag (16); the text form is
 "sbx1." + unpadded base64url of the bytes after MAGIC. The key id (the first 4 bytes of a hash
-of the key) tells "sealed under another key" apart from "tampered".
+of the key) tells "sealed under another key" apart from "tampered", and picks the key.
+
+Rotating the key: make a new one, name it `secrets_key_file` and the old one in
+`previous_secrets_key_files`, restart. A box opens values sealed under any of its keys and seals
+under the current one only; at start the API reseals what is under a previous key
+(`is_current`), after which the old key can go.
 """
 
 from __future__ import annotations
@@ -59,18 +64,34 @@ def write_new_key(path: str | os.PathLike) -> None:
         f.write(new_key_text() + "\n")
 
 
+def _key_id(key: bytes) -> bytes:
+    return hashlib.sha256(b"custody-node/secretbox/key-id\x00" + key).digest()[:4]
+
+
 class SecretBox:
-    def __init__(self, key: bytes):
-        if not isinstance(key, bytes) or len(key) != KEY_BYTES:
-            raise SecretBoxError(f"the key must be {KEY_BYTES} bytes")
+    def __init__(self, key: bytes, previous: tuple[bytes, ...] = ()):
+        """`key` seals and opens; each of `previous` only opens (values sealed before a rotation)."""
+        for k in (key, *previous):
+            if not isinstance(k, bytes) or len(k) != KEY_BYTES:
+                raise SecretBoxError(f"a key must be {KEY_BYTES} bytes")
+        self.key_id = _key_id(key)
         self._aead = AESGCM(key)
-        self.key_id = hashlib.sha256(b"custody-node/secretbox/key-id\x00" + key).digest()[:4]
+        self._openers = {_key_id(k): AESGCM(k) for k in previous}
+        self._openers[self.key_id] = self._aead
 
     def __repr__(self) -> str:
-        return f"SecretBox(key_id={self.key_id.hex()}, key=<redacted>)"
+        return f"SecretBox(key_id={self.key_id.hex()}, previous={len(self._openers) - 1}, keys=<redacted>)"
+
+    @classmethod
+    def from_files(cls, path: str | os.PathLike, previous: tuple[str | os.PathLike, ...] = ()) -> SecretBox:
+        return cls(cls._read_key(path), tuple(cls._read_key(p) for p in previous))
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> SecretBox:
+        return cls(cls._read_key(path))
+
+    @staticmethod
+    def _read_key(path: str | os.PathLike) -> bytes:
         """The key file: the key as unpadded base64url (43 characters), one line, readable by
         its owner only (like an ssh private key: a file others can read is refused)."""
         p = pathlib.Path(path)
@@ -90,7 +111,7 @@ class SecretBox:
         if len(key) != KEY_BYTES or _b64u(key) != text:
             raise SecretBoxError(f"{p}: not a key file (want {KEY_BYTES} bytes as unpadded base64url; "
                                  "`custody api secrets-key --out F` makes one)")
-        return cls(key)
+        return key
 
     @staticmethod
     def _ad(purpose: str, context: str) -> bytes:
@@ -105,12 +126,24 @@ class SecretBox:
         if not isinstance(blob, bytes) or not blob.startswith(MAGIC) or len(blob) < len(MAGIC) + _OVERHEAD:
             raise SecretBoxError("not_sealed: the stored value is not a sealed value")
         body = blob[len(MAGIC):]
-        if body[:4] != self.key_id:
-            raise SecretBoxError(f"sealed_under_another_key: key id {body[:4].hex()}, this key's is {self.key_id.hex()}")
+        aead = self._openers.get(body[:4])
+        if aead is None:
+            raise SecretBoxError(f"sealed_under_another_key: key id {body[:4].hex()}, not one of this box's "
+                                 f"({', '.join(k.hex() for k in self._openers)})")
         try:
-            return self._aead.decrypt(body[4:16], body[16:], self._ad(purpose, context))
+            return aead.decrypt(body[4:16], body[16:], self._ad(purpose, context))
         except InvalidTag:
             raise SecretBoxError("sealed_value_tampered: it does not open for this purpose and row") from None
+
+    def is_current(self, blob: bytes) -> bool:
+        """Sealed under the current key (else: in the clear, or under a previous or unknown key)."""
+        return isinstance(blob, bytes) and blob.startswith(MAGIC + self.key_id)
+
+    def is_current_text(self, text: str) -> bool:
+        try:
+            return text.startswith(TEXT_PREFIX) and self.is_current(MAGIC + _unb64u(text[len(TEXT_PREFIX):]))
+        except ValueError:
+            return False
 
     def seal_text(self, plaintext: bytes, *, purpose: str, context: str) -> str:
         return TEXT_PREFIX + _b64u(self.seal(plaintext, purpose=purpose, context=context)[len(MAGIC):])

@@ -75,7 +75,7 @@ class Delivery:
 @dataclasses.dataclass(frozen=True)
 class DueDelivery:
     """What the worker needs to make one attempt. `secret` is None when the stored secret does
-not open (`secret_error` says why): the attempt then fails without sending anything."""
+    not open (`secret_error` says why): the attempt then fails without sending anything."""
 
     id: str
     event_id: str
@@ -416,23 +416,28 @@ def claim_due(engine: sa.Engine, now_ms: int, batch: int = limits.WEBHOOK_BATCH_
     return out
 
 
-def seal_plaintext_secrets(engine: sa.Engine, box: SecretBox) -> int:
-    """Seals the secrets of endpoints registered before secrets were sealed (stored as
-    `whsec_...`). Each row is updated only if it still holds what was read, so replicas
-    starting together do not seal one twice. Returns how many were sealed."""
+def reseal_secrets(engine: sa.Engine, box: SecretBox) -> int:
+    """Brings every stored endpoint secret under the box's current key: one stored before
+    secrets were sealed (`whsec_...`, in the clear) is sealed, one under a previous key (after
+    a rotation) is resealed. A value that opens under none of the keys is left as it is: the
+    worker reports it on each delivery. Each update is conditional on the value read, so
+    replicas starting together agree. Returns how many were (re)sealed."""
     done, after = 0, ""
     while True:
         with write_tx(engine) as conn:
             rows = conn.execute(
-                sa.select(et.c.id, et.c.secret)
-                .where(et.c.secret.startswith(PLAINTEXT_SECRET_PREFIX, autoescape=True), et.c.id > after)
-                .order_by(et.c.id)
-                .limit(limits.WEBHOOK_BATCH_COUNT)
+                sa.select(et.c.id, et.c.secret).where(et.c.id > after).order_by(et.c.id).limit(limits.WEBHOOK_BATCH_COUNT)
             ).all()
             after = rows[-1].id if rows else after
             for r in rows:
+                if box.is_current_text(r.secret):
+                    continue
+                try:
+                    plain = r.secret if r.secret.startswith(PLAINTEXT_SECRET_PREFIX) else _opened(box, r.id, r.secret)
+                except SecretBoxError:
+                    continue
                 done += conn.execute(
-                    et.update().where(et.c.id == r.id, et.c.secret == r.secret).values(secret=_sealed(box, r.id, r.secret))
+                    et.update().where(et.c.id == r.id, et.c.secret == r.secret).values(secret=_sealed(box, r.id, plain))
                 ).rowcount
         if len(rows) < limits.WEBHOOK_BATCH_COUNT:
             return done

@@ -2,7 +2,8 @@
 shown to the client is nowhere in the database in the clear (not in the endpoint row, not in
 the stored idempotent response, not in any table); a replay still returns it; the worker signs
 with it; a sealed value moved to another row does not open, and then nothing is sent and
-nothing is run again; rows written before sealing are sealed when the app starts."""
+nothing is run again; rows written before sealing are sealed when the app starts; rotating the
+key reseals everything under the new one."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import sqlalchemy as sa
 from api_helpers import assert_eq, assert_problem, signed
 
 from api.webhook_worker import WebhookWorker
-from node import webhooks
+from node import limits, webhooks
+from node.secretbox import SecretBox, write_new_key
 from node.store.api_models import idempotency_records, webhook_deliveries, webhook_endpoints
 from node.store.api_models import now_ms
 
@@ -127,3 +129,40 @@ def test_rows_from_before_sealing_are_sealed_when_the_app_starts(harness_factory
     post(new, admin, f"/v1/webhook-endpoints/{endpoint_id}/ping", None)
     due = webhooks.claim_due(new.engine, now_ms(), box=new.app.state.ctx.box)
     assert_eq([d.secret for d in due], [legacy_secret], "the worker signs with the old secret")
+
+
+def test_rotating_the_key_reseals_everything_and_the_old_key_can_go(harness_factory, db, tmp_path):
+    url, schema = db
+    key_a, key_b = tmp_path / "a.key", tmp_path / "b.key"
+    write_new_key(key_a)
+    write_new_key(key_b)
+    old = harness_factory(url, schema, secrets_key_file=key_a)
+    admin = old.key(["admin", "read"])
+    first = register(old, admin, key="before-rotation")
+    endpoint_id, secret = first.json()["id"], first.json()["secret"]
+    # The rotation: B is the key now, A only opens; the app reseals at start.
+    rotated = harness_factory(url, schema, secrets_key_file=key_b, previous_secrets_key_files=[key_a])
+    box_b = SecretBox.from_file(key_b)
+    assert_eq(_under(rotated, box_b), (True, True), "endpoint secret and stored response under B")
+    # A itself is gone from the configuration: everything still opens.
+    after = harness_factory(url, schema, secrets_key_file=key_b)
+    assert_eq(register(after, admin, key="before-rotation").content, first.content, "the replay after the rotation")
+    post(after, admin, f"/v1/webhook-endpoints/{endpoint_id}/ping", None)
+    due = webhooks.claim_due(after.engine, now_ms(), box=after.app.state.ctx.box)
+    assert_eq([(d.secret, d.secret_error) for d in due], [(secret, None)], "the worker opens the resealed secret")
+    assert_eq(tables_holding(after, secret), [], "tables holding the secret in the clear")
+    # And A alone no longer opens anything: refused, not run again, nothing sent.
+    stale = harness_factory(url, schema, secrets_key_file=key_a)
+    r = post(stale, admin, "/v1/webhook-endpoints", {"url": "http://127.0.0.1:9/h", "event_types": ["*"]}, key="before-rotation")
+    assert_problem(r, 500, "stored_response_unreadable")
+    post(stale, admin, f"/v1/webhook-endpoints/{endpoint_id}/ping", None)
+    due = webhooks.claim_due(stale.engine, now_ms() + limits.WEBHOOK_LEASE_MS + 1, box=stale.app.state.ctx.box)
+    assert due and all(d.secret is None and "sealed_under_another_key" in d.secret_error for d in due), due
+
+
+def _under(api, box) -> tuple[bool, bool]:
+    with api.engine.connect() as conn:
+        secrets_ = conn.execute(sa.select(webhook_endpoints.c.secret)).scalars().all()
+        bodies = conn.execute(sa.select(idempotency_records.c.response_body)
+                              .where(idempotency_records.c.state == "done")).scalars().all()
+    return all(box.is_current_text(s) for s in secrets_), all(box.is_current(bytes(b)) for b in bodies)

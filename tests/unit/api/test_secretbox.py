@@ -101,3 +101,19 @@ def test_the_cli_makes_a_key_file_and_never_overwrites_one(tmp_path):
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert again.returncode == 1 and "File exists" in again.stderr
     assert SecretBox.from_file(out).key_id == key_id
+
+
+def test_a_rotated_box_opens_the_old_keys_values_and_seals_under_the_new_key_only():
+    old_key, new_key = os.urandom(KEY_BYTES), os.urandom(KEY_BYTES)
+    old, rotated = SecretBox(old_key), SecretBox(new_key, previous=(old_key,))
+    before = old.seal(b"s", purpose="p", context="c")
+    assert rotated.open(before, purpose="p", context="c") == b"s"
+    assert not rotated.is_current(before) and old.is_current(before)
+    after = rotated.seal(b"s", purpose="p", context="c")
+    assert rotated.is_current(after) and rotated.is_current_text(rotated.seal_text(b"s", purpose="p", context="c"))
+    assert not rotated.is_current_text("whsec_abc") and not rotated.is_current_text("sbx1.=")
+    with pytest.raises(SecretBoxError, match="sealed_under_another_key"):
+        old.open(after, purpose="p", context="c")
+    with pytest.raises(SecretBoxError, match="sealed_under_another_key"):
+        SecretBox(new_key).open(before, purpose="p", context="c")
+    assert "previous=1" in repr(rotated)
