@@ -126,9 +126,9 @@ def parse_amounts(values: list, what: str) -> list[int]:
 
 
 def parse_compact_amounts(values: list, what: str) -> list[int]:
-    """parse_compact_amount over a list, inlined: a depth-21 proof of 8 assets has ~350 amounts
-    and this loop is most of its verification time. Any doubt goes to parse_compact_amount,
-    which names the value and the reason."""
+    """parse_compact_amount over a list, inlined (the root, balances and any list the
+    verifier's fast path doubts come here). Any doubt goes to parse_compact_amount, which names
+    the value and the reason."""
     out = []
     match, last_ok, pad, a2b, from_bytes = _B64U_TEXT.fullmatch, _B64U_LAST_OK, _B64_PAD, binascii.a2b_base64, int.from_bytes
     for text in values:
@@ -142,6 +142,37 @@ def parse_compact_amounts(values: list, what: str) -> list[int]:
         parse_compact_amount(text, f"{what}[{len(out)}]")
         raise AssertionError("parse_compact_amount accepted what the fast loop refused")  # pragma: no cover
     return out
+
+
+def _fast_compact_hash(text) -> bytes | None:
+    """parse_compact_hash(text, 32)'s happy path, for the ~40 path hashes of a proof: the 32
+    bytes, or None when in any doubt (then parse_compact_hash names the fault)."""
+    if isinstance(text, str) and len(text) == 43 and text[-1] in _B64U_LAST_OK[3] and _B64U_TEXT.fullmatch(text):
+        return binascii.a2b_base64(text.replace("-", "+").replace("_", "/") + "=")
+    return None
+
+
+def _fast_compact_lanes(values, n: int) -> bytes | None:
+    """A compact sums list's happy path: its n amounts as 16-byte big-endian lanes (what the
+    node hash takes), or None when in any doubt (then parse_compact_amounts names the fault).
+    It accepts exactly what parse_compact_amounts accepts."""
+    if not isinstance(values, list) or len(values) != n:
+        return None
+    try:
+        if not _B64U_TEXT.fullmatch("".join(values)):  # the alphabet, for all at once
+            return None
+    except TypeError:  # a value that is not a string
+        return None
+    lanes, last_ok, pad, a2b = [], _B64U_LAST_OK, _B64_PAD, binascii.a2b_base64
+    for text in values:
+        tail = len(text) & 3
+        if tail and (tail == 1 or text[-1] not in last_ok[tail]):
+            return None
+        raw = a2b(text.replace("-", "+").replace("_", "/") + pad[tail])
+        if len(raw) > 16 or raw[:1] == b"\x00":
+            return None
+        lanes.append(raw.rjust(16, b"\x00"))
+    return b"".join(lanes)
 
 
 class _Codec(NamedTuple):
@@ -212,6 +243,21 @@ def add_sums(a, b) -> list[int]:
         if x >= U128_LIMIT:
             raise ProofInvalid("sum_overflow", "a sum reaches 2^128")
     return out
+
+
+# The verifier adds sums as one integer per list: n 128-bit lanes, lane 0 the most significant,
+# which is what sums_bytes writes (so the hashed bytes are `packed.to_bytes(16 * n)`). A lane
+# that reaches 2^128 carries into the bit above it: the carries of a + b are (a + b) ^ a ^ b.
+def _lane_edges(n: int) -> int:
+    """The lowest bit of every lane but the last, and the bit above the first lane."""
+    return sum(1 << (128 * k) for k in range(1, n + 1))
+
+
+def _add_lanes(a: int, b: int, edges: int) -> int:
+    total = a + b
+    if (total ^ a ^ b) & edges:
+        raise ProofInvalid("sum_overflow", "a sum reaches 2^128")
+    return total
 
 
 # --- a plain tree, built from an explicit leaf layout ------------------------------------
@@ -331,6 +377,7 @@ def verify_user_proof(proof) -> VerifiedProof:
     if codec is None:
         raise ProofInvalid("format_unknown", f"format must be {FORMAT!r} or {FORMAT_COMPACT!r}, got {proof.get('format')!r}")
     parse_hash, parse_value = codec
+    compact = proof["format"] == FORMAT_COMPACT
     sid = parse_hex(_field(proof, "snapshot_id", str), 16, "snapshot_id")
     assets = _field(proof, "assets", list)
     if not 1 <= len(assets) <= limits.POR_ASSETS_MAX or not all(isinstance(a, str) and a for a in assets):
@@ -366,13 +413,18 @@ def verify_user_proof(proof) -> VerifiedProof:
         path = _field(leaf, "path", list, what)
         if len(path) != depth:
             raise ProofInvalid("path_length_mismatch", f"{what}.path has {len(path)} entries, depth is {depth}")
-        siblings = []
+        siblings = []  # (hash, sums as 16-byte lanes)
         for level, sib in enumerate(path):
+            if compact and isinstance(sib, dict):  # the happy path first, without naming anything
+                sib_hash, sib_lanes = _fast_compact_hash(sib.get("hash")), _fast_compact_lanes(sib.get("sums"), n_assets)
+                if sib_hash is not None and sib_lanes is not None:
+                    siblings.append((sib_hash, sib_lanes))
+                    continue
             sw = f"{what}.path[{level}]"
             siblings.append(
                 (
                     parse_hash(_field(sib, "hash", str, sw), 32, f"{sw}.hash"),
-                    _amounts(_field(sib, "sums", list, sw), n_assets, f"{sw}.sums", parse_value),
+                    sums_bytes(_amounts(_field(sib, "sums", list, sw), n_assets, f"{sw}.sums", parse_value)),
                 )
             )
         parsed.append((index, part, balances, siblings))
@@ -384,17 +436,21 @@ def verify_user_proof(proof) -> VerifiedProof:
 
     uidc = uid_commitment(account_id)
     total = [0] * n_assets
+    width, edges, sha256 = 16 * n_assets, _lane_edges(n_assets), hashlib.sha256
     for index, part, balances, siblings in parsed:
         h = leaf_hash(key, sid, uidc, part, balances)
-        s = balances
-        for level, (sib_hash, sib_sums) in enumerate(siblings):
+        s_bytes = sums_bytes(balances)
+        s = int.from_bytes(s_bytes, "big")
+        for level, (sib_hash, sib_bytes) in enumerate(siblings):
             if (index >> level) & 1 == 0:
-                h, s = node_hash(h, s, sib_hash, sib_sums), add_sums(s, sib_sums)
+                h = sha256(PREFIX_NODE + h + s_bytes + sib_hash + sib_bytes).digest()  # node_hash
             else:
-                h, s = node_hash(sib_hash, sib_sums, h, s), add_sums(sib_sums, s)
+                h = sha256(PREFIX_NODE + sib_hash + sib_bytes + h + s_bytes).digest()
+            s = _add_lanes(s, int.from_bytes(sib_bytes, "big"), edges)
+            s_bytes = s.to_bytes(width, "big")
         if not hmac.compare_digest(h, root_hash):
             raise ProofInvalid("root_hash_mismatch", f"leaf {index} (part {part}) does not hash to the root")
-        if s != root_sums:
+        if s_bytes != sums_bytes(root_sums):
             raise ProofInvalid("root_sums_mismatch", f"leaf {index} (part {part}) does not sum to the root")
         total = add_sums(total, balances)
     if total != account_balances:

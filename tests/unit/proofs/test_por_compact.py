@@ -156,3 +156,50 @@ def test_unknown_format_is_refused(vector):
     with pytest.raises(mst.ProofInvalid) as exc:
         mst.verify_user_proof(proof)
     assert exc.value.reason == "format_unknown"
+
+
+_TEXTS = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_+/= ", max_size=24)
+_VALUES = st.one_of(st.sampled_from(["", "AA", "AAA", "_w", "_____________________w", "______________________"]),
+                    st.integers(0, 2**130).map(lambda x: mst.b64u(x.to_bytes((x.bit_length() + 7) // 8, "big"))), _TEXTS,
+                    st.integers(0, 9), st.none())
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(_VALUES, min_size=0, max_size=4), st.integers(1, 4))
+def test_the_verifiers_fast_sums_path_accepts_exactly_what_the_list_parser_accepts(values, n):
+    """verify_user_proof reads path sums through _fast_compact_lanes and falls back to
+    parse_compact_amounts (which names the fault) on None: the two must agree on every list."""
+    try:
+        want = mst.sums_bytes(mst.parse_compact_amounts(values, "x")) if len(values) == n else None
+    except mst.ProofInvalid:
+        want = None
+    assert mst._fast_compact_lanes(values, n) == want
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(_TEXTS, st.binary(min_size=31, max_size=33).map(mst.b64u),
+                 st.tuples(st.binary(min_size=32, max_size=32).map(mst.b64u), _TEXTS.filter(bool)).map(lambda t: t[0][:-1] + t[1][0]),
+                 st.tuples(st.binary(min_size=32, max_size=32).map(mst.b64u), st.sampled_from("+/=."), st.integers(0, 42))
+                 .map(lambda t: t[0][:t[2]] + t[1] + t[0][t[2] + 1:])))
+def test_the_verifiers_fast_hash_path_accepts_exactly_what_the_hash_parser_accepts(text):
+    try:
+        want = mst.parse_compact_hash(text, 32, "x")
+    except mst.ProofInvalid:
+        want = None
+    assert mst._fast_compact_hash(text) == want
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2**128 - 1), st.integers(0, 2**128 - 1)), min_size=1, max_size=8))
+def test_sums_added_as_lanes_overflow_exactly_when_a_sum_does(pairs):
+    a, b = [x for x, _ in pairs], [y for _, y in pairs]
+    packed = [int.from_bytes(mst.sums_bytes(v), "big") for v in (a, b)]
+    try:
+        want = mst.sums_bytes(mst.add_sums(a, b))
+    except mst.ProofInvalid:
+        want = None
+    try:
+        got = mst._add_lanes(*packed, mst._lane_edges(len(pairs))).to_bytes(16 * len(pairs), "big")
+    except mst.ProofInvalid:
+        got = None
+    assert got == want
