@@ -23,7 +23,7 @@ database_url, chain_state_url, cluster_file, [confirmations], [bitcoin], [ethere
     [api]                                      # api.settings.ApiSettings fields except the
     host = "127.0.0.1"                         #   database (the node's); plus host and port
     port = 8080
-    secrets_key_file = "/etc/custody/api.key"  # required: seals webhook secrets at rest
+    secrets_key_file = "/etc/custody/api-secrets.key"  # required: seals webhook secrets at rest
     environment = "production"                 # "development": http:// webhook URLs allowed
     [workers]                                  # seconds between passes; 0 turns a worker off
     scan_every_s = 2                           # chain scan + deposit sync
