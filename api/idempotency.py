@@ -72,10 +72,15 @@ def _seal(box: SecretBox, client_id: str, key: str, stored: Stored) -> bytes:
     return box.seal(stored.body, purpose=PURPOSE, context=_context(client_id, key, stored.status, stored.content_type))
 
 
+def _opened_body(box: SecretBox, row) -> bytes:
+    """The stored body; raises SecretBoxError."""
+    return box.open(bytes(row.response_body), purpose=PURPOSE,
+                    context=_context(row.client_id, row.idempotency_key, row.response_status, row.response_content_type))
+
+
 def _open(box: SecretBox, row) -> Stored:
     try:
-        body = box.open(bytes(row.response_body), purpose=PURPOSE,
-                        context=_context(row.client_id, row.idempotency_key, row.response_status, row.response_content_type))
+        body = _opened_body(box, row)
     except SecretBoxError as exc:
         # Not the client's doing, and the first request may have executed: never run it again.
         log.error("stored_response_unreadable", client=row.client_id, reason=str(exc))
@@ -202,8 +207,8 @@ def reseal_responses(engine: sa.Engine, box: SecretBox) -> int:
                 body = bytes(r.response_body)
                 if body.startswith(SEALED_MAGIC):
                     try:
-                        body = _open(box, r).body
-                    except Problem:
+                        body = _opened_body(box, r)
+                    except SecretBoxError:  # under no key of this box: its replay is refused
                         continue
                 stored = Stored(r.response_status, r.response_content_type, body)
                 done += conn.execute(

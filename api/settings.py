@@ -49,7 +49,7 @@ class ApiSettings(BaseSettings):
         return value
 
     def secret_box(self) -> SecretBox:
-        return SecretBox.from_files(self.secrets_key_file, tuple(self.previous_secrets_key_files))
+        return SecretBox.from_file(self.secrets_key_file, tuple(self.previous_secrets_key_files))
 
     @model_validator(mode="after")
     def _check(self):

@@ -83,12 +83,9 @@ class SecretBox:
         return f"SecretBox(key_id={self.key_id.hex()}, previous={len(self._openers) - 1}, keys=<redacted>)"
 
     @classmethod
-    def from_files(cls, path: str | os.PathLike, previous: tuple[str | os.PathLike, ...] = ()) -> SecretBox:
+    def from_file(cls, path: str | os.PathLike, previous: tuple[str | os.PathLike, ...] = ()) -> SecretBox:
+        """The box of a key file, with the key files of before a rotation (`previous`)."""
         return cls(cls._read_key(path), tuple(cls._read_key(p) for p in previous))
-
-    @classmethod
-    def from_file(cls, path: str | os.PathLike) -> SecretBox:
-        return cls(cls._read_key(path))
 
     @staticmethod
     def _read_key(path: str | os.PathLike) -> bytes:

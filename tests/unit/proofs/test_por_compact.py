@@ -166,14 +166,20 @@ _VALUES = st.one_of(st.sampled_from(["", "AA", "AAA", "_w", "___________________
 
 @settings(max_examples=600, deadline=None)
 @given(st.lists(_VALUES, min_size=0, max_size=4), st.integers(1, 4))
-def test_the_verifiers_fast_sums_path_accepts_exactly_what_the_list_parser_accepts(values, n):
-    """verify_user_proof reads path sums through _fast_compact_lanes and falls back to
-    parse_compact_amounts (which names the fault) on None: the two must agree on every list."""
+def test_the_lanes_parser_accepts_exactly_what_the_one_value_parser_accepts(values, n):
+    """verify_user_proof (and parse_compact_amounts) read sums lists through
+    _fast_compact_lanes and fall back to parse_compact_amount, value by value, to name the
+    fault: the two must agree on every list."""
     try:
-        want = mst.sums_bytes(mst.parse_compact_amounts(values, "x")) if len(values) == n else None
+        want = mst.sums_bytes([mst.parse_compact_amount(v, "x") for v in values]) if len(values) == n else None
     except mst.ProofInvalid:
         want = None
     assert mst._fast_compact_lanes(values, n) == want
+    if len(values) == n:
+        try:
+            assert mst.sums_bytes(mst.parse_compact_amounts(values, "x")) == want
+        except mst.ProofInvalid:
+            assert want is None
 
 
 @settings(max_examples=400, deadline=None)
