@@ -1,7 +1,7 @@
 """Per-key rate limits: a token bucket per API key, in this replica's memory.
 
 A replica admits `per_s` requests per second per key with bursts up to `burst`; behind a load
-balancer with R replicas the effective limit is at most R times that (stated in the README).
+balancer with R replicas the effective limit is at most R times that (stated in docs/custody-api.md).
 Over the limit: 429 with Retry-After and the RateLimit-* headers
 (draft-ietf-httpapi-ratelimit-headers: RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset).
 The table of buckets is bounded (least recently used keys dropped: a dropped key starts full,

@@ -1044,7 +1044,7 @@ class GroupCommitWriter:
     callers in one transaction (one fsync, one journal entry naming every caller). Results are
     exactly what each caller's own `create_transfers` call would have returned, in order.
 
-    Why: one transfer per commit is fsync-bound (README, "Performance"); grouping concurrent
+    Why: one transfer per commit is fsync-bound (docs/performance.md, "Ledger"); grouping concurrent
     requests gives them the throughput of batches without changing their semantics, since
     events of different submissions never link to each other (a submission whose last event
     is LINKED — an open chain — is committed on its own and gets `linked_event_chain_open`).

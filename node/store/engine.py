@@ -4,7 +4,7 @@ Writers are serialised: on SQLite by `BEGIN IMMEDIATE`, on PostgreSQL by locking
 `chain_head` row (`SELECT … FOR UPDATE`) first thing in every write transaction. Under that lock
 a write reads the rows it changes, computes new balances with Python ints, writes them and
 appends one journal entry, then commits once. Throughput comes from batching many events
-into one transaction (README, "Performance"), correctness from the lock: no lost update and no
+into one transaction (docs/performance.md, "Ledger"), correctness from the lock: no lost update and no
 overdraft whatever the number of processes writing.
 """
 
