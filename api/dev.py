@@ -6,9 +6,9 @@ In the foreground, under `.data/dev/` (the data directory):
 2. the signer cluster: on first start `custody cluster init` writes a 3-peer, threshold-1
    cluster (certificates, pins, policies) to `cluster/`; three `custody signer` processes
    start (each a separate process, mTLS between them), each generating its own pre-parameters
-   in the background and sealing its shares under a passphrase kept in `cluster/passphrase`
-   (mode 0600, development only: production operators pass their own through
-   CUSTODY_SIGNER_PASSPHRASE);
+   in the background and sealing its shares under a passphrase kept in `cluster/<peer>/passphrase`
+   (mode 0600, development only: a file, never a command line; production operators choose
+   their own passphrase_file or CUSTODY_SIGNER_PASSPHRASE);
 3. on first start, distributed key generation of the `hot` vault (it waits until every peer
    has its pre-parameters: a few minutes on 2 cores), recorded in `vaults.json`: group public
    key, chain code, committee — never a private key, which exists nowhere;
@@ -163,18 +163,18 @@ class DevCluster:
                     raise SystemExit(f"custody dev: {TEST_PREPARAMS_ENV}={fixtures_dir} holds {len(fixtures)} fixture pre-params, need {DEV_PEERS}")
                 _say(f"TEST CLUSTER: {TEST_PREPARAMS_ENV} is set, the peers use fixture pre-params (never in production)")
                 init_cluster(self.root, DEV_PEERS, DEV_THRESHOLD, ports, metrics, environment="test",
-                             preparams_fixtures=fixtures, policy_extra=signer_auto_bands())
+                             preparams_fixtures=fixtures, policy_extra=signer_auto_bands(), passphrase_file=True)
             else:
                 init_cluster(self.root, DEV_PEERS, DEV_THRESHOLD, ports, metrics, environment="production",
-                             policy_extra=signer_auto_bands())
-            pw = self.root / "passphrase"
-            pw.write_text(secrets.token_urlsafe(32))
-            pw.chmod(0o600)
+                             policy_extra=signer_auto_bands(), passphrase_file=True)
             _say(f"wrote a {DEV_THRESHOLD + 1}-of-{DEV_PEERS} signer cluster to {self.root}")
         return json.loads(info_path.read_text())
 
     def start(self, info: dict) -> None:
-        env = {**os.environ, "CUSTODY_SIGNER_PASSPHRASE": (self.root / "passphrase").read_text().strip()}
+        env = dict(os.environ)
+        legacy = self.root / "passphrase"  # a cluster written before per-peer passphrase files
+        if legacy.exists():
+            env["CUSTODY_SIGNER_PASSPHRASE"] = legacy.read_text().strip()
         for peer in info["peers"]:
             d = pathlib.Path(peer["dir"])
             log = open(d / "signer.log", "ab")
@@ -448,7 +448,7 @@ custody dev: the node's API is starting.
   .venv/bin/custody call POST /v1/customers/acme/sub-accounts '{{"name": "main"}}'
   .venv/bin/custody call POST /v1/sub-accounts/acme.main/deposit-addresses '{{"asset": "BTC"}}'   then fund-btc it
   .venv/bin/custody balances acme.main
-  The whole walkthrough (webhooks, funding, a withdrawal): README.md, "### Walkthrough".
+  The whole walkthrough (webhooks, funding, a withdrawal): docs/walkthrough.md.
 
   Threshold keygen + signing demo in one process: .venv/bin/custody demo
 """

@@ -4,7 +4,8 @@ pay from. Development only: every chain here is a local regtest / dev chain.
 
 Layout of `<data dir>/chains/`:
     chains.json          what the fund commands read: RPC URLs, ports, the faucet's address
-    btcd/                btcd's data and log; btcd.stdout
+    btcd/                btcd's data and log; btcd.stdout; btcd.conf (0600: the RPC credentials,
+                         passed as --configfile, never on a command line)
     btcd-rpc-password    0600, random on first start (the node config points at it)
     anvil/state.json     Anvil's state, dumped on exit and loaded on start (balances survive)
     faucet.seed          0600: the regtest faucet's seed. The faucet is an OUTSIDE wallet (the
@@ -233,12 +234,23 @@ class DevChains:
     def rpc_password(self) -> str:
         return (self.dir / "btcd-rpc-password").read_text().strip()
 
+    def _write_btcd_config(self) -> pathlib.Path:
+        """btcd's ini config with the RPC credentials (btcctl reads the same keys from its own
+        --configfile): a password on a command line is readable by every local user."""
+        path = self.dir / "btcd" / "btcd.conf"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+        password = self.rpc_password()
+        assert "\n" not in password
+        write_secret(path, f"[Application Options]\nrpcuser={BTCD_RPC_USER}\nrpcpass={password}\n")
+        return path
+
     def start(self) -> None:
         faucet_address = Faucet.address_of(self.dir)
         self.btcd = _Child("btcd", [
-            BTCD, "--regtest", f"--datadir={self.dir / 'btcd' / 'data'}", f"--logdir={self.dir / 'btcd' / 'log'}",
-            f"--listen=127.0.0.1:{self.btcd_p2p_port}", f"--rpclisten=127.0.0.1:{self.btcd_rpc_port}", "--notls",
-            f"--rpcuser={BTCD_RPC_USER}", f"--rpcpass={self.rpc_password()}", f"--miningaddr={faucet_address}",
+            BTCD, f"--configfile={self._write_btcd_config()}", "--regtest", f"--datadir={self.dir / 'btcd' / 'data'}",
+            f"--logdir={self.dir / 'btcd' / 'log'}", f"--listen=127.0.0.1:{self.btcd_p2p_port}",
+            f"--rpclisten=127.0.0.1:{self.btcd_rpc_port}", "--notls", f"--miningaddr={faucet_address}",
             # --addrindex: `custody-verify assets --bitcoin-rpc` re-reads the snapshot's balances
             "--nodnsseed", "--txindex", "--addrindex", "--debuglevel=info",
         ], self.dir / "btcd", self.dir / "btcd" / "btcd.stdout")

@@ -74,7 +74,9 @@ def sealer(r: dict):
     except OSError as exc:
         raise ReservesConfigError(f"passphrase_file: {exc.strerror}") from None
     try:
-        return Sealer(PassphraseKeyProvider(passphrase, key_id=r["node_id"] + KEY_ID_SUFFIX))
+        # "production" in every environment: the snapshot key has no test mode to be kept from,
+        # and a key sealed before the environment binding opens only as "production".
+        return Sealer(PassphraseKeyProvider(passphrase, key_id=r["node_id"] + KEY_ID_SUFFIX), environment="production")
     except ValueError as exc:
         raise ReservesConfigError(f"passphrase_file: {exc}") from None
 

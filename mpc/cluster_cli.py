@@ -1,10 +1,12 @@
 """`custody cluster init --peers N --threshold T --dir DIR`: a local signer cluster's files.
 
 Writes, for each peer, its TLS key and self-signed certificate, the other peers' (and the
-node's) certificates to pin, its config, its policy and — in a local/test cluster only — a
-passphrase file; for the node, its TLS identity and Ed25519 request-signing key; and dev
-approver keys. In production each operator makes their own key and certificate and the
-operators exchange only public certificates; this command is for a local cluster.
+node's) certificates to pin, its config, its policy and — in a test cluster, or a local one
+asked for it (`custody dev up`) — a passphrase file; for the node, its TLS identity and Ed25519
+request-signing key; and dev approver keys. Private keys and passphrase files are written 0600
+in 0700 folders (a signer refuses to start otherwise: mpc/signer/hygiene.py). In production
+each operator makes their own key and certificate and the operators exchange only public
+certificates; this command is for a local cluster.
 
     DIR/cluster.json              peers (name, address, cert), threshold, node files
     DIR/node/{tls.crt,tls.key,signing.key}
@@ -40,10 +42,13 @@ def add_arguments(parser) -> None:
 
 def _write(path: pathlib.Path, data, mode: int = 0o644) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    if not mode & 0o077:
+        path.parent.chmod(0o700)  # a private file lives in a private folder
     if isinstance(data, str):
         data = data.encode()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), mode)  # an existing file would keep its old mode
         f.write(data)
 
 
@@ -53,8 +58,13 @@ def _toml_str(s: str) -> str:
 
 def init_cluster(root, peers: int, threshold: int, ports: list[int], metrics_ports: list[int],
                  environment: str = "production", preparams_fixtures: list[pathlib.Path] | None = None,
-                 round_timeout_ms: int | None = None, test_extra: dict | None = None, policy_extra: str = "") -> dict:
+                 round_timeout_ms: int | None = None, test_extra: dict | None = None, policy_extra: str = "",
+                 passphrase_file: bool | None = None) -> dict:
+    """`passphrase_file`: each peer's passphrase in a 0600 file beside its config; by default
+    only in a test cluster (a production one reads $CUSTODY_SIGNER_PASSPHRASE)."""
     root = pathlib.Path(root).resolve()
+    if passphrase_file is None:
+        passphrase_file = environment == "test"
     if not 2 <= peers <= 16:
         raise ValueError("--peers must be 2..16")
     if not 1 <= threshold < peers:
@@ -91,7 +101,7 @@ def init_cluster(root, peers: int, threshold: int, ports: list[int], metrics_por
         if round_timeout_ms:
             lines.append(f"round_timeout_ms = {round_timeout_ms}")
         lines += ["", "[tls]", 'cert = "tls.crt"', 'key = "tls.key"', "", "[sealing]", f"key_id = {_toml_str(n + '-1')}"]
-        if environment == "test":
+        if passphrase_file:
             # Local/test cluster only: the passphrase sits in a 0600 file next to the config.
             _write(d / "passphrase", secrets.token_urlsafe(24), 0o600)
             lines.append('passphrase_file = "passphrase"')

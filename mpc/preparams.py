@@ -78,8 +78,9 @@ class PreParamsPool:
     """A small pool of sealed pre-parameter files in `directory`, refilled by one background
     thread. `take(timeout_s)` returns one (deleting its file first) or raises PreParamsError.
 
-    The sealing binds each file to this pool's purpose and party (associated data), so a file
-    copied from another signer or a plain fixture file does not open."""
+    The sealing binds each file to this pool's purpose, party and the sealer's environment
+    (associated data), so a file copied from another signer or a plain fixture file does not
+    open. Files are written 0600 in a 0700 folder."""
 
     def __init__(self, directory: os.PathLike, sealer: "Sealer", size: int, party: str = "self",
                  generate_timeout_s: float = limits.MPC_PREPARAMS_TIMEOUT_S):
@@ -133,6 +134,11 @@ class PreParamsPool:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)  # the rename survives a crash
+        finally:
+            os.close(dir_fd)
         with self._changed:
             self._changed.notify_all()
         return path

@@ -2,16 +2,19 @@
 
 Envelope encryption, KMS style: each sealed blob has its own random 256-bit data key, wrapped
 by a `KeyProvider` (a KMS, an HSM, or here a passphrase through argon2id). The associated data
-is the whole header — format version, algorithm, key id, party, purpose, name and the wrapped
-data key — so a blob moved to another party, purpose or name, or edited anywhere, does not open.
+is the whole header — format version, algorithm, key id, environment, party, purpose, name and
+the wrapped data key — so a blob moved to another party, purpose, name or environment, or
+edited anywhere, does not open. The environment binding keeps a production share from loading
+under a test config (which allows opaque digests).
 
-    sealer = Sealer(PassphraseKeyProvider(passphrase, key_id="signer-1/2026"))
+    sealer = Sealer(PassphraseKeyProvider(passphrase, key_id="signer-1/2026"), environment="production")
     blob = sealer.seal(share.to_bytes(), party="signer-1", purpose="key-share", name=vault_id)
     share = KeyShare.from_bytes(sealer.open(blob, party="signer-1", purpose="key-share", name=vault_id))
 
 Blob layout: b"CNSEAL" | version (1 byte) | header length (4 bytes, big-endian) | header (JSON,
-sorted keys) | AES-256-GCM ciphertext+tag. Header: {"v", "alg", "key_id", "party", "purpose",
-"name", "wrapped" (hex), "nonce" (hex)}.
+sorted keys) | AES-256-GCM ciphertext+tag. Header: {"v", "alg", "key_id", "environment", "party",
+"purpose", "name", "wrapped" (hex), "nonce" (hex)}. Version 1 (sealed before the environment was
+bound) has no "environment" field and opens only for environment "production".
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from node import limits
 
 MAGIC = b"CNSEAL"
-VERSION = 1
+VERSION = 2
+VERSION_WITHOUT_ENVIRONMENT = 1  # opens only as environment "production"
 ALG = "AES-256-GCM"
 
 
@@ -49,6 +53,25 @@ class SealedForAnother(SealingError):
     """sealed_for_another_party_or_purpose: the blob is intact but not the one asked for."""
 
 
+class SealedForAnotherEnvironment(SealedForAnother):
+    """sealed_for_another_environment: sealed under one environment, opened under another."""
+
+    def __init__(self, sealed: str, expected: str):
+        super().__init__(f"sealed_for_another_environment: sealed under environment {sealed!r}, this sealer's is {expected!r}")
+        self.sealed = sealed
+        self.expected = expected
+
+
+class KdfParametersOutOfRange(SealingError):
+    """kdf_parameters_out_of_range: a wrapped key asks for an argon2 cost above node/limits.py's
+    MPC_KDF_* (or below argon2's minimum); refused before argon2 runs."""
+
+
+def kdf_parameters_in_range(time_cost: int, memory_kib: int, parallelism: int) -> bool:
+    return (1 <= time_cost <= limits.MPC_KDF_TIME_COST_MAX and 1 <= parallelism <= limits.MPC_KDF_PARALLELISM_MAX
+            and 8 * parallelism <= memory_kib <= limits.MPC_KDF_MEMORY_KIB_MAX)
+
+
 @runtime_checkable
 class KeyProvider(Protocol):
     """Wraps per-blob data keys (a KMS's GenerateDataKey / Decrypt)."""
@@ -64,19 +87,20 @@ class KeyProvider(Protocol):
 
 class PassphraseKeyProvider:
     """Key-encryption key = argon2id(passphrase, salt). The KDF cost is stored beside the salt
-    in each wrapped key, so it can be raised later without breaking old blobs. Defaults follow
-    RFC 9106's second recommendation (t=3, 64 MiB, p=4)."""
+    in each wrapped key, so it can be raised later without breaking old blobs; it is bounded
+    (node/limits.py MPC_KDF_*) here and again before each unwrap. Defaults follow RFC 9106's
+    second recommendation (t=3, 64 MiB, p=4)."""
 
     PASSPHRASE_CHARS_MIN = 12
     _WRAP_FMT = ">16sIII12s"  # salt, time_cost, memory_kib, parallelism, nonce; then ct+tag
 
-    def __init__(self, passphrase: str, key_id: str, time_cost: int = 3, memory_kib: int = 64 * 1024,
-                 parallelism: int = 4):
+    def __init__(self, passphrase: str, key_id: str, time_cost: int = limits.MPC_KDF_TIME_COST_DEFAULT,
+                 memory_kib: int = limits.MPC_KDF_MEMORY_KIB_DEFAULT, parallelism: int = limits.MPC_KDF_PARALLELISM_DEFAULT):
         if not isinstance(passphrase, str) or len(passphrase) < self.PASSPHRASE_CHARS_MIN:
             raise ValueError(f"passphrase_too_short: at least {self.PASSPHRASE_CHARS_MIN} characters")
         if not key_id:
             raise ValueError("key_id_required")
-        if not (1 <= time_cost <= 64 and 8 * parallelism <= memory_kib <= 4 * 1024 * 1024 and 1 <= parallelism <= 64):
+        if not kdf_parameters_in_range(time_cost, memory_kib, parallelism):
             raise ValueError("argon2_parameters_out_of_range")
         self.key_id = key_id
         self._passphrase = passphrase.encode()
@@ -113,8 +137,11 @@ class PassphraseKeyProvider:
         if len(wrapped) != n + 48:
             raise WrongKey("wrong_passphrase_or_key: wrapped data key has the wrong length")
         salt, t, m, p, nonce = struct.unpack_from(self._WRAP_FMT, wrapped)
-        if not (1 <= t <= 64 and 8 * p <= m <= 4 * 1024 * 1024 and 1 <= p <= 64):
-            raise WrongKey("wrong_passphrase_or_key: KDF parameters out of range")
+        if not kdf_parameters_in_range(t, m, p):
+            raise KdfParametersOutOfRange(
+                f"kdf_parameters_out_of_range: time_cost={t} memory_kib={m} parallelism={p}; at most "
+                f"{limits.MPC_KDF_TIME_COST_MAX}/{limits.MPC_KDF_MEMORY_KIB_MAX}/{limits.MPC_KDF_PARALLELISM_MAX}"
+            )
         try:
             return AESGCM(self._kek(salt, t, m, p)).decrypt(nonce, wrapped[n:], self._ad())
         except InvalidTag:
@@ -122,12 +149,18 @@ class PassphraseKeyProvider:
 
 
 class Sealer:
-    def __init__(self, provider: KeyProvider):
+    """Seals under `environment` ("production", "test"): a blob opens only for a sealer of the
+    same environment; a version 1 blob (sealed before the binding) only for "production"."""
+
+    def __init__(self, provider: KeyProvider, environment: str):
         assert isinstance(provider, KeyProvider)
+        if not isinstance(environment, str) or not environment:
+            raise ValueError("environment_required")
         self._provider = provider
+        self.environment = environment
 
     def __repr__(self) -> str:
-        return f"Sealer({self._provider!r})"
+        return f"Sealer({self._provider!r}, environment={self.environment!r})"
 
     @staticmethod
     def _prefix(header: bytes) -> bytes:
@@ -139,8 +172,8 @@ class Sealer:
         data_key, wrapped = self._provider.new_data_key()
         nonce = os.urandom(12)
         header = json.dumps({
-            "v": VERSION, "alg": ALG, "key_id": self._provider.key_id, "party": party, "purpose": purpose,
-            "name": name, "wrapped": wrapped.hex(), "nonce": nonce.hex(),
+            "v": VERSION, "alg": ALG, "key_id": self._provider.key_id, "environment": self.environment,
+            "party": party, "purpose": purpose, "name": name, "wrapped": wrapped.hex(), "nonce": nonce.hex(),
         }, sort_keys=True, separators=(",", ":")).encode()
         prefix = self._prefix(header)
         return prefix + AESGCM(data_key).encrypt(nonce, plaintext, prefix)
@@ -150,8 +183,9 @@ class Sealer:
             raise SealedDataTampered("sealed_data_tampered: not bytes, or too large")
         if not blob.startswith(MAGIC) or len(blob) < len(MAGIC) + 5:
             raise SealedDataTampered("sealed_data_tampered: not a sealed blob (bad magic or truncated)")
-        if blob[len(MAGIC)] != VERSION:
-            raise SealingError(f"unsupported_sealed_format_version: {blob[len(MAGIC)]}")
+        version = blob[len(MAGIC)]
+        if version not in (VERSION, VERSION_WITHOUT_ENVIRONMENT):
+            raise SealingError(f"unsupported_sealed_format_version: {version}")
         (hlen,) = struct.unpack_from(">I", blob, len(MAGIC) + 1)
         start = len(MAGIC) + 5
         if start + hlen + 16 > len(blob):
@@ -161,10 +195,15 @@ class Sealer:
             h = json.loads(header_bytes)
             wrapped, nonce = bytes.fromhex(h["wrapped"]), bytes.fromhex(h["nonce"])
             fields = (h["v"], h["alg"], h["key_id"], h["party"], h["purpose"], h["name"])
+            environment = h["environment"] if version == VERSION else "production"
         except (ValueError, KeyError, TypeError):
             raise SealedDataTampered("sealed_data_tampered: header does not parse") from None
-        if fields[0] != VERSION or fields[1] != ALG or len(nonce) != 12:
+        if fields[0] != version or fields[1] != ALG or len(nonce) != 12:
             raise SealedDataTampered("sealed_data_tampered: header fields")
+        if version == VERSION_WITHOUT_ENVIRONMENT and "environment" in h:
+            raise SealedDataTampered("sealed_data_tampered: header fields")
+        if environment != self.environment:
+            raise SealedForAnotherEnvironment(str(environment), self.environment)
         if fields[2] != self._provider.key_id:
             raise WrongKey(f"wrong_passphrase_or_key: sealed under key id {fields[2]!r}, not {self._provider.key_id!r}")
         if (fields[3], fields[4], fields[5]) != (party, purpose, name):

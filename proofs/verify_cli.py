@@ -87,7 +87,7 @@ def cmd_assets(args) -> list[str]:
     lines = [f"valid: {sum(verified.addresses.values())} address signatures for snapshot {verified.snapshot_id}"]
     try:
         if args.bitcoin_rpc:
-            lines += ast.reread_bitcoin(doc, header, args.bitcoin_rpc)
+            lines += ast.reread_bitcoin(doc, header, _with_password(args.bitcoin_rpc, args.bitcoin_rpc_password_file))
         if args.ethereum_rpc:
             lines += ast.reread_ethereum(doc, header, args.ethereum_rpc)
     except ast.AssetsInvalid as exc:
@@ -99,6 +99,24 @@ def cmd_assets(args) -> list[str]:
             f"{code}: reserves {reserves} / liabilities {liabilities} = {ast.ratio_text(reserves, int(liabilities))}"
         )
     return lines
+
+
+def _with_password(url: str, password_file: str | None) -> str:
+    """The RPC URL with the password read from a file (a secret never travels on a command line,
+    where every local user can read it in /proc); the URL names the user: http://user@host:port."""
+    if password_file is None:
+        return url
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    if not parts.username or parts.password is not None:
+        raise _Usage("with --bitcoin-rpc-password-file the URL names the user and no password: http://user@host:port")
+    try:
+        password = pathlib.Path(password_file).read_text().strip()
+    except OSError as exc:
+        raise _Usage(f"--bitcoin-rpc-password-file: {exc}") from None
+    userinfo = f"{urllib.parse.quote(parts.username, safe='')}:{urllib.parse.quote(password, safe='')}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{userinfo}@{parts.netloc.rpartition('@')[2]}"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--public-key", required=True, help="the snapshot key you trust (hex Ed25519)")
     a.add_argument("--ethereum-rpc", help="re-read ETH balances at the header's height from this node (one you trust)")
     a.add_argument("--bitcoin-rpc", help="re-read BTC balances at the header's height from this node (one you trust, "
-                   "with an address index: btcd --addrindex); credentials in the URL: http://user:pass@host:port")
+                   "with an address index: btcd --addrindex): http://user@host:port with --bitcoin-rpc-password-file, "
+                   "or http://user:pass@host:port (visible to other local users)")
+    a.add_argument("--bitcoin-rpc-password-file", help="a file holding the --bitcoin-rpc password")
     a.set_defaults(run=cmd_assets)
     args = parser.parse_args(argv)
     try:

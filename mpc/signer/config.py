@@ -1,6 +1,6 @@
 """The signer's config file (TOML). Secrets and network identity have no defaults.
 
-    environment = "production"          # or "test": fixture pre-params, opaque digests, faults
+    environment = "production"          # or "test": fixture pre-params, opaque digests, test classes
     name = "peer-1"
     listen = "127.0.0.1:7001"
     metrics_listen = "127.0.0.1:9101"   # /metrics and /health
@@ -22,8 +22,7 @@
     [test]                              # only with environment = "test"
     preparams_fixture = "..."           # fixture pre-params: never in production
     intent_checkers = ["module:Class"]
-    faults = { hold_at_round = 4, equivocate_round = 1, protocol = "sign" }
-    record_envelopes_dir = "..."
+    participant = "module:Class"        # a test-only Participant subclass (a rogue peer)
 
 Relative paths are relative to the config file.
 """
@@ -71,6 +70,7 @@ class SignerConfig:
     peers: tuple[PeerConf, ...]
     round_timeout_ms: int = limits.CLUSTER_ROUND_TIMEOUT_MS_DEFAULT
     test: dict = field(default_factory=dict)
+    passphrase_file: pathlib.Path | None = None  # checked 0600 at start (mpc/signer/hygiene.py)
 
     @property
     def is_test(self) -> bool:
@@ -116,13 +116,15 @@ def load(path, env=os.environ) -> SignerConfig:
     tls = d.get("tls", {})
     sealing = d.get("sealing", {})
     key_id = _str(sealing, "key_id", "sealing.")
+    passphrase_file = None
     if "passphrase_env" in sealing:
         value = env.get(sealing["passphrase_env"])
         if not value:
             raise ConfigError(f"sealing.passphrase_env: ${sealing['passphrase_env']} is not set")
     elif "passphrase_file" in sealing:
+        passphrase_file = rel(sealing["passphrase_file"])
         try:
-            value = rel(sealing["passphrase_file"]).read_text().strip()
+            value = passphrase_file.read_text().strip()
         except OSError as exc:
             raise ConfigError(f"sealing.passphrase_file: {exc}") from None
     else:
@@ -153,6 +155,7 @@ def load(path, env=os.environ) -> SignerConfig:
         tls_cert=rel(_str(tls, "cert", "tls.")), tls_key=rel(_str(tls, "key", "tls.")),
         node_tls_cert=rel(_str(d.get("node", {}), "tls_cert", "node.")),
         key_id=key_id, passphrase=Secret(value), peers=tuple(peers), round_timeout_ms=rt, test=dict(test),
+        passphrase_file=passphrase_file,
     )
     for p in (cfg.tls_cert, cfg.tls_key, cfg.node_tls_cert, cfg.policy_file, *(p.tls_cert for p in peers)):
         if not p.is_file():

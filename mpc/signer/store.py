@@ -1,7 +1,9 @@
 """The peer's sealed state on disk: one file per vault (its public record and this party's
 share), the pre-parameters, and a key-check canary. Everything secret is sealed with AEAD; the
 associated data binds format version, key id, party and vault, so a file moved to another
-vault or party, or edited, fails to open and the peer refuses to start.
+vault or party, or edited, or sealed under another environment (production / test), fails to
+open and the peer refuses to start. Files are written 0600 in 0700 folders (checked at start:
+mpc/signer/hygiene.py).
 
 Layout of data_dir:
     keycheck.sealed            proves the passphrase (a wrong one: refuse to start)
@@ -20,7 +22,7 @@ import re
 import threading
 from dataclasses import asdict, dataclass
 
-from mpc.signer.sealer import Sealer, SealError
+from mpc.signer.sealer import SealedForAnotherEnvironment, Sealer, SealError
 
 FORMAT = "custody-signer-share/1"
 VAULT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -46,13 +48,31 @@ class VaultRecord:
         return tuple(party_peer(p) for p in self.committee)
 
 
+def _fsync_dir(path: pathlib.Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _write_atomic(path: pathlib.Path, data: bytes) -> None:
+    """`path` whole or not at all, created 0600: the .tmp is fsynced, renamed over `path`, then the
+    folder is fsynced so the rename survives a crash."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "wb") as f:
+    tmp.unlink(missing_ok=True)  # a crash's leftover: never reuse its mode
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _environment_message(path: pathlib.Path, exc: SealedForAnotherEnvironment) -> str:
+    return (f"{path}: sealed under environment {exc.sealed!r}, this config says {exc.expected!r}; "
+            f"a share never moves between environments")
 
 
 class ShareStore:
@@ -66,7 +86,8 @@ class ShareStore:
 
     def open(self) -> None:
         """Opens every sealed file once: any failure is a StoreError (refuse to start)."""
-        (self.dir / "vaults").mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (self.dir / "vaults").mkdir(mode=0o700, exist_ok=True)
         check = self.dir / "keycheck.sealed"
         aad = dict(party=self.peer, purpose="keycheck", name=FORMAT)
         existing = list((self.dir / "vaults").glob("*.sealed"))
@@ -77,6 +98,8 @@ class ShareStore:
         try:
             if self.sealer.open(check.read_bytes(), **aad) != b"custody-keycheck":
                 raise StoreError("key check does not match")
+        except SealedForAnotherEnvironment as exc:
+            raise StoreError(_environment_message(check, exc)) from None
         except SealError as exc:
             raise StoreError(f"wrong passphrase (or tampered keycheck.sealed): cannot open sealed data ({exc})") from None
         for f in existing:
@@ -90,6 +113,8 @@ class ShareStore:
             d = json.loads(plain)
             rec = VaultRecord(**{**d["vault"], "committee": tuple(d["vault"]["committee"])})
             share = bytes.fromhex(d["share"])
+        except SealedForAnotherEnvironment as exc:
+            raise StoreError(_environment_message(f, exc)) from None
         except (SealError, ValueError, KeyError, TypeError) as exc:
             raise StoreError(f"{f}: cannot be opened ({type(exc).__name__}): tampered or not ours") from None
         if rec.vault_id != vault_id:

@@ -64,8 +64,21 @@ def _json_rpc(url: str, method: str, params=(), auth=None, version="2.0"):
     return doc["result"]
 
 
+def write_btcd_config(path: pathlib.Path, user: str, password: str) -> pathlib.Path:
+    """btcd's ini config holding the RPC credentials (0600), passed as --configfile: a password
+    on a command line is readable by every local user (/proc/<pid>/cmdline). btcctl reads the
+    same keys from its own --configfile."""
+    assert "\n" not in user + password and ":" not in user
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"[Application Options]\nrpcuser={user}\nrpcpass={password}\n")
+    return path
+
+
 class Btcd:
-    """btcd --regtest with its own datadir; `generate` mines to `mining_address`."""
+    """btcd --regtest with its own datadir; `generate` mines to `mining_address`. The RPC
+    credentials are in `btcd.conf` (0600) in its workdir, never on its command line."""
 
     def __init__(self, workdir: pathlib.Path, mining_address: str, txindex: bool = True):
         require(BTCD, "btcd")
@@ -74,18 +87,18 @@ class Btcd:
         self.p2p_port = free_port()
         self.url = f"http://127.0.0.1:{self.rpc_port}"
         self.mining_address = mining_address
+        self.config_path = self.workdir / "btcd.conf"
         self.proc = Proc(
             "btcd",
             [
                 BTCD,
+                f"--configfile={self.config_path}",
                 "--regtest",
                 f"--datadir={self.workdir / 'data'}",
                 f"--logdir={self.workdir / 'log'}",
                 f"--listen=127.0.0.1:{self.p2p_port}",
                 f"--rpclisten=127.0.0.1:{self.rpc_port}",
                 "--notls",
-                f"--rpcuser={BTCD_RPC_USER}",
-                f"--rpcpass={BTCD_RPC_PASSWORD}",
                 f"--miningaddr={mining_address}",
                 "--nodnsseed",
                 "--debuglevel=info",
@@ -98,6 +111,7 @@ class Btcd:
         return _json_rpc(self.url, method, params, auth=(BTCD_RPC_USER, BTCD_RPC_PASSWORD), version="1.0")
 
     def start(self) -> "Btcd":
+        write_btcd_config(self.config_path, BTCD_RPC_USER, BTCD_RPC_PASSWORD)
         self.proc.start()
         wait_ready(self.proc, lambda: self.call("getblockcount") >= 0, "getblockcount answers")
         return self

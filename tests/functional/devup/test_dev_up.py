@@ -403,7 +403,7 @@ def test_a_reserves_snapshot_counts_the_customer_and_custody_verify_accepts_it(w
         sid, proof = wait_until(snapshot_counting_acme, 150, f"a snapshot counting acme's BTC {posted['BTC']}")
         files = {"proof": proof, "header": c.get(f"/v1/reserves/snapshots/{sid}/header"),
                  "assets": c.get(f"/v1/reserves/snapshots/{sid}/assets"),
-                 # the README's query string as typed (`custody call` sends a path as given)
+                 # docs/walkthrough.md's query string as typed (`custody call` sends a path as given)
                  "proof-compact": c.get(f"/v1/reserves/snapshots/{sid}/proofs/acme?format=por-mst/1-compact")}
     for name, doc in files.items():
         (tmp_path / f"{name}.json").write_text(json.dumps(doc))
@@ -416,9 +416,10 @@ def test_a_reserves_snapshot_counts_the_customer_and_custody_verify_accepts_it(w
                        capture_output=True, text=True, timeout=60)
     assert_eq((r.returncode, files["proof-compact"]["format"], f"your balance {posted['BTC']} is counted" in r.stdout),
               (0, "por-mst/1-compact", True), f"compact proof: {r.stdout}{r.stderr}")
-    password = (up.data_dir / "chains" / "btcd-rpc-password").read_text().strip()
-    rpc = f"http://custody-dev:{password}@127.0.0.1:{up.ports['btcd_rpc']}"
-    r = subprocess.run([verify, "assets", tmp_path / "assets.json", *header, "--bitcoin-rpc", rpc],
+    # The password by file, as the walkthrough types it: never on a command line.
+    rpc = f"http://custody-dev@127.0.0.1:{up.ports['btcd_rpc']}"
+    r = subprocess.run([verify, "assets", tmp_path / "assets.json", *header, "--bitcoin-rpc", rpc,
+                        "--bitcoin-rpc-password-file", up.data_dir / "chains" / "btcd-rpc-password"],
                        capture_output=True, text=True, timeout=60)
     assert_eq(r.returncode, 0, f"assets, re-read from btcd: {r.stdout}{r.stderr}")
     other = "00" * 32 if key != "00" * 32 else "11" * 32

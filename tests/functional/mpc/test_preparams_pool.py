@@ -15,7 +15,7 @@ FAST = dict(time_cost=1, memory_kib=1024, parallelism=1)  # test-only KDF cost
 
 
 def make_sealer(passphrase="pool passphrase, test only"):
-    return sealing.Sealer(sealing.PassphraseKeyProvider(passphrase, "pool-key", **FAST))
+    return sealing.Sealer(sealing.PassphraseKeyProvider(passphrase, "pool-key", **FAST), environment="test")
 
 
 def test_pool_generates_in_background_and_each_is_taken_once(tmp_path):

@@ -17,6 +17,7 @@ from node.ports import ChainHeight
 from proofs import assets as ast
 from proofs import snapshot
 from tests.support import por_world as W
+from tests.support.nodes import write_btcd_config
 from tests.support.procs import Proc, free_port
 
 pytestmark = pytest.mark.functional
@@ -43,8 +44,9 @@ def btcd(tmp_path_factory):
     d = tmp_path_factory.mktemp("btcd")
     mining = ast.p2wpkh_address(coincurve.PrivateKey((KEY_INDEX + 1).to_bytes(32, "big")).public_key.format(), "regtest")
     port = free_port()
-    proc = Proc("btcd", [BTCD, "--regtest", f"--datadir={d}/data", f"--logdir={d}/log", f"--listen=127.0.0.1:{free_port()}",
-                         f"--rpclisten=127.0.0.1:{port}", "--notls", "--rpcuser=u", "--rpcpass=p",
+    conf = write_btcd_config(d / "btcd.conf", "u", "p")  # not on btcd's command line
+    proc = Proc("btcd", [BTCD, f"--configfile={conf}", "--regtest", f"--datadir={d}/data", f"--logdir={d}/log",
+                         f"--listen=127.0.0.1:{free_port()}", f"--rpclisten=127.0.0.1:{port}", "--notls",
                          f"--miningaddr={mining}", "--txindex", "--addrindex"], d)
     proc.start()
     url = f"http://127.0.0.1:{port}"

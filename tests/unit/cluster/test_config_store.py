@@ -66,36 +66,36 @@ def record(vault_id="v1", party="peer-1:0"):
 
 
 def test_store_round_trip_wrong_passphrase_and_tampering(tmp_path):
-    s = ShareStore(tmp_path, passphrase_sealer("peer-1/1", "correct horse battery"), "peer-1/1", "peer-1")
+    s = ShareStore(tmp_path, passphrase_sealer("peer-1/1", "correct horse battery", "test"), "peer-1/1", "peer-1")
     s.open()
     s.put_vault(record(), b"share-bytes")
-    again = ShareStore(tmp_path, passphrase_sealer("peer-1/1", "correct horse battery"), "peer-1/1", "peer-1")
+    again = ShareStore(tmp_path, passphrase_sealer("peer-1/1", "correct horse battery", "test"), "peer-1/1", "peer-1")
     again.open()
     assert again.vault("v1") == (record(), b"share-bytes")
     with pytest.raises(StoreError, match="wrong passphrase"):
-        ShareStore(tmp_path, passphrase_sealer("peer-1/1", "wrong horse battery"), "peer-1/1", "peer-1").open()
+        ShareStore(tmp_path, passphrase_sealer("peer-1/1", "wrong horse battery", "test"), "peer-1/1", "peer-1").open()
     # Another party name is other associated data: the same files do not open for it.
     with pytest.raises(StoreError):
-        ShareStore(tmp_path, passphrase_sealer("peer-1/1", "correct horse battery"), "peer-1/1", "peer-2").open()
+        ShareStore(tmp_path, passphrase_sealer("peer-1/1", "correct horse battery", "test"), "peer-1/1", "peer-2").open()
     f = tmp_path / "vaults" / "v1.sealed"
     blob = bytearray(f.read_bytes())
     blob[-5] ^= 1
     f.write_bytes(bytes(blob))
     with pytest.raises(StoreError, match="tampered"):
-        ShareStore(tmp_path, passphrase_sealer("peer-1/1", "correct horse battery"), "peer-1/1", "peer-1").open()
+        ShareStore(tmp_path, passphrase_sealer("peer-1/1", "correct horse battery", "test"), "peer-1/1", "peer-1").open()
 
 
 def test_vault_files_without_keycheck_are_refused(tmp_path):
-    s = ShareStore(tmp_path, passphrase_sealer("k", "correct horse battery"), "k", "peer-1")
+    s = ShareStore(tmp_path, passphrase_sealer("k", "correct horse battery", "test"), "k", "peer-1")
     s.open()
     s.put_vault(record(), b"x")
     (tmp_path / "keycheck.sealed").unlink()
     with pytest.raises(StoreError, match="missing"):
-        ShareStore(tmp_path, passphrase_sealer("k", "correct horse battery"), "k", "peer-1").open()
+        ShareStore(tmp_path, passphrase_sealer("k", "correct horse battery", "test"), "k", "peer-1").open()
 
 
 def test_backup_opens_only_with_the_recovery_key(tmp_path):
-    s = ShareStore(tmp_path / "d", passphrase_sealer("k", "correct horse battery"), "k", "peer-1")
+    s = ShareStore(tmp_path / "d", passphrase_sealer("k", "correct horse battery", "test"), "k", "peer-1")
     s.open()
     s.put_vault(record(), b"the-share")
     recovery = PrivateKey.generate()

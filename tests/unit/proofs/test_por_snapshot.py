@@ -135,7 +135,8 @@ def test_snapshot_key_is_sealed_at_rest_and_signs_headers(tmp_path):
     from proofs import snapshot_key
 
     # Low argon2 cost: test only (production uses the provider's defaults).
-    sealer = Sealer(PassphraseKeyProvider("correct horse battery staple", key_id="node/2026", time_cost=1, memory_kib=8 * 1024))
+    sealer = Sealer(PassphraseKeyProvider("correct horse battery staple", key_id="node/2026", time_cost=1, memory_kib=8 * 1024),
+                    environment="production")
     blob, public = snapshot_key.new_sealed_key(sealer, "node-1")
     key = snapshot_key.open_sealed_key(blob, sealer, "node-1")
     assert snapshot_key.public_hex(key) == public
@@ -145,6 +146,7 @@ def test_snapshot_key_is_sealed_at_rest_and_signs_headers(tmp_path):
     hdr.verify_signed_header(published.signed_header, public)
     with pytest.raises(SealingError):
         snapshot_key.open_sealed_key(blob, sealer, "node-2")  # sealed for another node
-    wrong = Sealer(PassphraseKeyProvider("wrong passphrase here", key_id="node/2026", time_cost=1, memory_kib=8 * 1024))
+    wrong = Sealer(PassphraseKeyProvider("wrong passphrase here", key_id="node/2026", time_cost=1, memory_kib=8 * 1024),
+                   environment="production")
     with pytest.raises(SealingError):
         snapshot_key.open_sealed_key(blob, wrong, "node-1")
