@@ -15,6 +15,15 @@ MPC_HD_PATH_DEPTH_MAX = 16  # non-hardened BIP32 levels below the group key
 MPC_PREPARAMS_TIMEOUT_S = 600.0  # one safe-prime + Paillier search (10-60 s typical on 2 cores)
 MPC_PREPARAMS_POOL_SIZE_MAX = 16  # sealed pre-parameter files kept ready per signer
 MPC_SEALED_BYTES_MAX = 16 * 1024 * 1024  # one sealed file (a key share is ~30 KB at n=5)
+# Argon2id cost of a passphrase-wrapped data key (mpc/sealing.py). A sealed file carries its own
+# cost, read before anything is authenticated: it is bounded before argon2 runs, so a tampered
+# file cannot make a peer allocate gigabytes at start. Defaults: RFC 9106's second recommendation.
+MPC_KDF_TIME_COST_DEFAULT = 3
+MPC_KDF_MEMORY_KIB_DEFAULT = 64 * 1024  # 64 MiB
+MPC_KDF_PARALLELISM_DEFAULT = 4
+MPC_KDF_TIME_COST_MAX = 16
+MPC_KDF_MEMORY_KIB_MAX = 256 * 1024  # 256 MiB
+MPC_KDF_PARALLELISM_MAX = 16
 # --- signer cluster (mpc/) ---------------------------------------------------------------
 CLUSTER_PEERS_MAX = 16                      # peers in one cluster config
 CLUSTER_ROUND_TIMEOUT_MS_DEFAULT = 30_000   # no progress in a round for this long: abort
@@ -45,7 +54,15 @@ CLUSTER_QUARANTINE_ABORTS = 3               # aborts as culprit within the windo
 CLUSTER_QUARANTINE_WINDOW_S = 600
 CLUSTER_QUARANTINE_S = 900
 CLUSTER_RATE_WINDOW_S = 3_600               # rate limits are per rolling hour
-CLUSTER_RATE_EVENTS_MAX = 100_000           # remembered signing events per peer (bounded window)
+CLUSTER_RATE_EVENTS_MAX = 100_000           # admitted requests per rolling hour (a policy may allow no more)
+# A peer's durable records (mpc/signer/records.py): an append-only, MAC-chained log.
+RECORDS_LINE_BYTES_MAX = 4_096              # one record line (an admitted request is < 600 bytes)
+RECORDS_SIGNED_KEPT_MS = 2 * CLUSTER_REQUEST_AGE_MS_MAX + 60_000  # a signed request id is remembered this long
+RECORDS_LIVE_MAX = 1 + CLUSTER_RATE_EVENTS_MAX + CLUSTER_SEEN_REQUESTS_MAX  # snapshot + admitted + signed
+RECORDS_PER_FILE_MAX = 2 * RECORDS_LIVE_MAX  # a log is compacted to its live records past 2x them, and past this always
+RECORDS_COMPACT_AFTER_MIN = 4_096           # ... but a smaller one is not worth rewriting
+RECORDS_LOG_BYTES_MAX = 64 + (RECORDS_PER_FILE_MAX + 1) * RECORDS_LINE_BYTES_MAX  # a larger log is refused at start
+RECORDS_KEY_FILE_BYTES_MAX = 4_096          # the sealed 32-byte mac key (~400 bytes)
 # --- ledger and store (node/) ------------------------------------------------------------
 LEDGER_BATCH_EVENTS_MAX = 8190  # events in one create_transfers/create_accounts call (TigerBeetle's)
 LEDGER_ID_CHARS_MAX = 64  # transfer, customer, sub-account and wallet ids
@@ -225,6 +242,11 @@ assert WRITER_SUBMIT_TIMEOUT_S * 1000 > STORE_LOCK_TIMEOUT_MS
 assert MPC_SESSION_EVENTS_MAX >= 10 * MPC_PARTIES_MAX, "a signing session must fit in the event queue"
 assert MPC_SESSION_ID_BYTES_MIN >= 16 and MPC_SESSION_ID_BYTES_MAX >= MPC_SESSION_ID_BYTES_MIN
 assert MPC_SEALED_BYTES_MAX >= MPC_WIRE_MESSAGE_BYTES_MAX
+assert 1 <= MPC_KDF_TIME_COST_DEFAULT <= MPC_KDF_TIME_COST_MAX
+assert 1 <= MPC_KDF_PARALLELISM_DEFAULT <= MPC_KDF_PARALLELISM_MAX
+# argon2 needs m >= 8p; the maximum leaves room to raise the default cost later (4x)
+assert 8 * MPC_KDF_PARALLELISM_MAX <= MPC_KDF_MEMORY_KIB_MAX
+assert 8 * MPC_KDF_PARALLELISM_DEFAULT <= 4 * MPC_KDF_MEMORY_KIB_DEFAULT <= MPC_KDF_MEMORY_KIB_MAX
 assert CLUSTER_ROUND_TIMEOUT_MS_MIN <= CLUSTER_ROUND_TIMEOUT_MS_DEFAULT <= CLUSTER_ROUND_TIMEOUT_MS_MAX
 assert CLUSTER_PROBE_TIMEOUT_MS <= CLUSTER_LIVENESS_PROBE_MS < CLUSTER_ROUND_TIMEOUT_MS_DEFAULT
 assert CLUSTER_PROBE_TIMEOUT_MS <= CLUSTER_PROBE_KNOWN_GOOD_TIMEOUT_MS < CLUSTER_JOIN_TIMEOUT_MS
@@ -235,6 +257,17 @@ assert CLUSTER_DIGESTS_PER_REQUEST_MAX <= CLUSTER_ACTIVE_SESSIONS_MAX
 assert CLUSTER_SIGN_ATTEMPTS_MAX >= 2  # one retry with a new quorum at least
 assert CLUSTER_QUARANTINE_ABORTS >= 2  # one abort alone never quarantines a peer
 assert CLUSTER_RECENT_CEREMONIES_MAX <= CLUSTER_RECENT_SESSIONS_MAX  # a pruned ceremony's sessions are still known as finished
+# records: a request is accepted within +-CLUSTER_REQUEST_AGE_MS_MAX of its created_at_ms, so a
+# copy may arrive up to twice that after the first: its id (and digest) must still be known then
+assert CLUSTER_RATE_WINDOW_S * 1000 >= 2 * CLUSTER_REQUEST_AGE_MS_MAX, "request_id_reused holds while a request is valid"
+assert RECORDS_SIGNED_KEPT_MS > 2 * CLUSTER_REQUEST_AGE_MS_MAX, "request_already_signed holds while a request is valid"
+assert RECORDS_SIGNED_KEPT_MS <= CLUSTER_RATE_WINDOW_S * 1000  # so signed ids within it were admitted within the hour
+assert CLUSTER_SEEN_REQUESTS_MAX >= 1 and CLUSTER_RATE_EVENTS_MAX >= 1
+assert RECORDS_PER_FILE_MAX >= 2 * RECORDS_LIVE_MAX, "a compaction frees at least half a file: appends stay O(1) amortised"
+assert 1 <= RECORDS_COMPACT_AFTER_MIN <= RECORDS_PER_FILE_MAX
+assert RECORDS_LOG_BYTES_MAX >= 64 + (RECORDS_PER_FILE_MAX + 1) * RECORDS_LINE_BYTES_MAX
+assert 1_024 <= RECORDS_LINE_BYTES_MAX <= CLUSTER_REQUEST_BYTES_MAX
+assert RECORDS_KEY_FILE_BYTES_MAX <= MPC_SEALED_BYTES_MAX
 assert 2 <= POR_PARTS_MIN <= POR_PARTS_MAX
 assert POR_BTC_TXS_PAGE <= POR_BTC_TXS_MAX
 assert POR_RESERVES_PATHS_PER_REQUEST_MAX <= CLUSTER_DIGESTS_PER_REQUEST_MAX  # the peers refuse more

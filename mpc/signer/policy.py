@@ -50,17 +50,15 @@ and paths; the peer derives the addresses from the public keys in its own `[own_
 
 from __future__ import annotations
 
-import threading
-import time
 import tomllib
-from collections import deque
 from dataclasses import dataclass, field
 
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from mpc.signer import requests as rq
-from mpc.signer.requests import Refused
+from mpc.signer.records import RecordsError, SignerRecords
+from mpc.wire import requests as rq
+from mpc.wire.requests import Refused
 from node import limits
 from node.ports import IntentChecker, IntentMismatch, SigningDigest, VaultKeys
 from proofs import assets
@@ -184,8 +182,8 @@ class Policy:
             own = {str(vid): _own_vault(str(vid), v, f"own_destinations.{vid}") for vid, v in d.get("own_destinations", {}).items()}
             rl = d.get("rate_limits", {})
             sph = rl.get("signatures_per_hour")
-            if not isinstance(sph, int) or sph <= 0:
-                raise PolicyError("rate_limits.signatures_per_hour must be a positive integer (no default)")
+            if not isinstance(sph, int) or isinstance(sph, bool) or not 0 < sph <= limits.CLUSTER_RATE_EVENTS_MAX:
+                raise PolicyError(f"rate_limits.signatures_per_hour must be an integer 1..{limits.CLUSTER_RATE_EVENTS_MAX} (no default)")
             aph = {str(k): _amount(v, f"rate_limits.amount_per_hour.{k}") for k, v in rl.get("amount_per_hour", {}).items()}
             wl = {str(k): frozenset(map(str, v)) for k, v in d.get("whitelist", {}).items()}
             cer = d.get("ceremonies", {})
@@ -207,39 +205,6 @@ class Policy:
         raise Refused("amount_exceeds_policy", f"{amount} > {bands[-1].amount_max} {asset}")
 
 
-class RateLimiter:
-    """Rolling-hour limits on signatures and on amounts per asset; each request counts once."""
-
-    def __init__(self, policy: Policy, clock=time.monotonic):
-        self.policy = policy
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._events: deque = deque(maxlen=limits.CLUSTER_RATE_EVENTS_MAX)  # (t, request_id, asset, amount)
-        self._ids: set[str] = set()
-
-    def _prune(self, now: float) -> None:
-        while self._events and self._events[0][0] < now - limits.CLUSTER_RATE_WINDOW_S:
-            _, rid, _, _ = self._events.popleft()
-            self._ids.discard(rid)
-
-    def admit(self, request_id: str, asset: str, amount: int) -> None:
-        """Counts the request or raises Refused('rate_limit_exceeded'); a retry is free."""
-        with self._lock:
-            now = self.clock()
-            self._prune(now)
-            if request_id in self._ids:
-                return
-            if len(self._events) + 1 > self.policy.signatures_per_hour:
-                raise Refused("rate_limit_exceeded", "signatures_per_hour")
-            cap = self.policy.amount_per_hour.get(asset)
-            if cap is not None:
-                used = sum(a for _, _, s, a in self._events if s == asset)
-                if used + amount > cap:
-                    raise Refused("rate_limit_exceeded", f"amount_per_hour {asset}")
-            self._events.append((now, request_id, asset, amount))
-            self._ids.add(request_id)
-
-
 @dataclass(frozen=True)
 class VerifiedSign:
     request_id: str
@@ -257,15 +222,29 @@ class RequestVerifier:
     transaction_chain_mismatch, approval_signature_invalid, approval_time_out_of_range,
     asset_not_allowed, amount_exceeds_policy, approvals_below_quorum, delay_not_elapsed,
     destination_not_whitelisted, own_destination_vault_unknown, chain_not_supported,
-    transaction_does_not_match_intent, too_many_digests, rate_limit_exceeded."""
+    transaction_does_not_match_intent, too_many_digests, request_id_reused, rate_limit_exceeded.
 
-    def __init__(self, policy: Policy, environment: str, checkers: dict[str, IntentChecker], clock_ms=rq.now_ms):
+    Each request that passes is counted in the peer's durable records (mpc/signer/records.py)
+    against its rolling-hour limits, by wall-clock time, so a restart does not reset them; a
+    retry (same request_id, same body but for created_at_ms) is free."""
+
+    def __init__(self, policy: Policy, environment: str, checkers: dict[str, IntentChecker], records: SignerRecords,
+                 clock_ms=rq.now_ms):
         assert environment in ("production", "test"), environment
         self.policy = policy
         self.environment = environment
         self.checkers = dict(checkers)
+        self.records = records
         self.clock_ms = clock_ms
-        self.rate = RateLimiter(policy)
+
+    def _admit(self, body: dict, asset: str, amount: int) -> None:
+        """request_id_reused, rate_limit_exceeded, records_unwritable (the disk failed: this
+        peer refuses every request until an operator restarts it); durable when it returns."""
+        try:
+            self.records.admit(body["request_id"], rq.request_digest(body), asset, amount, self.policy.signatures_per_hour,
+                               self.policy.amount_per_hour, self.clock_ms())
+        except RecordsError as exc:
+            raise Refused("records_unwritable", str(exc)) from None
 
     def authenticate(self, raw: bytes, signature: bytes, kind: str) -> dict:
         if len(raw) > limits.CLUSTER_REQUEST_BYTES_MAX:
@@ -294,6 +273,7 @@ class RequestVerifier:
                 raise Refused("opaque_digest_refused")
             if len(opaque) > limits.CLUSTER_DIGESTS_PER_REQUEST_MAX:
                 raise Refused("too_many_digests")
+            self._admit(body, "", 0)  # counted and remembered like any request (it moves no amount)
             return VerifiedSign(body["request_id"], body["vault_id"], tuple(opaque), "", 0, True)
         if body.get("intent") is None or body.get("transaction") is None:
             raise Refused("request_malformed", "a signing request carries its transaction and intent")
@@ -362,13 +342,13 @@ class RequestVerifier:
             raise Refused("too_many_digests", str(len(digests)))
         for d in digests:
             assert len(d.digest) == 32, "checker returned a digest that is not 32 bytes"
-        self.rate.admit(body["request_id"], intent.asset, amount)
+        self._admit(body, intent.asset, amount)
         return VerifiedSign(body["request_id"], body["vault_id"], tuple(digests), intent.asset, amount, False)
 
     def _verify_reserves(self, body: dict) -> VerifiedSign:
         """Refusals: reserves_not_allowed, request_malformed, chain_not_supported,
-        message_not_reserves, too_many_digests, rate_limit_exceeded. The digest is computed
-        here from the message, never taken from the request."""
+        message_not_reserves, too_many_digests, request_id_reused, rate_limit_exceeded. The
+        digest is computed here from the message, never taken from the request."""
         if not self.policy.reserves_allowed:
             raise Refused("reserves_not_allowed")
         chain, message, paths = body.get("chain"), body.get("message"), body.get("paths")
@@ -386,5 +366,5 @@ class RequestVerifier:
         except assets.AssetsInvalid as exc:
             raise Refused("message_not_reserves", exc.detail) from None
         # Counted as one signature request; it moves no amount.
-        self.rate.admit(body["request_id"], "", 0)
+        self._admit(body, "", 0)
         return VerifiedSign(body["request_id"], body["vault_id"], tuple(SigningDigest(p, digest) for p in parsed), "", 0, False)

@@ -16,8 +16,9 @@ import pytest
 
 from mpc.preparams import PreParams, PreParamsPool
 from mpc.signer import config as signer_config
-from mpc.signer.cli import open_state
+from mpc.signer.hygiene import make_private_dir
 from mpc.signer.preparams import POOL_SIZE
+from mpc.signer.sealer import passphrase_sealer
 from node.ports import SigningRefused
 from tests.functional.cluster.conftest import make_cluster
 from tests.support.cluster import LocalCluster, fixture_preparams
@@ -31,7 +32,9 @@ REFUSER = "peer-3"
 
 def _pool(cluster: LocalCluster, name: str) -> PreParamsPool:
     cfg = signer_config.load(cluster.config(name))
-    _, _, _, sealer = open_state(cfg)
+    # The peer's own sealer, not open_state: that opens the records too, which a running peer holds locked.
+    sealer = passphrase_sealer(cfg.key_id, cfg.passphrase.reveal(), cfg.environment)
+    make_private_dir(cfg.data_dir)  # 0700, as the peer's start-up check wants it (before its first start)
     return PreParamsPool(cfg.data_dir / "preparams", sealer, POOL_SIZE, party=cfg.name)  # never started: no refill
 
 

@@ -11,10 +11,11 @@ import pytest
 from nacl.signing import SigningKey
 
 from chains.bitcoin.intent import BitcoinIntentChecker
-from mpc.signer import requests as rq
-from mpc.signer.ceremonies import RecordKeys
-from mpc.signer.policy import Policy, PolicyError, RateLimiter, RequestVerifier
-from mpc.signer.requests import Refused
+from mpc.wire import requests as rq
+from mpc.wire.parties import RecordKeys
+from mpc.signer.policy import Policy, PolicyError, RequestVerifier
+from mpc.wire.requests import Refused
+from node import limits
 from node.ports import SigningDigest
 from tests.support.cluster import btc_withdrawal
 
@@ -36,8 +37,9 @@ def policy(**over) -> Policy:
     return Policy.from_dict(d)
 
 
-def verifier(env="production", **over) -> RequestVerifier:
-    return RequestVerifier(policy(**over), env, {"bitcoin": BitcoinIntentChecker()})
+def verifier(records, env="production", **over) -> RequestVerifier:
+    """A verifier counting into `records` (the `records` fixture: real files in a temp dir)."""
+    return RequestVerifier(policy(**over), env, {"bitcoin": BitcoinIntentChecker()}, records)
 
 
 def signed(body, key=NODE):
@@ -50,8 +52,8 @@ def request(amount=50_000, approvers=(("alice", ALICE),), tamper=None, vault="v1
     return rq.sign_request(vault, tx, intent, approvals, **kw)
 
 
-def test_a_valid_request_gives_the_digests_the_peer_computed():
-    v = verifier().verify_sign(*signed(request()), KEYS)
+def test_a_valid_request_gives_the_digests_the_peer_computed(records):
+    v = verifier(records).verify_sign(*signed(request()), KEYS)
     assert len(v.digests) == 1 and len(v.digests[0].digest) == 32 and v.digests[0].path == (0, 0)
     assert (v.asset, v.amount, v.opaque) == ("BTC", 50_000, False)
 
@@ -92,55 +94,68 @@ CASES = [
 
 
 @pytest.mark.parametrize("name,make,reason", CASES, ids=[c[0] for c in CASES])
-def test_refusals(name, make, reason):
+def test_refusals(name, make, reason, records):
     raw, sig = make()
     with pytest.raises(Refused) as e:
-        verifier().verify_sign(raw, sig, KEYS)
+        verifier(records).verify_sign(raw, sig, KEYS)
     assert e.value.reason == reason, str(e.value)
 
 
-def test_unknown_vault_is_refused():
+def test_unknown_vault_is_refused(records):
     with pytest.raises(Refused) as e:
-        verifier().verify_sign(*signed(request()), None)
+        verifier(records).verify_sign(*signed(request()), None)
     assert e.value.reason == "vault_unknown"
 
 
-def test_opaque_digests_only_in_test_environment():
+def test_opaque_digests_only_in_test_environment(records):
     raw, sig = signed(request(opaque_digests=[SigningDigest((0,), b"\1" * 32)]))
-    v = verifier("test").verify_sign(raw, sig, KEYS)
+    v = verifier(records, "test").verify_sign(raw, sig, KEYS)
     assert v.opaque and v.digests[0].digest == b"\1" * 32
 
 
-def test_whitelist():
+def test_whitelist(records):
     with pytest.raises(Refused) as e:
-        verifier(whitelist={"BTC": ["bcrt1qsomewhereelse"]}).verify_sign(*signed(request()), KEYS)
+        verifier(records, whitelist={"BTC": ["bcrt1qsomewhereelse"]}).verify_sign(*signed(request()), KEYS)
     assert e.value.reason == "destination_not_whitelisted"
 
 
-def test_rate_limit_counts_each_request_once():
-    v = verifier(rate_limits={"signatures_per_hour": 2})
+def test_rate_limit_counts_each_request_once(records):
+    v = verifier(records, rate_limits={"signatures_per_hour": 2})
     b1, b2, b3 = request(), request(), request()
     v.verify_sign(*signed(b1), KEYS)
     v.verify_sign(*signed(b1), KEYS)  # a coordinator retry of the same request is free
+    v.verify_sign(*signed({**b1, "created_at_ms": b1["created_at_ms"] + 1_000}), KEYS)  # a node retry, re-signed: free
     v.verify_sign(*signed(b2), KEYS)
     with pytest.raises(Refused) as e:
         v.verify_sign(*signed(b3), KEYS)
     assert e.value.reason == "rate_limit_exceeded"
 
 
-def test_amount_rate_limit():
-    clock = [0.0]
-    rl = RateLimiter(policy(rate_limits={"signatures_per_hour": 100, "amount_per_hour": {"BTC": 100}}), clock=lambda: clock[0])
-    rl.admit("a", "BTC", 60)
-    with pytest.raises(Refused):
-        rl.admit("b", "BTC", 41)
-    clock[0] += 3_601  # the window rolled
-    rl.admit("b", "BTC", 41)
+def test_a_request_id_reused_with_another_body_is_refused_before_the_rate_limit(records):
+    v = verifier(records, rate_limits={"signatures_per_hour": 1})
+    b1 = request()
+    v.verify_sign(*signed(b1), KEYS)
+    with pytest.raises(Refused) as e:  # same id, another transaction: not a retry, whatever the limits say
+        v.verify_sign(*signed(request(amount=60_000, request_id=b1["request_id"])), KEYS)
+    assert e.value.reason == "request_id_reused"
+    with pytest.raises(Refused) as e:
+        v.verify_sign(*signed(request()), KEYS)
+    assert e.value.reason == "rate_limit_exceeded"
+
+
+def test_amount_rate_limit_by_wall_clock_ms(records):
+    now_ms, sph, aph = 1_733_570_000_000, 100, {"BTC": 100}
+    records.admit("a", b"a" * 32, "BTC", 60, sph, aph, now_ms)
+    with pytest.raises(Refused) as e:
+        records.admit("b", b"b" * 32, "BTC", 41, sph, aph, now_ms)
+    assert (e.value.reason, e.value.detail) == ("rate_limit_exceeded", "amount_per_hour BTC")
+    records.admit("b", b"b" * 32, "BTC", 41, sph, aph, now_ms + limits.CLUSTER_RATE_WINDOW_S * 1000 + 1)  # the window rolled
 
 
 @pytest.mark.parametrize("over,msg", [
     ({"node": {"public_key": "zz"}}, "node.public_key"),
     ({"rate_limits": {}}, "signatures_per_hour"),
+    ({"rate_limits": {"signatures_per_hour": limits.CLUSTER_RATE_EVENTS_MAX + 1}}, "signatures_per_hour"),
     ({"bands": [{"asset": "BTC", "amount_max": 1.5, "approvals_min": 1}]}, "amount"),
     ({"bands": [{"asset": "BTC", "amount_max": 1, "approvals_min": 3}]}, "approvals_min"),
 ])

@@ -15,10 +15,10 @@ from nacl.signing import SigningKey
 
 from chains.bitcoin import tx as btx
 from chains.bitcoin.intent import BitcoinIntentChecker
-from mpc.signer import requests as rq
-from mpc.signer.ceremonies import RecordKeys
+from mpc.wire import requests as rq
+from mpc.wire.parties import RecordKeys
 from mpc.signer.policy import Policy, PolicyError, RequestVerifier
-from mpc.signer.requests import Refused
+from mpc.wire.requests import Refused
 from node import limits
 from node.ports import InputKey, Payment, UnsignedTransaction, WithdrawalIntent
 
@@ -49,6 +49,16 @@ def _now():
     real clock when built, so a time read at import would fall behind in a long session."""
     global NOW_MS
     NOW_MS = rq.now_ms()
+
+
+RECORDS = None
+
+
+@pytest.fixture(autouse=True)
+def _records(records):
+    """Each test's durable records (the `records` fixture: real files in a temp dir)."""
+    global RECORDS
+    RECORDS = records
 
 
 def policy(**over) -> Policy:
@@ -89,7 +99,7 @@ def body(times=(-DELAY_S - 10, -DELAY_S - 5), approvers=(("alice", ALICE), ("bob
 
 
 def verify(b, **over):
-    v = RequestVerifier(policy(**over), "production", {"bitcoin": BitcoinIntentChecker()}, clock_ms=lambda: NOW_MS)
+    v = RequestVerifier(policy(**over), "production", {"bitcoin": BitcoinIntentChecker()}, RECORDS, clock_ms=lambda: NOW_MS)
     return v.verify_sign(*rq.sign_body(b, NODE), COLD)
 
 
@@ -184,7 +194,7 @@ def test_an_ethereum_refill_pays_only_the_hot_wallet_the_peer_derives(pays, reas
     from chains.ethereum.intent import EthereumIntentChecker
 
     pol = policy(bands=[{"vault": "cold", "asset": "ETH", "amount_max": str(10**19), "approvals_min": 2}])
-    v = RequestVerifier(pol, "production", {"ethereum": EthereumIntentChecker()}, clock_ms=lambda: NOW_MS)
+    v = RequestVerifier(pol, "production", {"ethereum": EthereumIntentChecker()}, RECORDS, clock_ms=lambda: NOW_MS)
     raw, sig = rq.sign_body(eth_refill(pays), NODE)
     if reason is None:
         assert v.verify_sign(raw, sig, COLD).amount == 10**17
