@@ -15,7 +15,9 @@ boundaries. (mpc.local.run_local delivers inside the sender's polling thread, wh
 serialises parties; measured against it the cluster looked faster than the floor.)
 
 Requests use opaque digests, allowed only because the benchmark's cluster configs say
-environment = "test" (the request checks themselves are measured in bench/chains.py).
+environment = "test" (the request checks themselves are measured in bench/chains.py). Also
+reported: the durable records' write cost per signature at each peer (its fsynced appends,
+from the peers' own custody_signer_records_append_seconds histograms).
 
     python bench/cluster.py [--quick]
 """
@@ -185,8 +187,14 @@ def run_size(tmp: pathlib.Path, n: int, t: int, rounds: int, concurrency: int, t
         tp_clus = throughput(lambda: cluster_sign(client, vault), concurrency, total)
         tp_base2 = throughput(lambda: inprocess_sign(parties, shares, t), concurrency, total)
         tp_base = (tp_base + tp_base2) / 2  # baseline before and after: the load drifts
+        # The durable records' cost (admit + signed, fsynced, at every peer of the quorum), from
+        # the peers' own histograms: seconds and appends per signature a peer took part in.
+        sigs = sum(cluster.metric(nm, "custody_signer_signatures_total") for nm in cluster.names)
+        append_s = sum(cluster.metric(nm, "custody_signer_records_append_seconds_sum") for nm in cluster.names)
+        appends = sum(cluster.metric(nm, "custody_signer_records_append_seconds_count") for nm in cluster.names)
         return {"dkg_s": dkg_s, "base_p50": median(base), "base_p90": percentile(base, 90), "clus_p50": median(clus),
-                "clus_p90": percentile(clus, 90), "tp_base": tp_base, "tp_clus": tp_clus}
+                "clus_p90": percentile(clus, 90), "tp_base": tp_base, "tp_clus": tp_clus,
+                "records_ms_per_sig": 1000 * append_s / sigs, "records_appends_per_sig": appends / sigs}
     finally:
         cluster.stop_all()
 
@@ -213,6 +221,8 @@ def main() -> int:
         figure(BENCH, f"cluster_sign_{label}_per_s", round(r["tp_clus"], 3), "signatures/s")
         figure(BENCH, f"p50_ratio_{label}", round(r["clus_p50"] / r["base_p50"], 3), "ratio")
         figure(BENCH, f"throughput_ratio_{label}", round(r["tp_clus"] / r["tp_base"], 3), "ratio")
+        figure(BENCH, f"records_appends_per_signature_{label}", round(r["records_appends_per_sig"], 2), "appends/peer")
+        figure(BENCH, f"records_write_ms_per_signature_{label}", round(r["records_ms_per_sig"], 3), "ms/peer")
     figure(BENCH, "p50_ratio", round(r3["clus_p50"] / r3["base_p50"], 3), "ratio")
     figure(BENCH, "throughput_ratio", round(r3["tp_clus"] / r3["tp_base"], 3), "ratio")
     return 0

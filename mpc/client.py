@@ -11,8 +11,8 @@ from nacl.signing import SigningKey
 
 from mpc.proto import signer_pb2 as pb
 from mpc.proto import signer_pb2_grpc as pb_grpc
-from mpc.signer import ceremonies as cer
-from mpc.signer import requests as rq
+from mpc.wire.parties import RecordKeys
+from mpc.wire import requests as rq
 from mpc.transport import mesh, tls
 from node import limits
 from proofs import assets
@@ -110,7 +110,7 @@ class ClusterClient:
         return [s for _, s in signed]
 
     def verify_reply(self, vault: Vault, body: dict, r: pb.CeremonyReply):
-        keys = cer.RecordKeys(vault.public_key, vault.chain_code)
+        keys = RecordKeys(vault.public_key, vault.chain_code)
         if body.get("kind") == "reserves":
             paths = [tuple(p) for p in body["paths"]]
         else:

@@ -29,20 +29,42 @@ def _fail(msg: str) -> int:
 
 
 def open_state(cfg):
-    """Policy, identity, sealed store: everything checked before the peer listens."""
+    """Policy, identity, sealed store, durable records: everything checked before the peer listens."""
+    from mpc.signer.hygiene import check_at_start
     from mpc.signer.policy import Policy
+    from mpc.signer.records import SignerRecords
     from mpc.signer.sealer import passphrase_sealer
     from mpc.signer.store import ShareStore
     from mpc.transport import tls
 
+    check_at_start(cfg)  # data dir, TLS key, passphrase file: private (0600/0700) or no start
     policy = Policy.load(cfg.policy_file)
     identity = tls.Identity(cfg.name, cfg.tls_cert.read_bytes(), cfg.tls_key.read_bytes())
     if tls.cert_name(identity.cert_pem) != cfg.name:
         raise ValueError(f"{cfg.tls_cert} names {tls.cert_name(identity.cert_pem)!r}, not {cfg.name!r}")
-    sealer = passphrase_sealer(cfg.key_id, cfg.passphrase.reveal())
+    sealer = passphrase_sealer(cfg.key_id, cfg.passphrase.reveal(), cfg.environment)
     store = ShareStore(cfg.data_dir, sealer, cfg.key_id, cfg.name)
     store.open()
-    return policy, identity, store, sealer
+    records = SignerRecords.open(cfg.data_dir, sealer, cfg.name)  # verified and replayed, or RecordsError
+    return policy, identity, store, sealer, records
+
+
+def participant_class_of(cfg):
+    """Participant, or a test-only subclass a test config names (`[test] participant =
+    "module:Class"`: a rogue peer for the adversarial tests; refused outside environment =
+    "test" by config.py)."""
+    import importlib
+
+    from mpc.signer.participant import Participant
+
+    ref = cfg.test.get("participant") if cfg.is_test else None
+    if not ref:
+        return Participant
+    module, _, attr = ref.partition(":")
+    cls = getattr(importlib.import_module(module), attr)
+    if not (isinstance(cls, type) and issubclass(cls, Participant)):
+        raise ValueError(f"[test] participant {ref} is not a Participant")
+    return cls
 
 
 def run(args) -> int:
@@ -50,13 +72,14 @@ def run(args) -> int:
     from mpc.signer import config as conf
     from mpc.signer.policy import PolicyError
     from mpc.signer.preparams import PreParamsSource
+    from mpc.signer.records import RecordsError
     from mpc.signer.sealer import SealError
     from mpc.signer.store import StoreError
 
     try:
         cfg = conf.load(args.config)
-        policy, identity, store, sealer = open_state(cfg)
-    except (conf.ConfigError, PolicyError, StoreError, SealError, OSError, ValueError) as exc:
+        policy, identity, store, sealer, records = open_state(cfg)
+    except (conf.ConfigError, PolicyError, StoreError, SealError, RecordsError, OSError, ValueError) as exc:
         return _fail(str(exc))
     log = nlog.get("mpc.signer", peer=cfg.name)
     if args.export_backup:
@@ -71,16 +94,18 @@ def run(args) -> int:
         log.info("backup_exported", vault=args.export_backup, out=args.out)
         return 0
 
-    from mpc.signer import daemon, metrics
+    from mpc.signer import metrics, server as grpc_server
+    from mpc.signer.peer import SignerPeer
 
     try:
         checkers = chk.load(cfg.test.get("intent_checkers", ()))
+        participant_class = participant_class_of(cfg)
         preparams = PreParamsSource(cfg, sealer)
     except (ImportError, AttributeError, ValueError, OSError) as exc:
         return _fail(str(exc))
-    peer = daemon.SignerPeer(cfg, identity, policy, store, checkers, preparams)
+    peer = SignerPeer(cfg, identity, policy, store, records, checkers, preparams, participant_class)
     try:
-        server = daemon.serve(peer)
+        server = grpc_server.serve(peer)
         http = metrics.serve(cfg.metrics_listen, peer.metrics, peer.health)
     except OSError as exc:
         return _fail(str(exc))

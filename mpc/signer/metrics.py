@@ -10,7 +10,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 
 class Metrics:
-    def __init__(self):
+    def __init__(self, peers=()):
+        # Label values come only from the configured peers: a name a peer sends (an Abort's
+        # culprits) is counted as "unknown", so no peer can grow the label set.
+        self.peers = frozenset(peers)
         r = self.registry = CollectorRegistry()
         self.sessions = Counter("custody_signer_sessions_total", "tss sessions ended at this peer", ["protocol", "outcome"], registry=r)
         self.latency = Histogram("custody_signer_session_seconds", "tss session duration at this peer", ["protocol"],
@@ -21,7 +24,12 @@ class Metrics:
         self.signatures = Counter("custody_signer_signatures_total", "signatures this peer took part in producing", registry=r)
         self.ceremonies = Counter("custody_signer_ceremonies_total", "ceremonies coordinated here", ["protocol", "outcome"], registry=r)
         self.active = Gauge("custody_signer_active_sessions", "tss sessions running here", registry=r)
+        self.records_append = Histogram("custody_signer_records_append_seconds", "one durable (fsynced) append to the records",
+                                        buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1), registry=r)
         self.quarantined = Gauge("custody_signer_peer_quarantined", "1 while this peer keeps a peer in quarantine", ["peer"], registry=r)
+
+    def peer_label(self, name: str) -> str:
+        return name if name in self.peers or name == "none" else "unknown"
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -18,14 +18,10 @@ import hashlib
 import threading
 from dataclasses import dataclass, field
 
+from mpc.wire.parties import party_peer
+
 ROUNDS_MAX = {"keygen": 16, "sign": 16, "reshare": 16}
 PROTOCOLS = tuple(ROUNDS_MAX)
-
-
-def party_peer(party_id: str) -> str:
-    """Party ids are `<peer>:<generation>` (a peer in both committees of a reshare runs two)."""
-    peer, sep, gen = party_id.rpartition(":")
-    return peer if sep else party_id
 
 
 def payload_hash(payload: bytes) -> bytes:

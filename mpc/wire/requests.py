@@ -9,6 +9,7 @@ approval, `approval_message(intent, approved_at_ms)`; a timed approval carries i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import time
@@ -84,6 +85,16 @@ def reserves_request(vault_id: str, chain: str, paths, message: str, request_id:
 
 def encode(body: dict) -> bytes:
     return rfc8785.dumps(body)
+
+
+def request_digest(body: dict) -> bytes:
+    """What makes two requests the same one: SHA-256 of the RFC 8785 bytes of the body without
+    `created_at_ms` (a node retry re-signs the same request at a new time). Any other field
+    that differs makes it another request: under the same request_id, `request_id_reused`."""
+    try:
+        return hashlib.sha256(encode({k: v for k, v in body.items() if k != "created_at_ms"})).digest()
+    except (ValueError, RecursionError) as exc:  # rfc8785: integers beyond 2**53, lone surrogates
+        raise Refused("request_malformed", f"not canonical JSON: {type(exc).__name__}") from None
 
 
 def sign_body(body: dict, node_key: SigningKey) -> tuple[bytes, bytes]:

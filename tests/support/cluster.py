@@ -17,7 +17,7 @@ from nacl.signing import SigningKey
 from chains.bitcoin import tx as btx
 from mpc.client import ClusterClient
 from mpc.cluster_cli import init_cluster
-from mpc.signer import requests as rq
+from mpc.wire import requests as rq
 from node.ports import InputKey, Payment, UnsignedTransaction, WithdrawalIntent
 from tests.support.procs import Proc, free_port, tail
 
@@ -32,9 +32,16 @@ def fixture_preparams() -> list[pathlib.Path]:
     return files
 
 
+ROGUE = "tests.functional.adversarial.rogue:RogueParticipant"
+
+
 class LocalCluster:
+    """`rogues`: peer name -> its first faults ({} for none). Those peers run the test-only
+    RogueParticipant (tests/functional/adversarial/rogue.py); every other peer runs the
+    production class."""
+
     def __init__(self, workdir: pathlib.Path, peers: int, threshold: int, round_timeout_ms: int = 5_000,
-                 test_extra: dict | None = None, faults: dict | None = None, with_preparams: bool = True):
+                 test_extra: dict | None = None, rogues: dict[str, dict] | None = None, with_preparams: bool = True):
         self.dir = pathlib.Path(workdir)
         self.ports = [free_port() for _ in range(peers)]
         self.metrics_ports = [free_port() for _ in range(peers)]
@@ -45,28 +52,38 @@ class LocalCluster:
                                  round_timeout_ms=round_timeout_ms, test_extra=extra)
         self.names = [p["name"] for p in self.info["peers"]]
         self.procs: dict[str, Proc] = {}
-        self.faults = faults or {}
-        for name, f in self.faults.items():
-            self.set_faults(name, f)
+        self.rogues: set[str] = set()
+        for name, faults in (rogues or {}).items():
+            self.make_rogue(name, faults)
 
     # ---------------------------------------------------------------- processes
     def config(self, name: str) -> pathlib.Path:
         return self.dir / name / "signer.toml"
 
+    def faults_file(self, name: str) -> pathlib.Path:
+        return self.dir / name / "faults.json"
+
+    def make_rogue(self, name: str, faults: dict | None = None) -> None:
+        """From its next start, `name` runs the test-only RogueParticipant with `faults`."""
+        if name not in self.rogues:
+            with self.config(name).open("a") as f:  # [test] is the config's last table
+                f.write(f"participant = {json.dumps(ROGUE)}\n")
+            self.rogues.add(name)
+        self.set_faults(name, faults)
+
     def set_faults(self, name: str, faults: dict | None) -> None:
-        """Test fault injection, written into that peer's [test] section (environment = test)."""
-        cfg = self.config(name)
-        lines = [ln for ln in cfg.read_text().splitlines() if not ln.startswith("faults = ")]
-        if faults:
-            lines.append("faults = " + "{ " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in faults.items()) + " }")
-        cfg.write_text("\n".join(lines) + "\n")
+        """A rogue peer's faults (test fault injection), read again at its next Join."""
+        assert name in self.rogues, f"{name} is not a rogue peer of this cluster"
+        self.faults_file(name).write_text(json.dumps(faults or {}))
 
     def start(self, name: str, wait: bool = True) -> Proc:
         old = self.procs.get(name)
         if old is not None and old.alive():
             raise AssertionError(f"{name} is already running")
-        p = Proc(name, [*CUSTODY, "signer", "--config", self.config(name)], self.dir / "logs",
-                 env={"CUSTODY_LOG_LEVEL": "info", "PYTHONPATH": str(ROOT)})
+        env = {"CUSTODY_LOG_LEVEL": "info", "PYTHONPATH": str(ROOT)}
+        if name in self.rogues:
+            env["CUSTODY_ROGUE_FAULTS"] = str(self.faults_file(name))
+        p = Proc(name, [*CUSTODY, "signer", "--config", self.config(name)], self.dir / "logs", env=env)
         p.start()
         self.procs[name] = p
         if wait:

@@ -16,8 +16,8 @@ from nacl.signing import SigningKey
 
 from mpc.client import ClusterClient, ClusterReservesSigner
 from mpc.proto import signer_pb2 as pb
-from mpc.signer import requests as rq
-from mpc.signer.ceremonies import RecordKeys
+from mpc.wire import requests as rq
+from mpc.wire.parties import RecordKeys
 from node.ports import ReservesAddress, SigningRefused
 from proofs import assets as ast
 from proofs import snapshot

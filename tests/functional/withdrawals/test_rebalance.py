@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from mpc.signer import requests as rq
+from mpc.wire import requests as rq
 from node.ports import SigningRefused
 from node.rebalance import Rebalancer, reconciliation
 from node.withdrawals import VAULT_WALLET_PATH, approval_message

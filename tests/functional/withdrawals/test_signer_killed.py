@@ -37,7 +37,7 @@ def test_a_signer_killed_mid_round_is_named_and_the_other_quorum_signs_once(node
     dest = s.btc_destination()
     node.whitelist(sub, "BTC", dest)
     c.procs[VICTIM].stop()
-    c.set_faults(VICTIM, {"hold_at_round": 4, "protocol": "sign"})
+    c.make_rogue(VICTIM, {"hold_at_round": 4, "protocol": "sign"})  # the test-only rogue class: stalls at round 4
     c.start(VICTIM)
     aborted_before = c.metric(COORDINATOR, "custody_signer_aborts_total", protocol="sign", culprit=VICTIM)
     signed_before = len(log_lines(c, COORDINATOR, "] signed "))

@@ -1,0 +1,266 @@
+"""The coordinator role: the peer the node called runs the ceremony across the others.
+
+  node --Sign(signed request)--> coordinator peer
+  coordinator: checks the request itself; picks t+1 healthy, unquarantined peers;
+               Join(session, peers, request) to each: every peer checks the request against its
+               own policy and prepares its tss sessions (nothing runs yet);
+               Start to each: the sessions run (participant.py);
+               the coordinator retries a failed signing with another quorum and quarantines
+               repeat culprits.
+  keygen/reshare end with Await (every party reports the group key it got) and Commit (only
+  then does any peer write its sealed share).
+
+It holds no authority of its own: every peer it calls, itself included (in-process), decides
+for itself at Join.
+"""
+
+from __future__ import annotations
+
+import secrets
+from concurrent import futures
+
+import grpc
+
+from mpc.proto import signer_pb2 as pb
+from mpc.signer.participant import Participant
+from mpc.signer.quarantine import Quarantine
+from mpc.wire import parties as wp
+from mpc.wire.requests import Refused
+from node import limits
+
+
+def _failures(replies: dict) -> dict[str, str]:
+    """peer -> why, for every reply that is an RpcError or a refusal."""
+    return {p: (r.reason if not isinstance(r, Exception) else str(r.code())) for p, r in replies.items()
+            if isinstance(r, Exception) or not r.ok}
+
+
+class Coordinator:
+    def __init__(self, name: str, all_peers, participant: Participant, verifier, store, mesh, metrics, log):
+        self.name = name
+        self.all_peers = all_peers
+        self.participant = participant
+        self.verifier = verifier
+        self.store = store
+        self.mesh = mesh
+        self.metrics = metrics
+        self.log = log
+        self.quarantine = Quarantine()
+        self._last_probe_ok: dict[str, bool] = {}
+
+    # ------------------------------------------------------------------ calls
+    def _call(self, peer: str, method: str, req, timeout_ms: int):
+        """Calls a peer — or this peer's own participant, in-process — with a deadline."""
+        if peer == self.name:
+            part = self.participant
+            return {"Join": lambda: part.join(self.name, req), "Start": lambda: part.start(self.name, req.session_id),
+                    "Await": lambda: part.await_result(self.name, req.session_id, req.timeout_ms / 1000),
+                    "Commit": lambda: part.commit(self.name, req.session_id)}[method]()
+        return getattr(self.mesh.stub(peer), method)(req, timeout=timeout_ms / 1000)
+
+    def _fanout(self, peers, method: str, make_req, timeout_ms: int) -> dict:
+        """Calls `method` on every peer at once; peer -> reply or the RpcError."""
+        out = {}
+        with futures.ThreadPoolExecutor(max_workers=max(1, len(peers))) as pool:
+            futs = {p: pool.submit(self._call, p, method, make_req(p), timeout_ms) for p in peers}
+            for p, f in futs.items():
+                try:
+                    out[p] = f.result()
+                except grpc.RpcError as exc:
+                    out[p] = exc
+        return out
+
+    def _abort_local(self, cid: str, culprits, reason: str) -> None:
+        c = self.participant.registry.ceremony(cid)
+        if c is not None:
+            self.participant.abort(c, tuple(culprits), reason)
+
+    def _run_ceremony(self, protocol: str, peers, signed: pb.SignedRequest) -> tuple[str, dict, dict]:
+        """Join + Start on `peers`. Returns (cid, refusals, unreachable)."""
+        cid = secrets.token_hex(16)
+        raw = signed.SerializeToString()
+        replies = self._fanout(peers, "Join", lambda p: pb.JoinRequest(session_id=cid, protocol=protocol, peers=list(peers), request=raw),
+                               limits.CLUSTER_JOIN_TIMEOUT_MS)
+        refusals = {p: r.reason for p, r in replies.items() if not isinstance(r, Exception) and not r.ok}
+        unreachable = {p: str(r.code()) for p, r in replies.items() if isinstance(r, Exception)}
+        if refusals or unreachable:
+            c = self.participant.registry.ceremony(cid)
+            if c is not None:
+                self.participant.abort(c, tuple(unreachable), "join_failed")
+            else:
+                joined = [p for p, r in replies.items() if not isinstance(r, Exception) and r.ok]
+                for p in joined:
+                    if p != self.name:
+                        try:
+                            self.mesh.stub(p).Abort(pb.AbortRequest(session_id=cid, reason="join_failed"), timeout=limits.CLUSTER_PROBE_TIMEOUT_MS / 1000)
+                        except grpc.RpcError:
+                            pass
+            return cid, refusals, unreachable
+        starts = self._fanout(peers, "Start", lambda p: pb.StartRequest(session_id=cid), limits.CLUSTER_RPC_TIMEOUT_MS)
+        bad = _failures(starts)
+        if bad:
+            self._abort_local(cid, [p for p, r in starts.items() if isinstance(r, Exception)], "start_failed")
+            return cid, {}, bad
+        return cid, {}, {}
+
+    def _await_all(self, cid: str, peers) -> dict:
+        return self._fanout(peers, "Await", lambda p: pb.AwaitRequest(session_id=cid, timeout_ms=limits.CLUSTER_CEREMONY_TIMEOUT_MS),
+                            limits.CLUSTER_CEREMONY_TIMEOUT_MS + 5_000)
+
+    def _refused(self, protocol: str, reason: str, culprits=(), attempts: int = 0) -> pb.CeremonyReply:
+        self.metrics.ceremonies.labels(protocol, "refused").inc()
+        return pb.CeremonyReply(ok=False, reason=reason, culprits=list(culprits), attempts=attempts)
+
+    def _refusal(self, protocol: str, exc: Refused) -> pb.CeremonyReply:
+        self.metrics.refusals.labels(exc.reason).inc()
+        self.log.warning("refused", reason=exc.reason, detail=exc.detail)
+        return self._refused(protocol, f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason)
+
+    def _pick_healthy(self, candidates) -> list[str]:
+        """Peers that answer a probe now. A peer that answered last time gets a longer deadline
+        (a channel reconnecting after its restart needs a handshake); one that did not, a short
+        one (a peer that is down costs each request little)."""
+        others = [p for p in candidates if p != self.name and not self.quarantine.is_quarantined(p)]
+        slow = [p for p in others if self._last_probe_ok.get(p, True)]
+        fast = [p for p in others if p not in slow]
+        probed = {}
+        if slow:
+            probed.update(self.mesh.probe(slow, limits.CLUSTER_PROBE_KNOWN_GOOD_TIMEOUT_MS))
+        if fast:
+            probed.update(self.mesh.probe(fast, limits.CLUSTER_PROBE_TIMEOUT_MS))
+        self._last_probe_ok.update(probed)
+        return [p for p in others if probed.get(p)]
+
+    # ------------------------------------------------------------------ sign
+    def sign(self, signed: pb.SignedRequest) -> pb.CeremonyReply:
+        held, keys = self.participant.prepare.vault_keys(signed.request)
+        try:
+            # The coordinator checks the request itself first (and again when it joins).
+            self.verifier.verify_sign(signed.request, signed.node_signature, keys)
+        except Refused as exc:
+            return self._refusal("sign", exc)
+        rec = held[0]
+        excluded: set[str] = set()
+        reasons = []
+        all_culprits: list[str] = []
+        for attempt in range(1, limits.CLUSTER_SIGN_ATTEMPTS_MAX + 1):
+            healthy = self._pick_healthy([p for p in rec.peers() if p not in excluded])
+            if len(healthy) < rec.threshold:
+                reasons.append(f"not_enough_healthy_peers: {len(healthy) + 1} < {rec.threshold + 1}")
+                break
+            quorum = tuple(sorted([self.name, *healthy[: rec.threshold]]))
+            log = self.log.bind(attempt=attempt, quorum=",".join(quorum))
+            cid, refusals, unreachable = self._run_ceremony("sign", quorum, signed)
+            log = log.bind(session=cid[:8])
+            if refusals.get(self.name):
+                return self._refused("sign", refusals[self.name], attempts=attempt)
+            if refusals or unreachable:
+                log.warning("quorum_failed", refusals=str(refusals), unreachable=",".join(unreachable))
+                excluded |= set(refusals) | set(unreachable)
+                reasons.append(f"attempt {attempt}: refused {refusals} unreachable {sorted(unreachable)}")
+                continue
+            res = self.participant.await_result(self.name, cid, limits.CLUSTER_CEREMONY_TIMEOUT_MS / 1000)
+            if res.state == "done":
+                self.metrics.ceremonies.labels("sign", "done").inc()
+                log.info("signed", digests=len(res.signatures))
+                c = self.participant.registry.pop(cid)
+                digests = [s.digest for s in c.sessions] if c else []
+                return pb.CeremonyReply(ok=True, signatures=list(res.signatures), digests=digests, vault_id=rec.vault_id,
+                                        public_key=bytes.fromhex(rec.public_key), chain_code=bytes.fromhex(rec.chain_code),
+                                        committee=list(quorum), attempts=attempt,
+                                        culprits=sorted(set(all_culprits)), reason="; ".join(reasons))
+            culprits = [p for p in res.culprits if p != self.name]
+            all_culprits += culprits
+            for p in culprits:
+                if self.quarantine.record_abort(p):
+                    self.metrics.quarantined.labels(self.metrics.peer_label(p)).set(1)
+                    log.warning("peer_quarantined", culprit=p)
+            excluded |= set(culprits)
+            reasons.append(f"attempt {attempt}: aborted, culprits [{','.join(res.culprits)}]: {res.reason}")
+            log.warning("attempt_aborted", culprits=",".join(res.culprits), reason=res.reason)
+        self.metrics.ceremonies.labels("sign", "failed").inc()
+        return pb.CeremonyReply(ok=False, reason="signing_failed: " + " | ".join(reasons), culprits=sorted(set(all_culprits)),
+                                attempts=len(reasons))
+
+    # ------------------------------------------------------------------ keygen / reshare
+    def keygen(self, signed: pb.SignedRequest) -> pb.CeremonyReply:
+        try:
+            body = self.verifier.authenticate(signed.request, signed.node_signature, "keygen")
+            committee = body.get("committee")
+            if not isinstance(committee, list) or self.name not in committee or any(p not in self.all_peers for p in committee):
+                raise Refused("committee_unknown_peer" if isinstance(committee, list) else "request_malformed")
+        except Refused as exc:
+            return self._refusal("keygen", exc)
+        peers = tuple(sorted(committee))
+        cid, refusals, unreachable = self._run_ceremony("keygen", peers, signed)
+        if refusals or unreachable:
+            return self._refused("keygen", f"join_failed: refused {refusals} unreachable {sorted(unreachable)}", sorted(unreachable), 1)
+        return self._finish_key_ceremony("keygen", cid, peers, body)
+
+    def reshare(self, signed: pb.SignedRequest) -> pb.CeremonyReply:
+        try:
+            body = self.verifier.authenticate(signed.request, signed.node_signature, "reshare")
+            held = self.store.vault(body["vault_id"])
+            if held is None:
+                raise Refused("vault_unknown")
+            new_committee = body.get("new_committee")
+            if not isinstance(new_committee, list) or any(p not in self.all_peers for p in new_committee):
+                raise Refused("committee_unknown_peer")
+        except Refused as exc:
+            return self._refusal("reshare", exc)
+        rec = held[0]
+        healthy = self._pick_healthy(rec.peers())
+        if len(healthy) < rec.threshold:
+            return self._refused("reshare", "not_enough_healthy_peers")
+        old_quorum = tuple(sorted([self.name, *healthy[: rec.threshold]]))
+        everyone = tuple(sorted(set(old_quorum) | set(new_committee)))
+        # Join carries the old quorum; the new committee comes from the signed request.
+        cid = secrets.token_hex(16)
+        raw = signed.SerializeToString()
+        replies = self._fanout(everyone, "Join", lambda p: pb.JoinRequest(session_id=cid, protocol="reshare", peers=list(old_quorum), request=raw),
+                               limits.CLUSTER_JOIN_TIMEOUT_MS)
+        bad = _failures(replies)
+        if bad:
+            self._abort_local(cid, (), "join_failed")
+            return self._refused("reshare", f"join_failed: {bad}")
+        bad = _failures(self._fanout(everyone, "Start", lambda p: pb.StartRequest(session_id=cid), limits.CLUSTER_RPC_TIMEOUT_MS))
+        if bad:
+            return self._refused("reshare", f"start_failed: {bad}")
+        return self._finish_key_ceremony("reshare", cid, everyone, body)
+
+    def _finish_key_ceremony(self, protocol, cid, peers, body) -> pb.CeremonyReply:
+        results = self._await_all(cid, peers)
+        keys = set()
+        culprits, reasons = set(), []
+        for p, r in results.items():
+            if isinstance(r, Exception):
+                culprits.add(p)
+                reasons.append(f"{p}: {r.code()}")
+            elif r.state != "done":
+                culprits |= set(r.culprits)
+                reasons.append(f"{p}: {r.state} {r.reason}")
+            else:
+                keys.add((r.public_key, r.chain_code))
+        if not reasons and len(keys) != 1:
+            reasons.append("parties disagree on the group key")
+        if reasons:
+            self._abort_local(cid, sorted(culprits), "; ".join(reasons))
+            self.metrics.ceremonies.labels(protocol, "failed").inc()
+            return pb.CeremonyReply(ok=False, reason=f"{protocol}_failed: " + "; ".join(reasons), culprits=sorted(culprits), attempts=1)
+        (public_key, chain_code), = keys
+        if protocol == "reshare" and public_key.hex() != body["public_key"]:
+            self.metrics.ceremonies.labels(protocol, "failed").inc()
+            return pb.CeremonyReply(ok=False, reason="reshare_failed: the new committee's key differs", attempts=1)
+        bad = _failures(self._fanout(peers, "Commit", lambda p: pb.CommitRequest(session_id=cid), limits.CLUSTER_RPC_TIMEOUT_MS))
+        if bad:
+            self.metrics.ceremonies.labels(protocol, "failed").inc()
+            return pb.CeremonyReply(ok=False, reason=f"commit_failed: {bad}", attempts=1)
+        self.metrics.ceremonies.labels(protocol, "done").inc()
+        if protocol == "keygen":
+            committee, threshold = [wp.party_id(p, 0) for p in body["committee"]], body["threshold"]
+        else:
+            gen = wp.generation_of(sorted(body["old_committee"])[0]) + 1
+            committee, threshold = [wp.party_id(p, gen) for p in body["new_committee"]], body["new_threshold"]
+        self.log.info(f"{protocol}_done", vault=body["vault_id"], public_key=public_key.hex())
+        return pb.CeremonyReply(ok=True, vault_id=body["vault_id"], public_key=public_key, chain_code=chain_code,
+                                committee=sorted(committee), threshold=threshold, attempts=1)

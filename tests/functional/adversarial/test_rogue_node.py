@@ -1,0 +1,133 @@
+"""A compromised node: the attacker holds the node's TLS certificate and request-signing key and
+talks to three real signer processes directly (harness.RogueNode). Whatever it sends, every peer
+decides from what it verifies itself; each refusal names its reason and nothing is signed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import grpc
+import pytest
+from nacl.signing import SigningKey
+
+from mpc.proto import signer_pb2 as pb
+from mpc.transport import tls
+from mpc.wire import requests as rq
+from mpc.wire.parties import RecordKeys
+from tests.functional.adversarial.harness import RogueNode, peer_stub
+from tests.functional.cluster.conftest import make_cluster
+from tests.support.cluster import btc_withdrawal
+
+pytestmark = [pytest.mark.functional, pytest.mark.slow]
+
+PEERS = ("peer-1", "peer-2", "peer-3")
+BTC = 100_000_000
+HOURLY_BTC = 3 * BTC // 2  # every peer's rolling-hour amount limit for BTC in this module
+
+
+def _lower_the_hourly_btc_limit(cluster):
+    for name in PEERS:
+        policy = cluster.dir / name / "policy.toml"
+        text, n = re.subn(r'(?m)^BTC = "\d+"$', f'BTC = "{HOURLY_BTC}"', policy.read_text())
+        assert n == 1, "the dev policy's [rate_limits.amount_per_hour] BTC line moved"
+        policy.write_text(text)
+
+
+@pytest.fixture(scope="module")
+def cluster(request):
+    yield from make_cluster(request, 3, 1, round_timeout_ms=5_000, before_start=_lower_the_hourly_btc_limit)
+
+
+@pytest.fixture(scope="module")
+def vault(cluster):
+    return cluster.client().keygen("hot-1", PEERS, 1)
+
+
+@pytest.fixture(scope="module")
+def node(cluster):
+    return RogueNode(cluster)
+
+
+def approved(cluster, vault, **kw):
+    tx, intent = btc_withdrawal(RecordKeys(vault.public_key, vault.chain_code), vault.vault_id, **kw)
+    return tx, intent, (rq.approve(intent, "approver-1", cluster.approver("approver-1")),)
+
+
+def body_of(cluster, vault, request_id=None, **kw) -> dict:
+    tx, intent, approvals = approved(cluster, vault, **kw)
+    return rq.sign_request(vault.vault_id, tx, intent, approvals, request_id=request_id)
+
+
+def refused(reply: pb.CeremonyReply, reason: str) -> None:
+    assert not reply.ok and not reply.signatures, f"signed: {reply}"
+    assert reply.reason.startswith(reason), f"expected {reason!r}, got {reply.reason!r}"
+
+
+def test_a_request_signed_with_another_key_is_refused(cluster, vault, node):
+    before = cluster.signatures_total()
+    refused(node.sign("peer-1", body_of(cluster, vault), key=SigningKey.generate()), "node_signature_invalid")
+    assert cluster.signatures_total() == before
+
+
+@pytest.mark.parametrize("tamper", ["destination", "amount"])
+def test_a_transaction_that_does_not_match_its_intent_is_refused(cluster, vault, node, tamper):
+    before = cluster.signatures_total()
+    reply = node.sign("peer-1", body_of(cluster, vault, tamper=tamper))
+    refused(reply, "transaction_does_not_match_intent")
+    assert tamper in reply.reason
+    assert cluster.signatures_total() == before
+
+
+def test_every_peer_checks_for_itself(cluster, vault):
+    """A coordinator that skipped its own check would still hit the other peer's refusal: Join
+    peer-2 directly, as a compromised peer-1 would, with a request no quorum approved."""
+    tx, intent, _ = approved(cluster, vault)
+    raw, sig = rq.sign_body(rq.sign_request(vault.vault_id, tx, intent, ()), cluster.node_key())
+    ack = peer_stub(cluster, as_peer="peer-1", to="peer-2").Join(
+        pb.JoinRequest(session_id=os.urandom(16).hex(), protocol="sign", peers=["peer-1", "peer-2"],
+                       request=pb.SignedRequest(request=raw, node_signature=sig).SerializeToString()), timeout=10)
+    assert not ack.ok and ack.reason.startswith("approvals_below_quorum")
+
+
+def test_a_certificate_that_is_not_pinned_is_refused(cluster, vault, node):
+    stranger = tls.make_identity("node")  # claims the node's name, with its own key
+    signed = node.signed(body_of(cluster, vault))
+    before = cluster.signatures_total()
+    with pytest.raises(grpc.RpcError) as e:
+        peer_stub(cluster, as_peer="peer-1", to="peer-1", identity=stranger).Sign(signed, timeout=10)
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE  # the TLS handshake fails
+    # A pinned peer certificate is not the node's: a peer cannot ask for signatures.
+    with pytest.raises(grpc.RpcError) as e:
+        peer_stub(cluster, as_peer="peer-2", to="peer-1").Sign(signed, timeout=10)
+    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED and "caller_not_the_node" in e.value.details()
+    assert cluster.signatures_total() == before
+
+
+def test_one_request_id_with_another_body_is_refused(cluster, vault, node):
+    """The same request id is one request: the same body again is a retry (refused once signed:
+    a node retry with a new created_at_ms pays nothing twice); another body under that id is
+    refused by every peer that saw it, before anything runs."""
+    request_id = rq.new_request_id()
+    body = body_of(cluster, vault, request_id=request_id)
+    first = node.sign("peer-1", body)
+    assert first.ok, first.reason
+    before = cluster.signatures_total()
+    refused(node.sign("peer-1", {**body, "created_at_ms": body["created_at_ms"] + 1}), "request_already_signed")
+    for coordinator in first.committee:
+        refused(node.sign(coordinator, body_of(cluster, vault, request_id=request_id, amount_sats=60_000)), "request_id_reused")
+    assert cluster.signatures_total() == before
+
+
+def test_the_hourly_limit_survives_a_restart_of_every_peer(cluster, vault, node):
+    tx, intent, approvals = approved(cluster, vault, amount_sats=BTC)
+    assert node.sign("peer-1", rq.sign_request(vault.vault_id, tx, intent, approvals)).ok
+    for name in PEERS:
+        cluster.procs[name].stop()
+    cluster.start_all()
+    before = cluster.signatures_total()
+    reply = node.sign("peer-1", body_of(cluster, vault, amount_sats=BTC))
+    refused(reply, "rate_limit_exceeded")
+    assert "amount_per_hour BTC" in reply.reason
+    assert cluster.signatures_total() == before
