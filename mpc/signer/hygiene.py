@@ -76,6 +76,15 @@ def check_private_tree(data_dir) -> None:
                 raise FileExposed(f"{path} is not a regular file or folder; the data dir holds only its own files and folders")
 
 
+def fsync_dir(path) -> None:
+    """Makes a file created, renamed or removed in `path` survive a crash."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def make_private_dir(path) -> pathlib.Path:
     """Creates `path` 0700 if it is missing (an existing one is left for the check to judge)."""
     path = pathlib.Path(path)

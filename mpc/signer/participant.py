@@ -159,12 +159,19 @@ class Participant:
         pp, c.preparams = c.preparams, None
         self.prepare.give_back(pp)
 
-    def start(self, caller: str, cid: str) -> pb.Ack:
+    def _coordinated(self, caller: str, cid: str) -> tuple[Ceremony | None, pb.Ack | None]:
+        """The ceremony, for its coordinator alone (Start, Commit); else the refusal."""
         c = self.registry.ceremony(cid)
         if c is None:
-            return pb.Ack(ok=False, reason="unknown_session")
+            return None, pb.Ack(ok=False, reason="unknown_session")
         if caller != c.coordinator:
-            return pb.Ack(ok=False, reason="caller_not_coordinator")
+            return None, pb.Ack(ok=False, reason="caller_not_coordinator")
+        return c, None
+
+    def start(self, caller: str, cid: str) -> pb.Ack:
+        c, refusal = self._coordinated(caller, cid)
+        if refusal is not None:
+            return refusal
         self.expire_unstarted(only=c)  # a Start past the deadline finds its ceremony aborted
         with c.cond:
             if c.state != "prepared":
@@ -528,11 +535,9 @@ class Participant:
                                     public_key=c.public_key, chain_code=c.chain_code, signatures=c.signatures)
 
     def commit(self, caller: str, cid: str) -> pb.Ack:
-        c = self.registry.ceremony(cid)
-        if c is None:
-            return pb.Ack(ok=False, reason="unknown_session")
-        if caller != c.coordinator:
-            return pb.Ack(ok=False, reason="caller_not_coordinator")
+        c, refusal = self._coordinated(caller, cid)
+        if refusal is not None:
+            return refusal
         with c.cond:
             if c.state == "committed":
                 return pb.Ack(ok=True)

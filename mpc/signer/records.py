@@ -65,6 +65,7 @@ from typing import Callable
 
 import rfc8785
 
+from mpc.signer.hygiene import fsync_dir
 from mpc.signer.sealer import Sealer, SealError
 from mpc.wire import requests as rq
 from mpc.wire.requests import Refused
@@ -136,14 +137,6 @@ def _write_new(path: pathlib.Path, chunks) -> None:
         os.close(fd)
 
 
-def _fsync_dir(path: pathlib.Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _check(path: pathlib.Path, is_dir: bool) -> None:
     """A folder 0700 or a regular file 0600, not a link: else refuse to start, naming it."""
     st = os.lstat(path)
@@ -210,9 +203,9 @@ class RecordLog:
         _write_new(tmp / KEY_NAME, [sealer.seal(key, party=party, purpose=MAC_KEY_PURPOSE, name="")])
         kind, body = first
         _write_new(tmp / LOG_NAME, [HEADER, _line(1, kind, body, _mac(key, _seed(key), 1, kind, body))])
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         os.rename(tmp, data_dir / DIR_NAME)
-        _fsync_dir(data_dir)
+        fsync_dir(data_dir)
 
     @staticmethod
     def _open_key(d: pathlib.Path, sealer: Sealer, party: str) -> bytes:
@@ -325,7 +318,7 @@ class RecordLog:
                 os.unlink(tmp)
             _write_new(tmp, lines)
             os.replace(tmp, self.path)
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         except OSError as exc:
             self._failed = True

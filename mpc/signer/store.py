@@ -22,6 +22,7 @@ import re
 import threading
 from dataclasses import asdict, dataclass
 
+from mpc.signer.hygiene import fsync_dir
 from mpc.signer.sealer import SealedForAnotherEnvironment, Sealer, SealError
 
 FORMAT = "custody-signer-share/1"
@@ -43,17 +44,9 @@ class VaultRecord:
     generation: int
 
     def peers(self) -> tuple[str, ...]:
-        from mpc.transport.envelope import party_peer
+        from mpc.wire.parties import party_peer
 
         return tuple(party_peer(p) for p in self.committee)
-
-
-def _fsync_dir(path: pathlib.Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_atomic(path: pathlib.Path, data: bytes) -> None:
@@ -67,7 +60,7 @@ def _write_atomic(path: pathlib.Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _environment_message(path: pathlib.Path, exc: SealedForAnotherEnvironment) -> str:
