@@ -138,6 +138,10 @@ def _policy(node_pub: str, approvers: dict[str, str]) -> str:
     for asset, unit in (("BTC", 100_000_000), ("ETH", 10**18)):
         lines += ["", "[[bands]]", f'asset = "{asset}"', f'amount_max = "{unit}"', "approvals_min = 1",
                   "", "[[bands]]", f'asset = "{asset}"', f'amount_max = "{50 * unit}"', "approvals_min = 2"]
+    # Dev fee limits: the node's dev fee_max (api/dev.py) and its fat-finger fee rate
+    # (CHAINS_BTC_FEE_RATE_SAT_VB_MAX); a tip of at most 1,000 gwei.
+    lines += ["", "[fees.bitcoin]", "fee_max = 1000000", "fee_rate_sat_vb_max = 2000",
+              "", "[fees.ethereum]", f'fee_max = "{10**16}"', f'priority_fee_wei_max = "{10**12}"']
     lines += ["", "[rate_limits]", "signatures_per_hour = 3600", "", "[rate_limits.amount_per_hour]",
               f'BTC = "{100 * 100_000_000}"', f'ETH = "{100 * 10**18}"', "", "[ceremonies]", "keygen_allowed = true",
               "reshare_allowed = true", ""]

@@ -128,6 +128,18 @@ class VaultKeys(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class FeeTerms:
+    """What a transaction can cost, as its own bytes say (a checker parses them): a peer holds
+    these against its own fee limits. Bitcoin: `fee` = inputs - outputs (sat), `vsize` its
+    signed virtual size (vB, P2WPKH estimate). Ethereum: `fee` = gas limit x maxFeePerGas (wei),
+    the most it can pay; `priority_fee_per_gas` its maxPriorityFeePerGas (wei)."""
+
+    fee: int
+    vsize: int = 0
+    priority_fee_per_gas: int = 0
+
+
 @runtime_checkable
 class IntentChecker(Protocol):
     """Implemented per chain by chains/; called by every signer peer before it signs."""
@@ -142,6 +154,10 @@ class IntentChecker(Protocol):
         `destination_keys` — the keys of `intent.own_destination_vault`, which the caller looked
         up itself — or from `keys` when there is none), that the fee stays within
         `intent.fee_max`, and returns the digests to sign, computed here. Raises IntentMismatch."""
+        ...
+
+    def fee_terms(self, tx: UnsignedTransaction) -> FeeTerms:
+        """What `tx` can cost, parsed from its bytes (call after `check` accepted it)."""
         ...
 
 

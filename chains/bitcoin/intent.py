@@ -18,7 +18,7 @@ from chains.bitcoin import tx as btx
 from chains.errors import ChainError
 from chains.keys import InvalidPath, check_path
 from node import limits
-from node.ports import IntentMismatch, SigningDigest, UnsignedTransaction, VaultKeys, WithdrawalIntent
+from node.ports import FeeTerms, IntentMismatch, SigningDigest, UnsignedTransaction, VaultKeys, WithdrawalIntent
 
 KINDS = ("withdrawal", "sweep", "refill")
 # Input sequences we sign: BIP125-replaceable, non-replaceable, final. All have bit 31 set, so
@@ -121,6 +121,12 @@ class BitcoinIntentChecker:
         if fee > intent.fee_max:
             raise IntentMismatch("fee_exceeds_max", f"{fee} > {intent.fee_max}")
         return [SigningDigest(tuple(k.path), d) for k, d in zip(tx.inputs, btx.sighashes(t))]
+
+
+    def fee_terms(self, tx: UnsignedTransaction) -> FeeTerms:
+        parsed = _parse(tx)
+        fee = sum(k.amount for k in tx.inputs) - sum(o.amount for o in parsed.outputs)
+        return FeeTerms(fee, btx.vsize_estimate(len(parsed.inputs), [o.script_pubkey for o in parsed.outputs]))
 
 
 def _parse(tx: UnsignedTransaction) -> btx.ParsedTx:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from chains.errors import ChainError
 from chains.ethereum import tx as etx
 from chains.keys import InvalidPath, check_path
-from node.ports import IntentMismatch, SigningDigest, UnsignedTransaction, VaultKeys, WithdrawalIntent
+from node.ports import FeeTerms, IntentMismatch, SigningDigest, UnsignedTransaction, VaultKeys, WithdrawalIntent
 
 KINDS = ("withdrawal", "sweep", "refill")
 
@@ -101,3 +101,10 @@ class EthereumIntentChecker:
         if t.fee_max > intent.fee_max:
             raise IntentMismatch("fee_exceeds_max", f"{t.fee_max} > {intent.fee_max}")
         return [SigningDigest(tuple(tx.inputs[0].path), etx.digest_of(tx.payload))]
+
+    def fee_terms(self, tx: UnsignedTransaction) -> FeeTerms:
+        try:
+            t = etx.parse_unsigned(tx.payload)
+        except ChainError as exc:
+            raise IntentMismatch(exc.reason, exc.detail) from None
+        return FeeTerms(t.fee_max, priority_fee_per_gas=t.max_priority_fee_per_gas)

@@ -26,6 +26,12 @@ in the file are integers (or decimal strings, for wei) in base units.
     signatures_per_hour = 600
     [rate_limits.amount_per_hour]
     BTC = "1000000000"
+    [fees.bitcoin]            # this peer's own fee limits; a chain without them is refused
+    fee_max = 1000000         # sat: the most an intent may allow, and the transaction may pay
+    fee_rate_sat_vb_max = 2000
+    [fees.ethereum]
+    fee_max = "10000000000000000"         # wei: gas limit x maxFeePerGas <= intent fee_max <= this
+    priority_fee_wei_max = "1000000000000" # maxPriorityFeePerGas
     [whitelist]               # optional; an asset listed here pays only to these destinations
     BTC = ["bcrt1q..."]
     [ceremonies]
@@ -101,6 +107,30 @@ class Band:
 
 
 @dataclass(frozen=True)
+class FeeLimits:
+    """One chain's fee limits in this peer's policy, in the chain's own units (sat, wei)."""
+
+    fee_max: int
+    fee_rate_sat_vb_max: int = 0  # bitcoin
+    priority_fee_wei_max: int = 0  # ethereum
+
+
+_FEE_FIELDS = {"bitcoin": ("fee_max", "fee_rate_sat_vb_max"), "ethereum": ("fee_max", "priority_fee_wei_max")}
+
+
+def _fee_limits(chain: str, d) -> FeeLimits:
+    where = f"fees.{chain}"
+    if chain not in _FEE_FIELDS:
+        raise PolicyError(f"{where}: unknown chain (one of {', '.join(_FEE_FIELDS)})")
+    if not isinstance(d, dict) or set(d) != set(_FEE_FIELDS[chain]):
+        raise PolicyError(f"{where}: exactly {', '.join(_FEE_FIELDS[chain])} (no defaults)")
+    values = {k: _amount(v, f"{where}.{k}") for k, v in d.items()}
+    if not all(values.values()):
+        raise PolicyError(f"{where}: every limit must be > 0")
+    return FeeLimits(**values)
+
+
+@dataclass(frozen=True)
 class OwnVaultKeys:
     """A vault this peer may pay as our own: its group public key and chain code (public
     derivation only, chains.keys.Bip32VaultKeys)."""
@@ -149,6 +179,7 @@ class Policy:
     reserves_allowed: bool = True
     vault_delays_s: dict[str, int] = field(default_factory=dict)
     own_destinations: dict[str, OwnVaultKeys] = field(default_factory=dict)
+    fees: dict[str, FeeLimits] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path) -> "Policy":
@@ -187,11 +218,12 @@ class Policy:
             aph = {str(k): _amount(v, f"rate_limits.amount_per_hour.{k}") for k, v in rl.get("amount_per_hour", {}).items()}
             wl = {str(k): frozenset(map(str, v)) for k, v in d.get("whitelist", {}).items()}
             cer = d.get("ceremonies", {})
+            fees = {str(chain): _fee_limits(str(chain), v) for chain, v in d.get("fees", {}).items()}
         except KeyError as exc:
             raise PolicyError(f"policy: missing {exc}") from None
         bands.sort(key=lambda b: (b.vault, b.asset, b.amount_max))
         return cls(node_pk, approvers, bands, sph, aph, wl, bool(cer.get("keygen_allowed", False)),
-                   bool(cer.get("reshare_allowed", False)), bool(cer.get("reserves_allowed", True)), delays, own)
+                   bool(cer.get("reshare_allowed", False)), bool(cer.get("reserves_allowed", True)), delays, own, fees)
 
     def quorum(self, asset: str, amount: int, vault_id: str = "") -> int:
         """Approvals needed: the vault's own bands when it has any, else the shared ones."""
@@ -222,7 +254,8 @@ class RequestVerifier:
     transaction_chain_mismatch, approval_signature_invalid, approval_time_out_of_range,
     asset_not_allowed, amount_exceeds_policy, approvals_below_quorum, delay_not_elapsed,
     destination_not_whitelisted, own_destination_vault_unknown, chain_not_supported,
-    transaction_does_not_match_intent, too_many_digests, request_id_reused, rate_limit_exceeded.
+    transaction_does_not_match_intent, fee_limits_not_configured, fee_exceeds_policy,
+    fee_rate_exceeds_policy, priority_fee_exceeds_policy, too_many_digests, request_id_reused, rate_limit_exceeded.
 
     Each request that passes is counted in the peer's durable records (mpc/signer/records.py)
     against its rolling-hour limits, by wall-clock time, so a restart does not reset them; a
@@ -338,12 +371,36 @@ class RequestVerifier:
             raise Refused("transaction_does_not_match_intent", exc.reason) from None
         except Exception as exc:  # the checker parses untrusted bytes: any failure is a refusal
             raise Refused("transaction_does_not_match_intent", f"unparseable: {type(exc).__name__}") from None
+        self._check_fees(checker, tx, intent)
         if not digests or len(digests) > limits.CLUSTER_DIGESTS_PER_REQUEST_MAX:
             raise Refused("too_many_digests", str(len(digests)))
         for d in digests:
             assert len(d.digest) == 32, "checker returned a digest that is not 32 bytes"
         self._admit(body, intent.asset, amount)
         return VerifiedSign(body["request_id"], body["vault_id"], tuple(digests), intent.asset, amount, False)
+
+    def _check_fees(self, checker, tx, intent) -> None:
+        """This peer's own fee limits, against the intent's fee_max and what the transaction's
+        own bytes can pay (the checker already held the fee within the intent's fee_max).
+        Refusals: fee_limits_not_configured, fee_exceeds_policy, fee_rate_exceeds_policy,
+        priority_fee_exceeds_policy."""
+        fees = self.policy.fees.get(tx.chain)
+        if fees is None:
+            raise Refused("fee_limits_not_configured", tx.chain)
+        try:
+            terms = checker.fee_terms(tx)
+        except Exception as exc:  # untrusted bytes, though check() already parsed them
+            raise Refused("transaction_does_not_match_intent", f"fee unparseable: {type(exc).__name__}") from None
+        if intent.fee_max > fees.fee_max or terms.fee > fees.fee_max:
+            raise Refused("fee_exceeds_policy", f"fee_max {intent.fee_max}, transaction {terms.fee} > {fees.fee_max}")
+        if fees.fee_rate_sat_vb_max:
+            if terms.vsize <= 0:
+                raise Refused("fee_rate_exceeds_policy", "no size to rate the fee by")
+            rate = -(-terms.fee // terms.vsize)  # rounded up: sat/vB
+            if rate > fees.fee_rate_sat_vb_max:
+                raise Refused("fee_rate_exceeds_policy", f"{rate} > {fees.fee_rate_sat_vb_max} sat/vB")
+        if fees.priority_fee_wei_max and terms.priority_fee_per_gas > fees.priority_fee_wei_max:
+            raise Refused("priority_fee_exceeds_policy", f"{terms.priority_fee_per_gas} > {fees.priority_fee_wei_max} wei")
 
     def _verify_reserves(self, body: dict) -> VerifiedSign:
         """Refusals: reserves_not_allowed, request_malformed, chain_not_supported,

@@ -131,3 +131,37 @@ def test_the_hourly_limit_survives_a_restart_of_every_peer(cluster, vault, node)
     refused(reply, "rate_limit_exceeded")
     assert "amount_per_hour BTC" in reply.reason
     assert cluster.signatures_total() == before
+
+
+def test_a_fee_beyond_the_peers_own_limits_is_refused_even_when_approved(cluster, vault, node):
+    """The 1 BTC fee attack (issue 14): a 546-sat payment carrying a 0.99 BTC fee, its intent's
+    fee_max raised to match and approved — every peer holds it against its own [fees.bitcoin]."""
+    import dataclasses
+
+    keys = RecordKeys(vault.public_key, vault.chain_code)
+    tx, intent = btc_withdrawal(keys, vault.vault_id, amount_sats=546, fee_sats=99_000_000)
+    intent = dataclasses.replace(intent, fee_max=99_000_000)
+    body = rq.sign_request(vault.vault_id, tx, intent, (rq.approve(intent, "approver-1", cluster.approver("approver-1")),))
+    before = cluster.signatures_total()
+    for coordinator in PEERS:
+        reply = node.sign(coordinator, body)
+        refused(reply, "fee_exceeds_policy")
+    assert cluster.signatures_total() == before
+
+
+def test_an_ethereum_tip_beyond_the_peers_own_limit_is_refused_even_when_approved(cluster, vault, node):
+    """maxFeePerGas = maxPriorityFeePerGas = 10^6 gwei (21 ETH at 21,000 gas), fee_max to match."""
+    from chains.ethereum import tx as etx
+    from node.ports import InputKey, Payment, UnsignedTransaction, WithdrawalIntent
+
+    destination = etx.checksum("0x" + "ab" * 20)
+    gwei = 10**9
+    t = etx.Eip1559Tx(chain_id=1337, nonce=0, max_priority_fee_per_gas=10**6 * gwei, max_fee_per_gas=10**6 * gwei,
+                      gas=21_000, to=destination, value=10**15)
+    tx = UnsignedTransaction("ethereum", "1337", etx.unsigned_payload(t), (InputKey((0, 0)),))
+    intent = WithdrawalIntent(intent_id=rq.new_request_id(), vault_id=vault.vault_id, chain="ethereum", network="1337",
+                              asset="ETH", payments=(Payment(destination, 10**15),), fee_max=21_000 * 10**6 * gwei)
+    body = rq.sign_request(vault.vault_id, tx, intent, (rq.approve(intent, "approver-1", cluster.approver("approver-1")),))
+    before = cluster.signatures_total()
+    refused(node.sign("peer-1", body), "fee_exceeds_policy")
+    assert cluster.signatures_total() == before

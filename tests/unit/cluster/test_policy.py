@@ -32,6 +32,7 @@ def policy(**over) -> Policy:
                   {"asset": "BTC", "amount_max": "1000000", "approvals_min": 2}],
         "rate_limits": {"signatures_per_hour": 100, "amount_per_hour": {"BTC": 5_000_000}},
         "ceremonies": {"keygen_allowed": True},
+        "fees": {"bitcoin": {"fee_max": 100_000, "fee_rate_sat_vb_max": 100}},
     }
     d.update(over)
     return Policy.from_dict(d)
@@ -162,3 +163,64 @@ def test_amount_rate_limit_by_wall_clock_ms(records):
 def test_bad_policy_files_are_refused(over, msg):
     with pytest.raises(PolicyError, match=msg):
         policy(**over)
+
+
+# The peer's own fee limits ([fees.<chain>]): the intent's fee_max and what the transaction's own
+# bytes pay, in the chain's units. btc_withdrawal: intent fee_max 5,000 sat, one input, ~141 vB.
+BTC_FEES = {"fee_max": 100_000, "fee_rate_sat_vb_max": 100}
+FEE_CASES = [
+    ("within every limit", {"bitcoin": BTC_FEES}, 1_000, None),
+    ("no fee limits for the chain", {}, 1_000, "fee_limits_not_configured"),
+    ("intent fee_max above the peer's cap", {"bitcoin": {**BTC_FEES, "fee_max": 4_999}}, 1_000, "fee_exceeds_policy"),
+    ("fee rate above the peer's cap", {"bitcoin": {**BTC_FEES, "fee_rate_sat_vb_max": 30}}, 4_900, "fee_rate_exceeds_policy"),
+    ("fee rate at the cap", {"bitcoin": {**BTC_FEES, "fee_rate_sat_vb_max": 35}}, 4_900, None),
+]
+
+
+@pytest.mark.parametrize("name,fees,fee_sats,reason", FEE_CASES, ids=[c[0] for c in FEE_CASES])
+def test_bitcoin_fee_limits(name, fees, fee_sats, reason, records):
+    tx, intent = btc_withdrawal(KEYS, "v1", amount_sats=50_000, fee_sats=fee_sats)
+    body = rq.sign_request("v1", tx, intent, [rq.approve(intent, "alice", ALICE)])
+    v = verifier(records, fees=fees)
+    if reason is None:
+        assert len(v.verify_sign(*signed(body), KEYS).digests) == 1
+        return
+    with pytest.raises(Refused) as e:
+        v.verify_sign(*signed(body), KEYS)
+    assert e.value.reason == reason, str(e.value)
+
+
+ETH_FEES = {"fee_max": str(10**16), "priority_fee_wei_max": str(10**12)}
+ETH_CASES = [
+    ("within every limit", ETH_FEES, None),
+    ("gas x maxFeePerGas above the peer's cap", {**ETH_FEES, "fee_max": str(21_000 * 2 * 10**9 - 1)}, "fee_exceeds_policy"),
+    ("tip above the peer's cap", {**ETH_FEES, "priority_fee_wei_max": str(10**9 - 1)}, "priority_fee_exceeds_policy"),
+]
+
+
+@pytest.mark.parametrize("name,fees,reason", ETH_CASES, ids=[c[0] for c in ETH_CASES])
+def test_ethereum_fee_limits(name, fees, reason, records):
+    from chains.ethereum.intent import EthereumIntentChecker
+    from tests.support.cluster import eth_withdrawal
+
+    tx, intent = eth_withdrawal(KEYS, "v1", amount_wei=10**15)  # tip 1 gwei, maxFee 2 gwei, 21,000 gas
+    body = rq.sign_request("v1", tx, intent, [rq.approve(intent, "alice", ALICE)])
+    v = RequestVerifier(policy(bands=[{"asset": "ETH", "amount_max": str(10**18), "approvals_min": 1}],
+                               fees={"ethereum": fees}), "production", {"ethereum": EthereumIntentChecker()}, records)
+    if reason is None:
+        assert len(v.verify_sign(*signed(body), KEYS).digests) == 1
+        return
+    with pytest.raises(Refused) as e:
+        v.verify_sign(*signed(body), KEYS)
+    assert e.value.reason == reason, str(e.value)
+
+
+@pytest.mark.parametrize("fees,msg", [
+    ({"litecoin": {"fee_max": 1}}, "unknown chain"),
+    ({"bitcoin": {"fee_max": 1}}, "exactly fee_max, fee_rate_sat_vb_max"),
+    ({"bitcoin": {"fee_max": 0, "fee_rate_sat_vb_max": 1}}, "> 0"),
+    ({"ethereum": {"fee_max": "1", "priority_fee_wei_max": "1", "extra": 1}}, "exactly"),
+])
+def test_bad_fee_limits_are_refused(fees, msg):
+    with pytest.raises(PolicyError, match=msg):
+        policy(fees=fees)
