@@ -140,6 +140,7 @@ def _policy(node_pub: str, approvers: dict[str, str]) -> str:
                   "", "[[bands]]", f'asset = "{asset}"', f'amount_max = "{50 * unit}"', "approvals_min = 2"]
     # Dev fee limits: the node's dev fee_max (api/dev.py) and its fat-finger fee rate
     # (CHAINS_BTC_FEE_RATE_SAT_VB_MAX); a tip of at most 1,000 gwei.
+    lines += ["", "[networks]", 'bitcoin = ["regtest"]', 'ethereum = ["1337"]']  # the dev chains
     lines += ["", "[fees.bitcoin]", "fee_max = 1000000", "fee_rate_sat_vb_max = 2000",
               "", "[fees.ethereum]", f'fee_max = "{10**16}"', f'priority_fee_wei_max = "{10**12}"']
     lines += ["", "[rate_limits]", "signatures_per_hour = 3600", "", "[rate_limits.amount_per_hour]",

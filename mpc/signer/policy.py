@@ -26,6 +26,9 @@ in the file are integers (or decimal strings, for wei) in base units.
     signatures_per_hour = 600
     [rate_limits.amount_per_hour]
     BTC = "1000000000"
+    [networks]                # what a signature can mean: the only networks signed for
+    bitcoin = ["regtest"]     # (mainnet, testnet, signet, regtest)
+    ethereum = ["1337"]       # chain ids, as strings
     [fees.bitcoin]            # this peer's own fee limits; a chain without them is refused
     fee_max = 1000000         # sat: the most an intent may allow, and the transaction may pay
     fee_rate_sat_vb_max = 2000
@@ -180,6 +183,8 @@ class Policy:
     vault_delays_s: dict[str, int] = field(default_factory=dict)
     own_destinations: dict[str, OwnVaultKeys] = field(default_factory=dict)
     fees: dict[str, FeeLimits] = field(default_factory=dict)
+    # What a signature can mean: the networks this peer signs transactions for, per chain.
+    networks: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path) -> "Policy":
@@ -219,11 +224,16 @@ class Policy:
             wl = {str(k): frozenset(map(str, v)) for k, v in d.get("whitelist", {}).items()}
             cer = d.get("ceremonies", {})
             fees = {str(chain): _fee_limits(str(chain), v) for chain, v in d.get("fees", {}).items()}
+            networks = {}
+            for chain, v in d.get("networks", {}).items():
+                if chain not in _FEE_FIELDS or not isinstance(v, list) or not v or not all(isinstance(n, str) and n for n in v):
+                    raise PolicyError(f"networks.{chain}: a list of network names of a known chain ({', '.join(_FEE_FIELDS)})")
+                networks[str(chain)] = frozenset(v)
         except KeyError as exc:
             raise PolicyError(f"policy: missing {exc}") from None
         bands.sort(key=lambda b: (b.vault, b.asset, b.amount_max))
         return cls(node_pk, approvers, bands, sph, aph, wl, bool(cer.get("keygen_allowed", False)),
-                   bool(cer.get("reshare_allowed", False)), bool(cer.get("reserves_allowed", True)), delays, own, fees)
+                   bool(cer.get("reshare_allowed", False)), bool(cer.get("reserves_allowed", True)), delays, own, fees, networks)
 
     def quorum(self, asset: str, amount: int, vault_id: str = "") -> int:
         """Approvals needed: the vault's own bands when it has any, else the shared ones."""
@@ -251,7 +261,7 @@ class RequestVerifier:
     """Checks one node-signed request against this peer's own policy. Refusals in precedence
     order: request_too_large, node_signature_invalid, request_malformed, request_expired,
     wrong_kind, vault_unknown, opaque_digest_refused, intent_vault_mismatch,
-    transaction_chain_mismatch, approval_signature_invalid, approval_time_out_of_range,
+    transaction_chain_mismatch, network_not_allowed, approval_signature_invalid, approval_time_out_of_range,
     asset_not_allowed, amount_exceeds_policy, approvals_below_quorum, delay_not_elapsed,
     destination_not_whitelisted, own_destination_vault_unknown, chain_not_supported,
     transaction_does_not_match_intent, fee_limits_not_configured, fee_exceeds_policy,
@@ -319,6 +329,8 @@ class RequestVerifier:
             raise Refused("intent_vault_mismatch")
         if (tx.chain, tx.network) != (intent.chain, intent.network):
             raise Refused("transaction_chain_mismatch")
+        if intent.network not in self.policy.networks.get(intent.chain, ()):
+            raise Refused("network_not_allowed", f"{intent.chain} {intent.network!r}")
         approvers: dict[str, int | None] = {}
         now_ms = self.clock_ms()
         for a in approvals:

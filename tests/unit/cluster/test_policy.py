@@ -32,6 +32,7 @@ def policy(**over) -> Policy:
                   {"asset": "BTC", "amount_max": "1000000", "approvals_min": 2}],
         "rate_limits": {"signatures_per_hour": 100, "amount_per_hour": {"BTC": 5_000_000}},
         "ceremonies": {"keygen_allowed": True},
+        "networks": {"bitcoin": ["regtest"], "ethereum": ["1337"]},
         "fees": {"bitcoin": {"fee_max": 100_000, "fee_rate_sat_vb_max": 100}},
     }
     d.update(over)
@@ -224,3 +225,25 @@ def test_ethereum_fee_limits(name, fees, reason, records):
 def test_bad_fee_limits_are_refused(fees, msg):
     with pytest.raises(PolicyError, match=msg):
         policy(fees=fees)
+
+
+@pytest.mark.parametrize("networks,reason", [
+    ({"bitcoin": ["regtest"]}, None),
+    ({"bitcoin": ["mainnet", "testnet"]}, "network_not_allowed"),  # a regtest transaction, for a mainnet peer
+    ({"ethereum": ["1337"]}, "network_not_allowed"),                # no bitcoin network at all
+    ({}, "network_not_allowed"),
+])
+def test_only_the_networks_the_peer_names_are_signed_for(networks, reason, records):
+    v = verifier(records, networks=networks)
+    if reason is None:
+        assert len(v.verify_sign(*signed(request()), KEYS).digests) == 1
+        return
+    with pytest.raises(Refused) as e:
+        v.verify_sign(*signed(request()), KEYS)
+    assert e.value.reason == reason, str(e.value)
+
+
+@pytest.mark.parametrize("networks", [{"litecoin": ["main"]}, {"bitcoin": "regtest"}, {"bitcoin": []}, {"bitcoin": [""]}])
+def test_bad_networks_are_refused(networks):
+    with pytest.raises(PolicyError, match="networks"):
+        policy(networks=networks)

@@ -71,6 +71,7 @@ def policy(**over) -> Policy:
         "rate_limits": {"signatures_per_hour": 100},
         "vaults": {"cold": {"delay_s": DELAY_S}},
         "own_destinations": {"hot": HOT.toml()},
+        "networks": {"bitcoin": ["regtest"], "ethereum": ["1337"]},
         "fees": {"bitcoin": {"fee_max": 100_000, "fee_rate_sat_vb_max": 100},
                  "ethereum": {"fee_max": str(10**16), "priority_fee_wei_max": str(10**12)}},
     }
