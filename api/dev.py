@@ -168,7 +168,22 @@ class DevCluster:
                 init_cluster(self.root, DEV_PEERS, DEV_THRESHOLD, ports, metrics, environment="production",
                              policy_extra=signer_auto_bands(), passphrase_file=True)
             _say(f"wrote a {DEV_THRESHOLD + 1}-of-{DEV_PEERS} signer cluster to {self.root}")
-        return json.loads(info_path.read_text())
+        info = json.loads(info_path.read_text())
+        self._refuse_outdated(info)
+        return info
+
+    @staticmethod
+    def _refuse_outdated(info: dict) -> None:
+        """A dev cluster written before the peers' policies named their networks and fee limits
+        would start and then refuse every signature (network_not_allowed): say so now."""
+        for peer in info["peers"]:
+            policy = pathlib.Path(peer["dir"]) / "policy.toml"
+            text = policy.read_text() if policy.exists() else ""
+            if "[networks]" not in text or "[fees.bitcoin]" not in text:
+                raise SystemExit(
+                    f"custody dev: the dev signer cluster in {pathlib.Path(peer['dir']).parent} was written before signer "
+                    f"policies named their networks and fee limits ({policy} has no [networks] / [fees.*]); its peers "
+                    "would refuse every signature. Remove that folder (the dev vault goes with it) and run again.")
 
     def start(self, info: dict) -> None:
         env = dict(os.environ)
