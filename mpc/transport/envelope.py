@@ -76,52 +76,59 @@ class EchoBook:
     `record_own` returns the echo to send (to the other recipients' peers). `verdict` is None
     while echoes are missing, ("ok", ()) when all agree, ("equivocation", culprits) on a mismatch,
     naming the broadcast's sender.
+
+    One sender may send several broadcasts in one round to different recipients (a reshare's
+    new party answers the old committee and the new one apart); a peer hosting parties of both
+    gets them all. Each hash is expected back only from the peers it was addressed to, so a
+    peer that got one of them is not waited for on the other.
     """
 
     def __init__(self, my_peer: str):
         self.my_peer = my_peer
         self._lock = threading.Lock()
-        self._own: dict[tuple[str, int], set[bytes]] = {}
-        self._expected: dict[tuple[str, int], set[str]] = {}
+        # (sender, round) -> hash -> the other peers that message was addressed to
+        self._own: dict[tuple[str, int], dict[bytes, set[str]]] = {}
         self._echoes: dict[tuple[str, int], dict[str, set[bytes]]] = {}
 
     def record_own(self, sender: str, round_: int, h: bytes, recipients) -> set[str]:
         """Returns the peers to send our echo of this broadcast to."""
-        key = (sender, round_)
         others = {party_peer(r) for r in recipients} - {self.my_peer, party_peer(sender)}
         with self._lock:
-            self._own.setdefault(key, set()).add(bytes(h))
-            self._expected.setdefault(key, set()).update(others)
+            self._own.setdefault((sender, round_), {}).setdefault(bytes(h), set()).update(others)
         return others
 
     def record_echo(self, echoer: str, sender: str, round_: int, h: bytes) -> None:
         with self._lock:
             self._echoes.setdefault((sender, round_), {}).setdefault(echoer, set()).add(bytes(h))
 
+    def _owed_locked(self):
+        """(key, echoer, the hashes it owes us and has not echoed) for every gap."""
+        for key, own in self._own.items():
+            got = self._echoes.get(key, {})
+            owed: dict[str, set[bytes]] = {}
+            for h, peers in own.items():
+                for p in peers:
+                    owed.setdefault(p, set()).add(h)
+            for p, hashes in owed.items():
+                gap = hashes - got.get(p, set())
+                if gap:
+                    yield key, p, gap
+
     def missing(self) -> set[str]:
         with self._lock:
-            out = set()
-            for key, peers in self._expected.items():
-                got = self._echoes.get(key, {})
-                for p in peers:
-                    if len(got.get(p, ())) < len(self._own[key]):
-                        out.add(p)
-            return out
+            return {p for _, p, _ in self._owed_locked()}
 
     def verdict(self):
         with self._lock:
             culprits = set()
-            complete = True
             for key, own in self._own.items():
-                got = self._echoes.get(key, {})
-                for p in self._expected.get(key, ()):
-                    theirs = got.get(p, set())
-                    if theirs - own:
-                        culprits.add(party_peer(key[0]))
-                    elif len(theirs) < len(own):
-                        complete = False
+                addressed = set().union(*own.values())  # an echo counts from these peers only
+                for p, theirs in self._echoes.get(key, {}).items():
+                    if p in addressed and theirs - own.keys():
+                        culprits.add(party_peer(key[0]))  # it sent someone else other bytes
             # An echo about a broadcast we never got is resolved by the round deadline (we
             # wait for that sender), not here.
             if culprits:
                 return ("equivocation", tuple(sorted(culprits)))
+            complete = next(self._owed_locked(), None) is None
             return ("ok", ()) if complete else None

@@ -58,3 +58,17 @@ def test_resharing_moves_a_vault_to_a_new_committee_that_signs(cluster):
     with pytest.raises(Exception) as e:
         client.sign(old, tx, intent, (rq.approve(intent, "approver-1", cluster.approver("approver-1")),), coordinator="peer-1")
     assert "vault_unknown" in str(e.value)
+
+
+def test_resharing_to_a_committee_that_overlaps_the_old_one_completes(cluster):
+    """Peers in both committees run two parties (generation g and g + 1); the peers only in the
+    old one finish early and must still confirm the broadcasts they received (echo gate)."""
+    client = cluster.client()
+    old = client.keygen("warm-1", ("peer-1", "peer-2", "peer-3"), 1)
+    new = client.reshare(old, ("peer-2", "peer-3", "peer-4"), 1, coordinator="peer-2")
+    assert new.public_key == old.public_key and new.committee == ("peer-2:1", "peer-3:1", "peer-4:1")
+    assert not (cluster.dir / "peer-1" / "data" / "vaults" / "warm-1.sealed").exists()
+    keys = RecordKeys(new.public_key, new.chain_code)
+    tx, intent = btc_withdrawal(keys, new.vault_id)
+    out = client.sign(new, tx, intent, (rq.approve(intent, "approver-1", cluster.approver("approver-1")),), coordinator="peer-4")
+    assert len(out) == 1

@@ -78,3 +78,32 @@ def test_echo_before_own_copy_is_kept():
     book.record_echo("peer-3", "peer-2:0", 2, b"C" * 32)
     book.record_own("peer-2:0", 2, b"C" * 32, ["peer-1:0", "peer-3:0"])
     assert book.verdict() == ("ok", ())
+
+
+def test_one_sender_two_broadcasts_in_a_round_to_different_committees():
+    """A reshare's new party peer-3:1 sends the old committee one message and the new committee
+    another in the same round. peer-2 hosts a party in each (peer-2:0 and peer-2:1), so it gets
+    both; peer-1 (old only) echoes only the first, peer-4 (new only) only the second."""
+    to_old = ["peer-1:0", "peer-2:0"]
+    to_new = ["peer-2:1", "peer-4:1"]
+    book = EchoBook("peer-2")
+    assert book.record_own("peer-3:1", 2, b"O" * 32, to_old) == {"peer-1"}
+    assert book.record_own("peer-3:1", 2, b"N" * 32, to_new) == {"peer-4"}
+    book.record_echo("peer-1", "peer-3:1", 2, b"O" * 32)
+    assert book.verdict() is None and book.missing() == {"peer-4"}
+    book.record_echo("peer-4", "peer-3:1", 2, b"N" * 32)
+    assert book.verdict() == ("ok", ()) and book.missing() == set()
+
+    lied = EchoBook("peer-2")
+    lied.record_own("peer-3:1", 2, b"O" * 32, to_old)
+    lied.record_own("peer-3:1", 2, b"N" * 32, to_new)
+    lied.record_echo("peer-4", "peer-3:1", 2, b"X" * 32)  # peer-4 got other bytes than peer-2
+    assert lied.verdict() == ("equivocation", ("peer-3",))
+
+
+def test_an_echo_from_a_peer_no_message_was_addressed_to_is_not_counted():
+    book = EchoBook("peer-1")
+    book.record_own("peer-2:0", 1, b"A" * 32, ["peer-1:0", "peer-3:0"])
+    book.record_echo("peer-5", "peer-2:0", 1, b"Z" * 32)  # peer-5 was not a recipient
+    book.record_echo("peer-3", "peer-2:0", 1, b"A" * 32)
+    assert book.verdict() == ("ok", ())
