@@ -35,6 +35,7 @@ CLUSTER_PROBE_KNOWN_GOOD_TIMEOUT_MS = 3_000  # ... for a peer that answered its 
 CLUSTER_RPC_TIMEOUT_MS = 10_000             # Deliver / Echo / Join / Start / Abort / Commit deadline
 CLUSTER_JOIN_TIMEOUT_MS = 15_000            # a peer verifies the request and prepares its sessions
 CLUSTER_START_DEADLINE_MS = CLUSTER_JOIN_TIMEOUT_MS + 2 * CLUSTER_RPC_TIMEOUT_MS  # joined, no Start by then: abort
+CLUSTER_START_SWEEP_MS = 1_000  # how often a peer aborts the ceremonies whose Start can no longer come
 CLUSTER_ECHO_WAIT_MS = 10_000               # after Done, wait at least this long for the echoes
 CLUSTER_ECHO_SEND_ATTEMPTS = 5              # an echo that failed (deadline, unavailable) is resent
 CLUSTER_CEREMONY_TIMEOUT_MS = 600_000       # one ceremony attempt, all rounds
@@ -300,3 +301,5 @@ assert WITHDRAWAL_STUCK_AGE_S > WITHDRAWAL_WORKER_POLL_S, "a transaction gets at
 assert DEPOSITS_PAGE_MAX <= LEDGER_PAGE_MAX
 assert DEPOSITS_SYNC_BATCH_MAX * 4 <= LEDGER_BATCH_EVENTS_MAX, "a deposit books at most 4 transfers in one sync write"
 assert DEPOSITS_SWEEPS_PER_PASS_MAX <= WITHDRAWAL_BATCH_MAX
+
+assert 0 < CLUSTER_START_SWEEP_MS < CLUSTER_START_DEADLINE_MS

@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 
+from node import limits
 from node import log as nlog
 
 
@@ -115,7 +116,10 @@ def run(args) -> int:
     peer.ready = True
     log.info("ready", listen=cfg.listen, metrics=cfg.metrics_listen, environment=cfg.environment,
              vaults=json.dumps(store.vault_ids()), checkers=",".join(sorted(checkers)))
-    stop.wait()
+    # The process's own clock: a ceremony joined but never started is aborted within a sweep
+    # of its start deadline, whether or not anyone calls (health reads change nothing).
+    while not stop.wait(limits.CLUSTER_START_SWEEP_MS / 1000):
+        peer.participant.expire_unstarted()
     log.info("stopping")
     peer.ready = False
     server.stop(grace=2).wait(5)

@@ -78,8 +78,8 @@ class Participant:
         and Start — is aborted once its Start can no longer come (CLUSTER_START_DEADLINE_MS:
         the coordinator's whole Join fan-out, then its Start call). Otherwise its sessions
         would count against CLUSTER_ACTIVE_SESSIONS_MAX for good, and a keygen's pre-params
-        would stay out of the pool. Every Join and health read looks at all of them; a Start
-        at its own ceremony only (`only`)."""
+        would stay out of the pool. The peer's main loop sweeps all of them every
+        CLUSTER_START_SWEEP_MS, and so does every Join; a Start looks at its own only (`only`)."""
         now = time.monotonic()
         if only is not None:
             stale = [only] if only.start_overdue(now) else []
