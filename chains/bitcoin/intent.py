@@ -123,6 +123,12 @@ class BitcoinIntentChecker:
         return [SigningDigest(tuple(k.path), d) for k, d in zip(tx.inputs, btx.sighashes(t))]
 
 
+    def spends(self, tx: UnsignedTransaction, keys: VaultKeys) -> frozenset[str]:
+        """The outpoints `<txid>:<vout>` it spends (hex as the scanner reports prevouts,
+        parse_signed_hex): a fee bump (RBF) spends the same ones, another payment other ones."""
+        return frozenset(f"{txid}:{vout}" for txid, vout, _ in _parse(tx).inputs)
+
+
 def _parse(tx: UnsignedTransaction) -> btx.ParsedTx:
     try:
         return btx.parse_unsigned(tx.payload, tx.network)
