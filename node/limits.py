@@ -49,6 +49,7 @@ CLUSTER_MESSAGE_BYTES_MAX = 16 * 1024 * 1024  # one gRPC message (keygen rounds 
 CLUSTER_REQUEST_BYTES_MAX = 4 * 1024 * 1024   # one node-signed request
 CLUSTER_REQUEST_AGE_MS_MAX = 300_000        # a signed request older (or further ahead) is refused
 CLUSTER_APPROVALS_MAX = 32
+CLUSTER_INTENT_ID_CHARS_MAX = 128           # an intent id in a signing request (each peer records it per version)
 CLUSTER_RPC_WORKERS_MAX = 64                # gRPC server threads per peer
 CLUSTER_QUARANTINE_ABORTS = 3               # aborts as culprit within the window -> quarantine
 CLUSTER_QUARANTINE_WINDOW_S = 600
@@ -276,7 +277,7 @@ assert 1_024 <= RECORDS_LINE_BYTES_MAX <= CLUSTER_REQUEST_BYTES_MAX
 assert RECORDS_KEY_FILE_BYTES_MAX <= MPC_SEALED_BYTES_MAX
 # an intent_signed line: up to CLUSTER_DIGESTS_PER_REQUEST_MAX outpoints "<64 hex>:<vout>" (< 80
 # bytes each in JSON), ids of <= 128 characters, a payload hash and a time
-assert CLUSTER_DIGESTS_PER_REQUEST_MAX * 80 + 3 * 128 + 512 <= RECORDS_LINE_BYTES_MAX, "an intent_signed record fits a line"
+assert CLUSTER_DIGESTS_PER_REQUEST_MAX * 80 + 3 * CLUSTER_INTENT_ID_CHARS_MAX + 512 <= RECORDS_LINE_BYTES_MAX, "an intent_signed record fits a line"
 assert RECORDS_INTENT_KEPT_MS > VAULT_DELAY_S_MAX * 1000, "a delayed vault's intent is remembered past its delay"
 assert RECORDS_INTENT_KEPT_MS > RECORDS_SIGNED_KEPT_MS
 assert 1 + WITHDRAWAL_FEE_BUMPS_MAX <= RECORDS_INTENT_VERSIONS_MAX <= RECORDS_INTENT_VERSIONS_LIVE_MAX, "the node's own fee bumps always sign"

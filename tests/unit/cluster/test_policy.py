@@ -77,10 +77,17 @@ def _intent_vault_mismatch():
     return signed(b)
 
 
+def _intent_id_too_long():
+    b = request()
+    b["intent"]["intent_id"] = "i" * (limits.CLUSTER_INTENT_ID_CHARS_MAX + 1)  # each peer records it: bounded
+    return signed(b)
+
+
 CASES = [
     ("node signature by another key", lambda: signed(request(), SigningKey.generate()), "node_signature_invalid"),
     ("body changed after signing", lambda: (signed(request())[0].replace(b"50000", b"50001"), signed(request())[1]), "node_signature_invalid"),
     ("expired", _expired, "request_expired"),
+    ("an intent id longer than a peer records", _intent_id_too_long, "request_malformed"),
     ("opaque digest in production", lambda: signed(request(opaque_digests=[SigningDigest((0,), b"\1" * 32)])), "opaque_digest_refused"),
     ("intent for another vault", _intent_vault_mismatch, "intent_vault_mismatch"),
     ("approval signed by a different key", lambda: _approval_by(MALLORY), "approval_signature_invalid"),
