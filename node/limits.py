@@ -50,6 +50,7 @@ CLUSTER_MESSAGE_BYTES_MAX = 16 * 1024 * 1024  # one gRPC message (keygen rounds 
 CLUSTER_REQUEST_BYTES_MAX = 4 * 1024 * 1024   # one node-signed request
 CLUSTER_REQUEST_AGE_MS_MAX = 300_000        # a signed request older (or further ahead) is refused
 CLUSTER_APPROVALS_MAX = 32
+CLUSTER_INTENT_ID_CHARS_MAX = 128           # an intent id in a signing request (each peer records it per version)
 CLUSTER_RPC_WORKERS_MAX = 64                # gRPC server threads per peer
 CLUSTER_QUARANTINE_ABORTS = 3               # aborts as culprit within the window -> quarantine
 CLUSTER_QUARANTINE_WINDOW_S = 600
@@ -57,9 +58,15 @@ CLUSTER_QUARANTINE_S = 900
 CLUSTER_RATE_WINDOW_S = 3_600               # rate limits are per rolling hour
 CLUSTER_RATE_EVENTS_MAX = 100_000           # admitted requests per rolling hour (a policy may allow no more)
 # A peer's durable records (mpc/signer/records.py): an append-only, MAC-chained log.
-RECORDS_LINE_BYTES_MAX = 4_096              # one record line (an admitted request is < 600 bytes)
+RECORDS_LINE_BYTES_MAX = 8_192              # one record line (an admitted request is < 600 bytes, an intent_signed < 6 KiB)
 RECORDS_SIGNED_KEPT_MS = 2 * CLUSTER_REQUEST_AGE_MS_MAX + 60_000  # a signed request id is remembered this long
-RECORDS_LIVE_MAX = 1 + CLUSTER_RATE_EVENTS_MAX + CLUSTER_SEEN_REQUESTS_MAX  # snapshot + admitted + signed
+# Spend-once (issue 14): every transaction version a peer joined to sign, per intent, kept this
+# long after the intent's latest version. Approvals do not expire yet; an approval max age, when
+# it comes, must stay below this (so an intent is remembered while its approvals can sign).
+RECORDS_INTENT_KEPT_MS = 35 * 24 * 3600 * 1000  # 35 days: past the longest vault delay (asserted below)
+RECORDS_INTENT_VERSIONS_MAX = 16            # versions of one intent (fee bumps); more: intent_versions_exceeded
+RECORDS_INTENT_VERSIONS_LIVE_MAX = 262_144  # versions of all intents kept; more: intent_records_full (never forgotten early)
+RECORDS_LIVE_MAX = 1 + CLUSTER_RATE_EVENTS_MAX + CLUSTER_SEEN_REQUESTS_MAX + RECORDS_INTENT_VERSIONS_LIVE_MAX  # snapshot + admitted + signed + intent_signed
 RECORDS_PER_FILE_MAX = 2 * RECORDS_LIVE_MAX  # a log is compacted to its live records past 2x them, and past this always
 RECORDS_COMPACT_AFTER_MIN = 4_096           # ... but a smaller one is not worth rewriting
 RECORDS_LOG_BYTES_MAX = 64 + (RECORDS_PER_FILE_MAX + 1) * RECORDS_LINE_BYTES_MAX  # a larger log is refused at start
@@ -269,6 +276,12 @@ assert 1 <= RECORDS_COMPACT_AFTER_MIN <= RECORDS_PER_FILE_MAX
 assert RECORDS_LOG_BYTES_MAX >= 64 + (RECORDS_PER_FILE_MAX + 1) * RECORDS_LINE_BYTES_MAX
 assert 1_024 <= RECORDS_LINE_BYTES_MAX <= CLUSTER_REQUEST_BYTES_MAX
 assert RECORDS_KEY_FILE_BYTES_MAX <= MPC_SEALED_BYTES_MAX
+# an intent_signed line: up to CLUSTER_DIGESTS_PER_REQUEST_MAX outpoints "<64 hex>:<vout>" (< 80
+# bytes each in JSON), ids of <= 128 characters, a payload hash and a time
+assert CLUSTER_DIGESTS_PER_REQUEST_MAX * 80 + 3 * CLUSTER_INTENT_ID_CHARS_MAX + 512 <= RECORDS_LINE_BYTES_MAX, "an intent_signed record fits a line"
+assert RECORDS_INTENT_KEPT_MS > VAULT_DELAY_S_MAX * 1000, "a delayed vault's intent is remembered past its delay"
+assert RECORDS_INTENT_KEPT_MS > RECORDS_SIGNED_KEPT_MS
+assert 1 + WITHDRAWAL_FEE_BUMPS_MAX <= RECORDS_INTENT_VERSIONS_MAX <= RECORDS_INTENT_VERSIONS_LIVE_MAX, "the node's own fee bumps always sign"
 assert 2 <= POR_PARTS_MIN <= POR_PARTS_MAX
 assert POR_BTC_TXS_PAGE <= POR_BTC_TXS_MAX
 assert POR_RESERVES_PATHS_PER_REQUEST_MAX <= CLUSTER_DIGESTS_PER_REQUEST_MAX  # the peers refuse more

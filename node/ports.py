@@ -160,6 +160,15 @@ class IntentChecker(Protocol):
         """What `tx` can cost, parsed from its bytes (call after `check` accepted it)."""
         ...
 
+    def spends(self, tx: UnsignedTransaction, keys: VaultKeys) -> frozenset[str]:
+        """What `tx` consumes on chain, parsed here, as strings: two transactions conflict (at
+        most one of them can ever be mined) when their sets share an element. Bitcoin: its
+        input outpoints `<txid>:<vout>`; Ethereum: `<sender EIP-55 address>:<nonce>` (the
+        sender derived from `keys` at the one input path). A signer peer's spend-once rule
+        (issue 14) compares these across the versions it signed for one intent. Call it on a
+        transaction `check` accepted; raises IntentMismatch on one it cannot parse."""
+        ...
+
 
 @dataclass(frozen=True)
 class EcdsaSignature:

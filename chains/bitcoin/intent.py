@@ -128,6 +128,11 @@ class BitcoinIntentChecker:
         fee = sum(k.amount for k in tx.inputs) - sum(o.amount for o in parsed.outputs)
         return FeeTerms(fee, btx.vsize_estimate(len(parsed.inputs), [o.script_pubkey for o in parsed.outputs]))
 
+    def spends(self, tx: UnsignedTransaction, keys: VaultKeys) -> frozenset[str]:
+        """The outpoints `<txid>:<vout>` it spends (hex as the scanner reports prevouts,
+        parse_signed_hex): a fee bump (RBF) spends the same ones, another payment other ones."""
+        return frozenset(f"{txid}:{vout}" for txid, vout, _ in _parse(tx).inputs)
+
 
 def _parse(tx: UnsignedTransaction) -> btx.ParsedTx:
     try:

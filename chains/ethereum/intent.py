@@ -108,3 +108,17 @@ class EthereumIntentChecker:
         except ChainError as exc:
             raise IntentMismatch(exc.reason, exc.detail) from None
         return FeeTerms(t.fee_max, priority_fee_per_gas=t.max_priority_fee_per_gas)
+
+    def spends(self, tx: UnsignedTransaction, keys: VaultKeys) -> frozenset[str]:
+        """`<sender>:<nonce>`: the sender is our key at the one input path (EIP-55), so a
+        replacement at the same nonce conflicts and a transaction at another nonce does not."""
+        if len(tx.inputs) != 1:
+            raise IntentMismatch("inputs_mismatch", "exactly one sender")
+        try:
+            t = etx.parse_unsigned(tx.payload)
+            path = check_path(tx.inputs[0].path)
+        except ChainError as exc:
+            raise IntentMismatch(exc.reason, exc.detail) from None
+        except InvalidPath as exc:
+            raise IntentMismatch("path_invalid", str(exc)) from None
+        return frozenset({f"{etx.address_of(keys.child_public_key(path))}:{t.nonce}"})

@@ -59,13 +59,14 @@ and paths; the peer derives the addresses from the public keys in its own `[own_
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
 from dataclasses import dataclass, field
 
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from mpc.signer.records import RecordsError, SignerRecords
+from mpc.signer.records import IntentVersion, RecordsError, SignerRecords
 from mpc.wire import requests as rq
 from mpc.wire.requests import Refused
 from node import limits
@@ -255,6 +256,9 @@ class VerifiedSign:
     asset: str
     amount: int
     opaque: bool
+    # The transaction version this request signs for its intent (spend-once); None for opaque
+    # digests and the reserves message, which pay nothing.
+    version: IntentVersion | None = None
 
 
 class RequestVerifier:
@@ -265,7 +269,13 @@ class RequestVerifier:
     asset_not_allowed, amount_exceeds_policy, approvals_below_quorum, delay_not_elapsed,
     destination_not_whitelisted, own_destination_vault_unknown, chain_not_supported,
     transaction_does_not_match_intent, fee_limits_not_configured, fee_exceeds_policy,
-    fee_rate_exceeds_policy, priority_fee_exceeds_policy, too_many_digests, request_id_reused, rate_limit_exceeded.
+    fee_rate_exceeds_policy, priority_fee_exceeds_policy, too_many_digests, intent_already_signed,
+    intent_versions_exceeded, intent_records_full, request_id_reused, rate_limit_exceeded.
+
+    Spend-once (intent_already_signed, mpc/signer/records.py): another transaction for an
+    intent this peer already joined is signed only if it conflicts with every earlier version
+    (IntentChecker.spends); this check reads the records, Join records the version
+    (Preparer.sign) before the peer takes part.
 
     Each request that passes is counted in the peer's durable records (mpc/signer/records.py)
     against its rolling-hour limits, by wall-clock time, so a restart does not reset them; a
@@ -388,8 +398,16 @@ class RequestVerifier:
             raise Refused("too_many_digests", str(len(digests)))
         for d in digests:
             assert len(d.digest) == 32, "checker returned a digest that is not 32 bytes"
+        try:
+            spends = checker.spends(tx, vault_keys)
+        except IntentMismatch as exc:
+            raise Refused("transaction_does_not_match_intent", exc.reason) from None
+        assert spends, "a transaction the checker accepted spends something"
+        version = IntentVersion(intent.intent_id, intent.vault_id, intent.chain, frozenset(spends),
+                                hashlib.sha256(tx.payload).hexdigest())
+        self.records.check_intent(version)
         self._admit(body, intent.asset, amount)
-        return VerifiedSign(body["request_id"], body["vault_id"], tuple(digests), intent.asset, amount, False)
+        return VerifiedSign(body["request_id"], body["vault_id"], tuple(digests), intent.asset, amount, False, version)
 
     def _check_fees(self, checker, tx, intent) -> None:
         """This peer's own fee limits, against the intent's fee_max and what the transaction's

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from mpc.signer import ceremonies as tss
 from mpc.signer.ceremony import Ceremony, LocalSession, Party
+from mpc.signer.records import RecordsError
 from mpc.signer.store import VAULT_RE, VaultRecord
 from mpc.transport import envelope as envl
 from mpc.wire import parties as wp
@@ -75,6 +76,14 @@ class Preparer:
         if len(peers) != rec.threshold + 1:
             raise Refused("quorum_size_wrong", f"{len(peers)} != {rec.threshold + 1}")
         signers = [committee_peers[p] for p in peers]
+        if v.version is not None:
+            # Spend-once: the version is durable in this peer's records before it contributes
+            # anything to a signature (nothing runs before Start). Recorded here, after every
+            # other check, it counts as signed even if this ceremony never starts: the safe side.
+            try:
+                self.records.record_intent(v.version)
+            except RecordsError as exc:
+                raise Refused("records_unwritable", str(exc)) from None
         sessions = []
         for i, d in enumerate(v.digests):
             sid = wp.sub_session_id(cid, i)

@@ -41,7 +41,20 @@ least RECORDS_COMPACT_AFTER_MIN, at most RECORDS_PER_FILE_MAX), it is rewritten 
 record, then the records the state still needs (SignerState.live()). So a file stays within
 a small multiple of what the peer must remember, and replay at start is bounded by it.
 
-Adding a kind of record (issue 14: every transaction signed per intent): a reducer in
+Spend-once (issue 14, trust model 2): an `intent_signed` record per transaction version a peer
+joined to sign, per intent — intent id, vault, chain, what the version spends on chain
+(IntentChecker.spends: Bitcoin outpoints, Ethereum sender:nonce) and the SHA-256 of its
+payload. It is written at Join, after every other check passed and before the peer contributes
+anything to a signature; a version recorded whose ceremony never ran (another peer refused, the
+coordinator died) still counts as signed for the rule below. That is the safe side: at worst
+an honest retry with other inputs is refused, never a second payment signed. Rule
+(SignerState.check_intent): the same version again is a retry; another version of the intent
+only if it conflicts with every earlier one (shares a spend with each: an RBF fee bump, an
+Ethereum replacement at the same nonce), else `intent_already_signed`; the same intent id
+under another vault or chain is `intent_already_signed` too. Kept RECORDS_INTENT_KEPT_MS after
+an intent's latest version, never dropped early: a full state refuses new intents instead.
+
+Adding a kind of record: a reducer in
 REDUCERS, what the state keeps of it in SignerState.live(), and a method on SignerRecords that
 appends it. Replay and live updates go through the same reducer, so the state after a restart
 is the state before it.
@@ -360,12 +373,38 @@ def _str(body: dict, name: str) -> str:
     return v
 
 
+@dataclass(frozen=True)
+class IntentVersion:
+    """One transaction version of an intent, as a peer verified it itself (policy.py)."""
+
+    intent_id: str
+    vault_id: str
+    chain: str
+    spends: frozenset[str]  # IntentChecker.spends: outpoints, or sender:nonce
+    payload_sha256: str  # hex, of the unsigned transaction's payload
+
+
+@dataclass
+class IntentSigned:
+    vault_id: str
+    chain: str
+    versions: dict  # payload_sha256 -> spends (frozenset), oldest first
+    at_ms: int  # the latest version's time
+
+
+def _intent_body(v: IntentVersion, at_ms: int) -> dict:
+    return {"intent_id": v.intent_id, "vault_id": v.vault_id, "chain": v.chain, "spends": sorted(v.spends),
+            "payload_sha256": v.payload_sha256, "at_ms": at_ms}
+
+
 @dataclass
 class SignerState:
     began_at_ms: int = 0  # when this peer's records began (a new peer, or a restore)
     admitted: collections.OrderedDict = field(default_factory=collections.OrderedDict)  # request_id -> Admitted, oldest first
     amount_used: dict = field(default_factory=dict)  # asset -> sum of amounts in `admitted`
     signed: collections.OrderedDict = field(default_factory=collections.OrderedDict)  # request_id -> at_ms, oldest first
+    intents: collections.OrderedDict = field(default_factory=collections.OrderedDict)  # intent_id -> IntentSigned, least recent first
+    intent_versions: int = 0  # versions held in `intents`
 
     def prune(self, now_ms: int) -> None:
         """Forgets what no rule needs any more. A clock that went back keeps entries longer
@@ -380,6 +419,10 @@ class SignerState:
         edge_ms = now_ms - limits.RECORDS_SIGNED_KEPT_MS
         while self.signed and next(iter(self.signed.values())) <= edge_ms:
             self.signed.popitem(last=False)
+        edge_ms = now_ms - limits.RECORDS_INTENT_KEPT_MS
+        while self.intents and next(iter(self.intents.values())).at_ms <= edge_ms:
+            _, gone = self.intents.popitem(last=False)
+            self.intent_versions -= len(gone.versions)
 
     def _use(self, asset: str, amount: int) -> None:
         used = self.amount_used.get(asset, 0) + amount
@@ -405,6 +448,27 @@ class SignerState:
             raise Refused("rate_limit_exceeded", f"amount_per_hour {asset}")
         return True
 
+    def check_intent(self, v: IntentVersion) -> bool:
+        """Spend-once. True: a new version this peer may sign (record it before taking part).
+        False: a version already recorded (a retry). Refusals in precedence order:
+        intent_already_signed (under another vault or chain; or a version that does not
+        conflict with every earlier one), intent_versions_exceeded, intent_records_full."""
+        held = self.intents.get(v.intent_id)
+        if held is not None:
+            if (held.vault_id, held.chain) != (v.vault_id, v.chain):
+                raise Refused("intent_already_signed", f"intent {v.intent_id} was signed under vault {held.vault_id} on {held.chain}")
+            if v.payload_sha256 in held.versions:
+                return False
+            for n, (sha, spends) in enumerate(held.versions.items()):
+                if not spends & v.spends:
+                    raise Refused("intent_already_signed",
+                                  f"intent {v.intent_id}: version {n + 1} ({sha[:16]}) spends nothing this one spends")
+            if len(held.versions) >= limits.RECORDS_INTENT_VERSIONS_MAX:
+                raise Refused("intent_versions_exceeded", f"{len(held.versions)} versions of intent {v.intent_id}")
+        if self.intent_versions >= limits.RECORDS_INTENT_VERSIONS_LIVE_MAX:
+            raise Refused("intent_records_full", f"{self.intent_versions} versions kept")
+        return True
+
     # Reducers: one per kind of record, the same for replay and for a live append. A body
     # comes from a verified log; one that does not parse is a RecordsError at the caller.
 
@@ -428,14 +492,37 @@ class SignerState:
         while len(self.signed) > limits.CLUSTER_SEEN_REQUESTS_MAX:
             self.signed.popitem(last=False)
 
+    def apply_intent_signed(self, body: dict) -> None:
+        iid, vault_id, chain, sha = _str(body, "intent_id"), _str(body, "vault_id"), _str(body, "chain"), _str(body, "payload_sha256")
+        spends = body["spends"]
+        if not isinstance(spends, list) or not spends or not all(isinstance(x, str) for x in spends):
+            raise ValueError("spends is not a non-empty list of strings")
+        if len(bytes.fromhex(sha)) != 32:
+            raise ValueError("payload_sha256 is not 32 bytes")
+        at_ms = _int(body, "at_ms")
+        held = self.intents.pop(iid, None)
+        if held is None:
+            held = IntentSigned(vault_id, chain, {}, at_ms)
+        elif (held.vault_id, held.chain) != (vault_id, chain):
+            raise ValueError(f"intent {iid} under another vault or chain")
+        if sha not in held.versions:
+            held.versions[sha] = frozenset(spends)
+            self.intent_versions += 1
+        held.at_ms = max(held.at_ms, at_ms)
+        self.intents[iid] = held  # the most recent last: pruning goes by the latest version
+
     def live_count(self) -> int:
-        return 1 + len(self.admitted) + len(self.signed)
+        return 1 + len(self.admitted) + len(self.signed) + self.intent_versions
 
     def live(self) -> list[tuple[str, dict]]:
         """What a compacted file holds: a snapshot, then every record the state still needs."""
         out: list[tuple[str, dict]] = [("snapshot", {"began_at_ms": self.began_at_ms})]
         out += [("admitted", _admitted_body(rid, a)) for rid, a in self.admitted.items()]
         out += [("signed", {"request_id": rid, "at_ms": at_ms}) for rid, at_ms in self.signed.items()]
+        # Every version of every intent still kept; each with its intent's latest time, so the
+        # replayed order and pruning are those of the state compacted.
+        out += [("intent_signed", _intent_body(IntentVersion(iid, i.vault_id, i.chain, spends, sha), i.at_ms))
+                for iid, i in self.intents.items() for sha, spends in i.versions.items()]
         return out
 
 
@@ -454,6 +541,7 @@ REDUCERS: dict[str, Callable[[SignerState, dict], None]] = {
     "snapshot": SignerState.apply_snapshot,  # begins every file, and only there
     "admitted": SignerState.apply_admitted,  # a request counted toward the hourly limits
     "signed": SignerState.apply_signed,  # a request this peer signed
+    "intent_signed": SignerState.apply_intent_signed,  # a transaction version joined for an intent (spend-once)
 }
 
 
@@ -531,6 +619,25 @@ class SignerRecords:
             if request_id not in self._state.signed:
                 now_ms = self._clock_ms()
                 self._append("signed", {"request_id": request_id, "at_ms": now_ms}, now_ms)
+
+    def check_intent(self, version: IntentVersion) -> None:
+        """Spend-once, read only (the verifier's check, the coordinator's own included):
+        refuses as SignerState.check_intent does."""
+        with self._lock:
+            self._state.prune(self._clock_ms())
+            self._state.check_intent(version)
+
+    def record_intent(self, version: IntentVersion) -> None:
+        """Spend-once, checked again and recorded under one lock (two Joins of one intent
+        cannot both pass): durable when it returns, and only then may the peer take part in
+        signing `version`. A version already recorded is free. Refuses as check_intent; a
+        failed write is a RecordsError."""
+        assert version.spends and len(bytes.fromhex(version.payload_sha256)) == 32
+        with self._lock:
+            now_ms = self._clock_ms()
+            self._state.prune(now_ms)
+            if self._state.check_intent(version):
+                self._append("intent_signed", _intent_body(version, now_ms), now_ms)
 
     def signed(self, request_id: str) -> bool:
         with self._lock:

@@ -17,6 +17,7 @@ import rfc8785
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
+from node import limits
 from node.ports import Approval, InputKey, Payment, SigningDigest, UnsignedTransaction, WithdrawalIntent, approval_message
 
 DOMAIN = b"custody/signer-request/v1\n"
@@ -139,7 +140,7 @@ def _int(v) -> int:
 def parse_intent(d) -> WithdrawalIntent:
     try:
         return WithdrawalIntent(
-            intent_id=str(d["intent_id"]), vault_id=str(d["vault_id"]), chain=str(d["chain"]), network=str(d["network"]),
+            intent_id=_intent_id(d["intent_id"]), vault_id=str(d["vault_id"]), chain=str(d["chain"]), network=str(d["network"]),
             asset=str(d["asset"]),
             payments=tuple(Payment(str(p["destination"]), _int(p["amount"])) for p in d["payments"]),
             fee_max=_int(d["fee_max"]), kind=str(d["kind"]),
@@ -159,6 +160,13 @@ def parse_transaction(d) -> UnsignedTransaction:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise Refused("request_malformed", f"transaction: {exc}") from None
+
+
+def _intent_id(v) -> str:
+    """Bounded: every peer records it per transaction version (spend-once, mpc/signer/records.py)."""
+    if not isinstance(v, str) or not 1 <= len(v) <= limits.CLUSTER_INTENT_ID_CHARS_MAX:
+        raise ValueError(f"intent_id must be a string of 1..{limits.CLUSTER_INTENT_ID_CHARS_MAX} characters, got {v!r:.60}")
+    return v
 
 
 def _vault_ref(v) -> str:

@@ -147,10 +147,12 @@ class LocalCluster:
 
 
 def btc_withdrawal(vault_keys, vault_id: str, amount_sats: int = 50_000, destination_path=(9, 9), fee_sats: int = 1_000,
-                   n_inputs: int = 1, tamper: str | None = None):
+                   n_inputs: int = 1, tamper: str | None = None, funding: str = "funding", intent: WithdrawalIntent | None = None):
     """A real unsigned regtest P2WPKH transaction spending our inputs to an outside destination
     (a key at `destination_path` of an unrelated test key), with change back to us, plus its
-    intent. `tamper="destination"|"amount"` builds a transaction that pays something else."""
+    intent. `tamper="destination"|"amount"` builds a transaction that pays something else.
+    The inputs are named by `funding` (another name: other outpoints); `intent`: another
+    version of that approved intent (the same payment, e.g. a fee bump with a higher fee_sats)."""
     import hashlib
 
     from bip32 import BIP32
@@ -159,7 +161,7 @@ def btc_withdrawal(vault_keys, vault_id: str, amount_sats: int = 50_000, destina
     dest_pub = outsider.get_pubkey_from_path(list(destination_path))
     destination = btx.p2wpkh_address(dest_pub, "regtest")
     in_amount = 500_000_000
-    ins = [btx.TxIn(hashlib.sha256(f"funding-{i}".encode()).hexdigest(), i, in_amount, vault_keys.child_public_key((0, i)))
+    ins = [btx.TxIn(hashlib.sha256(f"{funding}-{i}".encode()).hexdigest(), i, in_amount, vault_keys.child_public_key((0, i)))
            for i in range(n_inputs)]
     change = in_amount * n_inputs - amount_sats - fee_sats
     pay_script = btx.script_pubkey_for(destination, "regtest")
@@ -172,19 +174,23 @@ def btc_withdrawal(vault_keys, vault_id: str, amount_sats: int = 50_000, destina
     t = btx.build(ins, outs, "regtest")
     tx = UnsignedTransaction("bitcoin", "regtest", btx.unsigned_bytes(t),
                              tuple(InputKey((0, i), in_amount) for i in range(n_inputs)), change_paths=((1, 0),))
-    intent = WithdrawalIntent(intent_id=rq.new_request_id(), vault_id=vault_id, chain="bitcoin", network="regtest", asset="BTC",
-                              payments=(Payment(destination, amount_sats),), fee_max=5_000)
+    if intent is None:
+        intent = WithdrawalIntent(intent_id=rq.new_request_id(), vault_id=vault_id, chain="bitcoin", network="regtest", asset="BTC",
+                                  payments=(Payment(destination, amount_sats),), fee_max=5_000)
     return tx, intent
 
 
-def eth_withdrawal(vault_keys, vault_id: str, amount_wei: int = 10**17, tamper: str | None = None):
-    """A real unsigned EIP-1559 transfer (chain id 1337) from our key at (0, 0), and its intent."""
+def eth_withdrawal(vault_keys, vault_id: str, amount_wei: int = 10**17, tamper: str | None = None, nonce: int = 0,
+                   max_fee_per_gas: int = 2 * 10**9, fee_max: int = 21_000 * 2 * 10**9, intent: WithdrawalIntent | None = None):
+    """A real unsigned EIP-1559 transfer (chain id 1337) from our key at (0, 0), and its intent
+    (`intent`: another version of that approved intent, e.g. at another nonce or a higher fee)."""
     from chains.ethereum import tx as etx
 
     destination = etx.checksum("0x" + "ab" * 20)
-    t = etx.Eip1559Tx(chain_id=1337, nonce=0, max_priority_fee_per_gas=10**9, max_fee_per_gas=2 * 10**9, gas=21_000,
+    t = etx.Eip1559Tx(chain_id=1337, nonce=nonce, max_priority_fee_per_gas=10**9, max_fee_per_gas=max_fee_per_gas, gas=21_000,
                       to=destination, value=amount_wei + (1 if tamper == "amount" else 0))
     tx = UnsignedTransaction("ethereum", "1337", etx.unsigned_payload(t), (InputKey((0, 0)),))
-    intent = WithdrawalIntent(intent_id=rq.new_request_id(), vault_id=vault_id, chain="ethereum", network="1337", asset="ETH",
-                              payments=(Payment(destination, amount_wei),), fee_max=21_000 * 2 * 10**9)
+    if intent is None:
+        intent = WithdrawalIntent(intent_id=rq.new_request_id(), vault_id=vault_id, chain="ethereum", network="1337", asset="ETH",
+                                  payments=(Payment(destination, amount_wei),), fee_max=fee_max)
     return tx, intent

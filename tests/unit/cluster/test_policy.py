@@ -79,10 +79,17 @@ def _intent_vault_mismatch():
     return signed(b)
 
 
+def _intent_id_too_long():
+    b = request()
+    b["intent"]["intent_id"] = "i" * (limits.CLUSTER_INTENT_ID_CHARS_MAX + 1)  # each peer records it: bounded
+    return signed(b)
+
+
 CASES = [
     ("node signature by another key", lambda: signed(request(), SigningKey.generate()), "node_signature_invalid"),
     ("body changed after signing", lambda: (signed(request())[0].replace(b"50000", b"50001"), signed(request())[1]), "node_signature_invalid"),
     ("expired", _expired, "request_expired"),
+    ("an intent id longer than a peer records", _intent_id_too_long, "request_malformed"),
     ("opaque digest in production", lambda: signed(request(opaque_digests=[SigningDigest((0,), b"\1" * 32)])), "opaque_digest_refused"),
     ("intent for another vault", _intent_vault_mismatch, "intent_vault_mismatch"),
     ("approval signed by a different key", lambda: _approval_by(MALLORY), "approval_signature_invalid"),
@@ -140,6 +147,38 @@ def test_a_request_id_reused_with_another_body_is_refused_before_the_rate_limit(
     with pytest.raises(Refused) as e:  # same id, another transaction: not a retry, whatever the limits say
         v.verify_sign(*signed(request(amount=60_000, request_id=b1["request_id"])), KEYS)
     assert e.value.reason == "request_id_reused"
+    with pytest.raises(Refused) as e:
+        v.verify_sign(*signed(request()), KEYS)
+    assert e.value.reason == "rate_limit_exceeded"
+
+
+def _version_of(intent, approvers=(("alice", ALICE),), vault="v1", **kw):
+    """Another transaction version of an approved intent, under a new request id, with the
+    same approvals (btc_withdrawal: `funding` names other inputs, `fee_sats` bumps the fee)."""
+    tx, _ = btc_withdrawal(KEYS, vault, amount_sats=intent.payments[0].amount, intent=intent, **kw)
+    return rq.sign_request(vault, tx, intent, [rq.approve(intent, aid, k) for aid, k in approvers])
+
+
+def test_spend_once_one_approved_intent_pays_once(records):
+    """Join records the version it verified (Preparer.sign: records.record_intent); then the same
+    intent with the same approvals is signed again only as a transaction conflicting with it."""
+    v = verifier(records, rate_limits={"signatures_per_hour": 4})
+    first = request()
+    intent = rq.parse_intent(first["intent"])
+    checked = v.verify_sign(*signed(first), KEYS)
+    assert checked.version.intent_id == intent.intent_id and len(checked.version.spends) == 1
+    v.verify_sign(*signed(_version_of(intent, funding="elsewhere")), KEYS)  # nothing recorded yet: a check only reads
+    records.record_intent(checked.version)  # Join, after every check
+    other = _version_of(intent, funding="elsewhere")
+    with pytest.raises(Refused) as e:  # other inputs: a second payment of the one approval
+        v.verify_sign(*signed(other), KEYS)
+    assert e.value.reason == "intent_already_signed"
+    with pytest.raises(Refused) as e:  # before request_id_reused: the refusal that says why
+        v.verify_sign(*signed({**other, "request_id": first["request_id"]}), KEYS)
+    assert e.value.reason == "intent_already_signed"
+    bump = v.verify_sign(*signed(_version_of(intent, fee_sats=3_000)), KEYS)  # same inputs, within fee_max
+    assert bump.version.spends == checked.version.spends and bump.version.payload_sha256 != checked.version.payload_sha256
+    v.verify_sign(*signed(request()), KEYS)  # the 4th admitted: the refusals counted nothing
     with pytest.raises(Refused) as e:
         v.verify_sign(*signed(request()), KEYS)
     assert e.value.reason == "rate_limit_exceeded"

@@ -197,8 +197,8 @@ TAMPER_CASES = [
     ("another format version", lambda w: _set_lines(w, [b"custody-signer-records/2"] + _lines(w)[1:]),
      r"{L}:1: not a custody-signer-records/1 header"),
     ("cut to its header", lambda w: _set_lines(w, _lines(w)[:1]), r"{L}:2: no records after the header"),
-    ("a last line longer than any record", lambda w: log_path(w).write_bytes(log_path(w).read_bytes() + b"x" * 5_000),
-     r"{L}:7: longer than 4096 bytes"),
+    ("a last line longer than any record", lambda w: log_path(w).write_bytes(log_path(w).read_bytes() + b"x" * (limits.RECORDS_LINE_BYTES_MAX + 1)),
+     r"{L}:7: longer than " + str(limits.RECORDS_LINE_BYTES_MAX) + " bytes"),
     ("the log made readable by others", lambda w: log_path(w).chmod(0o644), r"{L} has mode 0644, not 0600"),
     ("the records folder opened to others", lambda w: (w[0] / "records").chmod(0o755), r"records has mode 0755, not 0700"),
 ]

@@ -1,0 +1,138 @@
+"""One approval, many payments (issue 14, attack 1): a compromised node (harness.RogueNode: the
+node's real certificate and request-signing key) sends the same approved intent, with the same
+approvals, under a new request id with another transaction. Three real signer processes, 2 of 3
+sign. Every peer keeps a durable record of each transaction version it joined per intent and
+signs another only if it conflicts with every earlier one: a second payment (other coins,
+another nonce) is intent_already_signed and nothing is signed; an honest fee bump (the same
+inputs, the same nonce, a higher fee within fee_max) still signs; a restart forgets nothing.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from mpc.proto import signer_pb2 as pb
+from mpc.wire import requests as rq
+from mpc.wire.parties import RecordKeys
+from tests.functional.adversarial.harness import RogueNode
+from tests.functional.cluster.conftest import make_cluster
+from tests.support.cluster import btc_withdrawal, eth_withdrawal
+from tests.support.procs import wait_until
+
+pytestmark = [pytest.mark.functional, pytest.mark.slow]
+
+PEERS = ("peer-1", "peer-2", "peer-3")
+GWEI = 10**9
+
+
+@pytest.fixture(scope="module")
+def cluster(request):
+    yield from make_cluster(request, 3, 1, round_timeout_ms=5_000)
+
+
+@pytest.fixture(scope="module")
+def vault(cluster):
+    return cluster.client().keygen("hot-1", PEERS, 1)
+
+
+@pytest.fixture(scope="module")
+def node(cluster):
+    return RogueNode(cluster)
+
+
+def keys_of(vault) -> RecordKeys:
+    return RecordKeys(vault.public_key, vault.chain_code)
+
+
+def request(cluster, vault, tx, intent) -> dict:
+    """A new request id, the intent's real approval: what the node itself could send."""
+    return rq.sign_request(vault.vault_id, tx, intent, (rq.approve(intent, "approver-1", cluster.approver("approver-1")),))
+
+
+def btc(cluster, vault, intent=None, **kw) -> tuple[dict, object]:
+    tx, intent = btc_withdrawal(keys_of(vault), vault.vault_id, intent=intent, **kw)
+    return request(cluster, vault, tx, intent), intent
+
+
+def eth(cluster, vault, intent=None, **kw) -> tuple[dict, object]:
+    tx, intent = eth_withdrawal(keys_of(vault), vault.vault_id, intent=intent, fee_max=21_000 * 4 * GWEI, **kw)
+    return request(cluster, vault, tx, intent), intent
+
+
+def signed_by(reply: pb.CeremonyReply) -> tuple[str, ...]:
+    assert reply.ok and reply.signatures, f"not signed: {reply.reason}"
+    return tuple(reply.committee)
+
+
+def settled_total(cluster) -> int:
+    """The cluster's signature count once it stops moving: a quorum peer other than the
+    coordinator counts its signatures a moment after the coordinator's reply."""
+    last = [cluster.signatures_total()]
+
+    def unchanged() -> bool:
+        time.sleep(0.3)
+        now = cluster.signatures_total()
+        same, last[0] = now == last[0], now
+        return same
+
+    wait_until(unchanged, 10, "the cluster's signature count settles")
+    return last[0]
+
+
+def refused_everywhere(cluster, node, body: dict, committee) -> None:
+    """Sent to every peer as coordinator: refused by each, nothing signed. A peer of the first
+    quorum refuses it itself; the third (which never saw the intent) finds every quorum holding
+    a peer that did (2 of 3: any two quorums share a peer)."""
+    before = settled_total(cluster)
+    for coordinator in PEERS:
+        reply = node.sign(coordinator, body)
+        assert not reply.ok and not reply.signatures, f"{coordinator} signed: {reply}"
+        if coordinator in committee:
+            assert reply.reason.startswith("intent_already_signed"), f"{coordinator}: {reply.reason!r}"
+        else:
+            assert "intent_already_signed" in reply.reason, f"{coordinator}: {reply.reason!r}"
+    assert settled_total(cluster) == before, "a signature was produced"
+
+
+def test_a_second_payment_of_one_approved_intent_spending_other_coins_is_refused(cluster, vault, node):
+    first, intent = btc(cluster, vault)
+    committee = signed_by(node.sign("peer-1", first))
+    second, _ = btc(cluster, vault, intent=intent, funding="other-coins")
+    assert second["request_id"] != first["request_id"] and second["intent"] == first["intent"]
+    refused_everywhere(cluster, node, second, committee)
+
+
+def test_honest_fee_bumps_under_new_request_ids_sign_and_the_intent_stays_closed(cluster, vault, node):
+    first, intent = btc(cluster, vault, fee_sats=1_000)
+    signed_by(node.sign("peer-1", first))
+    bump, _ = btc(cluster, vault, intent=intent, fee_sats=3_000)  # the same inputs, fee_max 5,000
+    assert bump["transaction"]["payload"] != first["transaction"]["payload"]
+    signed_by(node.sign("peer-2", bump))
+    again, _ = btc(cluster, vault, intent=intent, fee_sats=4_000)  # and a second bump, anywhere
+    committee = signed_by(node.sign("peer-3", again))
+    # the bumps opened no door: a payment from other coins is still refused
+    other, _ = btc(cluster, vault, intent=intent, funding="after-the-bumps")
+    refused_everywhere(cluster, node, other, committee)
+
+
+def test_the_records_survive_a_restart_of_every_peer(cluster, vault, node):
+    first, intent = btc(cluster, vault)
+    committee = signed_by(node.sign("peer-1", first))
+    for name in PEERS:
+        cluster.procs[name].stop()
+    cluster.start_all()
+    second, _ = btc(cluster, vault, intent=intent, funding="after-restart")
+    refused_everywhere(cluster, node, second, committee)
+    bump, _ = btc(cluster, vault, intent=intent, fee_sats=2_000)
+    signed_by(node.sign("peer-1", bump))
+
+
+def test_ethereum_another_nonce_is_refused_the_same_nonce_with_a_higher_fee_signs(cluster, vault, node):
+    first, intent = eth(cluster, vault, nonce=5, max_fee_per_gas=2 * GWEI)
+    committee = signed_by(node.sign("peer-1", first))
+    other_nonce, _ = eth(cluster, vault, intent=intent, nonce=6, max_fee_per_gas=2 * GWEI)
+    refused_everywhere(cluster, node, other_nonce, committee)
+    replacement, _ = eth(cluster, vault, intent=intent, nonce=5, max_fee_per_gas=3 * GWEI)
+    signed_by(node.sign("peer-1", replacement))
