@@ -16,7 +16,7 @@ from mpc.wire import requests as rq
 from mpc.transport import mesh, tls
 from node import limits
 from proofs import assets
-from node.ports import (Approval, EcdsaSignature, SigningDigest, SigningRefused, UnsignedTransaction, Vault,
+from node.ports import (EcdsaSignature, SigningDigest, SigningRefused, UnsignedTransaction, Vault,
                         WithdrawalIntent)
 
 

@@ -68,7 +68,7 @@ def _expired():
 
 def _approval_by(key, aid="alice"):
     b = request()
-    tx, intent = rq.parse_transaction(b["transaction"]), rq.parse_intent(b["intent"])
+    intent = rq.parse_intent(b["intent"])
     b["approvals"] = [{"approver_id": aid, "signature": rq.approve(intent, aid, key).signature.hex()}]
     return signed(b)
 

@@ -10,7 +10,7 @@ from nacl.signing import SigningKey
 from mpc.wire import requests as rq
 from mpc.wire.requests import Refused
 from proofs import assets as ast
-from tests.unit.cluster.test_policy import KEYS, NODE, policy, signed, verifier
+from tests.unit.cluster.test_policy import KEYS, policy, signed, verifier
 
 MESSAGE = ast.reserves_message("ab" * 16, "cd" * 32)
 

@@ -19,7 +19,7 @@ from mpc.wire import requests as rq
 from mpc.wire.requests import Refused
 from node import limits
 from node import log as nlog
-from tests.support.records import PEER, fast_sealer, open_records
+from tests.support.records import fast_sealer, open_records
 
 T0_MS = 1_733_570_000_000  # the peer's wall clock in these tests
 HOUR_MS = limits.CLUSTER_RATE_WINDOW_S * 1000
