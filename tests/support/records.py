@@ -18,3 +18,16 @@ def fast_sealer(key_id: str = "peer-1", environment: str = "test") -> sealing.Se
 
 def open_records(data_dir, sealer: sealing.Sealer | None = None, clock_ms=rq.now_ms) -> SignerRecords:
     return SignerRecords.open(data_dir, sealer or fast_sealer(), PEER, clock_ms=clock_ms)
+
+
+T0_MS = 1_733_570_000_000  # the peer's wall clock in the records tests
+
+
+class Clock:
+    """A wall clock (ms) a test sets."""
+
+    def __init__(self, ms: int = T0_MS):
+        self.ms = ms
+
+    def __call__(self) -> int:
+        return self.ms

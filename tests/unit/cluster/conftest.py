@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.records import open_records
+from tests.support.records import Clock, fast_sealer, open_records
 
 
 @pytest.fixture
@@ -13,3 +13,9 @@ def records(tmp_path):
     r = open_records(tmp_path / "data")
     yield r
     r.close()
+
+
+@pytest.fixture
+def world(tmp_path):
+    """(data dir, sealer, clock): open, close and reopen records on them as a peer would."""
+    return tmp_path / "data", fast_sealer(), Clock()

@@ -19,26 +19,11 @@ from mpc.wire import requests as rq
 from mpc.wire.requests import Refused
 from node import limits
 from node import log as nlog
-from tests.support.records import fast_sealer, open_records
+from tests.support.records import T0_MS, open_records
 
-T0_MS = 1_733_570_000_000  # the peer's wall clock in these tests
 HOUR_MS = limits.CLUSTER_RATE_WINDOW_S * 1000
 SPH, APH = 3, {"BTC": 100}  # the policy's rate limits in these tests
 D1, D2 = b"\x01" * 32, b"\x02" * 32  # request digests
-
-
-class Clock:
-    def __init__(self, ms: int = T0_MS):
-        self.ms = ms
-
-    def __call__(self) -> int:
-        return self.ms
-
-
-@pytest.fixture
-def world(tmp_path):
-    """(data dir, sealer, clock): open, close and reopen records on them as a peer would."""
-    return tmp_path / "data", fast_sealer(), Clock()
 
 
 def reopen(world) -> SignerRecords:

@@ -15,22 +15,7 @@ import pytest
 from mpc.signer.records import IntentVersion
 from mpc.wire.requests import Refused
 from node import limits
-from tests.support.records import fast_sealer, open_records
-
-T0_MS = 1_733_570_000_000
-
-
-class Clock:
-    def __init__(self, ms: int = T0_MS):
-        self.ms = ms
-
-    def __call__(self) -> int:
-        return self.ms
-
-
-@pytest.fixture
-def world(tmp_path):
-    return tmp_path / "data", fast_sealer(), Clock()
+from tests.support.records import T0_MS, open_records
 
 
 def reopen(world):
