@@ -9,7 +9,6 @@ inputs, the same nonce, a higher fee within fee_max) still signs; a restart forg
 
 from __future__ import annotations
 
-import time
 
 import pytest
 
@@ -67,17 +66,18 @@ def signed_by(reply: pb.CeremonyReply) -> tuple[str, ...]:
 
 
 def settled_total(cluster) -> int:
-    """The cluster's signature count once it stops moving: a quorum peer other than the
-    coordinator counts its signatures a moment after the coordinator's reply."""
-    last = [cluster.signatures_total()]
+    """The cluster's signature count once no peer runs a session and two reads agree: a quorum
+    peer other than the coordinator counts its signatures as it ends its session, a moment
+    after the reply."""
+    last = [None]
 
-    def unchanged() -> bool:
-        time.sleep(0.3)
+    def settled():
+        idle = all(cluster.health(n)["active_sessions"] == 0 for n in PEERS)
         now = cluster.signatures_total()
         same, last[0] = now == last[0], now
-        return same
+        return idle and same
 
-    wait_until(unchanged, 10, "the cluster's signature count settles")
+    wait_until(settled, 30, "every peer has ended its sessions and the count holds")
     return last[0]
 
 
