@@ -9,7 +9,6 @@ inputs, the same nonce, a higher fee within fee_max) still signs; a restart forg
 
 from __future__ import annotations
 
-
 import pytest
 
 from mpc.proto import signer_pb2 as pb
