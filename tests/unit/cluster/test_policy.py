@@ -205,6 +205,16 @@ def test_bad_policy_files_are_refused(over, msg):
         policy(**over)
 
 
+def signs_or_refuses(v: RequestVerifier, body: dict, reason: str | None) -> None:
+    """`reason` None: the request passes with one digest; else it is refused with that reason."""
+    if reason is None:
+        assert len(v.verify_sign(*signed(body), KEYS).digests) == 1
+        return
+    with pytest.raises(Refused) as e:
+        v.verify_sign(*signed(body), KEYS)
+    assert e.value.reason == reason, str(e.value)
+
+
 # The peer's own fee limits ([fees.<chain>]): the intent's fee_max and what the transaction's own
 # bytes pay, in the chain's units. btc_withdrawal: intent fee_max 5,000 sat, one input, ~141 vB.
 BTC_FEES = {"fee_max": 100_000, "fee_rate_sat_vb_max": 100}
@@ -221,13 +231,7 @@ FEE_CASES = [
 def test_bitcoin_fee_limits(name, fees, fee_sats, reason, records):
     tx, intent = btc_withdrawal(KEYS, "v1", amount_sats=50_000, fee_sats=fee_sats)
     body = rq.sign_request("v1", tx, intent, [rq.approve(intent, "alice", ALICE)])
-    v = verifier(records, fees=fees)
-    if reason is None:
-        assert len(v.verify_sign(*signed(body), KEYS).digests) == 1
-        return
-    with pytest.raises(Refused) as e:
-        v.verify_sign(*signed(body), KEYS)
-    assert e.value.reason == reason, str(e.value)
+    signs_or_refuses(verifier(records, fees=fees), body, reason)
 
 
 ETH_FEES = {"fee_max": str(10**16), "priority_fee_wei_max": str(10**12)}
@@ -247,12 +251,7 @@ def test_ethereum_fee_limits(name, fees, reason, records):
     body = rq.sign_request("v1", tx, intent, [rq.approve(intent, "alice", ALICE)])
     v = RequestVerifier(policy(bands=[{"asset": "ETH", "amount_max": str(10**18), "approvals_min": 1}],
                                fees={"ethereum": fees}), "production", {"ethereum": EthereumIntentChecker()}, records)
-    if reason is None:
-        assert len(v.verify_sign(*signed(body), KEYS).digests) == 1
-        return
-    with pytest.raises(Refused) as e:
-        v.verify_sign(*signed(body), KEYS)
-    assert e.value.reason == reason, str(e.value)
+    signs_or_refuses(v, body, reason)
 
 
 @pytest.mark.parametrize("fees,msg", [
@@ -273,13 +272,7 @@ def test_bad_fee_limits_are_refused(fees, msg):
     ({}, "network_not_allowed"),
 ])
 def test_only_the_networks_the_peer_names_are_signed_for(networks, reason, records):
-    v = verifier(records, networks=networks)
-    if reason is None:
-        assert len(v.verify_sign(*signed(request()), KEYS).digests) == 1
-        return
-    with pytest.raises(Refused) as e:
-        v.verify_sign(*signed(request()), KEYS)
-    assert e.value.reason == reason, str(e.value)
+    signs_or_refuses(verifier(records, networks=networks), request(), reason)
 
 
 @pytest.mark.parametrize("networks", [{"litecoin": ["main"]}, {"bitcoin": "regtest"}, {"bitcoin": []}, {"bitcoin": [""]}])
