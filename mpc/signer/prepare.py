@@ -10,6 +10,7 @@ from mpc.signer.ceremony import Ceremony, LocalSession, Party
 from mpc.signer.records import RecordsError
 from mpc.signer.store import VAULT_RE, VaultRecord
 from mpc.transport import envelope as envl
+from mpc.wire import ceremony as cer
 from mpc.wire import parties as wp
 from mpc.wire import requests as rq
 from mpc.wire.requests import Refused
@@ -45,9 +46,13 @@ class Preparer:
         return held, keys
 
     # ------------------------------------------------------------------ pre-params
-    def take_preparams(self):
+    def take_preparams(self, protocol: str):
+        """A key generation may not take the last sets this peer keeps for resharing the vaults
+        it holds (recovery: `preparams_reserved_for_recovery`)."""
         from mpc.preparams import PreParamsError
 
+        if protocol == "keygen" and self.store.vault_ids() and self.preparams_source.reserved_for_recovery():
+            raise Refused("preparams_reserved_for_recovery", f"{self.preparams_source.ready()} ready")
         try:
             pp = self.preparams_source()
         except PreParamsError as exc:
@@ -107,9 +112,11 @@ class Preparer:
             raise Refused("request_malformed", "vault id")
         if self.store.vault(body["vault_id"]) is not None:
             raise Refused("vault_exists")
+        # Approved by the vault's quorum, floors held: before any pre-params are taken.
+        self.verifier.verify_ceremony(body, cer.CeremonyIntent("", body["vault_id"], "keygen", (), 0, tuple(sorted(committee)), t, ""))
         parties = [wp.party_id(p, 0) for p in committee]
         me = wp.party_id(self.name, 0)
-        pp = self.take_preparams()
+        pp = self.take_preparams("keygen")
         s = tss.keygen(me, parties, t, pp, cid)  # a set the engine refuses is dropped: it may be why
         ls = new_session(self.name, cid, cid, "keygen", parties, {me: s})
         c = Ceremony(cid, "keygen", tuple(sorted(committee)), caller, [ls], body, request_id=body["request_id"], preparams=pp)
@@ -118,8 +125,6 @@ class Preparer:
 
     def reshare(self, cid, caller, peers, signed) -> Ceremony:
         body = self.verifier.authenticate(signed.request, signed.node_signature, "reshare")
-        if not self.policy.reshare_allowed:
-            raise Refused("reshare_not_allowed")
         try:
             old_committee = tuple(sorted(body["old_committee"]))
             old_t = int(body["old_threshold"])
@@ -142,6 +147,10 @@ class Preparer:
         old_by_peer = {wp.party_peer(p): p for p in old_committee}
         if any(p not in old_by_peer for p in peers) or len(peers) != old_t + 1 or caller not in peers:
             raise Refused("quorum_outside_committee")
+        # Approved by the vault's quorum for exactly this change, floors held: checked by every
+        # peer of the old quorum and of the new committee, before any pre-params are taken.
+        self.verifier.verify_ceremony(body, cer.CeremonyIntent(
+            "", body["vault_id"], "reshare", tuple(sorted(old_by_peer)), old_t, tuple(new_committee), new_t, "", public_key.hex()))
         old_parties = [old_by_peer[p] for p in peers]
         new_parties = [wp.party_id(p, gen + 1) for p in new_committee]
         everyone = sorted(set(peers) | set(new_committee))
@@ -149,7 +158,7 @@ class Preparer:
             raise Refused("vault_unknown")
         if self.name not in peers and self.name not in new_committee:
             raise Refused("not_in_ceremony")
-        pp = self.take_preparams() if self.name in new_committee else None  # before any session is made
+        pp = self.take_preparams("reshare") if self.name in new_committee else None  # before any session is made
         local = {}
         try:
             if self.name in peers:
