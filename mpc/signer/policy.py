@@ -568,11 +568,13 @@ class RequestVerifier:
     def verify_ceremony(self, body: dict, request: cer.CeremonyIntent) -> cer.CeremonyIntent:
         """A key generation or reshare request, already authenticated, with its fields parsed by
         the caller into `request` (what this request would do, as a CeremonyIntent without id or
-        digest). Refusals in precedence order: request_malformed, ceremony_intent_mismatch,
+        digest). Refusals in precedence order: ceremony_not_approved, request_malformed, ceremony_intent_mismatch,
         vault_policy_mismatch, threshold_below_minimum, threshold_lowering_not_consented,
         n_of_n_not_allowed, committee_operators_too_few, operator_holds_signing_quorum,
         approval_signature_invalid, approval_time_out_of_range, approvals_below_quorum,
         delay_not_elapsed, request_id_reused, rate_limit_exceeded. Durable when it returns."""
+        if body.get("ceremony") is None:
+            raise Refused("ceremony_not_approved", "the request carries no approved ceremony intent")
         try:
             intent = cer.parse_ceremony_intent(body.get("ceremony"))
         except cer.CeremonyIntentInvalid as exc:
@@ -590,7 +592,7 @@ class RequestVerifier:
             raise Refused("ceremony_intent_mismatch", f"the approved intent names another {', '.join(diff)}")
         vault_id = intent.vault_id
         if intent.policy_digest != self.policy.vault_policy_digest(vault_id):
-            raise Refused("vault_policy_mismatch", f"the approvals name another policy for vault {vault_id} than this peer's")
+            raise Refused("vault_policy_mismatch", f"the approvals name another policy for vault {vault_id} than the one this peer enforces")
         rules = self.policy.rules_for(vault_id)
         n, t = len(intent.new_committee), intent.new_threshold
         if t < rules.threshold_min:

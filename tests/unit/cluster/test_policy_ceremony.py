@@ -118,7 +118,7 @@ def _swap(body_request, **over):
                                                                           new=("p1", "p2", "p3", "p4"), new_t=2),
      "approvals_below_quorum"),
     ("a malformed intent", lambda c: _swap_body(reshare(clock=c), ceremony={"kind": "reshare"}), "request_malformed"),
-    ("no intent at all", lambda c: _swap_body(reshare(clock=c), ceremony=None), "request_malformed"),
+    ("no intent at all", lambda c: _swap_body(reshare(clock=c), ceremony=None), "ceremony_not_approved"),
 ])
 def test_refusals(records, clock, case, make, reason):
     body, request = make(clock)
