@@ -119,6 +119,8 @@ class Participant:
                 if cold:
                     raise Refused("peers_unreachable_from_here", ",".join(cold))
             build = {"sign": self.prepare.sign, "keygen": self.prepare.keygen, "reshare": self.prepare.reshare}[req.protocol]
+            if req.protocol == "sign" and self.prepare.is_reshare_confirm(signed.request):
+                build = self.prepare.confirm  # the new committee's signature before old shares go
             from mpc.engine import InvalidSessionRequest
 
             try:

@@ -179,3 +179,46 @@ class Preparer:
         else:
             c.drop_vault = True
         return c
+
+    # ------------------------------------------------------------------ reshare confirmation
+    @staticmethod
+    def is_reshare_confirm(raw: bytes) -> bool:
+        """A Join for protocol "sign" that carries a reshare request is its confirmation (read
+        unauthenticated only to route it: `confirm` checks the node's signature)."""
+        try:
+            return rq.parse(raw)["kind"] == "reshare"
+        except Refused:
+            return False
+
+    def confirm(self, cid, caller, peers, signed) -> Ceremony:
+        """After a reshare is committed on the new committee, t+1 of it sign
+        `reshare_confirm_digest(request)` with the vault's root key; only then does the
+        coordinator commit the leaving peers, which destroys their old shares. This peer signs
+        only as a member of the vault's committee the request made (generation + 1, the
+        request's key), and only that digest, computed here."""
+        body = self.verifier.authenticate(signed.request, signed.node_signature, "reshare")
+        held = self.store.vault(body["vault_id"])
+        if held is None:
+            raise Refused("vault_unknown")
+        rec, share = held
+        try:
+            gen = wp.generation_of(sorted(body["old_committee"])[0]) + 1
+            new_parties = tuple(sorted(wp.party_id(p, gen) for p in body["new_committee"]))
+            public_key = str(body["public_key"])
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise Refused("request_malformed", f"reshare: {exc}") from None
+        if (rec.generation, rec.committee, rec.public_key) != (gen, new_parties, public_key):
+            raise Refused("reshare_not_committed", "this peer holds no share of the committee this reshare made")
+        committee_peers = {wp.party_peer(p): p for p in rec.committee}
+        if self.name not in peers or any(p not in committee_peers for p in peers):
+            raise Refused("quorum_outside_committee")
+        if len(peers) != rec.threshold + 1:
+            raise Refused("quorum_size_wrong", f"{len(peers)} != {rec.threshold + 1}")
+        signers = [committee_peers[p] for p in peers]
+        digest = cer.reshare_confirm_digest(body)
+        sid = wp.sub_session_id(cid, 0)
+        s = tss.sign(rec.party, signers, share, digest, sid, ())
+        keys = wp.RecordKeys(bytes.fromhex(rec.public_key), bytes.fromhex(rec.chain_code))
+        ls = new_session(self.name, sid, cid, "sign", signers, {rec.party: s}, index=0, digest=digest, path=())
+        return Ceremony(cid, "sign", tuple(peers), caller, [ls], {"vault_id": rec.vault_id},
+                        request_id="confirm-" + body["request_id"], vault_keys=keys)

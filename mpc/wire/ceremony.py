@@ -117,3 +117,32 @@ def parse_ceremony_intent(d) -> CeremonyIntent:
                           _names(d["new_committee"], "ceremony.new_committee"),
                           _small_int(d["new_threshold"], "ceremony.new_threshold"), d["policy_digest"], d["public_key"],
                           d["threshold_lowering"])
+
+
+RESHARE_CONFIRM_DOMAIN = b"custody/reshare-confirm/v1\n"
+
+
+def reshare_confirm_digest(body: dict) -> bytes:
+    """What the new committee signs, with the vault's root key, before any old share is
+    destroyed: SHA-256 of a domain of its own and the reshare request's digest. No transaction's
+    digest has this preimage (a Bitcoin sighash is SHA-256 of a 32-byte hash; this preimage is
+    longer), so the signature attests only that the new committee can sign."""
+    import hashlib
+
+    from mpc.wire import requests as rq
+
+    return hashlib.sha256(RESHARE_CONFIRM_DOMAIN + rq.request_digest(body)).digest()
+
+
+
+def confirm_signature_valid(body: dict, public_key: bytes, signature65: bytes) -> bool:
+    """A 65-byte r||s||recovery_id signature over reshare_confirm_digest(body) by `public_key`."""
+    import coincurve
+
+    if len(signature65) != 65:
+        return False
+    try:
+        recovered = coincurve.PublicKey.from_signature_and_message(bytes(signature65), reshare_confirm_digest(body), hasher=None)
+    except (ValueError, TypeError):
+        return False
+    return recovered.format() == public_key

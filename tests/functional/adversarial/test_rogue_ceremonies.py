@@ -47,7 +47,8 @@ threshold_min = 2
 
 @pytest.fixture(scope="module")
 def cluster(request):
-    yield from make_cluster(request, 6, 2, round_timeout_ms=8_000,
+    # peer-5 and peer-6 run the test-only RogueParticipant, without faults until a test sets some.
+    yield from make_cluster(request, 6, 2, round_timeout_ms=8_000, rogues={"peer-5": {}, "peer-6": {}},
                             before_start=lambda c: c.add_policy(COLD_POLICY, peers=ALL[:5]))
 
 
@@ -205,6 +206,27 @@ def test_an_approved_rotation_2_of_3_to_3_of_5_keeps_the_key_and_the_new_committ
     with pytest.raises(SigningRefused) as e:
         client.sign(old, tx, intent, approval, coordinator="peer-1")
     assert "vault_unknown" in str(e.value)
+
+
+def test_old_shares_stay_until_the_new_committee_has_signed(cluster):
+    """The new committee (peer-2, peer-5, peer-6) gets its shares, but peers 5 and 6 hang in
+    the confirmation signing: the reshare is reported unconfirmed and the peers that were to
+    leave keep their old shares."""
+    client = cluster.client()
+    old = client.keygen("confirm", ("peer-1", "peer-2", "peer-3"), 1)
+    before = shares(cluster, "confirm")
+    for rogue in ("peer-5", "peer-6"):
+        cluster.set_faults(rogue, {"hold_at_round": 1, "protocol": "sign"})
+    try:
+        with pytest.raises(SigningRefused) as e:
+            client.reshare(old, ("peer-2", "peer-5", "peer-6"), 1, coordinator="peer-2")
+    finally:
+        for rogue in ("peer-5", "peer-6"):
+            cluster.set_faults(rogue, {})
+    assert str(e.value).startswith("reshare_unconfirmed"), e.value
+    after = shares(cluster, "confirm")
+    assert after["peer-1"] == before["peer-1"] and after["peer-3"] == before["peer-3"], "an old share went before a signature"
+    assert after["peer-5"] and after["peer-6"] and after["peer-2"] != before["peer-2"]
 
 
 def test_a_lost_peer_is_reshared_away_with_approvals_and_no_switch(cluster):
