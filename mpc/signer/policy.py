@@ -571,8 +571,9 @@ class RequestVerifier:
         digest). Refusals in precedence order: ceremony_not_approved, request_malformed, ceremony_intent_mismatch,
         vault_policy_mismatch, threshold_below_minimum, threshold_lowering_not_consented,
         n_of_n_not_allowed, committee_operators_too_few, operator_holds_signing_quorum,
-        approval_signature_invalid, approval_time_out_of_range, approvals_below_quorum,
-        delay_not_elapsed, request_id_reused, rate_limit_exceeded. Durable when it returns."""
+        approval_signature_invalid, approval_time_out_of_range, approvals_expired,
+        approvals_below_quorum, delay_not_elapsed, request_id_reused, rate_limit_exceeded.
+        Durable when it returns."""
         if body.get("ceremony") is None:
             raise Refused("ceremony_not_approved", "the request carries no approved ceremony intent")
         try:
@@ -630,9 +631,14 @@ class RequestVerifier:
                 raise Refused("approval_time_out_of_range", f"{a.approver_id}: {a.approved_at_ms - now_ms} ms ahead")
             times[a.approver_id] = max(times.get(a.approver_id, 0), a.approved_at_ms)
         needed = self.policy.ceremony_quorum(intent.vault_id)
+        delay_s = self.policy.ceremony_delay_s(intent.vault_id)
+        oldest_ms = now_ms - delay_s * 1000 - limits.CEREMONY_APPROVAL_VALID_MS
+        fresh = {a: t for a, t in times.items() if t >= oldest_ms}
+        if len(fresh) < needed <= len(times):
+            raise Refused("approvals_expired", f"{len(times) - len(fresh)} signed before the approval window")
+        times = fresh
         if len(times) < needed:
             raise Refused("approvals_below_quorum", f"{len(times)} < {needed} (key ceremony of vault {intent.vault_id})")
-        delay_s = self.policy.ceremony_delay_s(intent.vault_id)
         if delay_s:
             remaining_ms = sorted(times.values())[needed - 1] + delay_s * 1000 - now_ms
             if remaining_ms > 0:

@@ -14,6 +14,7 @@ from mpc.signer.policy import Policy, PolicyError, RequestVerifier
 from mpc.wire import ceremony as cer
 from mpc.wire import requests as rq
 from mpc.wire.requests import Refused
+from node import limits
 from tests.support.records import Clock
 
 NODE = SigningKey.generate()
@@ -114,6 +115,8 @@ def _swap(body_request, **over):
      "approval_signature_invalid"),
     ("an approval of a payment is not one of a ceremony", lambda c: _payment_approval(c), "approval_signature_invalid"),
     ("an approval from the future", lambda c: reshare(clock=c, at_ms=c() + 3_600_000), "approval_time_out_of_range"),
+    ("an approval older than its window", lambda c: reshare(clock=c, at_ms=c() - limits.CEREMONY_APPROVAL_VALID_MS - 1),
+     "approvals_expired"),
     ("a cold reshare with the hot vault's one approval", lambda c: reshare(clock=c, vault="cold", old_t=2,
                                                                           new=("p1", "p2", "p3", "p4"), new_t=2),
      "approvals_below_quorum"),
