@@ -151,6 +151,12 @@ class Preparer:
         # peer of the old quorum and of the new committee, before any pre-params are taken.
         self.verifier.verify_ceremony(body, cer.CeremonyIntent(
             "", body["vault_id"], "reshare", tuple(sorted(old_by_peer)), old_t, tuple(new_committee), new_t, "", public_key.hex()))
+        # Peers of the old committee outside the old quorum and the new committee take no part:
+        # they keep their old shares. As many as t+1 of them could still sign with the old key
+        # generation, so such a reshare would not take the key from them.
+        left_out = sorted(set(old_by_peer) - set(peers) - set(new_committee))
+        if len(left_out) > old_t:
+            raise Refused("old_committee_would_keep_a_quorum", f"{left_out} keep their old shares, t = {old_t}")
         old_parties = [old_by_peer[p] for p in peers]
         new_parties = [wp.party_id(p, gen + 1) for p in new_committee]
         everyone = sorted(set(peers) | set(new_committee))

@@ -208,6 +208,18 @@ def test_an_approved_rotation_2_of_3_to_3_of_5_keeps_the_key_and_the_new_committ
     assert "vault_unknown" in str(e.value)
 
 
+def test_a_reshare_that_would_leave_the_old_committee_a_quorum_is_refused(cluster):
+    """2-of-4 on peers 1-4, to peers 2, 5, 6: peer-1 coordinates with peer-2 as the old quorum;
+    peers 3 and 4 take no part and would keep two old shares, a quorum of the old generation."""
+    client = cluster.client()
+    wide = client.keygen("wide", ALL[:4], 1)
+    before = shares(cluster, "wide")
+    with pytest.raises(SigningRefused) as e:
+        client.reshare(wide, ("peer-2", "peer-5", "peer-6"), 1, coordinator="peer-1")
+    assert "old_committee_would_keep_a_quorum" in str(e.value), e.value
+    assert shares(cluster, "wide") == before
+
+
 def test_old_shares_stay_until_the_new_committee_has_signed(cluster):
     """The new committee (peer-2, peer-5, peer-6) gets its shares, but peers 5 and 6 hang in
     the confirmation signing: the reshare is reported unconfirmed and the peers that were to
