@@ -101,6 +101,17 @@ class ClusterClient:
             raise SigningRefused("reshare_changed_public_key")
         return Vault(vault.vault_id, tuple(r.committee), r.threshold, vault.public_key, vault.chain_code)
 
+    def retire(self, vault: Vault, coordinator: str | None = None, ceremony: CeremonyIntent | None = None, approvals=()) -> None:
+        """Every share of the vault destroyed on every peer of its committee (approved like a
+        reshare; all peers must be reachable). Move its funds first: the key is gone for good."""
+        if ceremony is None and self.ceremony_approver is not None:
+            ceremony, approvals = self.ceremony_approver.retire(vault)
+        body = rq.retire_request(vault.vault_id, ceremony=ceremony, approvals=approvals)
+        body.update({"old_committee": list(vault.committee), "old_threshold": vault.threshold, "public_key": vault.public_key.hex()})
+        r = self._call("Reshare", body, coordinator, {p.rpartition(":")[0] for p in vault.committee})
+        if not r.ok:
+            raise SigningRefused(r.reason, tuple(r.culprits))
+
     def sign(self, vault: Vault, tx: UnsignedTransaction | None, intent: WithdrawalIntent | None,
              approvals=(), opaque_digests: list[SigningDigest] = (), coordinator: str | None = None,
              request_id: str | None = None) -> list[tuple[SigningDigest, EcdsaSignature]]:

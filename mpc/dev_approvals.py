@@ -41,6 +41,11 @@ class DevApprovers:
         intent = cer.keygen_intent(vault_id, committee, threshold, self.policy_digest(vault_id))
         return intent, self.approve(intent)
 
+    def retire(self, vault):
+        intent = cer.retire_intent(vault.vault_id, vault.public_key, vault.committee, vault.threshold,
+                                   self.policy_digest(vault.vault_id))
+        return intent, self.approve(intent)
+
     def reshare(self, vault, new_committee, new_threshold: int, threshold_lowering: bool = False):
         intent = cer.reshare_intent(vault.vault_id, vault.public_key, vault.committee, vault.threshold, new_committee,
                                     new_threshold, self.policy_digest(vault.vault_id), threshold_lowering)

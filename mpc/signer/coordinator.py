@@ -200,10 +200,12 @@ class Coordinator:
 
     def reshare(self, signed: pb.SignedRequest) -> pb.CeremonyReply:
         try:
-            body = self.verifier.authenticate(signed.request, signed.node_signature, "reshare")
+            body = self.verifier.authenticate(signed.request, signed.node_signature, ("reshare", "retire"))
             held = self.store.vault(body["vault_id"])
             if held is None:
                 raise Refused("vault_unknown")
+            if body["kind"] == "retire":
+                return self._retire(signed, body, held[0])
             new_committee = body.get("new_committee")
             if not isinstance(new_committee, list) or any(p not in self.all_peers for p in new_committee):
                 raise Refused("committee_unknown_peer")
@@ -228,6 +230,28 @@ class Coordinator:
         if bad:
             return self._refused("reshare", f"start_failed: {bad}")
         return self._finish_key_ceremony("reshare", cid, everyone, body, signed)
+
+    def _retire(self, signed: pb.SignedRequest, body: dict, rec) -> pb.CeremonyReply:
+        """Every peer of the committee joins and checks; only when all have, Start and Commit:
+        each drops its share. A peer unreachable or refusing: nothing is dropped anywhere."""
+        peers = tuple(sorted(rec.peers()))
+        down = sorted(set(peers) - {self.name} - set(self._pick_healthy(peers)))  # also wakes channels to restarted peers
+        if down:
+            return self._refused("retire", f"peers_unreachable: {down}", down, 0)
+        cid, refusals, unreachable = self._run_ceremony("reshare", peers, signed)
+        if refusals or unreachable:
+            return self._refused("retire", f"join_failed: refused {refusals} unreachable {sorted(unreachable)}", sorted(unreachable), 1)
+        results = self._await_all(cid, peers)
+        bad = {p: (r.state if not isinstance(r, Exception) else str(r.code())) for p, r in results.items()
+               if isinstance(r, Exception) or r.state != "done"}
+        if bad:
+            self._abort_local(cid, (), "retire_failed")
+            return self._refused("retire", f"retire_failed: {bad}", attempts=1)
+        bad = _failures(self._fanout(peers, "Commit", lambda p: pb.CommitRequest(session_id=cid), limits.CLUSTER_RPC_TIMEOUT_MS))
+        if bad:
+            return self._refused("retire", f"commit_failed: {bad}", attempts=1)
+        self.log.info("retire_done", vault=body["vault_id"])
+        return pb.CeremonyReply(ok=True, vault_id=body["vault_id"], public_key=bytes.fromhex(rec.public_key), attempts=1)
 
     def _confirm_reshare(self, signed: pb.SignedRequest, body: dict) -> str | None:
         """t+1 peers of the new committee sign reshare_confirm_digest with the vault's key (each

@@ -228,3 +228,34 @@ class Preparer:
         ls = new_session(self.name, sid, cid, "sign", signers, {rec.party: s}, index=0, digest=digest, path=())
         return Ceremony(cid, "sign", tuple(peers), caller, [ls], {"vault_id": rec.vault_id},
                         request_id="confirm-" + body["request_id"], vault_keys=keys)
+
+    # ------------------------------------------------------------------ retire
+    @staticmethod
+    def is_retire(raw: bytes) -> bool:
+        try:
+            return rq.parse(raw)["kind"] == "retire"
+        except Refused:
+            return False
+
+    def retire(self, cid, caller, peers, signed) -> Ceremony:
+        """Every peer of the vault's committee joins (all of them: a share left behind could
+        still sign with t others); each checks the approvals itself and drops its share only at
+        Commit, once every peer has joined and started."""
+        body = self.verifier.authenticate(signed.request, signed.node_signature, "retire")
+        held = self.store.vault(body["vault_id"])
+        if held is None:
+            raise Refused("vault_unknown")
+        rec = held[0]
+        try:
+            claimed = (tuple(sorted(body["old_committee"])), int(body["old_threshold"]), str(body["public_key"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise Refused("request_malformed", f"retire: {exc}") from None
+        if claimed != (rec.committee, rec.threshold, rec.public_key):
+            raise Refused("retire_request_mismatch", "does not match the vault this peer holds")
+        if tuple(sorted(peers)) != tuple(sorted(rec.peers())) or caller not in peers:
+            raise Refused("retire_needs_every_peer", f"{sorted(peers)} != {sorted(rec.peers())}")
+        self.verifier.verify_ceremony(body, cer.CeremonyIntent(
+            "", rec.vault_id, "retire", tuple(sorted(rec.peers())), rec.threshold, (), 0, "", rec.public_key))
+        c = Ceremony(cid, "reshare", tuple(sorted(peers)), caller, [], body, request_id=body["request_id"])
+        c.drop_vault = True
+        return c

@@ -25,7 +25,7 @@ from node import limits
 from node.ports import Approval
 
 CEREMONY_APPROVE_DOMAIN = b"custody/ceremony-approve-at/v1\n"
-KINDS = ("keygen", "reshare")
+KINDS = ("keygen", "reshare", "retire")
 POLICY_DIGEST_HEX_CHARS = 64
 
 
@@ -37,7 +37,7 @@ class CeremonyIntentInvalid(ValueError):
 class CeremonyIntent:
     ceremony_id: str
     vault_id: str
-    kind: str  # keygen | reshare
+    kind: str  # keygen | reshare | retire (every share of the vault destroyed)
     old_committee: tuple[str, ...]  # peer names, sorted; () for a key generation
     old_threshold: int  # 0 for a key generation
     new_committee: tuple[str, ...]  # peer names, sorted
@@ -81,6 +81,14 @@ def reshare_intent(vault_id: str, public_key: bytes, old_committee, old_threshol
     old = tuple(sorted({p.rpartition(":")[0] or p for p in old_committee}))
     return CeremonyIntent(ceremony_id or new_ceremony_id(), vault_id, "reshare", old, old_threshold,
                           tuple(sorted(new_committee)), new_threshold, policy_digest, public_key.hex(), threshold_lowering)
+
+
+def retire_intent(vault_id: str, public_key: bytes, committee, threshold: int, policy_digest: str,
+                  ceremony_id: str | None = None) -> CeremonyIntent:
+    """The vault's key destroyed on every peer of its committee: no new committee."""
+    old = tuple(sorted({p.rpartition(":")[0] or p for p in committee}))
+    return CeremonyIntent(ceremony_id or new_ceremony_id(), vault_id, "retire", old, threshold, (), 0, policy_digest,
+                          public_key.hex())
 
 
 def _names(v, where: str) -> tuple[str, ...]:

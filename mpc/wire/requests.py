@@ -21,7 +21,7 @@ from node import limits
 from node.ports import Approval, InputKey, Payment, SigningDigest, UnsignedTransaction, WithdrawalIntent, approval_message
 
 DOMAIN = b"custody/signer-request/v1\n"
-KINDS = ("keygen", "sign", "reshare", "reserves")
+KINDS = ("keygen", "sign", "reshare", "reserves", "retire")
 
 
 class Refused(Exception):
@@ -66,6 +66,14 @@ def reshare_request(vault_id: str, new_committee, new_threshold: int, request_id
     """The caller adds old_committee (party ids), old_threshold, public_key, chain_code."""
     return {"kind": "reshare", "request_id": request_id or new_request_id(), "created_at_ms": now_ms(),
             "vault_id": vault_id, "new_committee": sorted(new_committee), "new_threshold": new_threshold,
+            "ceremony": ceremony.canonical() if ceremony is not None else None,
+            "approvals": [_approval_json(a) for a in approvals]}
+
+
+def retire_request(vault_id: str, request_id: str | None = None, ceremony=None, approvals=()) -> dict:
+    """Every share of the vault destroyed (sent over the Reshare RPC); the caller adds
+    old_committee (party ids), old_threshold and public_key, as for a reshare."""
+    return {"kind": "retire", "request_id": request_id or new_request_id(), "created_at_ms": now_ms(), "vault_id": vault_id,
             "ceremony": ceremony.canonical() if ceremony is not None else None,
             "approvals": [_approval_json(a) for a in approvals]}
 

@@ -26,6 +26,7 @@ from node.ports import SigningRefused
 from tests.functional.adversarial.harness import RogueNode
 from tests.functional.cluster.conftest import make_cluster
 from tests.support.cluster import btc_withdrawal
+from tests.support.procs import wait_until
 
 pytestmark = [pytest.mark.functional, pytest.mark.slow]
 
@@ -239,6 +240,41 @@ def test_old_shares_stay_until_the_new_committee_has_signed(cluster):
     after = shares(cluster, "confirm")
     assert after["peer-1"] == before["peer-1"] and after["peer-3"] == before["peer-3"], "an old share went before a signature"
     assert after["peer-5"] and after["peer-6"] and after["peer-2"] != before["peer-2"]
+
+
+def test_retiring_a_vault_needs_its_approvals_and_every_peer(cluster, node):
+    client = cluster.client()
+    vault = client.keygen("retiring", ("peer-1", "peer-2", "peer-3"), 1)
+    before = shares(cluster, "retiring")
+    body = rq.retire_request("retiring")
+    body.update({"old_committee": list(vault.committee), "old_threshold": 1, "public_key": vault.public_key.hex()})
+    refused_by_every_peer(node.call("peer-1", "Reshare", body), "ceremony_not_approved", ("peer-1", "peer-2", "peer-3"))
+    # One approval, where the vault's highest band asks for two.
+    one = DevApprovers(cluster.info, approver_ids=["approver-1"])
+    intent, approvals = one.retire(vault)
+    with pytest.raises(SigningRefused) as e:
+        client.retire(vault, ceremony=intent, approvals=approvals)
+    assert "approvals_below_quorum" in str(e.value)
+    # A peer of the committee down: nothing is dropped anywhere.
+    cluster.procs["peer-3"].stop()
+    try:
+        with pytest.raises(SigningRefused):
+            client.retire(vault, coordinator="peer-1")
+    finally:
+        cluster.start("peer-3")
+    assert shares(cluster, "retiring") == before
+
+    def retired_once_peer_3_is_back() -> bool:
+        try:
+            client.retire(vault, coordinator="peer-1")
+        except SigningRefused as exc:
+            if "unreachable" in str(exc):  # peer-1's channel to the restarted peer-3 reconnects
+                return False
+            raise
+        return True
+
+    wait_until(retired_once_peer_3_is_back, 60, "peer-1 reaches the restarted peer-3 and the vault is retired")
+    assert shares(cluster, "retiring") == dict.fromkeys(ALL)
 
 
 def test_a_lost_peer_is_reshared_away_with_approvals_and_no_switch(cluster):

@@ -179,3 +179,19 @@ def test_the_retired_reshare_switch_is_ignored_with_a_warning():
     p = policy(ceremonies={"reshare_allowed": True})
     assert any("reshare_allowed is ignored" in w for w in p.warnings)
     assert not hasattr(p, "reshare_allowed")
+
+
+def test_retiring_a_vault_needs_its_quorum_and_delay_and_no_floors(records, clock):
+    p = policy()
+    intent = cer.retire_intent("cold", PK, ("p1", "p2", "p3"), 2, p.vault_policy_digest("cold"))
+    request = cer.CeremonyIntent("", "cold", "retire", ("p1", "p2", "p3"), 2, (), 0, "", PK.hex())
+    one = rq.retire_request("cold", ceremony=intent, approvals=[cer.approve_ceremony(intent, "alice", ALICE, clock())])
+    with pytest.raises(Refused) as e:
+        verifier(records, clock).verify_ceremony(one, request)
+    assert e.value.reason == "approvals_below_quorum"
+    two = [cer.approve_ceremony(intent, a, k, clock()) for a, k in (("alice", ALICE), ("bob", BOB))]
+    with pytest.raises(Refused) as e:
+        verifier(records, clock).verify_ceremony(rq.retire_request("cold", ceremony=intent, approvals=two), request)
+    assert e.value.reason == "delay_not_elapsed"
+    clock.ms += DAY_S * 1000
+    assert verifier(records, clock).verify_ceremony(rq.retire_request("cold", ceremony=intent, approvals=two), request).kind == "retire"
