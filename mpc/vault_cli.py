@@ -7,6 +7,8 @@
 
     custody vault keygen propose --cluster-file C --vault-id cold-2 --committee ... --threshold 2 --out new.json
     custody vault keygen run --cluster-file C --vaults-file V --ceremony new.json [--kind cold]
+    custody vault retire propose --cluster-file C --vaults-file V --vault old --out retire.json   # funds moved first
+    custody vault retire run --cluster-file C --vaults-file V --ceremony retire.json
 
 `propose` writes the CeremonyIntent (mpc/wire/ceremony.py): the vault, its public key, the old and
 new committee (peer names) and threshold, and the digest of the vault's policy the peers will
@@ -32,19 +34,21 @@ from mpc.wire import ceremony as cer
 
 def add_arguments(parser) -> None:
     sub = parser.add_subparsers(dest="vault_command", required=True)
-    for kind in ("reshare", "keygen"):
+    for kind in ("reshare", "keygen", "retire"):
         k = sub.add_parser(kind, help=f"{kind} of a vault: propose, then run once approved")
         ks = k.add_subparsers(dest="step", required=True)
         p = ks.add_parser("propose", help="write the ceremony intent for the approvers")
         p.add_argument("--cluster-file", required=True, help="cluster.json (custody cluster init)")
-        if kind == "reshare":
+        if kind in ("reshare", "retire"):
             p.add_argument("--vaults-file", required=True, help="the node's vaults.json")
             p.add_argument("--vault", required=True, help="the vault's name in the vaults file (e.g. hot)")
-            p.add_argument("--lower-threshold", action="store_true", help="consent to a threshold below the current one")
         else:
             p.add_argument("--vault-id", required=True)
-        p.add_argument("--committee", required=True, help="the new committee: peer names, comma-separated")
-        p.add_argument("--threshold", type=int, required=True, help="t: any t+1 of the committee sign")
+        if kind == "reshare":
+            p.add_argument("--lower-threshold", action="store_true", help="consent to a threshold below the current one")
+        if kind != "retire":
+            p.add_argument("--committee", required=True, help="the new committee: peer names, comma-separated")
+            p.add_argument("--threshold", type=int, required=True, help="t: any t+1 of the committee sign")
         p.add_argument("--policy", help="a signer policy file (default: the first peer's in a local cluster)")
         p.add_argument("--out", required=True)
         r = ks.add_parser("run", help="send the approved ceremony to the cluster")
@@ -97,7 +101,7 @@ def _write(path, d: dict) -> None:
 
 def propose(args) -> dict:
     cluster = _read_json(args.cluster_file)
-    committee = [p.strip() for p in args.committee.split(",") if p.strip()]
+    committee = [p.strip() for p in getattr(args, "committee", "").split(",") if p.strip()]
     known = {p["name"] for p in cluster["peers"]}
     unknown = [p for p in committee if p not in known]
     if unknown:
@@ -106,6 +110,11 @@ def propose(args) -> dict:
         vault = _vault(_read_json(args.vaults_file), args.vault)
         intent = cer.reshare_intent(vault.vault_id, vault.public_key, vault.committee, vault.threshold, committee,
                                     args.threshold, _policy_digest(args, cluster, vault.vault_id), args.lower_threshold)
+        name = args.vault
+    elif args.vault_command == "retire":
+        vault = _vault(_read_json(args.vaults_file), args.vault)
+        intent = cer.retire_intent(vault.vault_id, vault.public_key, vault.committee, vault.threshold,
+                                   _policy_digest(args, cluster, vault.vault_id))
         name = args.vault
     else:
         intent = cer.keygen_intent(args.vault_id, committee, args.threshold, _policy_digest(args, cluster, args.vault_id))
@@ -146,6 +155,11 @@ def run_ceremony(args) -> dict:
     vaults_path = pathlib.Path(args.vaults_file)
     vaults = _read_json(vaults_path) if vaults_path.exists() else {}
     client = ClusterClient.from_cluster_dir(cluster)
+    if intent.kind == "retire":
+        client.retire(_vault(vaults, d["name"]), args.coordinator, ceremony=intent, approvals=approvals)
+        del vaults[d["name"]]
+        _write(vaults_path, vaults)
+        return {"vault": d["name"], "retired": intent.vault_id}
     if intent.kind == "reshare":
         old = _vault(vaults, d["name"])
         new = client.reshare(old, intent.new_committee, intent.new_threshold, args.coordinator, ceremony=intent, approvals=approvals)

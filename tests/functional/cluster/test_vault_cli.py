@@ -1,7 +1,7 @@
 """`custody vault` end to end on four real signer processes: a key generation and a rotation
 (peer-1 leaves, peer-4 joins) proposed, approved by each approver with their own key, and run;
 the vaults file then names the new committee, which signs. Without the approvals the same run
-is refused by the peers."""
+is refused by the peers. Then a refresh, and the vault retired (every share dropped)."""
 
 from __future__ import annotations
 
@@ -76,3 +76,12 @@ def test_keygen_then_a_rotation_through_the_cli(cluster, tmp_path):
         custody("approve", "--ceremony", refresh, "--approver-id", a, "--key-file", k)
     again = custody("reshare", "run", "--cluster-file", cf, "--vaults-file", vf, "--ceremony", refresh)
     assert again["public_key"] == made["public_key"] and again["committee"] == ["peer-2:2", "peer-3:2", "peer-4:2"]
+
+    # Retired: every peer of the committee drops its share; the vaults file forgets it.
+    retire = tmp_path / "retire.json"
+    custody("retire", "propose", "--cluster-file", cf, "--vaults-file", vf, "--vault", "ops", "--out", retire)
+    for a, k in keys.items():
+        custody("approve", "--ceremony", retire, "--approver-id", a, "--key-file", k)
+    assert custody("retire", "run", "--cluster-file", cf, "--vaults-file", vf, "--ceremony", retire)["retired"] == "ops"
+    assert "ops" not in json.loads(vf.read_text())
+    assert not any((cluster.dir / n / "data" / "vaults" / "ops.sealed").exists() for n in cluster.names)
