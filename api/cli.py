@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("mpc.demo", "local threshold keygen and signing demo (all parties in one process)"),
     "signer": ("mpc.signer.cli", "run one signer peer: custody signer --config FILE"),
     "cluster": ("mpc.cluster_cli", "local signer cluster tools: cluster init --peers N --threshold T"),
+    "vault": ("mpc.vault_cli", "key ceremonies as approved intents: vault reshare|keygen|retire propose|run, vault approve"),
     "ledger": ("node.cli_ledger", "ledger tools: ledger check"),
     "audit": ("node.cli_audit", "audit log tools: audit verify"),
     "chains": ("chains.cli", "chain tools: chains address --xpub X --chain bitcoin --network regtest --path 0/17"),

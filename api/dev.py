@@ -281,7 +281,8 @@ def _ensure_hot_vault(data_dir: pathlib.Path, info: dict) -> dict:
     vaults = json.loads(path.read_text()) if path.exists() else {}
     if "hot" in vaults:
         return vaults["hot"]
-    client = ClusterClient.from_cluster_dir(info)
+    # The dev vault's key generation is a ceremony like any other: approved by the dev approvers.
+    client = ClusterClient.from_cluster_dir(info, dev_approvals=True)
     committee = [p["name"] for p in info["peers"]]
     _say("key generation of the hot vault (waits for every peer's pre-parameters on first start)")
     deadline = time.monotonic() + DEV_KEYGEN_DEADLINE_S

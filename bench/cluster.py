@@ -4,7 +4,9 @@ What it measures: ECDSA signing through the whole cluster path — the node's cl
 request, the coordinator peer checks it, picks a quorum, every peer checks it again and runs
 its tss-lib party in its own OS process, all messages over gRPC with mTLS (envelopes checked,
 broadcasts echo-checked) — for 2-of-3 and 3-of-5: latency p50/p90 of one signature, and
-sustained signatures/s with several concurrent sessions. Also the DKG time (pre-params ready).
+sustained signatures/s with several concurrent sessions. Also the DKG time (pre-params ready),
+and an approved reshare 2-of-3 -> 3-of-5 against a key generation of the same size
+(`--ceremonies-only` runs just that).
 
 Baseline, in the same run, alternating round by round after a warm-up: the same tss-lib
 protocol with all parties in one process, each party driven exactly as a signer peer drives
@@ -199,19 +201,57 @@ def run_size(tmp: pathlib.Path, n: int, t: int, rounds: int, concurrency: int, t
         cluster.stop_all()
 
 
+def run_ceremonies(tmp: pathlib.Path, rounds: int) -> dict:
+    """An approved reshare 2-of-3 -> 3-of-5 (peers 1-3 -> 1-5: the approvals checked by every
+    peer, the two-step commit with the new committee's confirmation signature) against a key
+    generation of the same size (3-of-5 on peers 1-5), alternating on one five-peer cluster."""
+    from tests.support.cluster import LocalCluster
+
+    cluster = LocalCluster(tmp / "ceremonies", 5, 2, round_timeout_ms=30_000)
+    keygen_s, reshare_s = [], []
+    try:
+        cluster.start_all()
+        client = cluster.client()  # ceremonies approved by the dev approvers
+        for i in range(rounds):
+            t0 = time.perf_counter()
+            client.keygen(f"bench-kg-{i}", tuple(cluster.names), 2)
+            keygen_s.append(time.perf_counter() - t0)
+            old = client.keygen(f"bench-rs-{i}", tuple(cluster.names[:3]), 1)
+            t0 = time.perf_counter()
+            new = client.reshare(old, tuple(cluster.names), 2)
+            reshare_s.append(time.perf_counter() - t0)
+            assert new.public_key == old.public_key
+            progress(f"[ceremonies] round {i + 1}/{rounds}: keygen 3of5 {keygen_s[-1]:.2f} s, reshare 2of3->3of5 {reshare_s[-1]:.2f} s")
+    finally:
+        cluster.stop_all()
+    return {"keygen": keygen_s, "reshare": reshare_s}
+
+
+def report_ceremonies(r: dict) -> None:
+    figure(BENCH, "keygen_3of5_p50_s", round(median(r["keygen"]), 3), "s")
+    figure(BENCH, "reshare_2of3_to_3of5_p50_s", round(median(r["reshare"]), 3), "s")
+    figure(BENCH, "reshare_to_keygen_ratio", round(median(r["reshare"]) / median(r["keygen"]), 3), "ratio")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer rounds (same figures, same baseline)")
+    ap.add_argument("--ceremonies-only", action="store_true", help="only the reshare vs keygen figures")
     args = ap.parse_args()
     rounds, total = (5, 6) if args.quick else (15, 16)
     concurrency = 4
     progress(f"machine: {machine()}")
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-cluster-"))
     try:
+        if args.ceremonies_only:
+            report_ceremonies(run_ceremonies(tmp, 3))
+            return 0
         r3 = run_size(tmp, 3, 1, rounds, concurrency, total, 0)
         r5 = run_size(tmp, 5, 2, max(3, rounds // 2), concurrency, max(4, total // 2), 3)
+        rc = run_ceremonies(tmp, 3 if args.quick else 5)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    report_ceremonies(rc)
     for label, r in (("2of3", r3), ("3of5", r5)):
         figure(BENCH, f"dkg_{label}_s", round(r["dkg_s"], 3), "s")
         figure(BENCH, f"inprocess_sign_{label}_p50_ms", round(r["base_p50"] * 1000, 1), "ms")

@@ -13,6 +13,7 @@ from mpc.proto import signer_pb2 as pb
 from mpc.proto import signer_pb2_grpc as pb_grpc
 from mpc.wire.parties import RecordKeys
 from mpc.wire import requests as rq
+from mpc.wire.ceremony import CeremonyIntent
 from mpc.transport import mesh, tls
 from node import limits
 from proofs import assets
@@ -23,8 +24,13 @@ from node.ports import (EcdsaSignature, SigningDigest, SigningRefused, UnsignedT
 class ClusterClient:
     """`coordinators`: (peer name, address, pinned cert PEM), tried in order when unreachable."""
 
-    def __init__(self, identity: tls.Identity, signing_key: SigningKey, coordinators, timeout_ms: int = limits.CLUSTER_CEREMONY_TIMEOUT_MS):
+    def __init__(self, identity: tls.Identity, signing_key: SigningKey, coordinators, timeout_ms: int = limits.CLUSTER_CEREMONY_TIMEOUT_MS,
+                 ceremony_approver=None):
+        """`ceremony_approver`: for a local cluster only (mpc/dev_approvals.py), approves the
+        key ceremonies this client asks for with the dev approvers' keys; otherwise the caller
+        passes the ceremony intent and the approvals it gathered."""
         assert identity.name == "node", "the node's certificate must name it 'node' (peers pin it so)"
+        self.ceremony_approver = ceremony_approver
         self.identity = identity
         self.signing_key = signing_key
         self.timeout_s = timeout_ms / 1000
@@ -32,16 +38,19 @@ class ClusterClient:
         self._stubs = {}
 
     @classmethod
-    def from_cluster_dir(cls, cluster: dict, coordinators=None) -> "ClusterClient":
-        """From `custody cluster init`'s cluster.json (a local cluster)."""
+    def from_cluster_dir(cls, cluster: dict, coordinators=None, dev_approvals: bool = False) -> "ClusterClient":
+        """From `custody cluster init`'s cluster.json (a local cluster). `dev_approvals`: key
+        ceremonies approved with the dev approvers' keys (a local cluster only)."""
         import pathlib
+
+        from mpc.dev_approvals import DevApprovers
 
         node = cluster["node"]
         ident = tls.Identity("node", pathlib.Path(node["tls_cert"]).read_bytes(), pathlib.Path(node["tls_key"]).read_bytes())
         key = SigningKey(bytes.fromhex(pathlib.Path(node["signing_key"]).read_text().strip()))
         peers = [(p["name"], p["address"], pathlib.Path(p["tls_cert"]).read_bytes()) for p in cluster["peers"]
                  if coordinators is None or p["name"] in coordinators]
-        return cls(ident, key, peers)
+        return cls(ident, key, peers, ceremony_approver=DevApprovers(cluster) if dev_approvals else None)
 
     def _stub(self, name, address, cert):
         s = self._stubs.get(name)
@@ -64,16 +73,25 @@ class ClusterClient:
                 last = exc
         raise SigningRefused(f"no_coordinator_reachable: {last.code().name if last else 'none configured'}")
 
-    def keygen(self, vault_id: str, committee, threshold: int, coordinator: str | None = None) -> Vault:
-        r = self._call("Keygen", rq.keygen_request(vault_id, committee, threshold), coordinator, set(committee))
+    def keygen(self, vault_id: str, committee, threshold: int, coordinator: str | None = None,
+               ceremony: CeremonyIntent | None = None, approvals=()) -> Vault:
+        """`ceremony`, `approvals`: the approved key generation (mpc/wire/ceremony.py); a dev
+        client's own approver makes them when not given."""
+        if ceremony is None and self.ceremony_approver is not None:
+            ceremony, approvals = self.ceremony_approver.keygen(vault_id, committee, threshold)
+        r = self._call("Keygen", rq.keygen_request(vault_id, committee, threshold, ceremony=ceremony, approvals=approvals),
+                       coordinator, set(committee))
         if not r.ok:
             raise SigningRefused(r.reason, tuple(r.culprits))
         assert len(r.public_key) == 33 and len(r.chain_code) == 32
         coincurve.PublicKey(r.public_key)  # a point on the curve, or it raises
         return Vault(r.vault_id, tuple(r.committee), r.threshold, bytes(r.public_key), bytes(r.chain_code))
 
-    def reshare(self, vault: Vault, new_committee, new_threshold: int, coordinator: str | None = None) -> Vault:
-        body = rq.reshare_request(vault.vault_id, new_committee, new_threshold)
+    def reshare(self, vault: Vault, new_committee, new_threshold: int, coordinator: str | None = None,
+                ceremony: CeremonyIntent | None = None, approvals=()) -> Vault:
+        if ceremony is None and self.ceremony_approver is not None:
+            ceremony, approvals = self.ceremony_approver.reshare(vault, new_committee, new_threshold)
+        body = rq.reshare_request(vault.vault_id, new_committee, new_threshold, ceremony=ceremony, approvals=approvals)
         body.update({"old_committee": list(vault.committee),
                      "old_threshold": vault.threshold, "public_key": vault.public_key.hex(), "chain_code": vault.chain_code.hex()})
         r = self._call("Reshare", body, coordinator, {p.rpartition(":")[0] for p in vault.committee})
@@ -82,6 +100,17 @@ class ClusterClient:
         if bytes(r.public_key) != vault.public_key:
             raise SigningRefused("reshare_changed_public_key")
         return Vault(vault.vault_id, tuple(r.committee), r.threshold, vault.public_key, vault.chain_code)
+
+    def retire(self, vault: Vault, coordinator: str | None = None, ceremony: CeremonyIntent | None = None, approvals=()) -> None:
+        """Every share of the vault destroyed on every peer of its committee (approved like a
+        reshare; all peers must be reachable). Move its funds first: the key is gone for good."""
+        if ceremony is None and self.ceremony_approver is not None:
+            ceremony, approvals = self.ceremony_approver.retire(vault)
+        body = rq.retire_request(vault.vault_id, ceremony=ceremony, approvals=approvals)
+        body.update({"old_committee": list(vault.committee), "old_threshold": vault.threshold, "public_key": vault.public_key.hex()})
+        r = self._call("Reshare", body, coordinator, {p.rpartition(":")[0] for p in vault.committee})
+        if not r.ok:
+            raise SigningRefused(r.reason, tuple(r.culprits))
 
     def sign(self, vault: Vault, tx: UnsignedTransaction | None, intent: WithdrawalIntent | None,
              approvals=(), opaque_digests: list[SigningDigest] = (), coordinator: str | None = None,

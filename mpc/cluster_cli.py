@@ -145,7 +145,8 @@ def _policy(node_pub: str, approvers: dict[str, str]) -> str:
               "", "[fees.ethereum]", f'fee_max = "{10**16}"', f'priority_fee_wei_max = "{10**12}"']
     lines += ["", "[rate_limits]", "signatures_per_hour = 3600", "", "[rate_limits.amount_per_hour]",
               f'BTC = "{100 * 100_000_000}"', f'ETH = "{100 * 10**18}"', "", "[ceremonies]", "keygen_allowed = true",
-              "reshare_allowed = true", ""]
+              "# key generation and resharing: approved by the vault's quorum (mpc/signer/policy.py)",
+              "threshold_min = 1", "n_of_n_allowed = false", "operators_min = 2", ""]
     return "\n".join(lines)
 
 

@@ -316,3 +316,9 @@ assert DEPOSITS_SYNC_BATCH_MAX * 4 <= LEDGER_BATCH_EVENTS_MAX, "a deposit books 
 assert DEPOSITS_SWEEPS_PER_PASS_MAX <= WITHDRAWAL_BATCH_MAX
 
 assert 0 < CLUSTER_START_SWEEP_MS < CLUSTER_START_DEADLINE_MS
+
+# Key ceremonies (mpc/wire/ceremony.py): an approval counts until this long after the ceremony's
+# delay has passed since it was signed; an older one is refused (approvals_expired), so approvals
+# of a key generation cannot be replayed for ever.
+CEREMONY_APPROVAL_VALID_MS = 7 * 24 * 3600 * 1000
+assert CEREMONY_APPROVAL_VALID_MS > APPROVAL_CLOCK_SKEW_MS_MAX

@@ -83,6 +83,8 @@ def run(args) -> int:
     except (conf.ConfigError, PolicyError, StoreError, SealError, RecordsError, OSError, ValueError) as exc:
         return _fail(str(exc))
     log = nlog.get("mpc.signer", peer=cfg.name)
+    for w in policy.warnings:
+        log.warning("policy_key_ignored", detail=w)
     if args.export_backup:
         from mpc.signer.backup import export_backup
 

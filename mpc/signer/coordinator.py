@@ -24,6 +24,7 @@ import grpc
 from mpc.proto import signer_pb2 as pb
 from mpc.signer.participant import Participant
 from mpc.signer.quarantine import Quarantine
+from mpc.wire import ceremony as cer
 from mpc.wire import parties as wp
 from mpc.wire.requests import Refused
 from node import limits
@@ -199,10 +200,12 @@ class Coordinator:
 
     def reshare(self, signed: pb.SignedRequest) -> pb.CeremonyReply:
         try:
-            body = self.verifier.authenticate(signed.request, signed.node_signature, "reshare")
+            body = self.verifier.authenticate(signed.request, signed.node_signature, ("reshare", "retire"))
             held = self.store.vault(body["vault_id"])
             if held is None:
                 raise Refused("vault_unknown")
+            if body["kind"] == "retire":
+                return self._retire(signed, body, held[0])
             new_committee = body.get("new_committee")
             if not isinstance(new_committee, list) or any(p not in self.all_peers for p in new_committee):
                 raise Refused("committee_unknown_peer")
@@ -226,9 +229,54 @@ class Coordinator:
         bad = _failures(self._fanout(everyone, "Start", lambda p: pb.StartRequest(session_id=cid), limits.CLUSTER_RPC_TIMEOUT_MS))
         if bad:
             return self._refused("reshare", f"start_failed: {bad}")
-        return self._finish_key_ceremony("reshare", cid, everyone, body)
+        return self._finish_key_ceremony("reshare", cid, everyone, body, signed)
 
-    def _finish_key_ceremony(self, protocol, cid, peers, body) -> pb.CeremonyReply:
+    def _retire(self, signed: pb.SignedRequest, body: dict, rec) -> pb.CeremonyReply:
+        """Every peer of the committee joins and checks; only when all have, Start and Commit:
+        each drops its share. A peer unreachable or refusing: nothing is dropped anywhere."""
+        peers = tuple(sorted(rec.peers()))
+        down = sorted(set(peers) - {self.name} - set(self._pick_healthy(peers)))  # also wakes channels to restarted peers
+        if down:
+            return self._refused("retire", f"peers_unreachable: {down}", down, 0)
+        cid, refusals, unreachable = self._run_ceremony("reshare", peers, signed)
+        if refusals or unreachable:
+            return self._refused("retire", f"join_failed: refused {refusals} unreachable {sorted(unreachable)}", sorted(unreachable), 1)
+        results = self._await_all(cid, peers)
+        bad = {p: (r.state if not isinstance(r, Exception) else str(r.code())) for p, r in results.items()
+               if isinstance(r, Exception) or r.state != "done"}
+        if bad:
+            self._abort_local(cid, (), "retire_failed")
+            return self._refused("retire", f"retire_failed: {bad}", attempts=1)
+        bad = _failures(self._fanout(peers, "Commit", lambda p: pb.CommitRequest(session_id=cid), limits.CLUSTER_RPC_TIMEOUT_MS))
+        if bad:
+            return self._refused("retire", f"commit_failed: {bad}", attempts=1)
+        self.log.info("retire_done", vault=body["vault_id"])
+        return pb.CeremonyReply(ok=True, vault_id=body["vault_id"], public_key=bytes.fromhex(rec.public_key), attempts=1)
+
+    def _confirm_reshare(self, signed: pb.SignedRequest, body: dict) -> str | None:
+        """t+1 peers of the new committee sign reshare_confirm_digest with the vault's key (each
+        computes it and checks it holds the new share: Preparer.confirm); the signature is
+        verified here. None when it verifies, else why not."""
+        new_committee, t = list(body["new_committee"]), body["new_threshold"]
+        healthy = self._pick_healthy(new_committee)
+        quorum = ([self.name] if self.name in new_committee else []) + healthy
+        if len(quorum) < t + 1:
+            return f"not_enough_healthy_peers: {len(quorum)} < {t + 1}"
+        quorum = tuple(sorted(quorum[: t + 1]))
+        cid, refusals, unreachable = self._run_ceremony("sign", quorum, signed)
+        if refusals or unreachable:
+            return f"join_failed: refused {refusals} unreachable {sorted(unreachable)}"
+        results = self._await_all(cid, quorum)
+        sigs = {bytes(r.signatures[0]) for r in results.values() if not isinstance(r, Exception) and r.state == "done" and r.signatures}
+        self.participant.registry.pop(cid)
+        if len(sigs) != 1:
+            return f"confirm_failed: {len(sigs)} distinct signatures from {sorted(results)}"
+        (sig,) = sigs
+        if not cer.confirm_signature_valid(body, bytes.fromhex(body["public_key"]), sig):
+            return "confirm_failed: the signature does not verify under the vault's key"
+        return None
+
+    def _finish_key_ceremony(self, protocol, cid, peers, body, signed=None) -> pb.CeremonyReply:
         results = self._await_all(cid, peers)
         keys = set()
         culprits, reasons = set(), []
@@ -251,10 +299,25 @@ class Coordinator:
         if protocol == "reshare" and public_key.hex() != body["public_key"]:
             self.metrics.ceremonies.labels(protocol, "failed").inc()
             return pb.CeremonyReply(ok=False, reason="reshare_failed: the new committee's key differs", attempts=1)
-        bad = _failures(self._fanout(peers, "Commit", lambda p: pb.CommitRequest(session_id=cid), limits.CLUSTER_RPC_TIMEOUT_MS))
+        # A reshare commits in two steps: the new committee first, which then signs (the
+        # confirmation); only then the peers that leave, whose old shares are destroyed.
+        first = [p for p in peers if protocol != "reshare" or p in body["new_committee"]]
+        leaving = [p for p in peers if p not in first]
+        bad = _failures(self._fanout(first, "Commit", lambda p: pb.CommitRequest(session_id=cid), limits.CLUSTER_RPC_TIMEOUT_MS))
         if bad:
             self.metrics.ceremonies.labels(protocol, "failed").inc()
             return pb.CeremonyReply(ok=False, reason=f"commit_failed: {bad}", attempts=1)
+        if protocol == "reshare":
+            why = self._confirm_reshare(signed, body)
+            if why is not None:
+                self.metrics.ceremonies.labels(protocol, "failed").inc()
+                self._abort_local(cid, (), "reshare_unconfirmed")
+                self.log.warning("reshare_unconfirmed", vault=body["vault_id"], reason=why, kept_on=",".join(leaving))
+                return pb.CeremonyReply(ok=False, attempts=1,
+                                        reason=f"reshare_unconfirmed: the old shares are kept on {leaving}: {why}")
+            bad = _failures(self._fanout(leaving, "Commit", lambda p: pb.CommitRequest(session_id=cid), limits.CLUSTER_RPC_TIMEOUT_MS))
+            if bad:
+                self.log.warning("reshare_old_shares_not_dropped", vault=body["vault_id"], peers=str(bad))
         self.metrics.ceremonies.labels(protocol, "done").inc()
         if protocol == "keygen":
             committee, threshold = [wp.party_id(p, 0) for p in body["committee"]], body["threshold"]

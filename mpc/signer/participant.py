@@ -119,6 +119,10 @@ class Participant:
                 if cold:
                     raise Refused("peers_unreachable_from_here", ",".join(cold))
             build = {"sign": self.prepare.sign, "keygen": self.prepare.keygen, "reshare": self.prepare.reshare}[req.protocol]
+            if req.protocol == "sign" and self.prepare.is_reshare_confirm(signed.request):
+                build = self.prepare.confirm  # the new committee's signature before old shares go
+            elif req.protocol == "reshare" and self.prepare.is_retire(signed.request):
+                build = self.prepare.retire  # no tss session: every share of the vault goes at Commit
             from mpc.engine import InvalidSessionRequest
 
             try:
@@ -178,6 +182,9 @@ class Participant:
                 return pb.Ack(ok=False, reason=f"session_{c.state}")
             c.state = "running"
             c.preparams = None  # spent from here on
+            if not c.sessions:  # a retire: nothing to compute, Commit drops the share
+                c.state = "done"
+                c.cond.notify_all()
         for ls in c.sessions:
             with ls.lock:
                 ls.state = "running"

@@ -37,10 +37,30 @@ in the file are integers (or decimal strings, for wei) in base units.
     priority_fee_wei_max = "1000000000000" # maxPriorityFeePerGas
     [whitelist]               # optional; an asset listed here pays only to these destinations
     BTC = ["bcrt1q..."]
-    [ceremonies]
-    keygen_allowed = true
-    reshare_allowed = true
+    [operators]               # optional: who runs each peer (default: every peer its own operator)
+    peer-1 = "acme"
+    [ceremonies]              # key generation and resharing: intents with approvals (issue 15)
+    keygen_allowed = true     # false refuses every key generation on this peer
     reserves_allowed = true   # the proof-of-reserves message only (default true)
+    approvals_min = 2         # at least this many, and never fewer than the vault's highest band
+    delay_s = 0               # at least the vault's own delay_s ([vaults.<id>])
+    threshold_min = 1         # the lowest threshold a reshare may leave
+    n_of_n_allowed = false    # t + 1 = n: any single peer could veto every spend
+    operators_min = 2         # distinct operators in a new committee
+    [ceremonies.vaults.cold]  # per vault, over the [ceremonies] values
+    threshold_min = 2
+
+Ceremonies — a key generation or reshare request carries a CeremonyIntent (mpc/wire/ceremony.py)
+and timed approvals of it. Every peer of the old quorum and of the new committee checks itself:
+the intent names exactly this request (vault, public key, old and new committee and threshold),
+the vault's policy digest is its own (`vault_policy_digest`: approvers, bands, delay,
+whitelist, ceremony rules, operators), the floors hold (threshold_min; a lower threshold only
+with the intent's `threshold_lowering`; no n-of-n unless allowed; at least operators_min
+operators and none holding t + 1 peers), the approvals reach the ceremony quorum (the highest
+of approvals_min and the vault's bands, at least 1) and the delay (the highest of the
+ceremony's and the vault's) has passed since the quorum's signed times. `reshare_allowed`, the
+old all-or-nothing switch, is ignored with a start-up warning (`Policy.warnings`): resharing is
+always possible with approvals, never without.
 
 Cold vault delay — what a peer can verify. Approvals of a vault with `delay_s` must be timed:
 the approver signs its own clock's time with the intent (node/ports.py `approval_message`), so
@@ -63,10 +83,12 @@ import hashlib
 import tomllib
 from dataclasses import dataclass, field
 
+import rfc8785
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
 from mpc.signer.records import IntentVersion, RecordsError, SignerRecords
+from mpc.wire import ceremony as cer
 from mpc.wire import requests as rq
 from mpc.wire.requests import Refused
 from node import limits
@@ -167,6 +189,44 @@ def _own_vault(vault_id: str, d, where: str) -> OwnVaultKeys:
     return OwnVaultKeys(vault_id, pk, cc)
 
 
+@dataclass(frozen=True)
+class CeremonyRules:
+    """One vault's floors for key generation and resharing ([ceremonies], [ceremonies.vaults.<id>])."""
+
+    approvals_min: int = 1
+    delay_s: int = 0
+    threshold_min: int = 1
+    n_of_n_allowed: bool = False
+    operators_min: int = 2
+
+    def canonical(self) -> dict:
+        return {"approvals_min": self.approvals_min, "delay_s": self.delay_s, "threshold_min": self.threshold_min,
+                "n_of_n_allowed": self.n_of_n_allowed, "operators_min": self.operators_min}
+
+
+_RULE_INTS = {"approvals_min": (1, limits.CLUSTER_APPROVALS_MAX), "delay_s": (0, limits.VAULT_DELAY_S_MAX),
+              "threshold_min": (1, limits.MPC_PARTIES_MAX), "operators_min": (1, limits.MPC_PARTIES_MAX)}
+_CEREMONY_SWITCHES = ("keygen_allowed", "reshare_allowed", "reserves_allowed", "vaults")
+
+
+def _rules(d: dict, base: CeremonyRules, where: str, approvers: int) -> CeremonyRules:
+    values = base.canonical()
+    for k, v in d.items():
+        if k == "n_of_n_allowed":
+            if not isinstance(v, bool):
+                raise PolicyError(f"{where}.n_of_n_allowed: true or false")
+        elif k in _RULE_INTS:
+            lo, hi = _RULE_INTS[k]
+            if type(v) is not int or not lo <= v <= hi:
+                raise PolicyError(f"{where}.{k} must be an integer {lo}..{hi}")
+        else:
+            raise PolicyError(f"{where}.{k}: unknown (one of n_of_n_allowed, {', '.join(_RULE_INTS)})")
+        values[k] = v
+    if values["approvals_min"] > approvers:
+        raise PolicyError(f"{where}.approvals_min must be at most {approvers} (registered approvers)")
+    return CeremonyRules(**values)
+
+
 @dataclass
 class Policy:
     node_public_key: bytes
@@ -176,7 +236,6 @@ class Policy:
     amount_per_hour: dict[str, int]
     whitelist: dict[str, frozenset[str]] = field(default_factory=dict)
     keygen_allowed: bool = True
-    reshare_allowed: bool = True
     # The reserves message (`por-mst/1 reserves <sid> <root>`) cannot move funds: no transaction
     # or other chain message has that form, so a peer signing it only attests to the key; on by
     # default, off with `[ceremonies] reserves_allowed = false`. It still counts toward rate limits.
@@ -186,6 +245,10 @@ class Policy:
     fees: dict[str, FeeLimits] = field(default_factory=dict)
     # What a signature can mean: the networks this peer signs transactions for, per chain.
     networks: dict[str, frozenset[str]] = field(default_factory=dict)
+    ceremony_rules: CeremonyRules = field(default_factory=CeremonyRules)
+    vault_ceremony_rules: dict[str, CeremonyRules] = field(default_factory=dict)
+    operators: dict[str, str] = field(default_factory=dict)  # peer name -> operator
+    warnings: tuple[str, ...] = ()  # logged at start (e.g. a retired key that is ignored)
 
     @classmethod
     def load(cls, path) -> "Policy":
@@ -230,11 +293,56 @@ class Policy:
                 if chain not in _FEE_FIELDS or not isinstance(v, list) or not v or not all(isinstance(n, str) and n for n in v):
                     raise PolicyError(f"networks.{chain}: a list of network names of a known chain ({', '.join(_FEE_FIELDS)})")
                 networks[str(chain)] = frozenset(v)
+            if not isinstance(cer, dict) or not isinstance(cer.get("vaults", {}), dict):
+                raise PolicyError("ceremonies: a table (with optional [ceremonies.vaults.<id>] tables)")
+            rules = _rules({k: v for k, v in cer.items() if k not in _CEREMONY_SWITCHES}, CeremonyRules(), "ceremonies",
+                           len(approvers))
+            vault_rules = {}
+            for vid, v in cer.get("vaults", {}).items():
+                if not isinstance(v, dict):
+                    raise PolicyError(f"ceremonies.vaults.{vid}: a table")
+                vault_rules[str(vid)] = _rules(v, rules, f"ceremonies.vaults.{vid}", len(approvers))
+            operators = d.get("operators", {})
+            if not isinstance(operators, dict) or not all(isinstance(v, str) and v for v in operators.values()):
+                raise PolicyError("operators: peer name = operator name")
+            warnings = []
+            if "reshare_allowed" in cer:
+                warnings.append("ceremonies.reshare_allowed is ignored: a reshare needs the vault's approvals "
+                                "(mpc/wire/ceremony.py), never a switch; remove the key")
         except KeyError as exc:
             raise PolicyError(f"policy: missing {exc}") from None
         bands.sort(key=lambda b: (b.vault, b.asset, b.amount_max))
         return cls(node_pk, approvers, bands, sph, aph, wl, bool(cer.get("keygen_allowed", False)),
-                   bool(cer.get("reshare_allowed", False)), bool(cer.get("reserves_allowed", True)), delays, own, fees, networks)
+                   bool(cer.get("reserves_allowed", True)), delays, own, fees, networks,
+                   rules, vault_rules, {str(k): str(v) for k, v in operators.items()}, tuple(warnings))
+
+    # ------------------------------------------------------------------ ceremonies
+    def rules_for(self, vault_id: str) -> CeremonyRules:
+        return self.vault_ceremony_rules.get(vault_id, self.ceremony_rules)
+
+    def _vault_bands(self, vault_id: str) -> list[Band]:
+        own = any(b.vault == vault_id for b in self.bands)
+        return [b for b in self.bands if b.vault == (vault_id if own else "")]
+
+    def ceremony_quorum(self, vault_id: str) -> int:
+        """Approvals a key ceremony of the vault needs: never fewer than its largest payment."""
+        return max([1, self.rules_for(vault_id).approvals_min, *(b.approvals_min for b in self._vault_bands(vault_id))])
+
+    def ceremony_delay_s(self, vault_id: str) -> int:
+        return max(self.rules_for(vault_id).delay_s, self.vault_delays_s.get(vault_id, 0))
+
+    def vault_policy_digest(self, vault_id: str) -> str:
+        """What the approvals of a key ceremony name: the policy this peer enforces for the vault
+        (approvers, bands, delay, whitelist, ceremony rules, operators), hex SHA-256 of its
+        RFC 8785 bytes. A peer whose own differs refuses to join (vault_policy_mismatch)."""
+        d = {"vault_id": vault_id,
+             "approvers": {k: v.hex() for k, v in sorted(self.approvers.items())},
+             "bands": [[b.asset, str(b.amount_max), b.approvals_min] for b in self._vault_bands(vault_id)],
+             "delay_s": self.vault_delays_s.get(vault_id, 0),
+             "whitelist": {k: sorted(v) for k, v in sorted(self.whitelist.items())},
+             "ceremony": self.rules_for(vault_id).canonical(),
+             "operators": dict(sorted(self.operators.items()))}
+        return hashlib.sha256(rfc8785.dumps(d)).hexdigest()
 
     def quorum(self, asset: str, amount: int, vault_id: str = "") -> int:
         """Approvals needed: the vault's own bands when it has any, else the shared ones."""
@@ -455,3 +563,87 @@ class RequestVerifier:
         # Counted as one signature request; it moves no amount.
         self._admit(body, "", 0)
         return VerifiedSign(body["request_id"], body["vault_id"], tuple(SigningDigest(p, digest) for p in parsed), "", 0, False)
+
+    # ------------------------------------------------------------------ key ceremonies
+    def verify_ceremony(self, body: dict, request: cer.CeremonyIntent) -> cer.CeremonyIntent:
+        """A key generation or reshare request, already authenticated, with its fields parsed by
+        the caller into `request` (what this request would do, as a CeremonyIntent without id or
+        digest). Refusals in precedence order: ceremony_not_approved, request_malformed, ceremony_intent_mismatch,
+        vault_policy_mismatch, threshold_below_minimum, threshold_lowering_not_consented,
+        n_of_n_not_allowed, committee_operators_too_few, operator_holds_signing_quorum,
+        approval_signature_invalid, approval_time_out_of_range, approvals_expired,
+        approvals_below_quorum, delay_not_elapsed, request_id_reused, rate_limit_exceeded.
+        Durable when it returns."""
+        if body.get("ceremony") is None:
+            raise Refused("ceremony_not_approved", "the request carries no approved ceremony intent")
+        try:
+            intent = cer.parse_ceremony_intent(body.get("ceremony"))
+        except cer.CeremonyIntentInvalid as exc:
+            raise Refused("request_malformed", str(exc)) from None
+        approvals = rq.parse_approvals(body.get("approvals", []))
+        if len(approvals) > limits.CLUSTER_APPROVALS_MAX:
+            raise Refused("request_malformed", "too many approvals")
+        mine = (request.vault_id, request.kind, request.old_committee, request.old_threshold, request.new_committee,
+                request.new_threshold, request.public_key)
+        named = (intent.vault_id, intent.kind, intent.old_committee, intent.old_threshold, intent.new_committee,
+                 intent.new_threshold, intent.public_key)
+        if mine != named:
+            diff = [f for f, a, b in zip(("vault", "kind", "old_committee", "old_threshold", "new_committee", "new_threshold",
+                                          "public_key"), mine, named) if a != b]
+            raise Refused("ceremony_intent_mismatch", f"the approved intent names another {', '.join(diff)}")
+        vault_id = intent.vault_id
+        if intent.policy_digest != self.policy.vault_policy_digest(vault_id):
+            raise Refused("vault_policy_mismatch", f"the approvals name another policy for vault {vault_id} than the one this peer enforces")
+        if intent.kind == "retire":
+            self._check_ceremony_approvals(intent, approvals)  # no new committee: no floors
+            self._admit(body, "", 0)
+            return intent
+        rules = self.policy.rules_for(vault_id)
+        n, t = len(intent.new_committee), intent.new_threshold
+        if t < rules.threshold_min:
+            raise Refused("threshold_below_minimum", f"{t} < {rules.threshold_min}")
+        if intent.kind == "reshare" and t < intent.old_threshold and not intent.threshold_lowering:
+            raise Refused("threshold_lowering_not_consented", f"{intent.old_threshold} -> {t}")
+        if t + 1 >= n and not rules.n_of_n_allowed:
+            raise Refused("n_of_n_not_allowed", f"{t + 1}-of-{n}: any one peer could refuse every spend")
+        per_operator: dict[str, int] = {}
+        for p in intent.new_committee:
+            op = self.policy.operators.get(p, p)
+            per_operator[op] = per_operator.get(op, 0) + 1
+        if len(per_operator) < rules.operators_min:
+            raise Refused("committee_operators_too_few", f"{len(per_operator)} < {rules.operators_min}")
+        big = [op for op, k in per_operator.items() if k > t]
+        if big:
+            raise Refused("operator_holds_signing_quorum", f"{big[0]} runs {per_operator[big[0]]} of {n} peers, t = {t}")
+        self._check_ceremony_approvals(intent, approvals)
+        self._admit(body, "", 0)
+        return intent
+
+    def _check_ceremony_approvals(self, intent: cer.CeremonyIntent, approvals) -> None:
+        """Timed approvals only: the quorum's k-th earliest signed time + the delay, by this peer's clock."""
+        now_ms = self.clock_ms()
+        times: dict[str, int] = {}
+        for a in approvals:
+            pk = self.policy.approvers.get(a.approver_id)
+            if pk is None or a.approved_at_ms is None:
+                continue  # not this peer's approver, or untimed: does not count
+            try:
+                VerifyKey(pk).verify(cer.ceremony_message(intent, a.approved_at_ms), a.signature)
+            except (BadSignatureError, ValueError):
+                raise Refused("approval_signature_invalid", a.approver_id) from None
+            if a.approved_at_ms > now_ms + limits.APPROVAL_CLOCK_SKEW_MS_MAX:
+                raise Refused("approval_time_out_of_range", f"{a.approver_id}: {a.approved_at_ms - now_ms} ms ahead")
+            times[a.approver_id] = max(times.get(a.approver_id, 0), a.approved_at_ms)
+        needed = self.policy.ceremony_quorum(intent.vault_id)
+        delay_s = self.policy.ceremony_delay_s(intent.vault_id)
+        oldest_ms = now_ms - delay_s * 1000 - limits.CEREMONY_APPROVAL_VALID_MS
+        fresh = {a: t for a, t in times.items() if t >= oldest_ms}
+        if len(fresh) < needed <= len(times):
+            raise Refused("approvals_expired", f"{len(times) - len(fresh)} signed before the approval window")
+        times = fresh
+        if len(times) < needed:
+            raise Refused("approvals_below_quorum", f"{len(times)} < {needed} (key ceremony of vault {intent.vault_id})")
+        if delay_s:
+            remaining_ms = sorted(times.values())[needed - 1] + delay_s * 1000 - now_ms
+            if remaining_ms > 0:
+                raise Refused("delay_not_elapsed", f"{remaining_ms} ms left of {delay_s} s after the quorum")

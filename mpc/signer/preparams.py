@@ -4,7 +4,10 @@ Production: the engine's `PreParamsPool` in `<data_dir>/preparams/`, sealed with
 sealer and refilled in the background; each keygen/reshare that starts spends one for good, so no two
 vaults share a Paillier key. One that ends before it starts (another peer refused it) gives its
 set back: nothing computed from it has left the peer. While the pool is empty, ceremonies
-needing one are refused (`preparams_not_ready`) rather than waited for.
+needing one are refused (`preparams_not_ready`) rather than waited for. Once the peer holds a
+vault, a key generation leaves RECOVERY_RESERVE sets for resharing (`preparams_reserved_for_recovery`);
+every keygen and reshare needs the vault quorum's approvals first (mpc/wire/ceremony.py), so no
+set is spent by a ceremony nobody approved.
 Test: a fixture file named by the config's [test] section — fixture pre-params: never in
 production (config.py refuses [test] outside environment = "test").
 """
@@ -15,6 +18,10 @@ from mpc.preparams import PreParams, PreParamsError, PreParamsPool
 
 POOL_SIZE = 2
 TAKE_TIMEOUT_S = 1.0
+# Sets a key generation leaves in the pool once this peer holds a vault: a reshare away from a
+# lost peer (recovery) finds pre-params ready, whatever key generations came before.
+RECOVERY_RESERVE = 1
+assert RECOVERY_RESERVE < POOL_SIZE, "a key generation could never take a set"
 
 
 class PreParamsSource:
@@ -45,6 +52,10 @@ class PreParamsSource:
         """Pre-params taken for a ceremony that never started, back into the pool (sealed)."""
         if self._pool is not None:
             self._pool.add(pp)
+
+    def reserved_for_recovery(self) -> bool:
+        """True when taking a set now would leave fewer than RECOVERY_RESERVE for a reshare."""
+        return self._pool is not None and self._pool.ready() <= RECOVERY_RESERVE
 
     def ready(self) -> int:
         return 1 if self._fixture_path is not None else self._pool.ready()

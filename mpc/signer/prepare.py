@@ -10,6 +10,7 @@ from mpc.signer.ceremony import Ceremony, LocalSession, Party
 from mpc.signer.records import RecordsError
 from mpc.signer.store import VAULT_RE, VaultRecord
 from mpc.transport import envelope as envl
+from mpc.wire import ceremony as cer
 from mpc.wire import parties as wp
 from mpc.wire import requests as rq
 from mpc.wire.requests import Refused
@@ -45,9 +46,13 @@ class Preparer:
         return held, keys
 
     # ------------------------------------------------------------------ pre-params
-    def take_preparams(self):
+    def take_preparams(self, protocol: str):
+        """A key generation may not take the last sets this peer keeps for resharing the vaults
+        it holds (recovery: `preparams_reserved_for_recovery`)."""
         from mpc.preparams import PreParamsError
 
+        if protocol == "keygen" and self.store.vault_ids() and self.preparams_source.reserved_for_recovery():
+            raise Refused("preparams_reserved_for_recovery", f"{self.preparams_source.ready()} ready")
         try:
             pp = self.preparams_source()
         except PreParamsError as exc:
@@ -107,9 +112,11 @@ class Preparer:
             raise Refused("request_malformed", "vault id")
         if self.store.vault(body["vault_id"]) is not None:
             raise Refused("vault_exists")
+        # Approved by the vault's quorum, floors held: before any pre-params are taken.
+        self.verifier.verify_ceremony(body, cer.CeremonyIntent("", body["vault_id"], "keygen", (), 0, tuple(sorted(committee)), t, ""))
         parties = [wp.party_id(p, 0) for p in committee]
         me = wp.party_id(self.name, 0)
-        pp = self.take_preparams()
+        pp = self.take_preparams("keygen")
         s = tss.keygen(me, parties, t, pp, cid)  # a set the engine refuses is dropped: it may be why
         ls = new_session(self.name, cid, cid, "keygen", parties, {me: s})
         c = Ceremony(cid, "keygen", tuple(sorted(committee)), caller, [ls], body, request_id=body["request_id"], preparams=pp)
@@ -118,8 +125,6 @@ class Preparer:
 
     def reshare(self, cid, caller, peers, signed) -> Ceremony:
         body = self.verifier.authenticate(signed.request, signed.node_signature, "reshare")
-        if not self.policy.reshare_allowed:
-            raise Refused("reshare_not_allowed")
         try:
             old_committee = tuple(sorted(body["old_committee"]))
             old_t = int(body["old_threshold"])
@@ -142,6 +147,16 @@ class Preparer:
         old_by_peer = {wp.party_peer(p): p for p in old_committee}
         if any(p not in old_by_peer for p in peers) or len(peers) != old_t + 1 or caller not in peers:
             raise Refused("quorum_outside_committee")
+        # Approved by the vault's quorum for exactly this change, floors held: checked by every
+        # peer of the old quorum and of the new committee, before any pre-params are taken.
+        self.verifier.verify_ceremony(body, cer.CeremonyIntent(
+            "", body["vault_id"], "reshare", tuple(sorted(old_by_peer)), old_t, tuple(new_committee), new_t, "", public_key.hex()))
+        # Peers of the old committee outside the old quorum and the new committee take no part:
+        # they keep their old shares. As many as t+1 of them could still sign with the old key
+        # generation, so such a reshare would not take the key from them.
+        left_out = sorted(set(old_by_peer) - set(peers) - set(new_committee))
+        if len(left_out) > old_t:
+            raise Refused("old_committee_would_keep_a_quorum", f"{left_out} keep their old shares, t = {old_t}")
         old_parties = [old_by_peer[p] for p in peers]
         new_parties = [wp.party_id(p, gen + 1) for p in new_committee]
         everyone = sorted(set(peers) | set(new_committee))
@@ -149,7 +164,7 @@ class Preparer:
             raise Refused("vault_unknown")
         if self.name not in peers and self.name not in new_committee:
             raise Refused("not_in_ceremony")
-        pp = self.take_preparams() if self.name in new_committee else None  # before any session is made
+        pp = self.take_preparams("reshare") if self.name in new_committee else None  # before any session is made
         local = {}
         try:
             if self.name in peers:
@@ -169,4 +184,78 @@ class Preparer:
                                            public_key.hex(), chain_code.hex(), gen + 1)
         else:
             c.drop_vault = True
+        return c
+
+    # ------------------------------------------------------------------ reshare confirmation
+    @staticmethod
+    def is_reshare_confirm(raw: bytes) -> bool:
+        """A Join for protocol "sign" that carries a reshare request is its confirmation (read
+        unauthenticated only to route it: `confirm` checks the node's signature)."""
+        try:
+            return rq.parse(raw)["kind"] == "reshare"
+        except Refused:
+            return False
+
+    def confirm(self, cid, caller, peers, signed) -> Ceremony:
+        """After a reshare is committed on the new committee, t+1 of it sign
+        `reshare_confirm_digest(request)` with the vault's root key; only then does the
+        coordinator commit the leaving peers, which destroys their old shares. This peer signs
+        only as a member of the vault's committee the request made (generation + 1, the
+        request's key), and only that digest, computed here."""
+        body = self.verifier.authenticate(signed.request, signed.node_signature, "reshare")
+        held = self.store.vault(body["vault_id"])
+        if held is None:
+            raise Refused("vault_unknown")
+        rec, share = held
+        try:
+            gen = wp.generation_of(sorted(body["old_committee"])[0]) + 1
+            new_parties = tuple(sorted(wp.party_id(p, gen) for p in body["new_committee"]))
+            public_key = str(body["public_key"])
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise Refused("request_malformed", f"reshare: {exc}") from None
+        if (rec.generation, rec.committee, rec.public_key) != (gen, new_parties, public_key):
+            raise Refused("reshare_not_committed", "this peer holds no share of the committee this reshare made")
+        committee_peers = {wp.party_peer(p): p for p in rec.committee}
+        if self.name not in peers or any(p not in committee_peers for p in peers):
+            raise Refused("quorum_outside_committee")
+        if len(peers) != rec.threshold + 1:
+            raise Refused("quorum_size_wrong", f"{len(peers)} != {rec.threshold + 1}")
+        signers = [committee_peers[p] for p in peers]
+        digest = cer.reshare_confirm_digest(body)
+        sid = wp.sub_session_id(cid, 0)
+        s = tss.sign(rec.party, signers, share, digest, sid, ())
+        keys = wp.RecordKeys(bytes.fromhex(rec.public_key), bytes.fromhex(rec.chain_code))
+        ls = new_session(self.name, sid, cid, "sign", signers, {rec.party: s}, index=0, digest=digest, path=())
+        return Ceremony(cid, "sign", tuple(peers), caller, [ls], {"vault_id": rec.vault_id},
+                        request_id="confirm-" + body["request_id"], vault_keys=keys)
+
+    # ------------------------------------------------------------------ retire
+    @staticmethod
+    def is_retire(raw: bytes) -> bool:
+        try:
+            return rq.parse(raw)["kind"] == "retire"
+        except Refused:
+            return False
+
+    def retire(self, cid, caller, peers, signed) -> Ceremony:
+        """Every peer of the vault's committee joins (all of them: a share left behind could
+        still sign with t others); each checks the approvals itself and drops its share only at
+        Commit, once every peer has joined and started."""
+        body = self.verifier.authenticate(signed.request, signed.node_signature, "retire")
+        held = self.store.vault(body["vault_id"])
+        if held is None:
+            raise Refused("vault_unknown")
+        rec = held[0]
+        try:
+            claimed = (tuple(sorted(body["old_committee"])), int(body["old_threshold"]), str(body["public_key"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise Refused("request_malformed", f"retire: {exc}") from None
+        if claimed != (rec.committee, rec.threshold, rec.public_key):
+            raise Refused("retire_request_mismatch", "does not match the vault this peer holds")
+        if tuple(sorted(peers)) != tuple(sorted(rec.peers())) or caller not in peers:
+            raise Refused("retire_needs_every_peer", f"{sorted(peers)} != {sorted(rec.peers())}")
+        self.verifier.verify_ceremony(body, cer.CeremonyIntent(
+            "", rec.vault_id, "retire", tuple(sorted(rec.peers())), rec.threshold, (), 0, "", rec.public_key))
+        c = Ceremony(cid, "reshare", tuple(sorted(peers)), caller, [], body, request_id=body["request_id"])
+        c.drop_vault = True
         return c

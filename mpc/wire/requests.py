@@ -21,7 +21,7 @@ from node import limits
 from node.ports import Approval, InputKey, Payment, SigningDigest, UnsignedTransaction, WithdrawalIntent, approval_message
 
 DOMAIN = b"custody/signer-request/v1\n"
-KINDS = ("keygen", "sign", "reshare", "reserves")
+KINDS = ("keygen", "sign", "reshare", "reserves", "retire")
 
 
 class Refused(Exception):
@@ -52,14 +52,30 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def keygen_request(vault_id: str, committee, threshold: int, request_id: str | None = None) -> dict:
+def keygen_request(vault_id: str, committee, threshold: int, request_id: str | None = None,
+                   ceremony=None, approvals=()) -> dict:
+    """`ceremony`: the approved CeremonyIntent (mpc/wire/ceremony.py); `approvals` of it."""
     return {"kind": "keygen", "request_id": request_id or new_request_id(), "created_at_ms": now_ms(),
-            "vault_id": vault_id, "committee": sorted(committee), "threshold": threshold}
+            "vault_id": vault_id, "committee": sorted(committee), "threshold": threshold,
+            "ceremony": ceremony.canonical() if ceremony is not None else None,
+            "approvals": [_approval_json(a) for a in approvals]}
 
 
-def reshare_request(vault_id: str, new_committee, new_threshold: int, request_id: str | None = None) -> dict:
+def reshare_request(vault_id: str, new_committee, new_threshold: int, request_id: str | None = None,
+                    ceremony=None, approvals=()) -> dict:
+    """The caller adds old_committee (party ids), old_threshold, public_key, chain_code."""
     return {"kind": "reshare", "request_id": request_id or new_request_id(), "created_at_ms": now_ms(),
-            "vault_id": vault_id, "new_committee": sorted(new_committee), "new_threshold": new_threshold}
+            "vault_id": vault_id, "new_committee": sorted(new_committee), "new_threshold": new_threshold,
+            "ceremony": ceremony.canonical() if ceremony is not None else None,
+            "approvals": [_approval_json(a) for a in approvals]}
+
+
+def retire_request(vault_id: str, request_id: str | None = None, ceremony=None, approvals=()) -> dict:
+    """Every share of the vault destroyed (sent over the Reshare RPC); the caller adds
+    old_committee (party ids), old_threshold and public_key, as for a reshare."""
+    return {"kind": "retire", "request_id": request_id or new_request_id(), "created_at_ms": now_ms(), "vault_id": vault_id,
+            "ceremony": ceremony.canonical() if ceremony is not None else None,
+            "approvals": [_approval_json(a) for a in approvals]}
 
 
 def sign_request(vault_id: str, tx: UnsignedTransaction | None, intent: WithdrawalIntent | None,

@@ -136,8 +136,15 @@ class LocalCluster:
         return tail(self.procs[name].stderr_path, 200_000)
 
     # ---------------------------------------------------------------- node side
+    def add_policy(self, toml: str, peers=None) -> None:
+        """Appends tables to the peers' policy files (before they start, or before a restart)."""
+        for name in peers or self.names:
+            with (self.dir / name / "policy.toml").open("a") as f:
+                f.write("\n" + toml.strip() + "\n")
+
     def client(self, coordinators=None) -> ClusterClient:
-        return ClusterClient.from_cluster_dir(self.info, coordinators)
+        """The node's client; its key ceremonies are approved by every dev approver (DevApprovers)."""
+        return ClusterClient.from_cluster_dir(self.info, coordinators, dev_approvals=True)
 
     def node_key(self) -> SigningKey:
         return SigningKey(bytes.fromhex(pathlib.Path(self.info["node"]["signing_key"]).read_text().strip()))

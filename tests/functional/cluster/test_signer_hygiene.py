@@ -28,7 +28,9 @@ _runs = itertools.count()
 
 @pytest.fixture(scope="module")
 def cluster(request):
-    yield from make_cluster(request, 2, 1, round_timeout_ms=5_000)
+    # Two peers: the vault is 2-of-2, which a policy must allow by name (n_of_n_allowed).
+    yield from make_cluster(request, 2, 1, round_timeout_ms=5_000,
+                            before_start=lambda c: c.add_policy("[ceremonies.vaults.hot-1]\nn_of_n_allowed = true"))
 
 
 def health_ready(metrics_port: int) -> bool:
