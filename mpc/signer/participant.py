@@ -39,8 +39,11 @@ PROOF_ROUND_FACTOR = 4
 
 
 class Participant:
-    def __init__(self, name: str, all_peers, mesh, metrics, records, store, preparer: Preparer, round_timeout_ms: int, log):
+    def __init__(self, name: str, all_peers, mesh, metrics, records, store, preparer: Preparer, round_timeout_ms: int, log,
+                 signer: envl.MessageSigner, keys: envl.PeerKeys):
         self.name = name
+        self.signer = signer  # signs every envelope and echo this peer sends
+        self.keys = keys  # the pinned peers' keys: checks theirs, and evidence
         self.all_peers = all_peers
         self.mesh = mesh
         self.metrics = metrics
@@ -130,6 +133,8 @@ class Participant:
                 if cold:
                     self._discard_unregistered(c)
                     raise Refused("peers_unreachable_from_here", ",".join(cold))
+            for old in self.registry.superseded(c):
+                self.abort(old, (), "superseded_by_a_new_join", notify=False)
             try:
                 self.registry.register(c)
             except Refused:
@@ -276,7 +281,8 @@ class Participant:
                 continue
             env = pb.Envelope(session_id=ls.sid, protocol=ls.protocol, round=ev.round, sender=p.party_id,
                               recipients=recipients, payload_hash=envl.payload_hash(payload), payload=payload,
-                              is_broadcast=bool(ev.is_broadcast))
+                              is_broadcast=bool(ev.is_broadcast), kind=envl.message_kind(payload))
+            env.signature = self.signer.sign(envl.envelope_digest(env))
             if peer == self.name:
                 self._deliver_local(c, ls, env)
             else:
@@ -346,7 +352,11 @@ class Participant:
             return
         if verdict[0] == "equivocation":
             log.warning("equivocation", culprits=",".join(verdict[1]))
-            self.abort(c, verdict[1], "equivocation: broadcasts differ between recipients")
+            self.abort(c, verdict[1], "equivocation: a sender signed two broadcasts for one slot", evidence=ls.echo.evidence())
+            return
+        if verdict[0] == "forged_echo":
+            log.warning("forged_echo", culprits=",".join(verdict[1]))
+            self.abort(c, verdict[1], "forged_echo: an echo of a broadcast its sender did not sign", evidence=ls.echo.evidence())
             return
         # Check the result before release (trust model 6).
         if ls.protocol == "sign":
@@ -416,12 +426,14 @@ class Participant:
 
     # ------------------------------------------------------------------ abort
     def abort(self, c: Ceremony, culprits: tuple[str, ...], reason: str, notify: bool = True,
-              only_unstarted: bool = False) -> None:
+              only_unstarted: bool = False, evidence=()) -> None:
+        """`culprits`: whom this peer names from what it saw itself, or from `evidence` it checked."""
         with c.cond:
             if c.state in ("aborted", "done", "committed") or (only_unstarted and c.state != "prepared"):
                 return
             unstarted = c.state == "prepared"  # Start flips it under this same condition
             c.state, c.culprits, c.reason = "aborted", tuple(sorted(set(culprits))), reason
+            c.evidence = list(evidence)
             c.cond.notify_all()
         if unstarted:
             self._release_unstarted(c)
@@ -438,7 +450,7 @@ class Participant:
         self._close(c)
         if notify:
             others = [p for p in c.peers if p != self.name]
-            req = pb.AbortRequest(session_id=c.cid, culprits=c.culprits, reason=reason[:500])
+            req = pb.AbortRequest(session_id=c.cid, culprits=c.culprits, reason=reason[:500], evidence=c.evidence)
             for p in others:
                 try:
                     self.keep(self.mesh.stub(p).Abort.future(req, timeout=limits.CLUSTER_PROBE_TIMEOUT_MS / 1000))
@@ -456,12 +468,35 @@ class Participant:
         self.metrics.active.set(self.active_sessions())
 
     def abort_from(self, caller: str, req: pb.AbortRequest) -> pb.Ack:
+        """Any peer of a ceremony may end it (one signer alone can always refuse). The culprits
+        it names count here only with evidence this peer checks itself; the others are kept
+        as accusations (accuser, accused) for the coordinator, never as culprits."""
         c = self.registry.ceremony(req.session_id)
         if c is None:
             return pb.Ack(ok=False, reason="unknown_session")
         if caller not in c.peers:
             return pb.Ack(ok=False, reason="caller_not_in_session")
-        self.abort(c, tuple(req.culprits), f"aborted_by {caller}: {req.reason}", notify=False)
+        if len(req.culprits) > len(self.all_peers) or len(req.evidence) > len(self.all_peers):
+            return pb.Ack(ok=False, reason="abort_malformed")
+        cids = {c.cid, *(ls.sid for ls in c.sessions)}
+        proven, evidence = set(), []
+        for ev in req.evidence:
+            who = envl.check_evidence(ev, self.keys, cids)
+            if who is not None and who in c.peers and who not in proven:
+                proven.add(who)
+                evidence.append(ev)
+        unproven = {x for x in req.culprits if x not in proven}
+        with c.cond:
+            c.accusations |= {(caller, x) for x in unproven if x in self.all_peers}
+        self.abort(c, tuple(sorted(proven)), f"aborted_by {caller}: {req.reason[:200]}", notify=False, evidence=evidence)
+        with c.cond:
+            if c.state == "aborted" and proven - set(c.culprits):  # evidence after the abort still counts
+                c.culprits = tuple(sorted(set(c.culprits) | proven))
+                c.evidence += [ev for ev in evidence if ev.culprit not in {e.culprit for e in c.evidence}]
+        if req.evidence and len(evidence) < len(req.evidence):
+            return pb.Ack(ok=False, reason="evidence_invalid")
+        if unproven:
+            return pb.Ack(ok=False, reason="culprits_unproven")
         return pb.Ack(ok=True)
 
     # ------------------------------------------------------------------ incoming traffic
@@ -472,17 +507,18 @@ class Participant:
                 if ls.state not in LIVE:
                     ls, finished = None, True
                 else:
-                    reason = envl.check_envelope(env, caller, ls.view)
+                    reason = envl.check_envelope(env, caller, ls.view, keys=self.keys)
         if ls is None:
-            reason = envl.check_envelope(env, caller, None, finished)
+            reason = envl.check_envelope(env, caller, None, finished, keys=self.keys)
         if reason is not None:
             self.metrics.envelopes_refused.labels(reason).inc()
             self.log.warning("envelope_refused", session=env.session_id[:8], round=env.round, sender=env.sender, by=caller, reason=reason)
             return pb.Ack(ok=False, reason=reason)
         ls.last_activity = time.monotonic()
         if env.is_broadcast:
-            echo_to = ls.echo.record_own(env.sender, env.round, env.payload_hash, env.recipients)
-            e = pb.Echo(session_id=ls.sid, sender=env.sender, round=env.round, payload_hash=env.payload_hash, echoer=self.name)
+            echo_to = ls.echo.record_own(env)
+            e = pb.Echo(session_id=ls.sid, echoer=self.name, broadcast=envl.header_of(env))
+            e.signature = self.signer.sign(envl.echo_digest(e))
             for peer in echo_to:
                 self._send_echo(ls, peer, e, limits.CLUSTER_ECHO_SEND_ATTEMPTS)
         self._deliver_local(c, ls, env)
@@ -508,15 +544,23 @@ class Participant:
         self.keep(self.mesh.stub(peer).EchoHashes.future(e, timeout=limits.CLUSTER_RPC_TIMEOUT_MS / 1000), done)
 
     def echo(self, caller: str | None, e: pb.Echo) -> pb.Ack:
+        """An echo counts only signed by its echoer (so it can incriminate it); one of a header
+        its sender did not sign names the echoer (EchoBook), never the sender."""
         ls, _, _ = self.registry.session(e.session_id)
         if caller is None or caller != e.echoer:
             return pb.Ack(ok=False, reason="echoer_not_authenticated_peer")
         if ls is None:
             return pb.Ack(ok=False, reason="unknown_session")
         peers = {wp.party_peer(x) for x in ls.view.parties}
-        if caller not in peers or e.sender not in ls.view.parties:
+        b = e.broadcast
+        if (caller not in peers or b.sender not in ls.view.parties or b.session_id != ls.sid or not b.is_broadcast
+                or b.protocol != ls.protocol or len(b.payload_hash) != 32 or b.payload):
             return pb.Ack(ok=False, reason="echoer_not_in_session")
-        ls.echo.record_echo(caller, e.sender, e.round, e.payload_hash)
+        if not self.keys.echo_signed(e):
+            return pb.Ack(ok=False, reason="signature_invalid")
+        reason = ls.echo.record_echo(e, self.keys.envelope_signed(b))
+        if reason is not None:
+            return pb.Ack(ok=False, reason=reason)
         return pb.Ack(ok=True)
 
     # ------------------------------------------------------------------ await / commit
@@ -532,7 +576,8 @@ class Participant:
                     break
                 c.cond.wait(left)
             return pb.SessionResult(session_id=cid, state=c.state, culprits=c.culprits, reason=c.reason,
-                                    public_key=c.public_key, chain_code=c.chain_code, signatures=c.signatures)
+                                    public_key=c.public_key, chain_code=c.chain_code, signatures=c.signatures,
+                                    evidence=c.evidence)
 
     def commit(self, caller: str, cid: str) -> pb.Ack:
         c, refusal = self._coordinated(caller, cid)

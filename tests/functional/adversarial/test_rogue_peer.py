@@ -99,8 +99,8 @@ def test_a_peer_that_hangs_mid_session_then_dies_is_named_and_a_new_quorum_signs
 
 def test_names_a_peer_sends_never_become_metric_labels(cluster, vault):
     """A rogue peer (playing coordinator: it Joins peer-1 directly) aborts the ceremony naming
-    culprits of its own invention: peer-1 counts them as "unknown", so no peer can grow the
-    label set of another's metrics without bound."""
+    culprits of its own invention, and no evidence: peer-1 ends the session (any peer may
+    refuse) but names nobody, so no peer can grow the label set of another's metrics."""
     signed = RogueNode(cluster).signed(withdrawal(cluster, vault))
     cid = os.urandom(16).hex()
     as_rogue = peer_stub(cluster, ROGUE, "peer-1")
@@ -108,8 +108,12 @@ def test_names_a_peer_sends_never_become_metric_labels(cluster, vault):
                                        request=signed.SerializeToString()), timeout=30)
     assert ack.ok, ack.reason
     invented = [f"no-such-peer-{i}" for i in range(3)]
+    before = cluster.metrics("peer-1")
     unknown_before = cluster.metric("peer-1", "custody_signer_aborts_total", culprit="unknown")
     ack = as_rogue.Abort(pb.AbortRequest(session_id=cid, culprits=invented, reason="made up"), timeout=10)
-    assert ack.ok, ack.reason
-    assert cluster.metric("peer-1", "custody_signer_aborts_total", culprit="unknown") == unknown_before + len(invented)
+    assert (ack.ok, ack.reason) == (False, "culprits_unproven")
+    assert as_rogue.Await(pb.AwaitRequest(session_id=cid, timeout_ms=1_000), timeout=10).state == "aborted"
+    assert cluster.metric("peer-1", "custody_signer_aborts_total", culprit="unknown") == unknown_before
     assert not any(name in cluster.metrics("peer-1") for name in invented)
+    assert before.count("custody_signer_aborts_total{") <= cluster.metrics("peer-1").count("custody_signer_aborts_total{") <= \
+        before.count("custody_signer_aborts_total{") + 1  # at most the series culprit="none" is new
