@@ -43,8 +43,8 @@ class SignerPeer:
         self.verifier = RequestVerifier(policy, cfg.environment, checkers, records)
         preparer = Preparer(self.name, self.all_peers, policy, self.verifier, store, records, preparams_source, self.log)
         self.participant = participant_class(self.name, self.all_peers, self.mesh, self.metrics, records, store, preparer,
-                                             cfg.round_timeout_ms, self.log, signer=envl.MessageSigner(identity.key_pem),
-                                             keys=envl.PeerKeys({self.name: identity.cert_pem, **peer_certs}))
+                                             cfg.round_timeout_ms, self.log, signer=envl.MessageSigner(identity.key_pem, self.metrics.observe_signature),
+                                             keys=envl.PeerKeys({self.name: identity.cert_pem, **peer_certs}, self.metrics.observe_signature))
         self.coordinator = Coordinator(self.name, self.all_peers, self.participant, self.verifier, store, self.mesh,
                                        self.metrics, self.log, Quarantine(cfg.data_dir / QUARANTINE_FILE))
         self.ready = False

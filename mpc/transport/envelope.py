@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import threading
+import time
 from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidSignature
@@ -94,32 +95,42 @@ def slot(env) -> tuple:
 class MessageSigner:
     """Signs with this peer's TLS private key (P-256), the key its pinned certificate names."""
 
-    def __init__(self, key_pem: bytes):
+    def __init__(self, key_pem: bytes, observe=None):
         self._key = serialization.load_pem_private_key(key_pem, password=None)
         assert isinstance(self._key, ec.EllipticCurvePrivateKey), "peer keys are P-256"
+        self._observe = observe  # observe("sign", seconds): the signatures' cost, for metrics
 
     def __repr__(self) -> str:
         return "MessageSigner(<key>)"
 
     def sign(self, digest: bytes) -> bytes:
-        return self._key.sign(digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+        t0 = time.perf_counter()
+        sig = self._key.sign(digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+        if self._observe is not None:
+            self._observe("sign", time.perf_counter() - t0)
+        return sig
 
 
 class PeerKeys:
     """name -> the public key of its pinned certificate; verifies their signatures."""
 
-    def __init__(self, certs: dict[str, bytes]):
+    def __init__(self, certs: dict[str, bytes], observe=None):
         self._keys = {n: x509.load_pem_x509_certificate(pem).public_key() for n, pem in certs.items()}
+        self._observe = observe  # observe("verify", seconds)
 
     def verify(self, peer: str, digest: bytes, signature: bytes) -> bool:
         key = self._keys.get(peer)
         if key is None or not signature or len(signature) > SIGNATURE_BYTES_MAX:
             return False
+        t0 = time.perf_counter()
         try:
             key.verify(bytes(signature), digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
             return True
         except (InvalidSignature, ValueError):
             return False
+        finally:
+            if self._observe is not None:
+                self._observe("verify", time.perf_counter() - t0)
 
     def envelope_signed(self, env) -> bool:
         return self.verify(party_peer(env.sender), envelope_digest(env), env.signature)
