@@ -275,6 +275,7 @@ class Participant:
         by_peer: dict[str, list[str]] = {}
         for r in recipients:
             by_peer.setdefault(wp.party_peer(r), []).append(r)
+        signatures: dict[bytes, bytes] = {}  # one signature per distinct header (a broadcast: one)
         for peer in by_peer:
             payload = self._payload_for(c, ls, p, ev, peer)
             if payload is None:
@@ -282,7 +283,10 @@ class Participant:
             env = pb.Envelope(session_id=ls.sid, protocol=ls.protocol, round=ev.round, sender=p.party_id,
                               recipients=recipients, payload_hash=envl.payload_hash(payload), payload=payload,
                               is_broadcast=bool(ev.is_broadcast), kind=envl.message_kind(payload))
-            env.signature = self.signer.sign(envl.envelope_digest(env))
+            digest = envl.envelope_digest(env)
+            if digest not in signatures:
+                signatures[digest] = self.signer.sign(digest)
+            env.signature = signatures[digest]
             if peer == self.name:
                 self._deliver_local(c, ls, env)
             else:
@@ -517,10 +521,11 @@ class Participant:
         ls.last_activity = time.monotonic()
         if env.is_broadcast:
             echo_to = ls.echo.record_own(env)
-            e = pb.Echo(session_id=ls.sid, echoer=self.name, broadcast=envl.header_of(env))
-            e.signature = self.signer.sign(envl.echo_digest(e))
-            for peer in echo_to:
-                self._send_echo(ls, peer, e, limits.CLUSTER_ECHO_SEND_ATTEMPTS)
+            if echo_to:  # a two-party session has no one to echo to
+                e = pb.Echo(session_id=ls.sid, echoer=self.name, broadcast=envl.header_of(env))
+                e.signature = self.signer.sign(envl.echo_digest(e))
+                for peer in echo_to:
+                    self._send_echo(ls, peer, e, limits.CLUSTER_ECHO_SEND_ATTEMPTS)
         self._deliver_local(c, ls, env)
         return pb.Ack(ok=True)
 
