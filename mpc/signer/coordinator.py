@@ -104,10 +104,16 @@ class Coordinator:
                             pass
             return cid, refusals, unreachable
         starts = self._fanout(peers, "Start", lambda p: pb.StartRequest(session_id=cid), limits.CLUSTER_RPC_TIMEOUT_MS)
-        bad = _failures(starts)
-        if bad:
-            self._abort_local(cid, [p for p, r in starts.items() if isinstance(r, Exception)], "start_failed")
-            return cid, {}, bad
+        dead = {p: str(r.code()) for p, r in starts.items() if isinstance(r, Exception)}
+        if dead:
+            self._abort_local(cid, list(dead), "start_failed")
+            return cid, {}, dead
+        refused = sorted(p for p, r in starts.items() if not r.ok)
+        if refused:
+            # Its session already ended there: an Abort raced our Start (a peer may abort at
+            # once, naming anyone). Not the refuser's fault: the attempt ends, and blame is
+            # decided like any abort's.
+            self._abort_local(cid, (), "start_refused_by " + ",".join(refused))
         return cid, {}, {}
 
     def _await_all(self, cid: str, peers) -> dict:
@@ -139,8 +145,11 @@ class Coordinator:
         return [p for p in others if probed.get(p)]
 
     def _pick_quorum(self, healthy: list[str], threshold: int) -> list[str]:
-        """`threshold` co-signers from `healthy` (in order) with no pair in conflict, this
-        coordinator included; when that is impossible, the first ones, and an alert."""
+        """`threshold` co-signers from `healthy` with no pair in conflict, this coordinator
+        included; when that is impossible, the first ones, and an alert. Peers in fewer
+        conflicts come first (then in `healthy`'s order): a peer that accuses many sinks."""
+        conflicts = self.quarantine.conflicts()
+        healthy = sorted(healthy, key=lambda p: sum(p in pair for pair in conflicts))
         chosen: list[str] = []
         for p in healthy:
             if not any(self.quarantine.in_conflict(p, q) for q in (self.name, *chosen)):

@@ -21,14 +21,21 @@ def coordinator(conflicts=()) -> Coordinator:
 
 
 def test_a_quorum_holds_no_conflicting_pair():
-    assert coordinator()._pick_quorum(["peer-2", "peer-3", "peer-4"], 2) == ["peer-2", "peer-3"]
+    assert sorted(coordinator()._pick_quorum(["peer-2", "peer-3", "peer-4"], 2)) == ["peer-2", "peer-3"]
     # peer-3 accused peer-2 without proof: they never sign together; the rogue isolates itself.
-    assert coordinator([("peer-3", "peer-2")])._pick_quorum(["peer-2", "peer-3", "peer-4"], 2) == ["peer-2", "peer-4"]
+    assert sorted(coordinator([("peer-3", "peer-2")])._pick_quorum(["peer-2", "peer-3", "peer-4"], 2)) == ["peer-2", "peer-4"]
     # ... nor with the coordinator it accused.
-    assert coordinator([("peer-2", "peer-1")])._pick_quorum(["peer-2", "peer-3", "peer-4"], 2) == ["peer-3", "peer-4"]
+    assert sorted(coordinator([("peer-2", "peer-1")])._pick_quorum(["peer-2", "peer-3", "peer-4"], 2)) == ["peer-3", "peer-4"]
+
+
+def test_a_peer_in_more_conflicts_is_chosen_last():
+    # peer-2 accused peer-3 and peer-4: {peer-2, peer-5} would hold no conflict and peer-2 comes
+    # first in the healthy order, but it sinks behind every peer in fewer conflicts.
+    c = coordinator([("peer-2", "peer-3"), ("peer-2", "peer-4")])
+    assert sorted(c._pick_quorum(["peer-2", "peer-3", "peer-4", "peer-5"], 2)) == ["peer-3", "peer-5"]
 
 
 def test_when_every_quorum_holds_a_conflict_the_first_healthy_sign_and_an_alert_is_raised():
     c = coordinator([("peer-2", "peer-1"), ("peer-3", "peer-1")])
-    assert c._pick_quorum(["peer-2", "peer-3"], 1) == ["peer-2"]
+    assert sorted(c._pick_quorum(["peer-2", "peer-3"], 1)) == ["peer-2"]
     assert c.metrics.registry.get_sample_value("custody_signer_blame_alerts_total", {"kind": "conflict_unavoidable"}) == 1
