@@ -45,6 +45,7 @@ CLUSTER_SESSIONS_PER_COORDINATOR_MAX = 64   # ... of them for one coordinator (p
 CLUSTER_ENVELOPES_PER_PEER_SESSION_MAX = 1_024  # envelopes accepted from one peer in one session
 CLUSTER_ECHOES_PER_PEER_SESSION_MAX = 1_024  # echoes held from one peer in one session
 CLUSTER_BLAME_AWAIT_MS = 3_000              # after an abort, the coordinator asks each peer what it saw
+CLUSTER_AWAITS_PER_PEER_MAX = 8             # Await calls one peer may have waiting at another at once
 CLUSTER_BUFFERED_MESSAGES_MAX = 256         # per session, received before it started
 CLUSTER_RECENT_SESSIONS_MAX = 4_096         # finished session ids remembered (replays are refused)
 CLUSTER_RECENT_CEREMONIES_MAX = 256         # ended ceremonies kept for Await / Commit

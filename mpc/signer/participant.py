@@ -56,6 +56,8 @@ class Participant:
         # gRPC cancels a call whose future is garbage-collected: in-flight calls live here.
         self._inflight: set = set()
         self._inflight_lock = threading.Lock()
+        # Await holds an RPC thread while it waits: calls in progress per calling peer.
+        self._awaiting: dict[str, int] = {}
 
     def keep(self, f, callback=None):
         with self._inflight_lock:
@@ -570,19 +572,29 @@ class Participant:
 
     # ------------------------------------------------------------------ await / commit
     def await_result(self, caller: str, cid: str, timeout_s: float) -> pb.SessionResult:
+        """For the peers of the ceremony only, and at most CLUSTER_AWAITS_PER_PEER_MAX at once
+        per caller: a peer cannot hold this peer's RPC threads in waits."""
         c = self.registry.ceremony(cid)
-        if c is None:
+        if c is None or caller not in c.peers:
             return pb.SessionResult(session_id=cid, state="unknown")
-        deadline = time.monotonic() + min(timeout_s, limits.CLUSTER_CEREMONY_TIMEOUT_MS / 1000)
-        with c.cond:
-            while c.state in LIVE:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                c.cond.wait(left)
-            return pb.SessionResult(session_id=cid, state=c.state, culprits=c.culprits, reason=c.reason,
-                                    public_key=c.public_key, chain_code=c.chain_code, signatures=c.signatures,
-                                    evidence=c.evidence)
+        with self._inflight_lock:
+            if self._awaiting.get(caller, 0) >= limits.CLUSTER_AWAITS_PER_PEER_MAX:
+                return pb.SessionResult(session_id=cid, state="too_many_awaits")
+            self._awaiting[caller] = self._awaiting.get(caller, 0) + 1
+        try:
+            deadline = time.monotonic() + min(timeout_s, limits.CLUSTER_CEREMONY_TIMEOUT_MS / 1000)
+            with c.cond:
+                while c.state in LIVE:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    c.cond.wait(left)
+                return pb.SessionResult(session_id=cid, state=c.state, culprits=c.culprits, reason=c.reason,
+                                        public_key=c.public_key, chain_code=c.chain_code, signatures=c.signatures,
+                                        evidence=c.evidence)
+        finally:
+            with self._inflight_lock:
+                self._awaiting[caller] -= 1
 
     def commit(self, caller: str, cid: str) -> pb.Ack:
         c, refusal = self._coordinated(caller, cid)

@@ -193,6 +193,11 @@ def test_a_peer_flooding_joins_echoes_and_aborts_holds_bounded_state_and_signing
         e.signature = me.sign(envl.echo_digest(e))
         replies.append(as_rogue.EchoHashes(e, timeout=10))
     assert all(r.ok for r in replies[:-1]) and (replies[-1].ok, replies[-1].reason) == (False, "echo_limit_reached")
+    # Awaits that hold peer-1's RPC threads: at most CLUSTER_AWAITS_PER_PEER_MAX wait at once.
+    waits = [as_rogue.Await.future(pb.AwaitRequest(session_id=cids[-1], timeout_ms=5_000), timeout=30)
+             for _ in range(limits.CLUSTER_AWAITS_PER_PEER_MAX + 4)]
+    states = [f.result().state for f in waits]
+    assert states.count("prepared") <= limits.CLUSTER_AWAITS_PER_PEER_MAX and states.count("too_many_awaits") >= 4, states
     # Aborts of sessions that do not exist: refused, nothing kept, no new metric series.
     series = len(cluster.metrics("peer-1").splitlines())
     for _ in range(100):
