@@ -565,7 +565,7 @@ class Participant:
             return pb.Ack(ok=False, reason="echoer_not_in_session")
         if not self.keys.echo_signed(e):
             return pb.Ack(ok=False, reason="signature_invalid")
-        reason = ls.echo.record_echo(e, self.keys.envelope_signed(b))
+        reason = ls.echo.record_echo(e, ls.echo.have(b) or self.keys.envelope_signed(b))
         if reason is not None:
             return pb.Ack(ok=False, reason=reason)
         return pb.Ack(ok=True)

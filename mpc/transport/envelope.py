@@ -263,6 +263,13 @@ class EchoBook:
             self._addressed.setdefault(key, set()).update(others)
         return others
 
+    def have(self, header) -> bool:
+        """Whether `header`, its signature included, is one we received and checked ourselves
+        (an echo of it then needs no second check of the sender's signature)."""
+        with self._lock:
+            own = self._own.get(slot(header), {}).get(bytes(header.payload_hash))
+            return own is not None and own.protocol == header.protocol and bytes(own.signature) == bytes(header.signature)
+
     def record_echo(self, e, signed_by_sender: bool) -> str | None:
         """`e`: an echo whose echoer signature and session were checked. None when kept; else
         the refusal reason. An echo of a header its sender did not sign is the echoer's lie."""

@@ -208,6 +208,16 @@ def test_evidence_that_proves_nothing_names_nobody():
     assert check_evidence(pb.Evidence(kind="hearsay", culprit="peer-2"), KEYS, {SID}) is None
 
 
+def test_an_echo_of_the_header_we_checked_ourselves_needs_no_second_check():
+    book = book_for()
+    a = bcast(b"A")
+    book.record_own(a)
+    assert book.have(header_of(a))
+    resigned = header_of(a)
+    resigned.signature = SIGNERS["peer-3"].sign(envelope_digest(resigned))  # same header, not peer-2's signature
+    assert not book.have(resigned) and not book.have(header_of(bcast(b"B")))
+
+
 def test_echo_before_own_copy_is_kept():
     book = book_for()
     c = bcast(b"C", rnd=2, recipients=["peer-1:0", "peer-3:0"])
