@@ -1,12 +1,13 @@
-"""Envelope checks and the broadcast echo book: pure functions over plain data.
+"""Envelope checks, message signatures and the broadcast echo book.
 
-Every tss message travels in an Envelope binding session id, protocol, round, sender, recipients
-and payload hash. The receiver refuses it (a reason, never an exception) unless:
+Every tss message travels in an Envelope binding session id, protocol, round, sender, recipients,
+kind and payload hash, signed by the sender peer with the key of its pinned TLS certificate
+(P-256; a domain tag keeps these signatures apart from the TLS handshake's). The receiver refuses it (a reason, never an exception) unless:
   1. the sender party belongs to the mTLS-authenticated peer,
   2. the session is one this peer is running now (a replay from another session, or of a finished
      one, names a session that is unknown or closed here),
   3. protocol, sender and recipients belong to that session, and a recipient is hosted here,
-  4. the payload hashes to payload_hash, and the round is in range,
+  4. the payload hashes to payload_hash and is of its kind, and the round is in range,
   5. it is signed by the sender peer's pinned key (`signature`, over the header),
   6. a broadcast goes to a whole committee (so no two recipients can be told apart unseen),
   7. it is not a copy of a message already received, and its sender is within its bound.
@@ -26,10 +27,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
-from cryptography import x509
 
 from mpc.wire.parties import generation_of, party_peer
 from node import limits
