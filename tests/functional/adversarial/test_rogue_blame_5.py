@@ -72,6 +72,20 @@ def test_bogus_echoes_name_the_echoer_with_evidence(cluster, vault):
     assert_no_honest_peer_blamed(cluster)
 
 
+def test_a_peer_that_stalls_after_round_1_is_named_by_the_coordinators_own_deadline(cluster, vault):
+    """peer-2 sends round 1, then nothing (as if hung): peer-1's own round deadline names it (its
+    second proof at peer-1, after the bogus echoes), and peer-1 signs with two honest peers."""
+    cluster.set_faults(ROGUE, {"hold_at_round": 2, "protocol": "sign"})
+    try:
+        reply = sign_with_rogue_in_quorum(cluster, vault, "peer-1")
+        assert reply.attempts == 2 and list(reply.culprits) == [ROGUE], (reply.attempts, reply.culprits, reply.reason)
+        assert "round_timeout" in reply.reason and ROGUE not in reply.committee, reply.reason
+        assert "fault_hold" in cluster.stderr(ROGUE)
+        assert_no_honest_peer_blamed(cluster)
+    finally:
+        cluster.set_faults(ROGUE, {})
+
+
 def test_malformed_messages_isolate_their_sender(cluster, vault):
     """peer-2's round-1 messages are bytes tss-lib cannot read. GG18 names the sender to each
     recipient, which no one else can check: the pairs are kept apart, so the coordinator's next
