@@ -19,7 +19,9 @@ serialises parties; measured against it the cluster looked faster than the floor
 Requests use opaque digests, allowed only because the benchmark's cluster configs say
 environment = "test" (the request checks themselves are measured in bench/chains.py). Also
 reported: the durable records' write cost per signature at each peer (its fsynced appends,
-from the peers' own custody_signer_records_append_seconds histograms).
+from the peers' own custody_signer_records_append_seconds histograms), and the envelope
+signatures' cost per signing session, all peers together (every envelope and echo signed by its
+sender's pinned key and checked by its receiver: the peers' custody_signer_message_signature_seconds).
 
     python bench/cluster.py [--quick]
 """
@@ -179,6 +181,11 @@ def run_size(tmp: pathlib.Path, n: int, t: int, rounds: int, concurrency: int, t
         for _ in range(2):
             inprocess_sign(parties, shares, t)
             cluster_sign(client, vault)
+        def sig_totals():
+            return tuple(sum(cluster.metric(nm, f"custody_signer_message_signature_seconds_{k}", op=op) for nm in cluster.names)
+                         for op in ("sign", "verify") for k in ("count", "sum"))
+
+        sig_before = sig_totals()
         base, clus = [], []
         for i in range(rounds):  # alternate, so both see the same machine load
             base.append(inprocess_sign(parties, shares, t))
@@ -187,6 +194,8 @@ def run_size(tmp: pathlib.Path, n: int, t: int, rounds: int, concurrency: int, t
         progress(f"[{label}] throughput, {concurrency} concurrent sessions, {total} signatures each side")
         tp_base = throughput(lambda: inprocess_sign(parties, shares, t), concurrency, total)
         tp_clus = throughput(lambda: cluster_sign(client, vault), concurrency, total)
+        sessions = rounds + total  # one digest each: one tss session per signing
+        signs, sign_s, verifies, verify_s = (a - b for a, b in zip(sig_totals(), sig_before))
         tp_base2 = throughput(lambda: inprocess_sign(parties, shares, t), concurrency, total)
         tp_base = (tp_base + tp_base2) / 2  # baseline before and after: the load drifts
         # The durable records' cost (admit + signed, fsynced, at every peer of the quorum), from
@@ -196,7 +205,9 @@ def run_size(tmp: pathlib.Path, n: int, t: int, rounds: int, concurrency: int, t
         appends = sum(cluster.metric(nm, "custody_signer_records_append_seconds_count") for nm in cluster.names)
         return {"dkg_s": dkg_s, "base_p50": median(base), "base_p90": percentile(base, 90), "clus_p50": median(clus),
                 "clus_p90": percentile(clus, 90), "tp_base": tp_base, "tp_clus": tp_clus,
-                "records_ms_per_sig": 1000 * append_s / sigs, "records_appends_per_sig": appends / sigs}
+                "records_ms_per_sig": 1000 * append_s / sigs, "records_appends_per_sig": appends / sigs,
+                "msg_signs_per_session": signs / sessions, "msg_verifies_per_session": verifies / sessions,
+                "msg_sig_ms_per_session": 1000 * (sign_s + verify_s) / sessions}
     finally:
         cluster.stop_all()
 
@@ -263,6 +274,10 @@ def main() -> int:
         figure(BENCH, f"throughput_ratio_{label}", round(r["tp_clus"] / r["tp_base"], 3), "ratio")
         figure(BENCH, f"records_appends_per_signature_{label}", round(r["records_appends_per_sig"], 2), "appends/peer")
         figure(BENCH, f"records_write_ms_per_signature_{label}", round(r["records_ms_per_sig"], 3), "ms/peer")
+        figure(BENCH, f"envelope_signatures_made_per_session_{label}", round(r["msg_signs_per_session"], 1), "signatures")
+        figure(BENCH, f"envelope_signatures_checked_per_session_{label}", round(r["msg_verifies_per_session"], 1), "checks")
+        figure(BENCH, f"envelope_signatures_ms_per_session_{label}", round(r["msg_sig_ms_per_session"], 2), "ms (all peers, CPU)")
+        figure(BENCH, f"envelope_signatures_share_of_p50_{label}", round(r["msg_sig_ms_per_session"] / 1000 / r["clus_p50"], 4), "ratio")
     figure(BENCH, "p50_ratio", round(r3["clus_p50"] / r3["base_p50"], 3), "ratio")
     figure(BENCH, "throughput_ratio", round(r3["tp_clus"] / r3["tp_base"], 3), "ratio")
     return 0

@@ -40,7 +40,12 @@ CLUSTER_ECHO_WAIT_MS = 10_000               # after Done, wait at least this lon
 CLUSTER_ECHO_SEND_ATTEMPTS = 5              # an echo that failed (deadline, unavailable) is resent
 CLUSTER_CEREMONY_TIMEOUT_MS = 600_000       # one ceremony attempt, all rounds
 CLUSTER_SIGN_ATTEMPTS_MAX = 3               # coordinator retries with another quorum
-CLUSTER_ACTIVE_SESSIONS_MAX = 64            # tss sessions hosted by one peer at once
+CLUSTER_ACTIVE_SESSIONS_MAX = 128           # tss sessions hosted by one peer at once
+CLUSTER_SESSIONS_PER_COORDINATOR_MAX = 64   # ... of them for one coordinator (prepared or running)
+CLUSTER_ENVELOPES_PER_PEER_SESSION_MAX = 1_024  # envelopes accepted from one peer in one session
+CLUSTER_ECHOES_PER_PEER_SESSION_MAX = 1_024  # echoes held from one peer in one session
+CLUSTER_BLAME_AWAIT_MS = 3_000              # after an abort, the coordinator asks each peer what it saw
+CLUSTER_AWAITS_PER_PEER_MAX = 8             # Await calls one peer may have waiting at another at once
 CLUSTER_BUFFERED_MESSAGES_MAX = 256         # per session, received before it started
 CLUSTER_RECENT_SESSIONS_MAX = 4_096         # finished session ids remembered (replays are refused)
 CLUSTER_RECENT_CEREMONIES_MAX = 256         # ended ceremonies kept for Await / Commit
@@ -55,6 +60,8 @@ CLUSTER_RPC_WORKERS_MAX = 64                # gRPC server threads per peer
 CLUSTER_QUARANTINE_ABORTS = 3               # aborts as culprit within the window -> quarantine
 CLUSTER_QUARANTINE_WINDOW_S = 600
 CLUSTER_QUARANTINE_S = 900
+CLUSTER_CONFLICT_S = 3_600                  # an unproven accusation keeps the pair apart this long
+CLUSTER_CONFLICTS_MAX = CLUSTER_PEERS_MAX * (CLUSTER_PEERS_MAX - 1) // 2  # every pair at most once
 CLUSTER_RATE_WINDOW_S = 3_600               # rate limits are per rolling hour
 CLUSTER_RATE_EVENTS_MAX = 100_000           # admitted requests per rolling hour (a policy may allow no more)
 # A peer's durable records (mpc/signer/records.py): an append-only, MAC-chained log.
@@ -261,7 +268,9 @@ assert CLUSTER_PROBE_TIMEOUT_MS <= CLUSTER_PROBE_KNOWN_GOOD_TIMEOUT_MS < CLUSTER
 assert CLUSTER_ROUND_TIMEOUT_MS_MAX <= CLUSTER_CEREMONY_TIMEOUT_MS
 assert CLUSTER_START_DEADLINE_MS > CLUSTER_JOIN_TIMEOUT_MS + CLUSTER_RPC_TIMEOUT_MS  # the coordinator's Join fan-out, then its Start
 assert CLUSTER_REQUEST_BYTES_MAX < CLUSTER_MESSAGE_BYTES_MAX
-assert CLUSTER_DIGESTS_PER_REQUEST_MAX <= CLUSTER_ACTIVE_SESSIONS_MAX
+assert CLUSTER_DIGESTS_PER_REQUEST_MAX <= CLUSTER_SESSIONS_PER_COORDINATOR_MAX
+# one coordinator (a rogue one holding joined sessions) leaves room for a full request of another
+assert CLUSTER_SESSIONS_PER_COORDINATOR_MAX + CLUSTER_DIGESTS_PER_REQUEST_MAX <= CLUSTER_ACTIVE_SESSIONS_MAX
 assert CLUSTER_SIGN_ATTEMPTS_MAX >= 2  # one retry with a new quorum at least
 assert CLUSTER_QUARANTINE_ABORTS >= 2  # one abort alone never quarantines a peer
 assert CLUSTER_RECENT_CEREMONIES_MAX <= CLUSTER_RECENT_SESSIONS_MAX  # a pruned ceremony's sessions are still known as finished

@@ -64,8 +64,11 @@ class Ceremony:
     body: dict
     request_id: str = ""
     state: str = "prepared"  # prepared | running | done | aborted | committed
-    culprits: tuple[str, ...] = ()
+    culprits: tuple[str, ...] = ()  # whom this peer names: its own observation or checked evidence
     reason: str = ""
+    evidence: list = field(default_factory=list)  # pb.Evidence backing some of `culprits`
+    # (accuser, accused): named by another peer without evidence this peer could check
+    accusations: set = field(default_factory=set)
     signatures: list = field(default_factory=list)
     public_key: bytes = b""
     chain_code: bytes = b""
@@ -94,8 +97,10 @@ class Ceremony:
 
 class Registry:
     """The ceremonies and sessions of one peer, bounded: at most CLUSTER_ACTIVE_SESSIONS_MAX
-    live sessions, CLUSTER_RECENT_CEREMONIES_MAX ended ceremonies kept for Await/Commit, and
-    CLUSTER_RECENT_SESSIONS_MAX ended session ids remembered (a replay names a finished one)."""
+    live sessions, of them CLUSTER_SESSIONS_PER_COORDINATOR_MAX for any one coordinator (a
+    peer replaying node-signed requests in Joins holds no more), CLUSTER_RECENT_CEREMONIES_MAX
+    ended ceremonies kept for Await/Commit, and CLUSTER_RECENT_SESSIONS_MAX ended session ids
+    remembered (a replay names a finished one)."""
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -132,11 +137,22 @@ class Registry:
         with self.lock:
             return [c for c in self._ceremonies.values() if c.start_overdue(now)]
 
+    def superseded(self, c: Ceremony) -> list[Ceremony]:
+        """The live ceremonies of c's coordinator for c's request: its new Join replaces them
+        (a coordinator retrying loses nothing; one replaying a request holds one ceremony)."""
+        with self.lock:
+            return [e for e in self._ceremonies.values() if e.state in LIVE and e.coordinator == c.coordinator
+                    and e.request_id == c.request_id and e.cid != c.cid]
+
     def register(self, c: Ceremony) -> None:
-        """Refused('too_many_sessions') when its sessions would pass the bound."""
+        """Refused('too_many_sessions') when its sessions would pass a bound."""
         with self.lock:
             if self._active_locked() + len(c.sessions) > limits.CLUSTER_ACTIVE_SESSIONS_MAX:
                 raise Refused("too_many_sessions")
+            mine = sum(len([s for s in e.sessions if s.state in LIVE]) for e in self._ceremonies.values()
+                       if e.coordinator == c.coordinator and e.state in LIVE)
+            if mine + len(c.sessions) > limits.CLUSTER_SESSIONS_PER_COORDINATOR_MAX:
+                raise Refused("too_many_sessions_for_coordinator")
             ended = [cid for cid, e in self._ceremonies.items() if e.state in ENDED]
             for cid in ended[: max(0, len(ended) - limits.CLUSTER_RECENT_CEREMONIES_MAX)]:
                 self._ceremonies.pop(cid).forget_secrets()  # the oldest ended go first

@@ -5,8 +5,9 @@
                Join(session, peers, request) to each: every peer checks the request against its
                own policy and prepares its tss sessions (nothing runs yet);
                Start to each: the sessions run (participant.py);
-               the coordinator retries a failed signing with another quorum and quarantines
-               repeat culprits.
+               the coordinator retries a failed signing with another quorum; it quarantines
+               repeat culprits it can prove (_blame), and keeps an accuser and the peer it
+               accused without proof out of one quorum.
   keygen/reshare end with Await (every party reports the group key it got) and Commit (only
   then does any peer write its sealed share).
 
@@ -24,6 +25,7 @@ import grpc
 from mpc.proto import signer_pb2 as pb
 from mpc.signer.participant import Participant
 from mpc.signer.quarantine import Quarantine
+from mpc.transport import envelope as envl
 from mpc.wire import ceremony as cer
 from mpc.wire import parties as wp
 from mpc.wire.requests import Refused
@@ -37,7 +39,8 @@ def _failures(replies: dict) -> dict[str, str]:
 
 
 class Coordinator:
-    def __init__(self, name: str, all_peers, participant: Participant, verifier, store, mesh, metrics, log):
+    def __init__(self, name: str, all_peers, participant: Participant, verifier, store, mesh, metrics, log,
+                 quarantine: Quarantine | None = None):
         self.name = name
         self.all_peers = all_peers
         self.participant = participant
@@ -46,7 +49,11 @@ class Coordinator:
         self.mesh = mesh
         self.metrics = metrics
         self.log = log
-        self.quarantine = Quarantine()
+        self.quarantine = quarantine if quarantine is not None else Quarantine()
+        for p in self.quarantine.quarantined():  # state kept across a restart shows at once
+            self.metrics.quarantined.labels(self.metrics.peer_label(p)).set(1)
+        for a, b in self.quarantine.conflicts():
+            self.metrics.conflicts.labels(self.metrics.peer_label(a), self.metrics.peer_label(b)).set(1)
         self._last_probe_ok: dict[str, bool] = {}
 
     # ------------------------------------------------------------------ calls
@@ -98,10 +105,16 @@ class Coordinator:
                             pass
             return cid, refusals, unreachable
         starts = self._fanout(peers, "Start", lambda p: pb.StartRequest(session_id=cid), limits.CLUSTER_RPC_TIMEOUT_MS)
-        bad = _failures(starts)
-        if bad:
-            self._abort_local(cid, [p for p, r in starts.items() if isinstance(r, Exception)], "start_failed")
-            return cid, {}, bad
+        dead = {p: str(r.code()) for p, r in starts.items() if isinstance(r, Exception)}
+        if dead:
+            self._abort_local(cid, list(dead), "start_failed")
+            return cid, {}, dead
+        refused = sorted(p for p, r in starts.items() if not r.ok)
+        if refused:
+            # Its session already ended there: an Abort raced our Start (a peer may abort at
+            # once, naming anyone). Not the refuser's fault: the attempt ends, and blame is
+            # decided like any abort's.
+            self._abort_local(cid, (), "start_refused_by " + ",".join(refused))
         return cid, {}, {}
 
     def _await_all(self, cid: str, peers) -> dict:
@@ -132,6 +145,77 @@ class Coordinator:
         self._last_probe_ok.update(probed)
         return [p for p in others if probed.get(p)]
 
+    def _pick_quorum(self, healthy: list[str], threshold: int) -> list[str]:
+        """`threshold` co-signers from `healthy` with no pair in conflict, this coordinator
+        included; when that is impossible, the first ones, and an alert. Peers in fewer
+        conflicts come first (then in `healthy`'s order): a peer that accuses many sinks."""
+        conflicts = self.quarantine.conflicts()
+        healthy = sorted(healthy, key=lambda p: sum(p in pair for pair in conflicts))
+        chosen: list[str] = []
+        for p in healthy:
+            if not any(self.quarantine.in_conflict(p, q) for q in (self.name, *chosen)):
+                chosen.append(p)
+                if len(chosen) == threshold:
+                    return chosen
+        self.metrics.blame_alerts.labels("conflict_unavoidable").inc()
+        self.log.warning("conflict_unavoidable", conflicts=str(self.quarantine.conflicts()))
+        return healthy[:threshold]
+
+    def _blame(self, cid: str, quorum, res, log) -> set[str]:
+        """After an aborted attempt: the peers proven to have misbehaved (they count toward
+        quarantine and are left out of the retries), and a conflict for every accusation nobody
+        could prove. Proof is evidence checked here (envelope.check_evidence), this
+        coordinator's own deadline on a peer that does not say it was itself waiting on another,
+        or an accusation of a peer that had no part in the session (false on its face)."""
+        c = self.participant.registry.ceremony(cid)
+        ids = {cid, *(ls.sid for ls in c.sessions)} if c is not None else {cid}
+        others = [p for p in quorum if p != self.name]
+        seen = self._fanout(others, "Await", lambda p: pb.AwaitRequest(session_id=cid, timeout_ms=limits.CLUSTER_BLAME_AWAIT_MS),
+                            limits.CLUSTER_BLAME_AWAIT_MS + 2_000)
+        reported = {p: {x for x in r.culprits if x in self.all_peers} for p, r in seen.items()
+                    if not isinstance(r, Exception) and r.state == "aborted"}
+        proven: dict[str, str] = {}
+        for ev in [*res.evidence, *(ev for r in seen.values() if not isinstance(r, Exception) for ev in r.evidence)]:
+            who = envl.check_evidence(ev, self.participant.keys, ids)
+            if who in quorum and who != self.name:
+                proven.setdefault(who, ev.kind)
+        pairs: set[tuple[str, str]] = set()
+        kind = res.reason.split(":")[0]
+        for x in res.culprits:
+            if x in proven or x == self.name or x not in quorum:
+                continue
+            if kind in ("round_timeout", "peer_unreachable", "echo_timeout", "inbox_full"):
+                waited_on = reported.get(x, set()) - {x}
+                if waited_on:  # x says it was itself held up: a chain nobody can settle
+                    pairs |= {(x, y) for y in waited_on}
+                else:
+                    proven[x] = kind
+            else:  # e.g. tss-lib naming a party: not provable to anyone else
+                pairs.add((self.name, x))
+        accusations = set(c.accusations) if c is not None else set()
+        accusations |= {(p, x) for p, names in reported.items() for x in names}
+        for accuser, x in sorted(accusations):
+            if accuser == x or x in proven or accuser in proven:
+                continue
+            if x not in quorum:
+                proven[accuser] = "false_accusation"
+                self.metrics.blame_alerts.labels("false_accusation").inc()
+            else:
+                pairs.add((accuser, x))
+        for x, why in sorted(proven.items()):
+            log.warning("peer_misbehaved", culprit=x, proof=why)
+            if self.quarantine.record_abort(x):
+                self.metrics.quarantined.labels(self.metrics.peer_label(x)).set(1)
+                log.warning("peer_quarantined", culprit=x)
+        for a, b in sorted(pairs):
+            if a in proven or b in proven or a == b:
+                continue
+            if self.quarantine.record_conflict(a, b):
+                self.metrics.blame_alerts.labels("conflict").inc()
+                log.warning("peers_in_conflict", accuser=a, accused=b)
+            self.metrics.conflicts.labels(*sorted((self.metrics.peer_label(a), self.metrics.peer_label(b)))).set(1)
+        return set(proven)
+
     # ------------------------------------------------------------------ sign
     def sign(self, signed: pb.SignedRequest) -> pb.CeremonyReply:
         held, keys = self.participant.prepare.vault_keys(signed.request)
@@ -149,7 +233,7 @@ class Coordinator:
             if len(healthy) < rec.threshold:
                 reasons.append(f"not_enough_healthy_peers: {len(healthy) + 1} < {rec.threshold + 1}")
                 break
-            quorum = tuple(sorted([self.name, *healthy[: rec.threshold]]))
+            quorum = tuple(sorted([self.name, *self._pick_quorum(healthy, rec.threshold)]))
             log = self.log.bind(attempt=attempt, quorum=",".join(quorum))
             cid, refusals, unreachable = self._run_ceremony("sign", quorum, signed)
             log = log.bind(session=cid[:8])
@@ -170,14 +254,10 @@ class Coordinator:
                                         public_key=bytes.fromhex(rec.public_key), chain_code=bytes.fromhex(rec.chain_code),
                                         committee=list(quorum), attempts=attempt,
                                         culprits=sorted(set(all_culprits)), reason="; ".join(reasons))
-            culprits = [p for p in res.culprits if p != self.name]
+            culprits = sorted(self._blame(cid, quorum, res, log))
             all_culprits += culprits
-            for p in culprits:
-                if self.quarantine.record_abort(p):
-                    self.metrics.quarantined.labels(self.metrics.peer_label(p)).set(1)
-                    log.warning("peer_quarantined", culprit=p)
             excluded |= set(culprits)
-            reasons.append(f"attempt {attempt}: aborted, culprits [{','.join(res.culprits)}]: {res.reason}")
+            reasons.append(f"attempt {attempt}: aborted, culprits [{','.join(culprits)}]: {res.reason}")
             log.warning("attempt_aborted", culprits=",".join(res.culprits), reason=res.reason)
         self.metrics.ceremonies.labels("sign", "failed").inc()
         return pb.CeremonyReply(ok=False, reason="signing_failed: " + " | ".join(reasons), culprits=sorted(set(all_culprits)),

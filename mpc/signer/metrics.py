@@ -27,6 +27,17 @@ class Metrics:
         self.records_append = Histogram("custody_signer_records_append_seconds", "one durable (fsynced) append to the records",
                                         buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1), registry=r)
         self.quarantined = Gauge("custody_signer_peer_quarantined", "1 while this peer keeps a peer in quarantine", ["peer"], registry=r)
+        self.message_signatures = Histogram("custody_signer_message_signature_seconds", "signing (op=sign) or checking "
+                                            "(op=verify) one envelope, echo or piece of evidence", ["op"],
+                                            buckets=(0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01), registry=r)
+        self.conflicts = Gauge("custody_signer_peer_conflict", "1 while this coordinator keeps two peers out of one quorum "
+                               "(an accusation nobody could prove)", ["peer_a", "peer_b"], registry=r)
+        self.blame_alerts = Counter("custody_signer_blame_alerts_total", "blame events to look at: conflict (a new pair), "
+                                    "conflict_unavoidable (no quorum without one), false_accusation", ["kind"], registry=r)
+
+    def observe_signature(self, op: str, seconds: float) -> None:
+        assert op in ("sign", "verify"), op
+        self.message_signatures.labels(op).observe(seconds)
 
     def peer_label(self, name: str) -> str:
         return name if name in self.peers or name == "none" else "unknown"

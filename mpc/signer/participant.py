@@ -39,8 +39,11 @@ PROOF_ROUND_FACTOR = 4
 
 
 class Participant:
-    def __init__(self, name: str, all_peers, mesh, metrics, records, store, preparer: Preparer, round_timeout_ms: int, log):
+    def __init__(self, name: str, all_peers, mesh, metrics, records, store, preparer: Preparer, round_timeout_ms: int, log,
+                 signer: envl.MessageSigner, keys: envl.PeerKeys):
         self.name = name
+        self.signer = signer  # signs every envelope and echo this peer sends
+        self.keys = keys  # the pinned peers' keys: checks theirs, and evidence
         self.all_peers = all_peers
         self.mesh = mesh
         self.metrics = metrics
@@ -53,6 +56,8 @@ class Participant:
         # gRPC cancels a call whose future is garbage-collected: in-flight calls live here.
         self._inflight: set = set()
         self._inflight_lock = threading.Lock()
+        # Await holds an RPC thread while it waits: calls in progress per calling peer.
+        self._awaiting: dict[str, int] = {}
 
     def keep(self, f, callback=None):
         with self._inflight_lock:
@@ -134,6 +139,8 @@ class Participant:
                 if cold:
                     self._discard_unregistered(c)
                     raise Refused("peers_unreachable_from_here", ",".join(cold))
+            for old in self.registry.superseded(c):
+                self.abort(old, (), "superseded_by_a_new_join", notify=False)
             try:
                 self.registry.register(c)
             except Refused:
@@ -277,13 +284,18 @@ class Participant:
         by_peer: dict[str, list[str]] = {}
         for r in recipients:
             by_peer.setdefault(wp.party_peer(r), []).append(r)
+        signatures: dict[bytes, bytes] = {}  # one signature per distinct header (a broadcast: one)
         for peer in by_peer:
             payload = self._payload_for(c, ls, p, ev, peer)
             if payload is None:
                 continue
             env = pb.Envelope(session_id=ls.sid, protocol=ls.protocol, round=ev.round, sender=p.party_id,
                               recipients=recipients, payload_hash=envl.payload_hash(payload), payload=payload,
-                              is_broadcast=bool(ev.is_broadcast))
+                              is_broadcast=bool(ev.is_broadcast), kind=envl.message_kind(payload))
+            digest = envl.envelope_digest(env)
+            if digest not in signatures:
+                signatures[digest] = self.signer.sign(digest)
+            env.signature = signatures[digest]
             if peer == self.name:
                 self._deliver_local(c, ls, env)
             else:
@@ -353,7 +365,11 @@ class Participant:
             return
         if verdict[0] == "equivocation":
             log.warning("equivocation", culprits=",".join(verdict[1]))
-            self.abort(c, verdict[1], "equivocation: broadcasts differ between recipients")
+            self.abort(c, verdict[1], "equivocation: a sender signed two broadcasts for one slot", evidence=ls.echo.evidence())
+            return
+        if verdict[0] == "forged_echo":
+            log.warning("forged_echo", culprits=",".join(verdict[1]))
+            self.abort(c, verdict[1], "forged_echo: an echo of a broadcast its sender did not sign", evidence=ls.echo.evidence())
             return
         # Check the result before release (trust model 6).
         if ls.protocol == "sign":
@@ -423,12 +439,14 @@ class Participant:
 
     # ------------------------------------------------------------------ abort
     def abort(self, c: Ceremony, culprits: tuple[str, ...], reason: str, notify: bool = True,
-              only_unstarted: bool = False) -> None:
+              only_unstarted: bool = False, evidence=()) -> None:
+        """`culprits`: whom this peer names from what it saw itself, or from `evidence` it checked."""
         with c.cond:
             if c.state in ("aborted", "done", "committed") or (only_unstarted and c.state != "prepared"):
                 return
             unstarted = c.state == "prepared"  # Start flips it under this same condition
             c.state, c.culprits, c.reason = "aborted", tuple(sorted(set(culprits))), reason
+            c.evidence = list(evidence)
             c.cond.notify_all()
         if unstarted:
             self._release_unstarted(c)
@@ -445,7 +463,7 @@ class Participant:
         self._close(c)
         if notify:
             others = [p for p in c.peers if p != self.name]
-            req = pb.AbortRequest(session_id=c.cid, culprits=c.culprits, reason=reason[:500])
+            req = pb.AbortRequest(session_id=c.cid, culprits=c.culprits, reason=reason[:500], evidence=c.evidence)
             for p in others:
                 try:
                     self.keep(self.mesh.stub(p).Abort.future(req, timeout=limits.CLUSTER_PROBE_TIMEOUT_MS / 1000))
@@ -463,12 +481,35 @@ class Participant:
         self.metrics.active.set(self.active_sessions())
 
     def abort_from(self, caller: str, req: pb.AbortRequest) -> pb.Ack:
+        """Any peer of a ceremony may end it (one signer alone can always refuse). The culprits
+        it names count here only with evidence this peer checks itself; the others are kept
+        as accusations (accuser, accused) for the coordinator, never as culprits."""
         c = self.registry.ceremony(req.session_id)
         if c is None:
             return pb.Ack(ok=False, reason="unknown_session")
         if caller not in c.peers:
             return pb.Ack(ok=False, reason="caller_not_in_session")
-        self.abort(c, tuple(req.culprits), f"aborted_by {caller}: {req.reason}", notify=False)
+        if len(req.culprits) > len(self.all_peers) or len(req.evidence) > len(self.all_peers):
+            return pb.Ack(ok=False, reason="abort_malformed")
+        cids = {c.cid, *(ls.sid for ls in c.sessions)}
+        proven, evidence = set(), []
+        for ev in req.evidence:
+            who = envl.check_evidence(ev, self.keys, cids)
+            if who is not None and who in c.peers and who not in proven:
+                proven.add(who)
+                evidence.append(ev)
+        unproven = {x for x in req.culprits if x not in proven}
+        with c.cond:
+            c.accusations |= {(caller, x) for x in unproven if x in self.all_peers}
+        self.abort(c, tuple(sorted(proven)), f"aborted_by {caller}: {req.reason[:200]}", notify=False, evidence=evidence)
+        with c.cond:
+            if c.state == "aborted" and proven - set(c.culprits):  # evidence after the abort still counts
+                c.culprits = tuple(sorted(set(c.culprits) | proven))
+                c.evidence += [ev for ev in evidence if ev.culprit not in {e.culprit for e in c.evidence}]
+        if req.evidence and len(evidence) < len(req.evidence):
+            return pb.Ack(ok=False, reason="evidence_invalid")
+        if unproven:
+            return pb.Ack(ok=False, reason="culprits_unproven")
         return pb.Ack(ok=True)
 
     # ------------------------------------------------------------------ incoming traffic
@@ -479,19 +520,21 @@ class Participant:
                 if ls.state not in LIVE:
                     ls, finished = None, True
                 else:
-                    reason = envl.check_envelope(env, caller, ls.view)
+                    reason = envl.check_envelope(env, caller, ls.view, keys=self.keys)
         if ls is None:
-            reason = envl.check_envelope(env, caller, None, finished)
+            reason = envl.check_envelope(env, caller, None, finished, keys=self.keys)
         if reason is not None:
             self.metrics.envelopes_refused.labels(reason).inc()
             self.log.warning("envelope_refused", session=env.session_id[:8], round=env.round, sender=env.sender, by=caller, reason=reason)
             return pb.Ack(ok=False, reason=reason)
         ls.last_activity = time.monotonic()
         if env.is_broadcast:
-            echo_to = ls.echo.record_own(env.sender, env.round, env.payload_hash, env.recipients)
-            e = pb.Echo(session_id=ls.sid, sender=env.sender, round=env.round, payload_hash=env.payload_hash, echoer=self.name)
-            for peer in echo_to:
-                self._send_echo(ls, peer, e, limits.CLUSTER_ECHO_SEND_ATTEMPTS)
+            echo_to = ls.echo.record_own(env)
+            if echo_to:  # a two-party session has no one to echo to
+                e = pb.Echo(session_id=ls.sid, echoer=self.name, broadcast=envl.header_of(env))
+                e.signature = self.signer.sign(envl.echo_digest(e))
+                for peer in echo_to:
+                    self._send_echo(ls, peer, e, limits.CLUSTER_ECHO_SEND_ATTEMPTS)
         self._deliver_local(c, ls, env)
         return pb.Ack(ok=True)
 
@@ -515,31 +558,50 @@ class Participant:
         self.keep(self.mesh.stub(peer).EchoHashes.future(e, timeout=limits.CLUSTER_RPC_TIMEOUT_MS / 1000), done)
 
     def echo(self, caller: str | None, e: pb.Echo) -> pb.Ack:
+        """An echo counts only signed by its echoer (so it can incriminate it); one of a header
+        its sender did not sign names the echoer (EchoBook), never the sender."""
         ls, _, _ = self.registry.session(e.session_id)
         if caller is None or caller != e.echoer:
             return pb.Ack(ok=False, reason="echoer_not_authenticated_peer")
         if ls is None:
             return pb.Ack(ok=False, reason="unknown_session")
         peers = {wp.party_peer(x) for x in ls.view.parties}
-        if caller not in peers or e.sender not in ls.view.parties:
+        b = e.broadcast
+        if (caller not in peers or b.sender not in ls.view.parties or b.session_id != ls.sid or not b.is_broadcast
+                or b.protocol != ls.protocol or len(b.payload_hash) != 32 or b.payload):
             return pb.Ack(ok=False, reason="echoer_not_in_session")
-        ls.echo.record_echo(caller, e.sender, e.round, e.payload_hash)
+        if not self.keys.echo_signed(e):
+            return pb.Ack(ok=False, reason="signature_invalid")
+        reason = ls.echo.record_echo(e, ls.echo.have(b) or self.keys.envelope_signed(b))
+        if reason is not None:
+            return pb.Ack(ok=False, reason=reason)
         return pb.Ack(ok=True)
 
     # ------------------------------------------------------------------ await / commit
     def await_result(self, caller: str, cid: str, timeout_s: float) -> pb.SessionResult:
+        """For the peers of the ceremony only, and at most CLUSTER_AWAITS_PER_PEER_MAX at once
+        per caller: a peer cannot hold this peer's RPC threads in waits."""
         c = self.registry.ceremony(cid)
-        if c is None:
+        if c is None or caller not in c.peers:
             return pb.SessionResult(session_id=cid, state="unknown")
-        deadline = time.monotonic() + min(timeout_s, limits.CLUSTER_CEREMONY_TIMEOUT_MS / 1000)
-        with c.cond:
-            while c.state in LIVE:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                c.cond.wait(left)
-            return pb.SessionResult(session_id=cid, state=c.state, culprits=c.culprits, reason=c.reason,
-                                    public_key=c.public_key, chain_code=c.chain_code, signatures=c.signatures)
+        with self._inflight_lock:
+            if self._awaiting.get(caller, 0) >= limits.CLUSTER_AWAITS_PER_PEER_MAX:
+                return pb.SessionResult(session_id=cid, state="too_many_awaits")
+            self._awaiting[caller] = self._awaiting.get(caller, 0) + 1
+        try:
+            deadline = time.monotonic() + min(timeout_s, limits.CLUSTER_CEREMONY_TIMEOUT_MS / 1000)
+            with c.cond:
+                while c.state in LIVE:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    c.cond.wait(left)
+                return pb.SessionResult(session_id=cid, state=c.state, culprits=c.culprits, reason=c.reason,
+                                        public_key=c.public_key, chain_code=c.chain_code, signatures=c.signatures,
+                                        evidence=c.evidence)
+        finally:
+            with self._inflight_lock:
+                self._awaiting[caller] -= 1
 
     def commit(self, caller: str, cid: str) -> pb.Ack:
         c, refusal = self._coordinated(caller, cid)

@@ -14,8 +14,11 @@ from mpc.signer.metrics import Metrics
 from mpc.signer.participant import Participant
 from mpc.signer.policy import Policy, RequestVerifier
 from mpc.signer.prepare import Preparer
+from mpc.signer.quarantine import FILE_NAME as QUARANTINE_FILE
+from mpc.signer.quarantine import Quarantine
 from mpc.signer.server import NODE
 from mpc.signer.store import ShareStore
+from mpc.transport import envelope as envl
 from mpc.transport import tls
 from mpc.transport.mesh import Mesh
 from node import log as nlog
@@ -40,13 +43,15 @@ class SignerPeer:
         self.verifier = RequestVerifier(policy, cfg.environment, checkers, records)
         preparer = Preparer(self.name, self.all_peers, policy, self.verifier, store, records, preparams_source, self.log)
         self.participant = participant_class(self.name, self.all_peers, self.mesh, self.metrics, records, store, preparer,
-                                             cfg.round_timeout_ms, self.log)
+                                             cfg.round_timeout_ms, self.log, signer=envl.MessageSigner(identity.key_pem, self.metrics.observe_signature),
+                                             keys=envl.PeerKeys({self.name: identity.cert_pem, **peer_certs}, self.metrics.observe_signature))
         self.coordinator = Coordinator(self.name, self.all_peers, self.participant, self.verifier, store, self.mesh,
-                                       self.metrics, self.log)
+                                       self.metrics, self.log, Quarantine(cfg.data_dir / QUARANTINE_FILE))
         self.ready = False
 
     def health(self) -> dict:
         """What /health shows; reading it changes nothing."""
         return {"peer": self.name, "ready": self.ready, "environment": self.cfg.environment,
                 "vaults": len(self.store.vault_ids()), "active_sessions": self.participant.active_sessions(),
-                "quarantined": self.coordinator.quarantine.quarantined()}
+                "quarantined": self.coordinator.quarantine.quarantined(),
+                "conflicts": [list(p) for p in self.coordinator.quarantine.conflicts()]}

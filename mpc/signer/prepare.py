@@ -5,6 +5,7 @@ named as a sentence; whatever this peer cannot verify itself, it refuses.
 
 from __future__ import annotations
 
+from mpc.proto import signer_pb2 as pb
 from mpc.signer import ceremonies as tss
 from mpc.signer.ceremony import Ceremony, LocalSession, Party
 from mpc.signer.records import RecordsError
@@ -18,7 +19,7 @@ from mpc.wire.requests import Refused
 
 def new_session(me: str, sid: str, cid: str, protocol: str, all_parties, local: dict[str, object], **kw) -> LocalSession:
     view = envl.SessionView(sid, protocol, frozenset(all_parties), frozenset(local))
-    return LocalSession(sid=sid, cid=cid, protocol=protocol, view=view, echo=envl.EchoBook(me),
+    return LocalSession(sid=sid, cid=cid, protocol=protocol, view=view, echo=envl.EchoBook(me, pb.Evidence),
                         parties={pid: Party(pid, s) for pid, s in local.items()}, **kw)
 
 

@@ -121,3 +121,21 @@ def test_quarantine_after_repeated_aborts_within_the_window():
     assert q.is_quarantined("peer-2") and q.quarantined() == ["peer-2"]
     now[0] = 171
     assert not q.is_quarantined("peer-2")
+
+
+def test_quarantine_and_conflicts_survive_a_restart(tmp_path):
+    now = [1_000.0]
+    path = tmp_path / "quarantine.json"
+    q = Quarantine(path, aborts=2, window_s=60, duration_s=100, conflict_s=50, clock=lambda: now[0])
+    assert not q.record_abort("peer-3")
+    assert q.record_conflict("peer-3", "peer-2") and not q.record_conflict("peer-2", "peer-3")  # one pair, either way
+    assert path.stat().st_mode & 0o077 == 0
+    again = Quarantine(path, aborts=2, window_s=60, duration_s=100, conflict_s=50, clock=lambda: now[0])
+    assert again.record_abort("peer-3")  # the abort before the restart still counts
+    assert again.in_conflict("peer-2", "peer-3") and again.conflicts() == [("peer-2", "peer-3")]
+    third = Quarantine(path, aborts=2, window_s=60, duration_s=100, conflict_s=50, clock=lambda: now[0])
+    assert third.quarantined() == ["peer-3"]
+    now[0] += 51
+    assert not third.in_conflict("peer-2", "peer-3") and third.quarantined() == ["peer-3"]
+    now[0] += 50
+    assert third.quarantined() == []
