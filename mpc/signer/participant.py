@@ -579,10 +579,11 @@ class Participant:
 
     # ------------------------------------------------------------------ await / commit
     def await_result(self, caller: str, cid: str, timeout_s: float) -> pb.SessionResult:
-        """For the peers of the ceremony only, and at most CLUSTER_AWAITS_PER_PEER_MAX at once
+        """For the ceremony's peers and its coordinator only (a reshare's confirmation is run by a
+        coordinator outside the new committee), and at most CLUSTER_AWAITS_PER_PEER_MAX at once
         per caller: a peer cannot hold this peer's RPC threads in waits."""
         c = self.registry.ceremony(cid)
-        if c is None or caller not in c.peers:
+        if c is None or (caller not in c.peers and caller != c.coordinator):
             return pb.SessionResult(session_id=cid, state="unknown")
         with self._inflight_lock:
             if self._awaiting.get(caller, 0) >= limits.CLUSTER_AWAITS_PER_PEER_MAX:
