@@ -51,6 +51,13 @@ CLUSTER_REQUEST_BYTES_MAX = 4 * 1024 * 1024   # one node-signed request
 CLUSTER_REQUEST_AGE_MS_MAX = 300_000        # a signed request older (or further ahead) is refused
 CLUSTER_APPROVALS_MAX = 32
 CLUSTER_INTENT_ID_CHARS_MAX = 128           # an intent id in a signing request (each peer records it per version)
+# Proven input amounts (issue 14): each Bitcoin input's previous transaction, stripped, in the
+# request. A standard transaction (weight <= 400,000) is at most 100,000 bytes stripped; a
+# larger parent (only a miner can make one) is allowed when it is the request's only one (its
+# deposit is swept alone), up to any consensus-valid size (4,000,000 weight units / 4).
+CLUSTER_PREV_TX_BYTES_MAX = 100_000         # one previous transaction among several
+CLUSTER_PREV_TXS_BYTES_MAX = 1_500_000      # all of one request's previous transactions
+BTC_STRIPPED_TX_BYTES_CONSENSUS_MAX = 1_000_000
 CLUSTER_RPC_WORKERS_MAX = 64                # gRPC server threads per peer
 CLUSTER_QUARANTINE_ABORTS = 3               # aborts as culprit within the window -> quarantine
 CLUSTER_QUARANTINE_WINDOW_S = 600
@@ -261,6 +268,10 @@ assert CLUSTER_PROBE_TIMEOUT_MS <= CLUSTER_PROBE_KNOWN_GOOD_TIMEOUT_MS < CLUSTER
 assert CLUSTER_ROUND_TIMEOUT_MS_MAX <= CLUSTER_CEREMONY_TIMEOUT_MS
 assert CLUSTER_START_DEADLINE_MS > CLUSTER_JOIN_TIMEOUT_MS + CLUSTER_RPC_TIMEOUT_MS  # the coordinator's Join fan-out, then its Start
 assert CLUSTER_REQUEST_BYTES_MAX < CLUSTER_MESSAGE_BYTES_MAX
+assert CLUSTER_PREV_TX_BYTES_MAX <= CLUSTER_PREV_TXS_BYTES_MAX
+assert CLUSTER_PREV_TXS_BYTES_MAX >= BTC_STRIPPED_TX_BYTES_CONSENSUS_MAX, "any deposit can be swept (alone)"
+# the previous transactions travel as hex, beside at most 1 MiB of everything else
+assert 2 * CLUSTER_PREV_TXS_BYTES_MAX + 1024 * 1024 <= CLUSTER_REQUEST_BYTES_MAX
 assert CLUSTER_DIGESTS_PER_REQUEST_MAX <= CLUSTER_ACTIVE_SESSIONS_MAX
 assert CLUSTER_SIGN_ATTEMPTS_MAX >= 2  # one retry with a new quorum at least
 assert CLUSTER_QUARANTINE_ABORTS >= 2  # one abort alone never quarantines a peer

@@ -78,7 +78,9 @@ class InputKey:
     """A key the transaction must be signed with: our child key at `path`.
 
     Bitcoin: one per input, with the value of the output it spends (`amount`, BIP143 commits to
-    it). Ethereum: exactly one (the sender), `amount` 0.
+    it); a checker holds it against the input's previous transaction (`prev_txs`) and refuses a
+    stated amount that differs (`input_amount_mismatch`). Ethereum: exactly one (the sender),
+    `amount` 0.
     """
 
     path: Path
@@ -92,6 +94,9 @@ class UnsignedTransaction:
     `payload`: bitcoin, the unsigned transaction in network serialisation (no witnesses);
     ethereum, the unsigned typed transaction (EIP-2718 type byte ‖ RLP payload).
     `change_paths`: paths of outputs that pay back to our own addresses (bitcoin change).
+    `prev_txs`: bitcoin, the transactions whose outputs the inputs spend, stripped (no witness:
+    the bytes whose double SHA-256 is the txid), each once: what proves each input's amount and
+    script to a peer (chains/bitcoin/prevtx.py). Ethereum: none.
     """
 
     chain: str
@@ -99,6 +104,7 @@ class UnsignedTransaction:
     payload: bytes
     inputs: tuple[InputKey, ...]
     change_paths: tuple[Path, ...] = ()
+    prev_txs: tuple[bytes, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,14 @@ class IntentMismatch(Exception):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+class InputUnproven(IntentMismatch):
+    """An input's amount or script is not proven by the previous transactions sent with it:
+    `prev_tx_missing`, `prev_tx_malformed`, `prev_tx_too_large`, `prev_txs_too_large`,
+    `prev_tx_duplicate`, `prev_tx_unused`, `prev_tx_mismatch` (no such output, or not our
+    script at the input's path), `input_amount_mismatch` (the stated amount is not the output's).
+    A peer refuses it under that name."""
 
 
 @runtime_checkable

@@ -48,6 +48,8 @@ class EthereumIntentChecker:
             raise IntentMismatch("payments_count_out_of_range", "one payment per ethereum transaction")
         if len(tx.inputs) != 1:
             raise IntentMismatch("inputs_mismatch", "exactly one sender")
+        if tx.prev_txs:
+            raise IntentMismatch("prev_txs_not_allowed", "an ethereum transaction spends no outputs")
         try:
             t = etx.parse_unsigned(tx.payload)
         except ChainError as exc:

@@ -72,6 +72,8 @@ def sign_request(vault_id: str, tx: UnsignedTransaction | None, intent: Withdraw
         body["transaction"] = {"chain": tx.chain, "network": tx.network, "payload": tx.payload.hex(),
                                "inputs": [{"path": list(i.path), "amount": str(i.amount)} for i in tx.inputs],
                                "change_paths": [list(p) for p in tx.change_paths]}
+        if tx.prev_txs:  # bitcoin: each input's previous transaction, stripped, once
+            body["transaction"]["prev_txs"] = [raw.hex() for raw in tx.prev_txs]
     if intent is not None:
         body["intent"] = intent.canonical()
     return body
@@ -157,9 +159,19 @@ def parse_transaction(d) -> UnsignedTransaction:
             chain=str(d["chain"]), network=str(d["network"]), payload=bytes.fromhex(d["payload"]),
             inputs=tuple(InputKey(_path(i["path"]), _int(i["amount"])) for i in d["inputs"]),
             change_paths=tuple(_path(p) for p in d["change_paths"]),
+            prev_txs=_prev_txs(d.get("prev_txs", [])),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise Refused("request_malformed", f"transaction: {exc}") from None
+
+
+def _prev_txs(items) -> tuple[bytes, ...]:
+    """Hex strings; their sizes and contents are the checker's (chains/bitcoin/intent.py)."""
+    if not isinstance(items, list) or len(items) > limits.CLUSTER_DIGESTS_PER_REQUEST_MAX:
+        raise ValueError(f"prev_txs must be a list of at most {limits.CLUSTER_DIGESTS_PER_REQUEST_MAX} hex strings")
+    if not all(isinstance(h, str) for h in items):
+        raise ValueError("prev_txs must be hex strings")
+    return tuple(bytes.fromhex(h) for h in items)
 
 
 def _intent_id(v) -> str:

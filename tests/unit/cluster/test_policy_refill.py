@@ -6,7 +6,6 @@ per refusal in the verifier's precedence order."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 
 import coincurve
@@ -21,6 +20,7 @@ from mpc.signer.policy import Policy, PolicyError, RequestVerifier
 from mpc.wire.requests import Refused
 from node import limits
 from node.ports import InputKey, Payment, UnsignedTransaction, WithdrawalIntent
+from tests.support.cluster import funding_tx
 
 NODE = SigningKey.generate()
 ALICE, BOB = SigningKey.generate(), SigningKey.generate()
@@ -83,11 +83,12 @@ def refill(pays: Keys = HOT, amount: int = 2_000_000, dest_vault: str = "hot"):
     """A real unsigned regtest transaction: the cold vault's coin -> `pays`'s wallet address, change to cold."""
     address = btx.p2wpkh_address(pays.child_public_key(HOT_WALLET), "regtest")
     in_amount = 5_000_000
-    ins = [btx.TxIn(hashlib.sha256(b"cold-coin").hexdigest(), 0, in_amount, COLD.child_public_key((1, 0)))]
+    coin = funding_tx("cold-coin", [(btx.p2wpkh_script_pubkey(COLD.child_public_key((1, 0))), in_amount)])
+    ins = [btx.TxIn(btx.txid_of(coin), 0, in_amount, COLD.child_public_key((1, 0)))]
     outs = [btx.TxOut(btx.script_pubkey_for(address, "regtest"), amount),
             btx.TxOut(btx.p2wpkh_script_pubkey(COLD.child_public_key((1, 1))), in_amount - amount - 1_000)]
     tx = UnsignedTransaction("bitcoin", "regtest", btx.unsigned_bytes(btx.build(ins, outs, "regtest")),
-                             (InputKey((1, 0), in_amount),), change_paths=((1, 1),))
+                             (InputKey((1, 0), in_amount),), change_paths=((1, 1),), prev_txs=(coin,))
     intent = WithdrawalIntent(intent_id=rq.new_request_id(), vault_id="cold", chain="bitcoin", network="regtest", asset="BTC",
                               payments=(Payment(address, amount),), fee_max=5_000, kind="refill",
                               own_destination_paths=(HOT_WALLET,), own_destination_vault=dest_vault)
