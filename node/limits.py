@@ -134,6 +134,9 @@ WITHDRAWAL_LIST_MAX = 500  # rows per listing (review queue, withdrawals)
 # peers at signing: ahead only); further is refused (approval_time_out_of_range).
 APPROVAL_CLOCK_SKEW_MS_MAX = 120_000
 VAULT_DELAY_S_MAX = 30 * 24 * 3600  # a cold vault's delay after its quorum (node and peer policy)
+# A peer's [approvals] age_s_max (approval expiry, issue 14) must leave a delayed vault this long
+# to sign after its delay, and end before the peer forgets the intent (RECORDS_INTENT_KEPT_MS).
+APPROVAL_AGE_MARGIN_S = 24 * 3600
 WITHDRAWAL_PEER_DELAY_RETRY_S = 10  # a peer refused with delay_not_elapsed: ask again after this
 RISK_POLICY_BYTES_MAX = 256 * 1024  # a policy file
 RISK_LIST_ENTRIES_MAX = 1_000_000  # addresses in one sanctions / block list file
@@ -291,6 +294,7 @@ assert RECORDS_KEY_FILE_BYTES_MAX <= MPC_SEALED_BYTES_MAX
 # bytes each in JSON), ids of <= 128 characters, a payload hash and a time
 assert CLUSTER_DIGESTS_PER_REQUEST_MAX * 80 + 3 * CLUSTER_INTENT_ID_CHARS_MAX + 512 <= RECORDS_LINE_BYTES_MAX, "an intent_signed record fits a line"
 assert RECORDS_INTENT_KEPT_MS > VAULT_DELAY_S_MAX * 1000, "a delayed vault's intent is remembered past its delay"
+assert (VAULT_DELAY_S_MAX + APPROVAL_AGE_MARGIN_S) * 1000 < RECORDS_INTENT_KEPT_MS, "every delay allows some approval age"
 assert RECORDS_INTENT_KEPT_MS > RECORDS_SIGNED_KEPT_MS
 assert 1 + WITHDRAWAL_FEE_BUMPS_MAX <= RECORDS_INTENT_VERSIONS_MAX <= RECORDS_INTENT_VERSIONS_LIVE_MAX, "the node's own fee bumps always sign"
 assert 2 <= POR_PARTS_MIN <= POR_PARTS_MAX

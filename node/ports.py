@@ -72,6 +72,22 @@ class WithdrawalIntent:
         """RFC 8785 bytes: what approvers sign (Ed25519) and the node signs into requests."""
         return rfc8785.dumps(self.canonical())
 
+    def band_amount(self) -> int:
+        """What an approval band and an hourly amount limit count (issue 14)."""
+        return band_amount(self.chain, self.asset, sum(p.amount for p in self.payments), self.fee_max)
+
+
+# The asset each chain's fees are paid in (fee_max is in its base units).
+FEE_ASSETS = {"bitcoin": "BTC", "ethereum": "ETH"}
+
+
+def band_amount(chain: str, asset: str, amount: int, fee_max: int) -> int:
+    """The amount an approval band and an hourly amount limit count: what the transaction can
+    take out in `asset`. Paid in the chain's fee asset (BTC, ETH): the payments plus fee_max,
+    the most the fee may be. A token (ERC-20): its amount alone; its fee is ETH, counted by a
+    peer against its separate hourly fee budget."""
+    return amount + fee_max if FEE_ASSETS.get(chain) == asset else amount
+
 
 @dataclass(frozen=True)
 class InputKey:

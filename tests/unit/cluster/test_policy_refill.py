@@ -115,7 +115,7 @@ def _claimed_time_changed():
 
 def test_a_refill_past_its_delay_to_the_hot_vault_the_peer_knows_is_signed():
     v = verify(body())
-    assert (v.vault_id, v.asset, v.amount, len(v.digests)) == ("cold", "BTC", 2_000_000, 1)
+    assert (v.vault_id, v.asset, v.amount, len(v.digests)) == ("cold", "BTC", 2_000_000 + 5_000, 1)  # + fee_max (issue 14)
 
 
 def test_the_delay_runs_from_the_quorum_the_kth_signed_time():
@@ -154,7 +154,7 @@ def test_a_refill_whose_hot_address_is_derived_from_other_keys_names_the_mismatc
 
 
 def test_without_a_delay_untimed_approvals_count_and_other_vaults_keep_the_shared_bands():
-    assert verify(body(times=(None, None)), vaults={}).amount == 2_000_000
+    assert verify(body(times=(None, None)), vaults={}).amount == 2_000_000 + 5_000  # the payment + fee_max
     # The shared bands (no approvals up to 1 BTC) do not apply to the cold vault: it has its own.
     assert policy().quorum("BTC", 2_000_000, "cold") == 2
     assert policy().quorum("BTC", 2_000_000, "hot") == 0
@@ -201,7 +201,7 @@ def test_an_ethereum_refill_pays_only_the_hot_wallet_the_peer_derives(pays, reas
     v = RequestVerifier(pol, "production", {"ethereum": EthereumIntentChecker()}, RECORDS, clock_ms=lambda: NOW_MS)
     raw, sig = rq.sign_body(eth_refill(pays), NODE)
     if reason is None:
-        assert v.verify_sign(raw, sig, COLD).amount == 10**17
+        assert v.verify_sign(raw, sig, COLD).amount == 10**17 + 21_000 * 2 * 10**9  # the payment + fee_max
     else:
         with pytest.raises(Refused) as e:
             v.verify_sign(raw, sig, COLD)
