@@ -115,6 +115,12 @@ CHAINS_ETH_LOG_BLOCKS_PER_CALL_MAX = 200  # eth_getLogs block range per request
 CHAINS_ETH_GAS_LIMIT_MAX = 1_000_000  # gas limit of any transaction we build
 CHAINS_ETH_REPLACEMENT_BUMP_PERCENT_MIN = 10  # geth's rule for replacing a pending tx
 CHAINS_ETH_NONCE_GAP_MAX = 64  # allocated-but-unbroadcast nonces per address
+# A peer signs Ethereum nonce n only with evidence: a transaction from the same sender signed by
+# the vault's key at a nonce >= n - W (none needed below W), so no signature far ahead of the
+# vault's real nonce can be collected (issue 14). Above the node's open nonces: its own
+# transactions always find evidence among what it signed.
+CLUSTER_ETH_NONCE_WINDOW = CHAINS_ETH_NONCE_GAP_MAX + 1
+CLUSTER_NONCE_EVIDENCE_BYTES_MAX = 4_096  # one signed transaction of ours (a token transfer is ~180 bytes)
 assert CHAINS_BLOCK_HASHES_KEPT_COUNT > CHAINS_REORG_DEPTH_MAX
 assert CHAINS_SCAN_BLOCKS_PER_CALL_MAX >= 1 and CHAINS_ETH_LOG_BLOCKS_PER_CALL_MAX >= 1
 assert CHAINS_CONFIRMATIONS_MAX <= CHAINS_BLOCK_HASHES_KEPT_COUNT
@@ -272,6 +278,7 @@ assert CLUSTER_ROUND_TIMEOUT_MS_MAX <= CLUSTER_CEREMONY_TIMEOUT_MS
 assert CLUSTER_START_DEADLINE_MS > CLUSTER_JOIN_TIMEOUT_MS + CLUSTER_RPC_TIMEOUT_MS  # the coordinator's Join fan-out, then its Start
 assert CLUSTER_REQUEST_BYTES_MAX < CLUSTER_MESSAGE_BYTES_MAX
 assert CLUSTER_PREV_TX_BYTES_MAX <= CLUSTER_PREV_TXS_BYTES_MAX
+assert CLUSTER_ETH_NONCE_WINDOW > CHAINS_ETH_NONCE_GAP_MAX, "the node's open nonces always sit inside the window"
 assert CLUSTER_PREV_TXS_BYTES_MAX >= BTC_STRIPPED_TX_BYTES_CONSENSUS_MAX, "any deposit can be swept (alone)"
 # the previous transactions travel as hex, beside at most 1 MiB of everything else
 assert 2 * CLUSTER_PREV_TXS_BYTES_MAX + 1024 * 1024 <= CLUSTER_REQUEST_BYTES_MAX

@@ -113,6 +113,9 @@ class UnsignedTransaction:
     `prev_txs`: bitcoin, the transactions whose outputs the inputs spend, stripped (no witness:
     the bytes whose double SHA-256 is the txid), each once: what proves each input's amount and
     script to a peer (chains/bitcoin/prevtx.py). Ethereum: none.
+    `nonce_evidence`: ethereum, a transaction from the same sender signed by the vault's key at
+    a nonce >= this one's - CLUSTER_ETH_NONCE_WINDOW (empty below the window): what lets a peer
+    sign a nonce it did not see the vault reach. Bitcoin: empty.
     """
 
     chain: str
@@ -121,6 +124,7 @@ class UnsignedTransaction:
     inputs: tuple[InputKey, ...]
     change_paths: tuple[Path, ...] = ()
     prev_txs: tuple[bytes, ...] = field(default=(), repr=False)
+    nonce_evidence: bytes = field(default=b"", repr=False)
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,13 @@ class InputUnproven(IntentMismatch):
     `prev_tx_duplicate`, `prev_tx_unused`, `prev_tx_mismatch` (no such output, or not our
     script at the input's path), `input_amount_mismatch` (the stated amount is not the output's).
     A peer refuses it under that name."""
+
+
+class NonceUnproven(IntentMismatch):
+    """An Ethereum nonce at or past CLUSTER_ETH_NONCE_WINDOW without evidence the vault is
+    near it: `nonce_evidence_missing`, `nonce_evidence_invalid` (not a signed transaction of
+    this chain from this sender), `nonce_beyond_window` (the evidence is more than the window
+    below). A peer refuses it under that name."""
 
 
 @runtime_checkable

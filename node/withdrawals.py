@@ -186,6 +186,8 @@ def unsigned_to_json(t: UnsignedTransaction) -> str:
          "change_paths": [list(p) for p in t.change_paths]}
     if t.prev_txs:  # bitcoin: what proves the input amounts to the signer peers
         d["prev_txs"] = [raw.hex() for raw in t.prev_txs]
+    if t.nonce_evidence:  # ethereum: what lets the peers sign a nonce past their window
+        d["nonce_evidence"] = t.nonce_evidence.hex()
     return rfc8785.dumps(d).decode()
 
 
@@ -193,7 +195,8 @@ def unsigned_from_json(d: dict) -> UnsignedTransaction:
     return UnsignedTransaction(d["chain"], d["network"], bytes.fromhex(d["payload"]),
                                tuple(InputKey(tuple(i["path"]), int(i["amount"])) for i in d["inputs"]),
                                tuple(tuple(p) for p in d["change_paths"]),
-                               tuple(bytes.fromhex(h) for h in d.get("prev_txs", ())))
+                               tuple(bytes.fromhex(h) for h in d.get("prev_txs", ())),
+                               bytes.fromhex(d.get("nonce_evidence", "")))
 
 
 REJECT_DOMAIN = b"custody/withdrawal-reject/v1\n"

@@ -70,6 +70,8 @@ class BitcoinIntentChecker:
             raise IntentMismatch("payments_count_out_of_range", str(len(intent.payments)))
         if not 1 <= len(tx.inputs) <= limits.CHAINS_BTC_INPUTS_MAX:
             raise IntentMismatch("inputs_count_out_of_range", str(len(tx.inputs)))
+        if tx.nonce_evidence:
+            raise IntentMismatch("nonce_evidence_not_allowed", "a bitcoin transaction has no nonce")
         t, parsed = self.rebuild(tx, keys)
         # Only the shape the node builds: no absolute or relative time lock that could freeze
         # the coins (a DoS on our own funds), a standard version.

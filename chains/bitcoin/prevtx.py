@@ -48,69 +48,76 @@ def txid_of_stripped(stripped: bytes) -> str:
     return hashlib.sha256(hashlib.sha256(stripped).digest()).digest()[::-1].hex()
 
 
-class _Reader:
-    __slots__ = ("b", "at")
-
-    def __init__(self, b: bytes):
-        self.b = b
-        self.at = 0
-
-    def take(self, n: int) -> bytes:
-        end = self.at + n
-        if n < 0 or end > len(self.b):
-            raise PrevTxInvalid("prev_tx_malformed", f"truncated at byte {self.at}")
-        out = self.b[self.at:end]
-        self.at = end
-        return out
-
-    def skip(self, n: int) -> None:
-        if n < 0 or self.at + n > len(self.b):
-            raise PrevTxInvalid("prev_tx_malformed", f"truncated at byte {self.at}")
-        self.at += n
-
-    def u32(self) -> int:
-        return int.from_bytes(self.take(4), "little")
-
-    def varint(self) -> int:
-        first = self.take(1)[0]
-        if first < 0xFD:
-            return first
-        size = {0xFD: 2, 0xFE: 4, 0xFF: 8}[first]
-        n = int.from_bytes(self.take(size), "little")
-        if n < (0xFD if size == 2 else 1 << (8 * size // 2)):
-            raise PrevTxInvalid("prev_tx_malformed", "non-canonical compact size")
-        return n
+def _varint(b: bytes, at: int) -> tuple[int, int]:
+    """(value, offset after it) of the compact size at `at`; canonical encodings only."""
+    if at >= len(b):
+        raise PrevTxInvalid("prev_tx_malformed", f"truncated at byte {at}")
+    first = b[at]
+    if first < 0xFD:
+        return first, at + 1
+    size = {0xFD: 2, 0xFE: 4, 0xFF: 8}[first]
+    if at + 1 + size > len(b):
+        raise PrevTxInvalid("prev_tx_malformed", f"truncated at byte {at}")
+    n = int.from_bytes(b[at + 1:at + 1 + size], "little")
+    if n < (0xFD if size == 2 else 1 << (8 * size // 2)):
+        raise PrevTxInvalid("prev_tx_malformed", "non-canonical compact size")
+    return n, at + 1 + size
 
 
 def _walk(raw: bytes, witness_allowed: bool) -> tuple[bytes, tuple[PrevOut, ...]]:
-    """(stripped bytes, outputs) of `raw`; refuses trailing or missing bytes."""
-    r = _Reader(raw)
-    r.skip(4)  # version
+    """(stripped bytes, outputs) of `raw`; refuses trailing or missing bytes. Written flat (a
+    peer walks up to CLUSTER_PREV_TXS_BYTES_MAX per request: its check time is measured in
+    bench/cluster.py); every read is bounds-checked by the end test of its loop."""
+    end = len(raw)
+    if end < 10:
+        raise PrevTxInvalid("prev_tx_malformed", f"{end} bytes")
+    at = 4  # version
     witness = False
-    if raw[4:6] == b"\x00\x01" and witness_allowed:
+    if raw[4] == 0 and raw[5] == 1 and witness_allowed:
         witness = True
-        r.skip(2)
-    start_ins = r.at
-    n_in = r.varint()
+        at = 6
+    start_ins = at
+    n_in, at = _varint(raw, at)
     if n_in == 0:  # in the stripped form this byte would be a witness marker: never signed for
         raise PrevTxInvalid("prev_tx_malformed", "no inputs")
     for _ in range(n_in):
-        r.skip(36)
-        r.skip(r.varint())
-        r.skip(4)
-    n_out = r.varint()
+        at += 36  # prev txid, vout
+        if at >= end:
+            raise PrevTxInvalid("prev_tx_malformed", f"truncated at byte {at}")
+        v = raw[at]
+        if v < 0xFD:
+            at += 1 + v
+        else:
+            v, at = _varint(raw, at)
+            at += v
+        at += 4  # sequence
+        if at > end:
+            raise PrevTxInvalid("prev_tx_malformed", f"truncated at byte {at}")
+    n_out, at = _varint(raw, at)
     outputs = []
     for _ in range(n_out):
-        amount = int.from_bytes(r.take(8), "little")
-        outputs.append(PrevOut(amount, r.take(r.varint())))
-    end_outs = r.at
+        if at + 9 > end:
+            raise PrevTxInvalid("prev_tx_malformed", f"truncated at byte {at}")
+        amount = int.from_bytes(raw[at:at + 8], "little")
+        v = raw[at + 8]
+        if v < 0xFD:
+            at += 9
+        else:
+            v, at = _varint(raw, at + 8)
+        if at + v > end:
+            raise PrevTxInvalid("prev_tx_malformed", f"truncated at byte {at}")
+        outputs.append(PrevOut(amount, raw[at:at + v]))
+        at += v
+    end_outs = at
     if witness:
         for _ in range(n_in):
-            for _ in range(r.varint()):
-                r.skip(r.varint())
-    r.skip(4)  # locktime
-    if r.at != len(raw):
-        raise PrevTxInvalid("prev_tx_malformed", f"{len(raw) - r.at} trailing bytes")
+            items, at = _varint(raw, at)
+            for _ in range(items):
+                v, at = _varint(raw, at)
+                at += v
+    at += 4  # locktime
+    if at != end:
+        raise PrevTxInvalid("prev_tx_malformed", f"{end - at} bytes missing" if at > end else f"{end - at} trailing bytes")
     stripped = raw[:4] + raw[start_ins:end_outs] + raw[-4:] if witness else raw
     return stripped, tuple(outputs)
 

@@ -75,7 +75,7 @@ from mpc.signer.records import IntentVersion, RecordsError, SignerRecords
 from mpc.wire import requests as rq
 from mpc.wire.requests import Refused
 from node import limits
-from node.ports import FEE_ASSETS, InputUnproven, IntentChecker, IntentMismatch, SigningDigest, VaultKeys
+from node.ports import FEE_ASSETS, InputUnproven, IntentChecker, IntentMismatch, NonceUnproven, SigningDigest, VaultKeys
 from proofs import assets
 
 
@@ -305,7 +305,8 @@ class RequestVerifier:
     destination_not_whitelisted, own_destination_vault_unknown, chain_not_supported,
     the unproven inputs (prev_txs_too_large, prev_tx_too_large, prev_tx_malformed,
     prev_tx_duplicate, prev_tx_missing, prev_tx_mismatch, input_amount_mismatch, prev_tx_unused:
-    node/ports.py InputUnproven), transaction_does_not_match_intent, fee_limits_not_configured, fee_exceeds_policy,
+    node/ports.py InputUnproven; Ethereum: nonce_evidence_missing, nonce_evidence_invalid,
+    nonce_beyond_window, NonceUnproven), transaction_does_not_match_intent, fee_limits_not_configured, fee_exceeds_policy,
     fee_rate_exceeds_policy, priority_fee_exceeds_policy, too_many_digests, intent_already_signed,
     intent_versions_exceeded, intent_records_full, request_id_reused, rate_limit_exceeded.
 
@@ -435,7 +436,7 @@ class RequestVerifier:
             raise Refused("chain_not_supported", tx.chain)
         try:
             digests = checker.check(tx, intent, vault_keys, destination_keys)
-        except InputUnproven as exc:  # issue 14: an input amount this peer cannot prove itself
+        except (InputUnproven, NonceUnproven) as exc:  # issue 14: an input amount or nonce this peer cannot prove itself
             raise Refused(exc.reason, exc.detail) from None
         except IntentMismatch as exc:
             raise Refused("transaction_does_not_match_intent", exc.reason) from None

@@ -74,6 +74,8 @@ def sign_request(vault_id: str, tx: UnsignedTransaction | None, intent: Withdraw
                                "change_paths": [list(p) for p in tx.change_paths]}
         if tx.prev_txs:  # bitcoin: each input's previous transaction, stripped, once
             body["transaction"]["prev_txs"] = [raw.hex() for raw in tx.prev_txs]
+        if tx.nonce_evidence:  # ethereum: a signed transaction of the sender near this nonce
+            body["transaction"]["nonce_evidence"] = tx.nonce_evidence.hex()
     if intent is not None:
         body["intent"] = intent.canonical()
     return body
@@ -160,9 +162,16 @@ def parse_transaction(d) -> UnsignedTransaction:
             inputs=tuple(InputKey(_path(i["path"]), _int(i["amount"])) for i in d["inputs"]),
             change_paths=tuple(_path(p) for p in d["change_paths"]),
             prev_txs=_prev_txs(d.get("prev_txs", [])),
+            nonce_evidence=_nonce_evidence(d.get("nonce_evidence", "")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise Refused("request_malformed", f"transaction: {exc}") from None
+
+
+def _nonce_evidence(v) -> bytes:
+    if not isinstance(v, str) or len(v) > 2 * limits.CLUSTER_NONCE_EVIDENCE_BYTES_MAX:
+        raise ValueError(f"nonce_evidence must be hex of at most {limits.CLUSTER_NONCE_EVIDENCE_BYTES_MAX} bytes")
+    return bytes.fromhex(v)
 
 
 def _prev_txs(items) -> tuple[bytes, ...]:

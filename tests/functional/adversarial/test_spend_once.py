@@ -188,3 +188,44 @@ def test_sessions_each_understating_another_input_are_refused_and_nothing_is_sig
     # and the peers still sign the honest version of a withdrawal within its fee
     fine, _ = btc(cluster, vault, n_inputs=n_inputs)
     signed_by(node.sign("peer-1", fine))
+
+
+# --- the Ethereum nonce window ----------------------------------------------------------------
+def test_a_nonce_far_ahead_signs_only_beside_evidence_the_vault_signed_near_it(cluster, vault, node):
+    """A node collecting signatures for nonces the vault will reach later (to spend them then)
+    is refused: past CLUSTER_ETH_NONCE_WINDOW a request carries a transaction from the same
+    sender signed by the vault's key at a nonce >= n - W. Evidence the cluster really signed
+    lets it sign on; forged evidence, evidence too far below, or none, is refused by every peer."""
+    import dataclasses
+
+    from chains.ethereum import tx as etx
+    from node import limits
+    from node.ports import EcdsaSignature
+    from tests.support.test_signer import PlainTestSigner
+
+    w = limits.CLUSTER_ETH_NONCE_WINDOW
+    sender = etx.address_of(keys_of(vault).child_public_key((0, 0)))
+    base = 10 * w
+    body, _ = eth(cluster, vault, nonce=base)  # no evidence
+    refused_by_every_coordinator(node, body, "nonce_evidence_missing")
+    # what the vault signs at nonce w - 1 (no evidence needed), then becomes evidence
+    first, _ = eth(cluster, vault, nonce=w - 1)
+    reply = node.sign("peer-1", first)
+    assert reply.ok and len(reply.signatures) == 1, reply.reason
+    sig65 = reply.signatures[0]
+    t = etx.parse_unsigned(bytes.fromhex(first["transaction"]["payload"]))
+    evidence = etx.attach(t, EcdsaSignature(int.from_bytes(sig65[:32], "big"), int.from_bytes(sig65[32:64], "big"), sig65[64]), sender)
+    signed_by_the_vault = settled_total(cluster)
+
+    def with_evidence(nonce: int, raw: bytes) -> dict:
+        tx, intent = eth_withdrawal(keys_of(vault), vault.vault_id, nonce=nonce, fee_max=21_000 * 4 * GWEI)
+        return request(cluster, vault, dataclasses.replace(tx, nonce_evidence=raw), intent)
+
+    forger = PlainTestSigner("forger")  # the node's own key: not the vault's
+    ft = dataclasses.replace(t, nonce=base)
+    forged = etx.attach(ft, forger.sign_one((0, 0), etx.digest_of(etx.unsigned_payload(ft))),
+                        etx.address_of(forger.vault_keys().child_public_key((0, 0))))
+    refused_by_every_coordinator(node, with_evidence(base, forged), "nonce_evidence_invalid")
+    refused_by_every_coordinator(node, with_evidence(base, evidence), "nonce_beyond_window")
+    assert settled_total(cluster) == signed_by_the_vault, "a signature was produced"
+    signed_by(node.sign("peer-2", with_evidence(2 * w - 1, evidence)))  # within the window above it
