@@ -155,10 +155,15 @@ def proven_amounts(tx: UnsignedTransaction, parsed: btx.ParsedTx, public_keys: l
         raise InputUnproven("prev_txs_too_large", f"{sum(sizes)} > {limits.CLUSTER_PREV_TXS_BYTES_MAX} bytes")
     if len(sizes) > 1 and max(sizes) > limits.CLUSTER_PREV_TX_BYTES_MAX:
         raise InputUnproven("prev_tx_too_large", f"{max(sizes)} > {limits.CLUSTER_PREV_TX_BYTES_MAX} bytes beside others")
+    wanted: dict[str, set[int]] = {}
+    for txid, vout, _ in parsed.inputs:
+        wanted.setdefault(txid, set()).add(vout)
     by_txid: dict[str, prevtx.PrevTx] = {}
     for n, raw in enumerate(tx.prev_txs):
         try:
-            p = prevtx.parse_stripped(raw)
+            # only the outputs our inputs spend are read (the rest are walked over)
+            txid = prevtx.txid_of_stripped(raw)
+            p = prevtx.parse_stripped(raw, frozenset(wanted.get(txid, ())), txid)
         except prevtx.PrevTxInvalid as exc:
             raise InputUnproven(exc.reason, f"prev_txs[{n}]: {exc.detail}") from None
         if p.txid in by_txid:
@@ -171,7 +176,7 @@ def proven_amounts(tx: UnsignedTransaction, parsed: btx.ParsedTx, public_keys: l
         if p is None:
             raise InputUnproven("prev_tx_missing", f"input {n}: {txid}")
         used.add(txid)
-        if vout >= len(p.outputs):
+        if vout >= p.outputs_count:
             raise InputUnproven("prev_tx_mismatch", f"input {n}: {txid} has no output {vout}")
         out = p.outputs[vout]
         if out.script_pubkey != btx.p2wpkh_script_pubkey(pub):

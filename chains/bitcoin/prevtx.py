@@ -41,7 +41,8 @@ class PrevOut:
 @dataclass(frozen=True)
 class PrevTx:
     txid: str  # display order hex, as in an outpoint `<txid>:<vout>`
-    outputs: tuple[PrevOut, ...]
+    outputs: dict[int, PrevOut]  # by vout: every output, or those asked for (parse_stripped)
+    outputs_count: int
 
 
 def txid_of_stripped(stripped: bytes) -> str:
@@ -64,71 +65,68 @@ def _varint(b: bytes, at: int) -> tuple[int, int]:
     return n, at + 1 + size
 
 
-def _walk(raw: bytes, witness_allowed: bool) -> tuple[bytes, tuple[PrevOut, ...]]:
-    """(stripped bytes, outputs) of `raw`; refuses trailing or missing bytes. Written flat (a
-    peer walks up to CLUSTER_PREV_TXS_BYTES_MAX per request: its check time is measured in
-    bench/cluster.py); every read is bounds-checked by the end test of its loop."""
+def _walk(raw: bytes, witness_allowed: bool, vouts=None) -> tuple[bytes, dict[int, PrevOut], int]:
+    """(stripped bytes, outputs by vout — those in `vouts`, or all when None — and the output
+    count) of `raw`; refuses trailing or missing bytes. Written flat (a peer walks up to
+    CLUSTER_PREV_TXS_BYTES_MAX per request: its check time is measured in bench/cluster.py):
+    a read past the end is an IndexError, a skip past it is found where the walk ends."""
     end = len(raw)
     if end < 10:
         raise PrevTxInvalid("prev_tx_malformed", f"{end} bytes")
-    at = 4  # version
-    witness = False
-    if raw[4] == 0 and raw[5] == 1 and witness_allowed:
-        witness = True
-        at = 6
-    start_ins = at
-    n_in, at = _varint(raw, at)
-    if n_in == 0:  # in the stripped form this byte would be a witness marker: never signed for
-        raise PrevTxInvalid("prev_tx_malformed", "no inputs")
-    for _ in range(n_in):
-        at += 36  # prev txid, vout
-        if at >= end:
-            raise PrevTxInvalid("prev_tx_malformed", f"truncated at byte {at}")
-        v = raw[at]
-        if v < 0xFD:
-            at += 1 + v
-        else:
-            v, at = _varint(raw, at)
-            at += v
-        at += 4  # sequence
-        if at > end:
-            raise PrevTxInvalid("prev_tx_malformed", f"truncated at byte {at}")
-    n_out, at = _varint(raw, at)
-    outputs = []
-    for _ in range(n_out):
-        if at + 9 > end:
-            raise PrevTxInvalid("prev_tx_malformed", f"truncated at byte {at}")
-        amount = int.from_bytes(raw[at:at + 8], "little")
-        v = raw[at + 8]
-        if v < 0xFD:
-            at += 9
-        else:
-            v, at = _varint(raw, at + 8)
-        if at + v > end:
-            raise PrevTxInvalid("prev_tx_malformed", f"truncated at byte {at}")
-        outputs.append(PrevOut(amount, raw[at:at + v]))
-        at += v
-    end_outs = at
-    if witness:
+    try:
+        at = 4  # version
+        witness = False
+        if raw[4] == 0 and raw[5] == 1 and witness_allowed:
+            witness = True
+            at = 6
+        start_ins = at
+        n_in, at = _varint(raw, at)
+        if n_in == 0:  # in the stripped form this byte would be a witness marker: never signed for
+            raise PrevTxInvalid("prev_tx_malformed", "no inputs")
         for _ in range(n_in):
-            items, at = _varint(raw, at)
-            for _ in range(items):
-                v, at = _varint(raw, at)
-                at += v
+            v = raw[at + 36]  # after the prev txid and vout: the script_sig's length
+            if v < 0xFD:
+                at += 41 + v  # + the sequence
+            else:
+                v, at = _varint(raw, at + 36)
+                at += v + 4
+        n_out, at = _varint(raw, at)
+        outputs = {}
+        for n in range(n_out):
+            v = raw[at + 8]  # after the value: the script_pubkey's length
+            if v < 0xFD:
+                script_at = at + 9
+            else:
+                v, script_at = _varint(raw, at + 8)
+            if vouts is None or n in vouts:
+                if script_at + v > end:
+                    raise IndexError
+                outputs[n] = PrevOut(int.from_bytes(raw[at:at + 8], "little"), raw[script_at:script_at + v])
+            at = script_at + v
+        end_outs = at
+        if witness:
+            for _ in range(n_in):
+                items, at = _varint(raw, at)
+                for _ in range(items):
+                    v, at = _varint(raw, at)
+                    at += v
+    except IndexError:
+        raise PrevTxInvalid("prev_tx_malformed", "truncated") from None
     at += 4  # locktime
     if at != end:
-        raise PrevTxInvalid("prev_tx_malformed", f"{end - at} bytes missing" if at > end else f"{end - at} trailing bytes")
+        raise PrevTxInvalid("prev_tx_malformed", "truncated" if at > end else f"{end - at} trailing bytes")
     stripped = raw[:4] + raw[start_ins:end_outs] + raw[-4:] if witness else raw
-    return stripped, tuple(outputs)
+    return stripped, outputs, n_out
 
 
-def parse_stripped(stripped: bytes) -> PrevTx:
-    """A previous transaction as a peer receives it: the txid it computes and the outputs."""
-    _, outputs = _walk(stripped, witness_allowed=False)
-    return PrevTx(txid_of_stripped(stripped), outputs)
+def parse_stripped(stripped: bytes, vouts=None, txid: str | None = None) -> PrevTx:
+    """A previous transaction as a peer receives it: the txid it computes (`txid`: computed
+    already by the caller, from these bytes) and its outputs at `vouts` (a set; None: all)."""
+    _, outputs, count = _walk(stripped, witness_allowed=False, vouts=vouts)
+    return PrevTx(txid or txid_of_stripped(stripped), outputs, count)
 
 
 def strip(raw: bytes) -> bytes:
     """The stripped serialisation of a transaction as a node returns it (with witnesses or not)."""
-    stripped, _ = _walk(raw, witness_allowed=True)
+    stripped, _, _ = _walk(raw, witness_allowed=True, vouts=frozenset())
     return stripped

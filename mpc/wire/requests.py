@@ -96,8 +96,15 @@ def request_digest(body: dict) -> bytes:
     """What makes two requests the same one: SHA-256 of the RFC 8785 bytes of the body without
     `created_at_ms` (a node retry re-signs the same request at a new time). Any other field
     that differs makes it another request: under the same request_id, `request_id_reused`."""
+    b = {k: v for k, v in body.items() if k != "created_at_ms"}
+    tx = b.get("transaction")
+    if isinstance(tx, dict) and isinstance(tx.get("prev_txs"), list):
+        # Up to megabytes of hex: each stands in by its SHA-256 (the same request either way;
+        # RFC 8785 in Python costs ~30 ms per MB, inside every peer's check).
+        b["transaction"] = {**tx, "prev_txs": [hashlib.sha256(h.encode()).hexdigest() if isinstance(h, str) else h
+                                               for h in tx["prev_txs"]]}
     try:
-        return hashlib.sha256(encode({k: v for k, v in body.items() if k != "created_at_ms"})).digest()
+        return hashlib.sha256(encode(b)).digest()
     except (ValueError, RecursionError) as exc:  # rfc8785: integers beyond 2**53, lone surrogates
         raise Refused("request_malformed", f"not canonical JSON: {type(exc).__name__}") from None
 
