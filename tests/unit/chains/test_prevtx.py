@@ -37,7 +37,7 @@ GENESIS_COINBASE_TXID = "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7
 def test_the_genesis_coinbase_parses_to_its_txid_and_its_one_output():
     p = prevtx.parse_stripped(GENESIS_COINBASE)
     assert p.txid == GENESIS_COINBASE_TXID
-    assert [o.amount for o in p.outputs] == [50 * 100_000_000]
+    assert [o.amount for o in p.outputs.values()] == [50 * 100_000_000] and p.outputs_count == 1
     assert prevtx.strip(GENESIS_COINBASE) == GENESIS_COINBASE, "a legacy transaction is its own stripped form"
 
 
