@@ -4,6 +4,7 @@ the verifier's precedence order."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import coincurve
@@ -16,7 +17,7 @@ from mpc.wire.parties import RecordKeys
 from mpc.signer.policy import Policy, PolicyError, RequestVerifier
 from mpc.wire.requests import Refused
 from node import limits
-from node.ports import SigningDigest
+from node.ports import InputKey, SigningDigest
 from tests.support.cluster import btc_withdrawal
 
 NODE = SigningKey.generate()
@@ -79,6 +80,20 @@ def _intent_vault_mismatch():
     return signed(b)
 
 
+def _input_amount_stated_low():
+    """Issue 14, attack 2: the transaction and its previous transaction as built, one input's
+    amount stated 1 BTC lower than the previous transaction holds."""
+    tx, intent = btc_withdrawal(KEYS, "v1", amount_sats=50_000)
+    tx = dataclasses.replace(tx, inputs=(InputKey(tx.inputs[0].path, tx.inputs[0].amount - 100_000_000),))
+    return signed(rq.sign_request("v1", tx, intent, [rq.approve(intent, "alice", ALICE)]))
+
+
+def _prev_txs_not_hex():
+    b = request()
+    b["transaction"]["prev_txs"] = ["zz"]
+    return signed(b)
+
+
 def _intent_id_too_long():
     b = request()
     b["intent"]["intent_id"] = "i" * (limits.CLUSTER_INTENT_ID_CHARS_MAX + 1)  # each peer records it: bounded
@@ -101,6 +116,8 @@ CASES = [
     ("a payment in the first band, with its fee_max in the second", lambda: signed(request(amount=96_000)), "approvals_below_quorum"),
     ("destination not the intent's", lambda: signed(request(tamper="destination")), "transaction_does_not_match_intent"),
     ("amount not the intent's", lambda: signed(request(tamper="amount")), "transaction_does_not_match_intent"),
+    ("an input amount its previous transaction does not hold", _input_amount_stated_low, "input_amount_mismatch"),
+    ("previous transactions that are not hex", _prev_txs_not_hex, "request_malformed"),
 ]
 
 
