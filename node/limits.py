@@ -55,9 +55,11 @@ CLUSTER_INTENT_ID_CHARS_MAX = 128           # an intent id in a signing request 
 # request. A standard transaction (weight <= 400,000) is at most 100,000 bytes stripped; a
 # larger parent (only a miner can make one) is allowed when it is the request's only one (its
 # deposit is swept alone), up to any consensus-valid size (4,000,000 weight units / 4).
-CLUSTER_PREV_TX_BYTES_MAX = 100_000         # one previous transaction among several
-CLUSTER_PREV_TXS_BYTES_MAX = 1_500_000      # all of one request's previous transactions
 BTC_STRIPPED_TX_BYTES_CONSENSUS_MAX = 1_000_000
+CLUSTER_PREV_TX_BYTES_MAX = 100_000         # one previous transaction among several
+# All of one request's: what a peer walks at most (its check time, bench/cluster.py), and
+# enough for any one parent alone.
+CLUSTER_PREV_TXS_BYTES_MAX = BTC_STRIPPED_TX_BYTES_CONSENSUS_MAX
 CLUSTER_RPC_WORKERS_MAX = 64                # gRPC server threads per peer
 CLUSTER_QUARANTINE_ABORTS = 3               # aborts as culprit within the window -> quarantine
 CLUSTER_QUARANTINE_WINDOW_S = 600
@@ -109,6 +111,7 @@ CHAINS_BTC_INPUTS_MAX = 500  # inputs in one transaction we build
 CHAINS_BTC_PAYMENTS_PER_BATCH_MAX = 250  # outputs paid by one batched withdrawal
 CHAINS_BTC_FEE_RATE_SAT_VB_MIN = 1  # btcd's and bitcoind's default relay floor
 CHAINS_BTC_FEE_RATE_SAT_VB_MAX = 2_000  # a fee rate above this is refused (fat finger)
+CHAINS_BTC_PARSED_CACHED_MAX = 16  # unsigned transactions kept parsed (a peer's check reads one three times)
 CHAINS_BTC_DUST_SATS = 546  # outputs and change below this are refused / dropped to the fee
 CHAINS_BTC_COINBASE_MATURITY_BLOCKS = 100  # consensus: coinbase spendable after 100 blocks
 CHAINS_ETH_LOG_BLOCKS_PER_CALL_MAX = 200  # eth_getLogs block range per request

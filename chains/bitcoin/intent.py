@@ -18,6 +18,7 @@ approved. Refusals: `InputUnproven` (node/ports.py).
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 
 from chains.bitcoin import prevtx
@@ -191,7 +192,14 @@ def proven_amounts(tx: UnsignedTransaction, parsed: btx.ParsedTx, public_keys: l
 
 
 def _parse(tx: UnsignedTransaction) -> btx.ParsedTx:
+    """Parsed once per transaction for check, fee_terms and spends (a peer calls all three)."""
     try:
-        return btx.parse_unsigned(tx.payload, tx.network)
+        return _parse_cached(tx.payload, tx.network)
     except ChainError as exc:
         raise IntentMismatch(exc.reason, exc.detail) from None
+
+
+@functools.lru_cache(maxsize=limits.CHAINS_BTC_PARSED_CACHED_MAX)
+def _parse_cached(payload: bytes, network: str) -> btx.ParsedTx:
+    # ParsedTx is never changed by its readers; an exception is not cached (parsed again).
+    return btx.parse_unsigned(payload, network)

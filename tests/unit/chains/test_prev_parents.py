@@ -12,7 +12,7 @@ from node import limits
 
 SMALL = 250
 LARGE = limits.CLUSTER_PREV_TX_BYTES_MAX + 1
-NEAR_BUDGET = limits.CLUSTER_PREV_TX_BYTES_MAX  # 15 of these fill the 1.5 MB budget
+NEAR_BUDGET = limits.CLUSTER_PREV_TX_BYTES_MAX  # CLUSTER_PREV_TXS_BYTES_MAX // this of them fill the budget
 
 
 def coin(txid: str, vout: int = 0) -> Utxo:
