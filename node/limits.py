@@ -56,6 +56,7 @@ CLUSTER_INTENT_ID_CHARS_MAX = 128           # an intent id in a signing request 
 # larger parent (only a miner can make one) is allowed when it is the request's only one (its
 # deposit is swept alone), up to any consensus-valid size (4,000,000 weight units / 4).
 BTC_STRIPPED_TX_BYTES_CONSENSUS_MAX = 1_000_000
+CLUSTER_CHILD_KEYS_CACHED_MAX = 65_536      # derived child public keys a peer keeps (33 bytes each + path)
 CLUSTER_PREV_TX_BYTES_MAX = 100_000         # one previous transaction among several
 # All of one request's: what a peer walks at most (its check time, bench/cluster.py), and
 # enough for any one parent alone.
