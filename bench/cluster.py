@@ -23,7 +23,13 @@ from the peers' own custody_signer_records_append_seconds histograms), and the e
 signatures' cost per signing session, all peers together (every envelope and echo signed by its
 sender's pinned key and checked by its receiver: the peers' custody_signer_message_signature_seconds).
 
-    python bench/cluster.py [--quick]
+Check time (issue 14): a peer's whole check of the worst-case Bitcoin request the limits allow
+(RequestVerifier.verify_sign, as at Join: CLUSTER_DIGESTS_PER_REQUEST_MAX inputs and
+CLUSTER_PREV_TXS_BYTES_MAX of previous transactions, each at CLUSTER_PREV_TX_BYTES_MAX and as
+dense as a transaction gets — empty-script outputs, ours last), p99 over its samples, against
+the 2-of-3 sign p50 (goal <= 5 %).
+
+    python bench/cluster.py [--quick] [--check-only]
 """
 
 from __future__ import annotations
@@ -244,14 +250,92 @@ def report_ceremonies(r: dict) -> None:
     figure(BENCH, "reshare_to_keygen_ratio", round(median(r["reshare"]) / median(r["keygen"]), 3), "ratio")
 
 
+def worst_case_request(n_inputs: int, prev_bytes_total: int, prev_bytes_each: int):
+    """(RequestVerifier, raw, node signature, vault keys) for the worst case the limits allow."""
+    import coincurve
+    from nacl.signing import SigningKey
+
+    from chains.bitcoin import tx as btx
+    from chains.bitcoin.intent import BitcoinIntentChecker
+    from mpc.signer.policy import Policy, RequestVerifier
+    from mpc.wire import requests as rq
+    from mpc.wire.parties import RecordKeys
+    from node.ports import InputKey, Payment, UnsignedTransaction, WithdrawalIntent
+    from tests.support.cluster import funding_tx
+
+    node_key, approver = SigningKey.generate(), SigningKey.generate()
+    keys = RecordKeys(coincurve.PrivateKey().public_key.format(), os.urandom(32))
+    n_prev = max(1, prev_bytes_total // prev_bytes_each)
+    ours = {j: [i for i in range(n_inputs) if i % n_prev == j] for j in range(n_prev)}
+    prevs, fillers = [], []
+    for j in range(n_prev):
+        mine = [(btx.p2wpkh_script_pubkey(keys.child_public_key((0, i))), 10_000_000) for i in ours[j]]
+        fillers.append((prev_bytes_each - 200 - 31 * len(mine)) // 9)  # 9-byte outputs (empty script): the most to walk
+        prevs.append(funding_tx(f"bench-{j}", [(b"", 0)] * fillers[-1] + mine))
+        assert len(prevs[-1]) <= prev_bytes_each, len(prevs[-1])
+    ins, inputs = [], []
+    for j, raw in enumerate(prevs):
+        for k, i in enumerate(ours[j]):  # ours last: every output walked
+            base = fillers[j]
+            ins.append(btx.TxIn(btx.txid_of(raw), base + k, 10_000_000, keys.child_public_key((0, i))))
+            inputs.append(InputKey((0, i), 10_000_000))
+    dest = btx.p2wpkh_address(keys.child_public_key((9, 9)), "regtest")
+    change = btx.p2wpkh_script_pubkey(keys.child_public_key((1, 0)))
+    outs = [btx.TxOut(btx.script_pubkey_for(dest, "regtest"), 50_000), btx.TxOut(change, n_inputs * 10_000_000 - 60_000)]
+    tx = UnsignedTransaction("bitcoin", "regtest", btx.unsigned_bytes(btx.build(ins, outs, "regtest")), tuple(inputs), ((1, 0),),
+                             tuple(prevs))
+    intent = WithdrawalIntent("bench-worst", "v1", "bitcoin", "regtest", "BTC", (Payment(dest, 50_000),), 10_000)
+    policy = Policy.from_dict({
+        "node": {"public_key": node_key.verify_key.encode().hex()}, "approvers": {"a": approver.verify_key.encode().hex()},
+        "bands": [{"asset": "BTC", "amount_max": 10**9, "approvals_min": 1}], "rate_limits": {"signatures_per_hour": 100_000},
+        "networks": {"bitcoin": ["regtest"]}, "fees": {"bitcoin": {"fee_max": 100_000, "fee_rate_sat_vb_max": 100}}})
+
+    def body():
+        return rq.sign_body(rq.sign_request("v1", tx, intent, [rq.approve(intent, "a", approver)]), node_key)
+
+    return policy, body, keys, RequestVerifier, BitcoinIntentChecker
+
+
+def check_ms(samples: int) -> list[float]:
+    """A peer's check of the worst-case request, `samples` times (each a new request id, as
+    admitted requests are; records on a temp dir with the test KDF cost: bench only)."""
+    from node import limits
+    from tests.support.records import open_records
+
+    policy, body, keys, verifier_cls, checker_cls = worst_case_request(
+        limits.CLUSTER_DIGESTS_PER_REQUEST_MAX, limits.CLUSTER_PREV_TXS_BYTES_MAX, limits.CLUSTER_PREV_TX_BYTES_MAX)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-check-"))
+    records = open_records(tmp / "data")
+    try:
+        v = verifier_cls(policy, "production", {"bitcoin": checker_cls()}, records)
+        out = []
+        for _ in range(samples):
+            raw, sig = body()
+            t0 = time.perf_counter()
+            verified = v.verify_sign(raw, sig, keys)
+            out.append((time.perf_counter() - t0) * 1000)
+            assert len(verified.digests) == limits.CLUSTER_DIGESTS_PER_REQUEST_MAX
+        progress(f"worst-case check: {len(raw)} request bytes, p50 {median(out):.1f} ms, p99 {percentile(out, 99):.1f} ms")
+        return out
+    finally:
+        records.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer rounds (same figures, same baseline)")
     ap.add_argument("--ceremonies-only", action="store_true", help="only the reshare vs keygen figures")
+    ap.add_argument("--check-only", action="store_true", help="only the worst-case check time (no cluster)")
     args = ap.parse_args()
     rounds, total = (5, 6) if args.quick else (15, 16)
     concurrency = 4
     progress(f"machine: {machine()}")
+    checks = check_ms(50 if args.quick else 200)
+    figure(BENCH, "check_worst_p50_ms", round(median(checks), 1), "ms")
+    figure(BENCH, "check_worst_p99_ms", round(percentile(checks, 99), 1), "ms")
+    if args.check_only:
+        return 0
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-cluster-"))
     try:
         if args.ceremonies_only:
@@ -280,6 +364,7 @@ def main() -> int:
         figure(BENCH, f"envelope_signatures_share_of_p50_{label}", round(r["msg_sig_ms_per_session"] / 1000 / r["clus_p50"], 4), "ratio")
     figure(BENCH, "p50_ratio", round(r3["clus_p50"] / r3["base_p50"], 3), "ratio")
     figure(BENCH, "throughput_ratio", round(r3["tp_clus"] / r3["tp_base"], 3), "ratio")
+    figure(BENCH, "check_worst_p99_to_sign_2of3_p50", round(percentile(checks, 99) / (r3["clus_p50"] * 1000), 4), "ratio (goal <= 0.05)")
     return 0
 
 

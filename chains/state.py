@@ -540,6 +540,19 @@ class StateTx:
         r = self.c.execute(sa.select(txs).where(txs.c.chain_id == self.chain_id, txs.c.txid == txid)).first()
         return TxRow(r.txid, r.owner_id, r.payload, r.raw, r.meta, r.seq) if r else None
 
+    def signed_txs_from(self, address: str, nonce_min: int, limit: int) -> list[bytes]:
+        """Signed transactions of the owners of `address`'s nonces >= `nonce_min`, highest
+        nonce first (ethereum: the evidence a peer needs past its nonce window)."""
+        q = (
+            sa.select(txs.c.raw)
+            .select_from(nonces.join(txs, sa.and_(txs.c.chain_id == nonces.c.chain_id, txs.c.owner_id == nonces.c.owner_id)))
+            .where(nonces.c.chain_id == self.chain_id, nonces.c.address == address, nonces.c.nonce >= nonce_min,
+                   txs.c.raw.is_not(None))
+            .order_by(nonces.c.nonce.desc(), txs.c.seq.desc())
+            .limit(limit)
+        )
+        return [r.raw for r in self.c.execute(q)]
+
     def txs_of(self, owner_id: str) -> list[TxRow]:
         q = sa.select(txs).where(txs.c.chain_id == self.chain_id, txs.c.owner_id == owner_id).order_by(txs.c.seq)
         return [TxRow(r.txid, r.owner_id, r.payload, r.raw, r.meta, r.seq) for r in self.c.execute(q)]

@@ -56,6 +56,16 @@ CLUSTER_REQUEST_BYTES_MAX = 4 * 1024 * 1024   # one node-signed request
 CLUSTER_REQUEST_AGE_MS_MAX = 300_000        # a signed request older (or further ahead) is refused
 CLUSTER_APPROVALS_MAX = 32
 CLUSTER_INTENT_ID_CHARS_MAX = 128           # an intent id in a signing request (each peer records it per version)
+# Proven input amounts (issue 14): each Bitcoin input's previous transaction, stripped, in the
+# request. A standard transaction (weight <= 400,000) is at most 100,000 bytes stripped; a
+# larger parent (only a miner can make one) is allowed when it is the request's only one (its
+# deposit is swept alone), up to any consensus-valid size (4,000,000 weight units / 4).
+BTC_STRIPPED_TX_BYTES_CONSENSUS_MAX = 1_000_000
+CLUSTER_CHILD_KEYS_CACHED_MAX = 65_536      # derived child public keys a peer keeps (33 bytes each + path)
+CLUSTER_PREV_TX_BYTES_MAX = 100_000         # one previous transaction among several
+# All of one request's: what a peer walks at most (its check time, bench/cluster.py), and
+# enough for any one parent alone.
+CLUSTER_PREV_TXS_BYTES_MAX = BTC_STRIPPED_TX_BYTES_CONSENSUS_MAX
 CLUSTER_RPC_WORKERS_MAX = 64                # gRPC server threads per peer
 CLUSTER_QUARANTINE_ABORTS = 3               # aborts as culprit within the window -> quarantine
 CLUSTER_QUARANTINE_WINDOW_S = 600
@@ -109,12 +119,19 @@ CHAINS_BTC_INPUTS_MAX = 500  # inputs in one transaction we build
 CHAINS_BTC_PAYMENTS_PER_BATCH_MAX = 250  # outputs paid by one batched withdrawal
 CHAINS_BTC_FEE_RATE_SAT_VB_MIN = 1  # btcd's and bitcoind's default relay floor
 CHAINS_BTC_FEE_RATE_SAT_VB_MAX = 2_000  # a fee rate above this is refused (fat finger)
+CHAINS_BTC_PARSED_CACHED_MAX = 16  # unsigned transactions kept parsed (a peer's check reads one three times)
 CHAINS_BTC_DUST_SATS = 546  # outputs and change below this are refused / dropped to the fee
 CHAINS_BTC_COINBASE_MATURITY_BLOCKS = 100  # consensus: coinbase spendable after 100 blocks
 CHAINS_ETH_LOG_BLOCKS_PER_CALL_MAX = 200  # eth_getLogs block range per request
 CHAINS_ETH_GAS_LIMIT_MAX = 1_000_000  # gas limit of any transaction we build
 CHAINS_ETH_REPLACEMENT_BUMP_PERCENT_MIN = 10  # geth's rule for replacing a pending tx
 CHAINS_ETH_NONCE_GAP_MAX = 64  # allocated-but-unbroadcast nonces per address
+# A peer signs Ethereum nonce n only with evidence: a transaction from the same sender signed by
+# the vault's key at a nonce >= n - W (none needed below W), so no signature far ahead of the
+# vault's real nonce can be collected (issue 14). Above the node's open nonces: its own
+# transactions always find evidence among what it signed.
+CLUSTER_ETH_NONCE_WINDOW = CHAINS_ETH_NONCE_GAP_MAX + 1
+CLUSTER_NONCE_EVIDENCE_BYTES_MAX = 4_096  # one signed transaction of ours (a token transfer is ~180 bytes)
 assert CHAINS_BLOCK_HASHES_KEPT_COUNT > CHAINS_REORG_DEPTH_MAX
 assert CHAINS_SCAN_BLOCKS_PER_CALL_MAX >= 1 and CHAINS_ETH_LOG_BLOCKS_PER_CALL_MAX >= 1
 assert CHAINS_CONFIRMATIONS_MAX <= CHAINS_BLOCK_HASHES_KEPT_COUNT
@@ -134,6 +151,9 @@ WITHDRAWAL_LIST_MAX = 500  # rows per listing (review queue, withdrawals)
 # peers at signing: ahead only); further is refused (approval_time_out_of_range).
 APPROVAL_CLOCK_SKEW_MS_MAX = 120_000
 VAULT_DELAY_S_MAX = 30 * 24 * 3600  # a cold vault's delay after its quorum (node and peer policy)
+# A peer's [approvals] age_s_max (approval expiry, issue 14) must leave a delayed vault this long
+# to sign after its delay, and end before the peer forgets the intent (RECORDS_INTENT_KEPT_MS).
+APPROVAL_AGE_MARGIN_S = 24 * 3600
 WITHDRAWAL_PEER_DELAY_RETRY_S = 10  # a peer refused with delay_not_elapsed: ask again after this
 RISK_POLICY_BYTES_MAX = 256 * 1024  # a policy file
 RISK_LIST_ENTRIES_MAX = 1_000_000  # addresses in one sanctions / block list file
@@ -271,6 +291,11 @@ assert CLUSTER_REQUEST_BYTES_MAX < CLUSTER_MESSAGE_BYTES_MAX
 assert CLUSTER_DIGESTS_PER_REQUEST_MAX <= CLUSTER_SESSIONS_PER_COORDINATOR_MAX
 # one coordinator (a rogue one holding joined sessions) leaves room for a full request of another
 assert CLUSTER_SESSIONS_PER_COORDINATOR_MAX + CLUSTER_DIGESTS_PER_REQUEST_MAX <= CLUSTER_ACTIVE_SESSIONS_MAX
+assert CLUSTER_PREV_TX_BYTES_MAX <= CLUSTER_PREV_TXS_BYTES_MAX
+assert CLUSTER_ETH_NONCE_WINDOW > CHAINS_ETH_NONCE_GAP_MAX, "the node's open nonces always sit inside the window"
+assert CLUSTER_PREV_TXS_BYTES_MAX >= BTC_STRIPPED_TX_BYTES_CONSENSUS_MAX, "any deposit can be swept (alone)"
+# the previous transactions travel as hex, beside at most 1 MiB of everything else
+assert 2 * CLUSTER_PREV_TXS_BYTES_MAX + 1024 * 1024 <= CLUSTER_REQUEST_BYTES_MAX
 assert CLUSTER_SIGN_ATTEMPTS_MAX >= 2  # one retry with a new quorum at least
 assert CLUSTER_QUARANTINE_ABORTS >= 2  # one abort alone never quarantines a peer
 assert CLUSTER_RECENT_CEREMONIES_MAX <= CLUSTER_RECENT_SESSIONS_MAX  # a pruned ceremony's sessions are still known as finished
@@ -289,6 +314,7 @@ assert RECORDS_KEY_FILE_BYTES_MAX <= MPC_SEALED_BYTES_MAX
 # bytes each in JSON), ids of <= 128 characters, a payload hash and a time
 assert CLUSTER_DIGESTS_PER_REQUEST_MAX * 80 + 3 * CLUSTER_INTENT_ID_CHARS_MAX + 512 <= RECORDS_LINE_BYTES_MAX, "an intent_signed record fits a line"
 assert RECORDS_INTENT_KEPT_MS > VAULT_DELAY_S_MAX * 1000, "a delayed vault's intent is remembered past its delay"
+assert (VAULT_DELAY_S_MAX + APPROVAL_AGE_MARGIN_S) * 1000 < RECORDS_INTENT_KEPT_MS, "every delay allows some approval age"
 assert RECORDS_INTENT_KEPT_MS > RECORDS_SIGNED_KEPT_MS
 assert 1 + WITHDRAWAL_FEE_BUMPS_MAX <= RECORDS_INTENT_VERSIONS_MAX <= RECORDS_INTENT_VERSIONS_LIVE_MAX, "the node's own fee bumps always sign"
 assert 2 <= POR_PARTS_MIN <= POR_PARTS_MAX

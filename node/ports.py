@@ -72,13 +72,31 @@ class WithdrawalIntent:
         """RFC 8785 bytes: what approvers sign (Ed25519) and the node signs into requests."""
         return rfc8785.dumps(self.canonical())
 
+    def band_amount(self) -> int:
+        """What an approval band and an hourly amount limit count (issue 14)."""
+        return band_amount(self.chain, self.asset, sum(p.amount for p in self.payments), self.fee_max)
+
+
+# The asset each chain's fees are paid in (fee_max is in its base units).
+FEE_ASSETS = {"bitcoin": "BTC", "ethereum": "ETH"}
+
+
+def band_amount(chain: str, asset: str, amount: int, fee_max: int) -> int:
+    """The amount an approval band and an hourly amount limit count: what the transaction can
+    take out in `asset`. Paid in the chain's fee asset (BTC, ETH): the payments plus fee_max,
+    the most the fee may be. A token (ERC-20): its amount alone; its fee is ETH, counted by a
+    peer against its separate hourly fee budget."""
+    return amount + fee_max if FEE_ASSETS.get(chain) == asset else amount
+
 
 @dataclass(frozen=True)
 class InputKey:
     """A key the transaction must be signed with: our child key at `path`.
 
     Bitcoin: one per input, with the value of the output it spends (`amount`, BIP143 commits to
-    it). Ethereum: exactly one (the sender), `amount` 0.
+    it); a checker holds it against the input's previous transaction (`prev_txs`) and refuses a
+    stated amount that differs (`input_amount_mismatch`). Ethereum: exactly one (the sender),
+    `amount` 0.
     """
 
     path: Path
@@ -92,6 +110,12 @@ class UnsignedTransaction:
     `payload`: bitcoin, the unsigned transaction in network serialisation (no witnesses);
     ethereum, the unsigned typed transaction (EIP-2718 type byte ‖ RLP payload).
     `change_paths`: paths of outputs that pay back to our own addresses (bitcoin change).
+    `prev_txs`: bitcoin, the transactions whose outputs the inputs spend, stripped (no witness:
+    the bytes whose double SHA-256 is the txid), each once: what proves each input's amount and
+    script to a peer (chains/bitcoin/prevtx.py). Ethereum: none.
+    `nonce_evidence`: ethereum, a transaction from the same sender signed by the vault's key at
+    a nonce >= this one's - CLUSTER_ETH_NONCE_WINDOW (empty below the window): what lets a peer
+    sign a nonce it did not see the vault reach. Bitcoin: empty.
     """
 
     chain: str
@@ -99,6 +123,8 @@ class UnsignedTransaction:
     payload: bytes
     inputs: tuple[InputKey, ...]
     change_paths: tuple[Path, ...] = ()
+    prev_txs: tuple[bytes, ...] = field(default=(), repr=False)
+    nonce_evidence: bytes = field(default=b"", repr=False)
 
 
 @dataclass(frozen=True)
@@ -117,6 +143,21 @@ class IntentMismatch(Exception):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+class InputUnproven(IntentMismatch):
+    """An input's amount or script is not proven by the previous transactions sent with it:
+    `prev_tx_missing`, `prev_tx_malformed`, `prev_tx_too_large`, `prev_txs_too_large`,
+    `prev_tx_duplicate`, `prev_tx_unused`, `prev_tx_mismatch` (no such output, or not our
+    script at the input's path), `input_amount_mismatch` (the stated amount is not the output's).
+    A peer refuses it under that name."""
+
+
+class NonceUnproven(IntentMismatch):
+    """An Ethereum nonce at or past CLUSTER_ETH_NONCE_WINDOW without evidence the vault is
+    near it: `nonce_evidence_missing`, `nonce_evidence_invalid` (not a signed transaction of
+    this chain from this sender), `nonce_beyond_window` (the evidence is more than the window
+    below). A peer refuses it under that name."""
 
 
 @runtime_checkable

@@ -31,7 +31,7 @@ from node import limits
 from node import risk as rk
 from node.customers import CODE_NETWORK_FEE, CODE_SWEEP, CODE_WITHDRAWAL, SYSTEM_OWNER, Customers
 from node.ledger import AccountKind, Ledger, LedgerError, TransferCreate, TransferFlags, TransferResult
-from node.ports import Approval, InputKey, Payment, UnsignedTransaction, Vault, WithdrawalIntent
+from node.ports import Approval, InputKey, Payment, UnsignedTransaction, Vault, WithdrawalIntent, band_amount
 from node.ports import approval_message as _signed_approval
 from node.store import WriteTx
 from node.store.models import sub_accounts, wallets
@@ -181,15 +181,22 @@ def intent_from_json(text: str) -> WithdrawalIntent:
 
 
 def unsigned_to_json(t: UnsignedTransaction) -> str:
-    return rfc8785.dumps({"chain": t.chain, "network": t.network, "payload": t.payload.hex(),
-                          "inputs": [{"path": list(i.path), "amount": str(i.amount)} for i in t.inputs],
-                          "change_paths": [list(p) for p in t.change_paths]}).decode()
+    d = {"chain": t.chain, "network": t.network, "payload": t.payload.hex(),
+         "inputs": [{"path": list(i.path), "amount": str(i.amount)} for i in t.inputs],
+         "change_paths": [list(p) for p in t.change_paths]}
+    if t.prev_txs:  # bitcoin: what proves the input amounts to the signer peers
+        d["prev_txs"] = [raw.hex() for raw in t.prev_txs]
+    if t.nonce_evidence:  # ethereum: what lets the peers sign a nonce past their window
+        d["nonce_evidence"] = t.nonce_evidence.hex()
+    return rfc8785.dumps(d).decode()
 
 
 def unsigned_from_json(d: dict) -> UnsignedTransaction:
     return UnsignedTransaction(d["chain"], d["network"], bytes.fromhex(d["payload"]),
                                tuple(InputKey(tuple(i["path"]), int(i["amount"])) for i in d["inputs"]),
-                               tuple(tuple(p) for p in d["change_paths"]))
+                               tuple(tuple(p) for p in d["change_paths"]),
+                               tuple(bytes.fromhex(h) for h in d.get("prev_txs", ())),
+                               bytes.fromhex(d.get("nonce_evidence", "")))
 
 
 REJECT_DOMAIN = b"custody/withdrawal-reject/v1\n"
@@ -640,7 +647,8 @@ class Withdrawals:
 
     def _quorum(self, w: Withdrawal) -> tuple[int, int]:
         try:
-            return self.policy().quorum(w.vault_id, w.asset, w.amount)
+            # the band counts what the signer peers count: BTC and ETH with their fee_max (issue 14)
+            return self.policy().quorum(w.vault_id, w.asset, band_amount(chain_of(w.asset), w.asset, w.amount, w.fee_max))
         except rk.ApprovalRefused as exc:
             raise WithdrawalError(exc.reason, exc.detail) from None
 

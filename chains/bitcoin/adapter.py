@@ -14,6 +14,7 @@ import json
 
 import rfc8785
 
+from chains.bitcoin import prevtx
 from chains.bitcoin import tx as btx
 from chains.bitcoin.intent import BitcoinIntentChecker
 from chains.bitcoin.rpc import BitcoinRpc
@@ -273,7 +274,12 @@ class BitcoinAdapter(Scanner):
             change_script = btx.p2wpkh_script_pubkey(keys.child_public_key(change_path))
             chosen: list[Utxo] = []
             total = 0
+            parents = _Parents(self._prev_tx)
             for coin in coins:
+                # a coin whose parent is larger than the peers take beside others is only swept
+                # (alone, build_sweep); one past the request's budget waits for another withdrawal
+                if not parents.admit(coin, alone_allowed=False):
+                    continue
                 chosen.append(coin)
                 total += coin.amount
                 if len(chosen) > limits.CHAINS_BTC_INPUTS_MAX:
@@ -303,6 +309,7 @@ class BitcoinAdapter(Scanner):
                 payload=btx.unsigned_bytes(t),
                 inputs=tuple(InputKey(c.path, c.amount) for c in chosen),
                 change_paths=change_paths,
+                prev_txs=parents.prev_txs(),
             )
             if change_paths:
                 st.add_address(btx.p2wpkh_address(keys.child_public_key(change_path), self.network), intent.vault_id, change_path, ROLE_INTERNAL)
@@ -335,9 +342,15 @@ class BitcoinAdapter(Scanner):
                 if roles.get(c.address, (None, None, None))[2] == from_role
             ]
             coins.sort(key=lambda u: (u.height, u.txid, u.vout))
-            coins = coins[: limits.CHAINS_BTC_INPUTS_MAX]
+            # Each coin's parent goes to the peers (proven amounts): a parent larger than they
+            # take beside others is swept alone when it comes first, else in a later sweep.
+            parents = _Parents(self._prev_tx)
+            coins = [c for c in coins[: limits.CHAINS_BTC_INPUTS_MAX] if parents.admit(c, alone_allowed=True)]
             if not coins:
                 raise ChainError("nothing_to_sweep")
+            if parents.alone():
+                log.info("sweep_alone_large_parent", vault=vault_id, deposit=f"{coins[0].txid}:{coins[0].vout}",
+                         parent_bytes=parents.total_bytes())
             total = sum(c.amount for c in coins)
             fee = fee_rate * btx.vsize_estimate(len(coins), [to_script])
             amount = total - fee
@@ -358,7 +371,8 @@ class BitcoinAdapter(Scanner):
             )
             ins = [btx.TxIn(c.txid, c.vout, c.amount, keys.child_public_key(c.path)) for c in coins]
             t = btx.build(ins, [btx.TxOut(to_script, amount)], self.network)
-            utx = UnsignedTransaction(self.chain, self.network, btx.unsigned_bytes(t), tuple(InputKey(c.path, c.amount) for c in coins))
+            utx = UnsignedTransaction(self.chain, self.network, btx.unsigned_bytes(t), tuple(InputKey(c.path, c.amount) for c in coins),
+                                      prev_txs=parents.prev_txs())
             st.reserve_utxos([(c.txid, c.vout) for c in coins], intent_id)
             st.record_tx(btx.txid_of(utx.payload), intent_id, utx.payload, _meta(utx, fee, fee_rate, intent))
         return intent, utx
@@ -402,7 +416,7 @@ class BitcoinAdapter(Scanner):
             for (txid, vout, seq), k in zip(parsed.inputs, old.inputs)
         ]
         t = btx.build(ins, outputs, self.network, locktime=parsed.locktime, version=parsed.version)
-        utx = UnsignedTransaction(self.chain, self.network, btx.unsigned_bytes(t), old.inputs, old.change_paths)
+        utx = UnsignedTransaction(self.chain, self.network, btx.unsigned_bytes(t), old.inputs, old.change_paths, old.prev_txs)
         with self.state.begin() as st:
             st.record_tx(btx.txid_of(utx.payload), intent.intent_id, utx.payload, _meta(utx, new_fee, fee_rate, intent))
         log.info("fee_bumped", intent=intent.intent_id, old_fee_sats=old_fee, new_fee_sats=new_fee)
@@ -426,13 +440,40 @@ class BitcoinAdapter(Scanner):
 
     def _unsigned_from_row(self, row) -> UnsignedTransaction:
         meta = json.loads(row.meta)
+        if "prev_txs" in meta:
+            prev_txs = tuple(bytes.fromhex(h) for h in meta["prev_txs"])
+        else:  # built before inputs were proven: fetched now (needs the node's transaction index)
+            parents = _Parents(self._prev_tx)
+            for txid in dict.fromkeys(txid for txid, _, _ in btx.parse_unsigned(row.payload, self.network).inputs):
+                parents.add(txid, None)
+            prev_txs = parents.prev_txs()
         return UnsignedTransaction(
             chain=self.chain,
             network=self.network,
             payload=row.payload,
             inputs=tuple(InputKey(tuple(i["path"]), int(i["amount"])) for i in meta["inputs"]),
             change_paths=tuple(tuple(p) for p in meta["change_paths"]),
+            prev_txs=prev_txs,
         )
+
+    def _prev_tx(self, txid: str, height: int | None) -> bytes:
+        """The transaction `txid` (a parent of our coin), stripped, from the node: by txid, or,
+        without a transaction index, from its block at `height`. Checked: its txid is `txid`."""
+        try:
+            raw = bytes.fromhex(self.rpc.call("getrawtransaction", txid, 0))
+        except RpcError as exc:
+            if exc.code not in RPC_ERR_NOT_FOUND or height is None:
+                raise
+            block = self.rpc.call("getblock", self.rpc.call("getblockhash", height), 2)
+            txs = block.get("rawtx") if block.get("rawtx") is not None else block.get("tx")
+            found = [s for s in (prevtx.strip(bytes.fromhex(e["hex"])) for e in txs) if prevtx.txid_of_stripped(s) == txid]
+            if not found:
+                raise ChainError("prev_tx_not_found", f"{txid} in block {height}") from None
+            raw = found[0]
+        stripped = prevtx.strip(raw)
+        if prevtx.txid_of_stripped(stripped) != txid:
+            raise ChainError("prev_tx_mismatch", f"the node returned another transaction for {txid}")
+        return stripped
 
     # --- signing and broadcast ------------------------------------------------------------
     def digests(self, tx: UnsignedTransaction, intent: WithdrawalIntent) -> list[SigningDigest]:
@@ -478,6 +519,42 @@ class BitcoinAdapter(Scanner):
         return TxStatus(txid, TX_CONFIRMED, confs, int(block["height"]))
 
 
+class _Parents:
+    """The previous transactions of the coins chosen for one transaction, each once, within what
+    the signer peers take (chains/bitcoin/intent.py proven_amounts): each at most
+    CLUSTER_PREV_TX_BYTES_MAX beside others, all together at most CLUSTER_PREV_TXS_BYTES_MAX."""
+
+    def __init__(self, fetch):
+        self.fetch = fetch
+        self.by_txid: dict[str, bytes] = {}
+
+    def admit(self, coin: Utxo, alone_allowed: bool) -> bool:
+        """Adds `coin`'s parent if the set stays within the limits (a large one only alone,
+        when `alone_allowed`); False: the coin is left for another transaction."""
+        if coin.txid in self.by_txid:
+            return True
+        raw = self.fetch(coin.txid, coin.height)
+        sizes = [len(r) for r in self.by_txid.values()] + [len(raw)]
+        if sum(sizes) > limits.CLUSTER_PREV_TXS_BYTES_MAX:
+            return False
+        if max(sizes) > limits.CLUSTER_PREV_TX_BYTES_MAX and (len(sizes) > 1 or not alone_allowed):
+            return False
+        self.by_txid[coin.txid] = raw
+        return True
+
+    def add(self, txid: str, height: int | None) -> None:
+        self.by_txid[txid] = self.fetch(txid, height)
+
+    def alone(self) -> bool:
+        return len(self.by_txid) == 1 and self.total_bytes() > limits.CLUSTER_PREV_TX_BYTES_MAX
+
+    def total_bytes(self) -> int:
+        return sum(len(r) for r in self.by_txid.values())
+
+    def prev_txs(self) -> tuple[bytes, ...]:
+        return tuple(self.by_txid.values())
+
+
 def _clamp_fee_rate(sat_vb: int) -> int:
     if not isinstance(sat_vb, int) or sat_vb > limits.CHAINS_BTC_FEE_RATE_SAT_VB_MAX:
         raise ChainError("fee_rate_out_of_range", repr(sat_vb))
@@ -490,6 +567,7 @@ def _meta(utx: UnsignedTransaction, fee: int, fee_rate: int, intent: WithdrawalI
             "intent_sha256": fingerprint(intent),
             "inputs": [{"path": list(k.path), "amount": str(k.amount)} for k in utx.inputs],
             "change_paths": [list(p) for p in utx.change_paths],
+            "prev_txs": [raw.hex() for raw in utx.prev_txs],
             "fee": str(fee),
             "fee_rate_sat_vb": str(fee_rate),
         }

@@ -5,20 +5,28 @@ addresses from the vault's public keys, matches each output against the approved
 our own change/sweep addresses, checks the fee, and computes the BIP143 digests itself. Change
 is derived from the signing vault's keys; a sweep's or refill's own destinations from
 `destination_keys` when the intent names another vault (`own_destination_vault`: the caller —
-a signer peer, from its own policy — looked them up; without them that intent is refused). The
-input amounts come from the request (InputKey.amount); BIP143 commits to them, so a wrong
-amount only yields signatures the network rejects, never a different spend.
+a signer peer, from its own policy — looked them up; without them that intent is refused).
+
+Input amounts are proven, never taken on the node's word (issue 14, attack 2): each input's
+amount and scriptPubKey are read from its previous transaction (`tx.prev_txs`, stripped), whose
+txid is computed here and must be the input's outpoint txid; the script must be our own at the
+input's path, and the amount the request states (InputKey.amount) must be that output's. A
+BIP143 signature commits only to its own input's amount, so stated amounts alone would let two
+sessions, each understating another input, combine into a transaction paying a fee nobody
+approved. Refusals: `InputUnproven` (node/ports.py).
 """
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 
+from chains.bitcoin import prevtx
 from chains.bitcoin import tx as btx
 from chains.errors import ChainError
 from chains.keys import InvalidPath, check_path
 from node import limits
-from node.ports import FeeTerms, IntentMismatch, SigningDigest, UnsignedTransaction, VaultKeys, WithdrawalIntent
+from node.ports import FeeTerms, InputUnproven, IntentMismatch, SigningDigest, UnsignedTransaction, VaultKeys, WithdrawalIntent
 
 KINDS = ("withdrawal", "sweep", "refill")
 # Input sequences we sign: BIP125-replaceable, non-replaceable, final. All have bit 31 set, so
@@ -30,19 +38,20 @@ class BitcoinIntentChecker:
     chain = "bitcoin"
 
     def rebuild(self, tx: UnsignedTransaction, keys: VaultKeys):
-        """The bitcoinlib transaction for `tx`, with our keys and the input amounts."""
+        """The bitcoinlib transaction for `tx`, with our keys and the proven input amounts."""
         parsed = _parse(tx)
         if len(parsed.inputs) != len(tx.inputs):
             raise IntentMismatch("inputs_mismatch", f"{len(parsed.inputs)} inputs, {len(tx.inputs)} keys")
-        ins = []
-        for (txid, vout, seq), key in zip(parsed.inputs, tx.inputs):
+        pubs = []
+        for key in tx.inputs:
             try:
-                pub = keys.child_public_key(check_path(key.path))
+                pubs.append(keys.child_public_key(check_path(key.path)))
             except InvalidPath as exc:
                 raise IntentMismatch("input_path_invalid", str(exc)) from None
-            if not isinstance(key.amount, int) or key.amount <= 0:
+            if not isinstance(key.amount, int) or isinstance(key.amount, bool) or key.amount <= 0:
                 raise IntentMismatch("input_amount_invalid", repr(key.amount))
-            ins.append(btx.TxIn(txid, vout, key.amount, pub, seq))
+        amounts = proven_amounts(tx, parsed, pubs)
+        ins = [btx.TxIn(txid, vout, amount, pub, seq) for (txid, vout, seq), pub, amount in zip(parsed.inputs, pubs, amounts)]
         t = btx.build(ins, parsed.outputs, tx.network, locktime=parsed.locktime, version=parsed.version)
         if btx.unsigned_bytes(t) != tx.payload:
             raise IntentMismatch("transaction_not_canonical")
@@ -62,6 +71,8 @@ class BitcoinIntentChecker:
             raise IntentMismatch("payments_count_out_of_range", str(len(intent.payments)))
         if not 1 <= len(tx.inputs) <= limits.CHAINS_BTC_INPUTS_MAX:
             raise IntentMismatch("inputs_count_out_of_range", str(len(tx.inputs)))
+        if tx.nonce_evidence:
+            raise IntentMismatch("nonce_evidence_not_allowed", "a bitcoin transaction has no nonce")
         t, parsed = self.rebuild(tx, keys)
         # Only the shape the node builds: no absolute or relative time lock that could freeze
         # the coins (a DoS on our own funds), a standard version.
@@ -134,8 +145,61 @@ class BitcoinIntentChecker:
         return frozenset(f"{txid}:{vout}" for txid, vout, _ in _parse(tx).inputs)
 
 
+def proven_amounts(tx: UnsignedTransaction, parsed: btx.ParsedTx, public_keys: list[bytes]) -> list[int]:
+    """Each input's amount, read from its previous transaction in `tx.prev_txs` (stripped; its
+    txid computed here) at the input's outpoint, whose script must pay our key at the input's
+    path (`public_keys`, in input order) and whose amount the request must state. Raises
+    InputUnproven, in this order: prev_txs_too_large, prev_tx_too_large, prev_tx_malformed,
+    prev_tx_duplicate, prev_tx_missing, prev_tx_mismatch, input_amount_mismatch, prev_tx_unused."""
+    sizes = [len(raw) for raw in tx.prev_txs]
+    if sum(sizes) > limits.CLUSTER_PREV_TXS_BYTES_MAX:
+        raise InputUnproven("prev_txs_too_large", f"{sum(sizes)} > {limits.CLUSTER_PREV_TXS_BYTES_MAX} bytes")
+    if len(sizes) > 1 and max(sizes) > limits.CLUSTER_PREV_TX_BYTES_MAX:
+        raise InputUnproven("prev_tx_too_large", f"{max(sizes)} > {limits.CLUSTER_PREV_TX_BYTES_MAX} bytes beside others")
+    wanted: dict[str, set[int]] = {}
+    for txid, vout, _ in parsed.inputs:
+        wanted.setdefault(txid, set()).add(vout)
+    by_txid: dict[str, prevtx.PrevTx] = {}
+    for n, raw in enumerate(tx.prev_txs):
+        try:
+            # only the outputs our inputs spend are read (the rest are walked over)
+            txid = prevtx.txid_of_stripped(raw)
+            p = prevtx.parse_stripped(raw, frozenset(wanted.get(txid, ())), txid)
+        except prevtx.PrevTxInvalid as exc:
+            raise InputUnproven(exc.reason, f"prev_txs[{n}]: {exc.detail}") from None
+        if p.txid in by_txid:
+            raise InputUnproven("prev_tx_duplicate", p.txid)
+        by_txid[p.txid] = p
+    amounts = []
+    used = set()
+    for n, ((txid, vout, _), pub, key) in enumerate(zip(parsed.inputs, public_keys, tx.inputs)):
+        p = by_txid.get(txid)
+        if p is None:
+            raise InputUnproven("prev_tx_missing", f"input {n}: {txid}")
+        used.add(txid)
+        if vout >= p.outputs_count:
+            raise InputUnproven("prev_tx_mismatch", f"input {n}: {txid} has no output {vout}")
+        out = p.outputs[vout]
+        if out.script_pubkey != btx.p2wpkh_script_pubkey(pub):
+            raise InputUnproven("prev_tx_mismatch", f"input {n}: {txid}:{vout} does not pay our key at {tuple(key.path)}")
+        if out.amount != key.amount:
+            raise InputUnproven("input_amount_mismatch", f"input {n}: stated {key.amount}, {txid}:{vout} holds {out.amount}")
+        amounts.append(out.amount)
+    unused = set(by_txid) - used
+    if unused:
+        raise InputUnproven("prev_tx_unused", ", ".join(sorted(unused)))
+    return amounts
+
+
 def _parse(tx: UnsignedTransaction) -> btx.ParsedTx:
+    """Parsed once per transaction for check, fee_terms and spends (a peer calls all three)."""
     try:
-        return btx.parse_unsigned(tx.payload, tx.network)
+        return _parse_cached(tx.payload, tx.network)
     except ChainError as exc:
         raise IntentMismatch(exc.reason, exc.detail) from None
+
+
+@functools.lru_cache(maxsize=limits.CHAINS_BTC_PARSED_CACHED_MAX)
+def _parse_cached(payload: bytes, network: str) -> btx.ParsedTx:
+    # ParsedTx is never changed by its readers; an exception is not cached (parsed again).
+    return btx.parse_unsigned(payload, network)

@@ -408,14 +408,34 @@ class EthereumAdapter(Scanner):
     def _record(self, st: StateTx, t: etx.Eip1559Tx, intent: WithdrawalIntent, source_path: Path) -> UnsignedTransaction:
         payload = etx.unsigned_payload(t)
         assert etx.digest_of(payload) == etx.digest_eth_account(t), "our EIP-1559 digest disagrees with eth-account"
-        utx = UnsignedTransaction(self.chain, self.network, payload, (InputKey(tuple(source_path), 0),))
-        meta = rfc8785.dumps({"path": list(source_path), "intent_sha256": fingerprint(intent)}).decode()
-        st.record_tx(etx.digest_of(payload).hex(), intent.intent_id, payload, meta)
+        sender = etx.address_of(self.keys(intent.vault_id).child_public_key(tuple(source_path)))
+        evidence = self._nonce_evidence(st, sender, t.nonce)
+        utx = UnsignedTransaction(self.chain, self.network, payload, (InputKey(tuple(source_path), 0),), nonce_evidence=evidence)
+        meta = {"path": list(source_path), "intent_sha256": fingerprint(intent)}
+        if evidence:
+            meta["nonce_evidence"] = evidence.hex()
+        st.record_tx(etx.digest_of(payload).hex(), intent.intent_id, payload, rfc8785.dumps(meta).decode())
         return utx
+
+    def _nonce_evidence(self, st: StateTx, sender: str, nonce: int) -> bytes:
+        """A transaction of ours from `sender`, signed, at a nonce >= nonce - W: what the peers
+        need to sign past their window (chains/ethereum/intent.py check_nonce_window); none
+        below it. The node's open nonces stay within the window (CHAINS_ETH_NONCE_GAP_MAX), so
+        the last one mined is evidence; a sender whose earlier transactions we never signed
+        (nothing recorded) is refused here, as the peers would."""
+        w = limits.CLUSTER_ETH_NONCE_WINDOW
+        if nonce < w:
+            return b""
+        for raw in st.signed_txs_from(sender, nonce - w, w + 1):
+            e, sig = etx.parse_signed(raw)
+            if e.nonce >= nonce - w and etx.recover_address(etx.digest_of(etx.unsigned_payload(e)), sig) == sender:
+                return raw
+        raise ChainError("nonce_evidence_not_found", f"{sender}: nothing of ours signed at a nonce >= {nonce - w}")
 
     def _unsigned_from_row(self, row) -> UnsignedTransaction:
         meta = json.loads(row.meta)
-        return UnsignedTransaction(self.chain, self.network, row.payload, (InputKey(tuple(meta["path"]), 0),))
+        return UnsignedTransaction(self.chain, self.network, row.payload, (InputKey(tuple(meta["path"]), 0),),
+                                   nonce_evidence=bytes.fromhex(meta.get("nonce_evidence", "")))
 
     def replace(self, intent: WithdrawalIntent, bump_percent: int = 25) -> UnsignedTransaction:
         """A replacement for a stuck transaction: the same nonce and payment, both fee caps

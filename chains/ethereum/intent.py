@@ -15,7 +15,8 @@ from __future__ import annotations
 from chains.errors import ChainError
 from chains.ethereum import tx as etx
 from chains.keys import InvalidPath, check_path
-from node.ports import FeeTerms, IntentMismatch, SigningDigest, UnsignedTransaction, VaultKeys, WithdrawalIntent
+from node import limits
+from node.ports import FeeTerms, IntentMismatch, NonceUnproven, SigningDigest, UnsignedTransaction, VaultKeys, WithdrawalIntent
 
 KINDS = ("withdrawal", "sweep", "refill")
 
@@ -48,6 +49,8 @@ class EthereumIntentChecker:
             raise IntentMismatch("payments_count_out_of_range", "one payment per ethereum transaction")
         if len(tx.inputs) != 1:
             raise IntentMismatch("inputs_mismatch", "exactly one sender")
+        if tx.prev_txs:
+            raise IntentMismatch("prev_txs_not_allowed", "an ethereum transaction spends no outputs")
         try:
             t = etx.parse_unsigned(tx.payload)
         except ChainError as exc:
@@ -100,6 +103,7 @@ class EthereumIntentChecker:
             raise IntentMismatch(exc.reason, exc.detail) from None
         if t.fee_max > intent.fee_max:
             raise IntentMismatch("fee_exceeds_max", f"{t.fee_max} > {intent.fee_max}")
+        check_nonce_window(t, tx.nonce_evidence, etx.address_of(keys.child_public_key(tuple(tx.inputs[0].path))))
         return [SigningDigest(tuple(tx.inputs[0].path), etx.digest_of(tx.payload))]
 
     def fee_terms(self, tx: UnsignedTransaction) -> FeeTerms:
@@ -122,3 +126,25 @@ class EthereumIntentChecker:
         except InvalidPath as exc:
             raise IntentMismatch("path_invalid", str(exc)) from None
         return frozenset({f"{etx.address_of(keys.child_public_key(path))}:{t.nonce}"})
+
+
+def check_nonce_window(t: etx.Eip1559Tx, evidence: bytes, sender: str) -> None:
+    """Nonce n is signed only within CLUSTER_ETH_NONCE_WINDOW above evidence: a transaction of
+    this chain from `sender` (our key at the input path), signed by it — only the vault's
+    quorum can make one — at a nonce >= n - W. Below W none is needed. So a node cannot collect
+    signatures far ahead of the vault's real nonce to spend them later, and a peer left out of
+    earlier quorums still signs the next nonce. Raises NonceUnproven."""
+    w = limits.CLUSTER_ETH_NONCE_WINDOW
+    if t.nonce < w:
+        return
+    if not evidence:
+        raise NonceUnproven("nonce_evidence_missing", f"nonce {t.nonce} >= {w} needs a signed transaction at >= {t.nonce - w}")
+    try:
+        e, sig = etx.parse_signed(evidence)
+        signer = etx.recover_address(etx.digest_of(etx.unsigned_payload(e)), sig)
+    except ChainError as exc:
+        raise NonceUnproven("nonce_evidence_invalid", f"{exc.reason} {exc.detail}".strip()) from None
+    if e.chain_id != t.chain_id or signer != sender:
+        raise NonceUnproven("nonce_evidence_invalid", f"signed by {signer} on chain {e.chain_id}, not {sender} on {t.chain_id}")
+    if e.nonce < t.nonce - w:
+        raise NonceUnproven("nonce_beyond_window", f"nonce {t.nonce}, evidence at {e.nonce}, window {w}")

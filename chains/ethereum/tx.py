@@ -140,6 +140,27 @@ def parse_unsigned(payload: bytes) -> Eip1559Tx:
     return t
 
 
+def parse_signed(raw: bytes) -> tuple[Eip1559Tx, EcdsaSignature]:
+    """A signed EIP-1559 transaction (type 2, the nine fields, y parity, r, s): its unsigned
+    part (strict, as parse_unsigned) and its signature. Who signed it: `recover_address`."""
+    if not raw or raw[0] != TX_TYPE_EIP1559:
+        raise ChainError("transaction_type_not_eip1559")
+    try:
+        items = rlp.decode(raw[1:])
+    except Exception as exc:  # pyrlp raises several types on bad bytes
+        raise ChainError("transaction_unparseable", repr(exc)) from None
+    if not isinstance(items, list) or len(items) != 12:
+        raise ChainError("transaction_unparseable", "expected 12 fields")
+    t = parse_unsigned(bytes([TX_TYPE_EIP1559]) + rlp.encode(items[:9]))
+    try:
+        y, r, s = (big_endian_int.deserialize(x) for x in items[9:])
+    except Exception as exc:
+        raise ChainError("transaction_unparseable", repr(exc)) from None
+    if bytes([TX_TYPE_EIP1559]) + rlp.encode(items) != raw:
+        raise ChainError("transaction_not_canonical")
+    return t, EcdsaSignature(r, s, y)
+
+
 def recover_address(digest: bytes, sig: EcdsaSignature) -> str:
     if not (1 <= sig.r < SECP256K1_N and 1 <= sig.s <= SECP256K1_N // 2):
         raise SignatureInvalid("r or s out of range, or high-S")

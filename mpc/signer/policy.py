@@ -9,6 +9,7 @@ in the file are integers (or decimal strings, for wei) in base units.
     [approvers]
     alice = "<hex Ed25519>"
     [[bands]]                 # per asset; the first band whose amount_max >= the total applies
+                              # (BTC, ETH: payments + fee_max; a token: its payments)
     asset = "BTC"
     amount_max = 100000000
     approvals_min = 1
@@ -19,13 +20,17 @@ in the file are integers (or decimal strings, for wei) in base units.
     approvals_min = 2
     [vaults.cold]
     delay_s = 3600            # signs only delay_s after its quorum's signed approval times
+    [approvals]               # optional: approval expiry
+    age_s_max = 604800        # an intent's first version needs its quorum signed within this
     [own_destinations.hot]    # vaults this peer may pay as our own (refills): public keys only
     public_key = "<hex, 33-byte compressed group key>"
     chain_code = "<hex, 32 bytes>"
     [rate_limits]
     signatures_per_hour = 600
-    [rate_limits.amount_per_hour]
+    [rate_limits.amount_per_hour]  # BTC and ETH count payments + fee_max; a token its amount
     BTC = "1000000000"
+    [rate_limits.fee_per_hour]     # optional: the fee_max of token (ERC-20) intents, in wei
+    ETH = "100000000000000000"
     [networks]                # what a signature can mean: the only networks signed for
     bitcoin = ["regtest"]     # (mainnet, testnet, signet, regtest)
     ethereum = ["1337"]       # chain ids, as strings
@@ -92,7 +97,7 @@ from mpc.wire import ceremony as cer
 from mpc.wire import requests as rq
 from mpc.wire.requests import Refused
 from node import limits
-from node.ports import IntentChecker, IntentMismatch, SigningDigest, VaultKeys
+from node.ports import FEE_ASSETS, InputUnproven, IntentChecker, IntentMismatch, NonceUnproven, SigningDigest, VaultKeys
 from proofs import assets
 
 
@@ -227,6 +232,25 @@ def _rules(d: dict, base: CeremonyRules, where: str, approvers: int) -> Ceremony
     return CeremonyRules(**values)
 
 
+def _approval_age_s_max(d, delays: dict[str, int]) -> int:
+    """[approvals] age_s_max: above every vault's delay by APPROVAL_AGE_MARGIN_S (a delayed
+    withdrawal still has time to sign) and below the records' intent retention (an intent is
+    never forgotten while its approvals could still sign it again)."""
+    if not isinstance(d, dict) or not set(d) <= {"age_s_max"}:
+        raise PolicyError("approvals: a table with age_s_max only")
+    age = d.get("age_s_max", 0)
+    if type(age) is not int or age < 0:
+        raise PolicyError("approvals.age_s_max must be an integer of seconds")
+    if not age:
+        return 0
+    if age * 1000 >= limits.RECORDS_INTENT_KEPT_MS:
+        raise PolicyError(f"approvals.age_s_max must be below the records' intent retention ({limits.RECORDS_INTENT_KEPT_MS // 1000} s)")
+    for vault, delay_s in delays.items():
+        if age < delay_s + limits.APPROVAL_AGE_MARGIN_S:
+            raise PolicyError(f"approvals.age_s_max must be at least vaults.{vault}.delay_s + {limits.APPROVAL_AGE_MARGIN_S} s")
+    return age
+
+
 @dataclass
 class Policy:
     node_public_key: bytes
@@ -249,6 +273,12 @@ class Policy:
     vault_ceremony_rules: dict[str, CeremonyRules] = field(default_factory=dict)
     operators: dict[str, str] = field(default_factory=dict)  # peer name -> operator
     warnings: tuple[str, ...] = ()  # logged at start (e.g. a retired key that is ignored)
+    # Rolling-hour budget of token intents' fee_max, per fee asset (ETH): a token's own amount
+    # limit counts token units, so its fees are counted here.
+    fee_per_hour: dict[str, int] = field(default_factory=dict)
+    # Approval expiry: an intent this peer has not joined yet needs its quorum of approvals
+    # signed (timed) within this many seconds; 0: approvals do not expire.
+    approval_age_s_max: int = 0
 
     @classmethod
     def load(cls, path) -> "Policy":
@@ -285,8 +315,12 @@ class Policy:
             if not isinstance(sph, int) or isinstance(sph, bool) or not 0 < sph <= limits.CLUSTER_RATE_EVENTS_MAX:
                 raise PolicyError(f"rate_limits.signatures_per_hour must be an integer 1..{limits.CLUSTER_RATE_EVENTS_MAX} (no default)")
             aph = {str(k): _amount(v, f"rate_limits.amount_per_hour.{k}") for k, v in rl.get("amount_per_hour", {}).items()}
+            fph = {str(k): _amount(v, f"rate_limits.fee_per_hour.{k}") for k, v in rl.get("fee_per_hour", {}).items()}
+            if not set(fph) <= set(FEE_ASSETS.values()):
+                raise PolicyError(f"rate_limits.fee_per_hour: fee assets only ({', '.join(FEE_ASSETS.values())})")
             wl = {str(k): frozenset(map(str, v)) for k, v in d.get("whitelist", {}).items()}
             cer = d.get("ceremonies", {})
+            age_s_max = _approval_age_s_max(d.get("approvals", {}), delays)
             fees = {str(chain): _fee_limits(str(chain), v) for chain, v in d.get("fees", {}).items()}
             networks = {}
             for chain, v in d.get("networks", {}).items():
@@ -314,7 +348,8 @@ class Policy:
         bands.sort(key=lambda b: (b.vault, b.asset, b.amount_max))
         return cls(node_pk, approvers, bands, sph, aph, wl, bool(cer.get("keygen_allowed", False)),
                    bool(cer.get("reserves_allowed", True)), delays, own, fees, networks,
-                   rules, vault_rules, {str(k): str(v) for k, v in operators.items()}, tuple(warnings))
+                   rules, vault_rules, {str(k): str(v) for k, v in operators.items()}, tuple(warnings),
+                   fee_per_hour=fph, approval_age_s_max=age_s_max)
 
     # ------------------------------------------------------------------ ceremonies
     def rules_for(self, vault_id: str) -> CeremonyRules:
@@ -374,9 +409,12 @@ class RequestVerifier:
     order: request_too_large, node_signature_invalid, request_malformed, request_expired,
     wrong_kind, vault_unknown, opaque_digest_refused, intent_vault_mismatch,
     transaction_chain_mismatch, network_not_allowed, approval_signature_invalid, approval_time_out_of_range,
-    asset_not_allowed, amount_exceeds_policy, approvals_below_quorum, delay_not_elapsed,
+    asset_not_allowed, amount_exceeds_policy, approvals_below_quorum, delay_not_elapsed, approvals_expired,
     destination_not_whitelisted, own_destination_vault_unknown, chain_not_supported,
-    transaction_does_not_match_intent, fee_limits_not_configured, fee_exceeds_policy,
+    the unproven inputs (prev_txs_too_large, prev_tx_too_large, prev_tx_malformed,
+    prev_tx_duplicate, prev_tx_missing, prev_tx_mismatch, input_amount_mismatch, prev_tx_unused:
+    node/ports.py InputUnproven; Ethereum: nonce_evidence_missing, nonce_evidence_invalid,
+    nonce_beyond_window, NonceUnproven), transaction_does_not_match_intent, fee_limits_not_configured, fee_exceeds_policy,
     fee_rate_exceeds_policy, priority_fee_exceeds_policy, too_many_digests, intent_already_signed,
     intent_versions_exceeded, intent_records_full, request_id_reused, rate_limit_exceeded.
 
@@ -398,12 +436,13 @@ class RequestVerifier:
         self.records = records
         self.clock_ms = clock_ms
 
-    def _admit(self, body: dict, asset: str, amount: int) -> None:
+    def _admit(self, body: dict, asset: str, amount: int, fee_asset: str = "", fee: int = 0) -> None:
         """request_id_reused, rate_limit_exceeded, records_unwritable (the disk failed: this
-        peer refuses every request until an operator restarts it); durable when it returns."""
+        peer refuses every request until an operator restarts it); durable when it returns.
+        `fee` of `fee_asset`: a token intent's fee_max, against [rate_limits.fee_per_hour]."""
         try:
             self.records.admit(body["request_id"], rq.request_digest(body), asset, amount, self.policy.signatures_per_hour,
-                               self.policy.amount_per_hour, self.clock_ms())
+                               self.policy.amount_per_hour, self.clock_ms(), fee_asset, fee, self.policy.fee_per_hour)
         except RecordsError as exc:
             raise Refused("records_unwritable", str(exc)) from None
 
@@ -467,7 +506,8 @@ class RequestVerifier:
                 approvers[a.approver_id] = None if prev is None or a.approved_at_ms is None else max(prev, a.approved_at_ms)
             else:
                 approvers[a.approver_id] = a.approved_at_ms
-        amount = sum(p.amount for p in intent.payments)
+        # BTC and ETH: the payments plus fee_max, what the transaction can take out (issue 14)
+        amount = intent.band_amount()
         needed = self.policy.quorum(intent.asset, amount, intent.vault_id)
         delay_s = self.policy.vault_delays_s.get(intent.vault_id, 0)
         if delay_s:
@@ -481,6 +521,13 @@ class RequestVerifier:
                 raise Refused("delay_not_elapsed", f"{remaining_ms} ms left of {delay_s} s after the quorum")
         elif len(approvers) < needed:
             raise Refused("approvals_below_quorum", f"{len(approvers)} < {needed}")
+        age_s_max = self.policy.approval_age_s_max
+        if age_s_max and needed and not self.records.intent_known(intent.intent_id, now_ms):
+            # Expiry holds for an intent's first version only: its fee bumps (versions that
+            # conflict with it, spend-once) still sign when a fee spike outlasts the age.
+            fresh = [t for t in approvers.values() if t is not None and t >= now_ms - age_s_max * 1000]
+            if len(fresh) < needed:
+                raise Refused("approvals_expired", f"{len(fresh)} of {needed} approvals signed within {age_s_max} s")
         allowed = self.policy.whitelist.get(intent.asset)
         if allowed is not None and intent.kind == "withdrawal":
             for p in intent.payments:
@@ -497,6 +544,8 @@ class RequestVerifier:
             raise Refused("chain_not_supported", tx.chain)
         try:
             digests = checker.check(tx, intent, vault_keys, destination_keys)
+        except (InputUnproven, NonceUnproven) as exc:  # issue 14: an input amount or nonce this peer cannot prove itself
+            raise Refused(exc.reason, exc.detail) from None
         except IntentMismatch as exc:
             raise Refused("transaction_does_not_match_intent", exc.reason) from None
         except Exception as exc:  # the checker parses untrusted bytes: any failure is a refusal
@@ -514,7 +563,9 @@ class RequestVerifier:
         version = IntentVersion(intent.intent_id, intent.vault_id, intent.chain, frozenset(spends),
                                 hashlib.sha256(tx.payload).hexdigest())
         self.records.check_intent(version)
-        self._admit(body, intent.asset, amount)
+        fee_asset = FEE_ASSETS.get(intent.chain, "")
+        token_fee = intent.fee_max if intent.asset != fee_asset else 0  # the fee asset's fee is in `amount`
+        self._admit(body, intent.asset, amount, fee_asset if token_fee else "", token_fee)
         return VerifiedSign(body["request_id"], body["vault_id"], tuple(digests), intent.asset, amount, False, version)
 
     def _check_fees(self, checker, tx, intent) -> None:

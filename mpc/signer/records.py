@@ -357,6 +357,8 @@ class Admitted:
     digest: bytes
     asset: str
     amount: int
+    fee_asset: str = ""  # a token intent's fee_max, counted against [rate_limits.fee_per_hour]
+    fee: int = 0
 
 
 def _int(body: dict, name: str) -> int:
@@ -416,6 +418,8 @@ class SignerState:
                 break
             del self.admitted[rid]
             self._use(a.asset, -a.amount)
+            if a.fee:
+                self._use(_fee_key(a.fee_asset), -a.fee)
         edge_ms = now_ms - limits.RECORDS_SIGNED_KEPT_MS
         while self.signed and next(iter(self.signed.values())) <= edge_ms:
             self.signed.popitem(last=False)
@@ -433,7 +437,8 @@ class SignerState:
             self.amount_used.pop(asset, None)
 
     def check_admit(self, request_id: str, digest: bytes, asset: str, amount: int,
-                    signatures_per_hour: int, amount_per_hour: dict[str, int]) -> bool:
+                    signatures_per_hour: int, amount_per_hour: dict[str, int],
+                    fee_asset: str = "", fee: int = 0, fee_per_hour: dict[str, int] | None = None) -> bool:
         """True: a new request, within the limits. False: a retry of one admitted (free).
         Refusals in precedence order: request_id_reused, rate_limit_exceeded."""
         held = self.admitted.get(request_id)
@@ -446,6 +451,9 @@ class SignerState:
         cap = amount_per_hour.get(asset)
         if cap is not None and self.amount_used.get(asset, 0) + amount > cap:
             raise Refused("rate_limit_exceeded", f"amount_per_hour {asset}")
+        cap = (fee_per_hour or {}).get(fee_asset) if fee else None
+        if cap is not None and self.amount_used.get(_fee_key(fee_asset), 0) + fee > cap:
+            raise Refused("rate_limit_exceeded", f"fee_per_hour {fee_asset}")
         return True
 
     def check_intent(self, v: IntentVersion) -> bool:
@@ -479,11 +487,17 @@ class SignerState:
         rid, amount, digest = _str(body, "request_id"), _str(body, "amount"), bytes.fromhex(_str(body, "digest"))
         if not (amount.isascii() and amount.isdigit()) or len(digest) != 32:
             raise ValueError("amount is not a decimal string, or digest not 32 bytes")
-        a = Admitted(_int(body, "at_ms"), digest, _str(body, "asset"), int(amount))
+        fee = _str(body, "fee") if "fee" in body else "0"
+        if not (fee.isascii() and fee.isdigit()):
+            raise ValueError("fee is not a decimal string")
+        a = Admitted(_int(body, "at_ms"), digest, _str(body, "asset"), int(amount), _str(body, "fee_asset") if "fee_asset" in body else "",
+                     int(fee))
         if rid in self.admitted:
             raise ValueError(f"request {rid} admitted twice")
         self.admitted[rid] = a
         self._use(a.asset, a.amount)
+        if a.fee:
+            self._use(_fee_key(a.fee_asset), a.fee)
 
     def apply_signed(self, body: dict) -> None:
         rid = _str(body, "request_id")
@@ -528,7 +542,15 @@ class SignerState:
 
 def _admitted_body(request_id: str, a: Admitted) -> dict:
     # Amounts as decimal strings: RFC 8785 numbers stop at 2**53, wei does not.
-    return {"request_id": request_id, "at_ms": a.at_ms, "digest": a.digest.hex(), "asset": a.asset, "amount": str(a.amount)}
+    body = {"request_id": request_id, "at_ms": a.at_ms, "digest": a.digest.hex(), "asset": a.asset, "amount": str(a.amount)}
+    if a.fee:  # only then: records written before fees were counted read the same
+        body["fee_asset"], body["fee"] = a.fee_asset, str(a.fee)
+    return body
+
+
+def _fee_key(fee_asset: str) -> str:
+    """Where `amount_used` counts a fee asset's token fees (an asset code never starts "fee:")."""
+    return f"fee:{fee_asset}"
 
 
 def _compaction_bound(live_count: int) -> int:
@@ -602,15 +624,19 @@ class SignerRecords:
         return self._state.began_at_ms
 
     def admit(self, request_id: str, request_digest: bytes, asset: str, amount: int,
-              signatures_per_hour: int, amount_per_hour: dict[str, int], now_ms: int) -> None:
+              signatures_per_hour: int, amount_per_hour: dict[str, int], now_ms: int,
+              fee_asset: str = "", fee: int = 0, fee_per_hour: dict[str, int] | None = None) -> None:
         """Counts a request toward the rolling-hour limits (wall-clock ms: they hold across a
         restart), durable when it returns. A retry (same request_id and digest) is free.
         Refusals in precedence order: request_id_reused, rate_limit_exceeded."""
-        assert len(request_digest) == 32 and amount >= 0 and 0 < signatures_per_hour
+        assert len(request_digest) == 32 and amount >= 0 and fee >= 0 and 0 < signatures_per_hour
+        assert bool(fee) == bool(fee_asset), "a fee names its asset"
         with self._lock:
             self._state.prune(now_ms)
-            if self._state.check_admit(request_id, request_digest, asset, amount, signatures_per_hour, amount_per_hour):
-                self._append("admitted", _admitted_body(request_id, Admitted(now_ms, request_digest, asset, amount)), now_ms)
+            if self._state.check_admit(request_id, request_digest, asset, amount, signatures_per_hour, amount_per_hour,
+                                       fee_asset, fee, fee_per_hour):
+                self._append("admitted", _admitted_body(request_id, Admitted(now_ms, request_digest, asset, amount, fee_asset, fee)),
+                             now_ms)
 
     def mark_signed(self, request_id: str) -> None:
         """Durable when it returns: signed(request_id) is True from then on, across restarts,
@@ -642,6 +668,12 @@ class SignerRecords:
     def signed(self, request_id: str) -> bool:
         with self._lock:
             return request_id in self._state.signed
+
+    def intent_known(self, intent_id: str, now_ms: int) -> bool:
+        """A version of `intent_id` is recorded (this peer joined it, and still remembers it)."""
+        with self._lock:
+            self._state.prune(now_ms)
+            return intent_id in self._state.intents
 
     def _append(self, kind: str, body: dict, now_ms: int) -> None:
         t0 = time.perf_counter()

@@ -7,9 +7,12 @@ committee's parties at generation + 1, so old and new committees never share a p
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 from bip32 import BIP32
+
+from node import limits
 
 
 def party_id(peer: str, generation: int) -> str:
@@ -39,10 +42,18 @@ class RecordKeys:
 
     def __init__(self, public_key: bytes, chain_code: bytes):
         assert len(public_key) == 33 and len(chain_code) == 32
-        self._bip32 = BIP32(chaincode=chain_code, pubkey=public_key)
+        BIP32(chaincode=chain_code, pubkey=public_key)  # a key that is not a point fails here, as before
         self.public_key = public_key
+        self.chain_code = chain_code
 
     def child_public_key(self, path) -> bytes:
         if not path:
             return self.public_key
-        return self._bip32.get_pubkey_from_path(list(path))
+        return _child_public_key(self.public_key, self.chain_code, tuple(path))
+
+
+@functools.lru_cache(maxsize=limits.CLUSTER_CHILD_KEYS_CACHED_MAX)
+def _child_public_key(public_key: bytes, chain_code: bytes, path: tuple[int, ...]) -> bytes:
+    """Public BIP32 derivation, a pure function: kept for the paths a peer checks again and
+    again (a request's inputs and change, every request)."""
+    return BIP32(chaincode=chain_code, pubkey=public_key).get_pubkey_from_path(list(path))

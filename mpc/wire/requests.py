@@ -88,6 +88,10 @@ def sign_request(vault_id: str, tx: UnsignedTransaction | None, intent: Withdraw
         body["transaction"] = {"chain": tx.chain, "network": tx.network, "payload": tx.payload.hex(),
                                "inputs": [{"path": list(i.path), "amount": str(i.amount)} for i in tx.inputs],
                                "change_paths": [list(p) for p in tx.change_paths]}
+        if tx.prev_txs:  # bitcoin: each input's previous transaction, stripped, once
+            body["transaction"]["prev_txs"] = [raw.hex() for raw in tx.prev_txs]
+        if tx.nonce_evidence:  # ethereum: a signed transaction of the sender near this nonce
+            body["transaction"]["nonce_evidence"] = tx.nonce_evidence.hex()
     if intent is not None:
         body["intent"] = intent.canonical()
     return body
@@ -108,8 +112,15 @@ def request_digest(body: dict) -> bytes:
     """What makes two requests the same one: SHA-256 of the RFC 8785 bytes of the body without
     `created_at_ms` (a node retry re-signs the same request at a new time). Any other field
     that differs makes it another request: under the same request_id, `request_id_reused`."""
+    b = {k: v for k, v in body.items() if k != "created_at_ms"}
+    tx = b.get("transaction")
+    if isinstance(tx, dict) and isinstance(tx.get("prev_txs"), list):
+        # Up to megabytes of hex: each stands in by its SHA-256 (the same request either way;
+        # RFC 8785 in Python costs ~30 ms per MB, inside every peer's check).
+        b["transaction"] = {**tx, "prev_txs": [hashlib.sha256(h.encode()).hexdigest() if isinstance(h, str) else h
+                                               for h in tx["prev_txs"]]}
     try:
-        return hashlib.sha256(encode({k: v for k, v in body.items() if k != "created_at_ms"})).digest()
+        return hashlib.sha256(encode(b)).digest()
     except (ValueError, RecursionError) as exc:  # rfc8785: integers beyond 2**53, lone surrogates
         raise Refused("request_malformed", f"not canonical JSON: {type(exc).__name__}") from None
 
@@ -173,9 +184,26 @@ def parse_transaction(d) -> UnsignedTransaction:
             chain=str(d["chain"]), network=str(d["network"]), payload=bytes.fromhex(d["payload"]),
             inputs=tuple(InputKey(_path(i["path"]), _int(i["amount"])) for i in d["inputs"]),
             change_paths=tuple(_path(p) for p in d["change_paths"]),
+            prev_txs=_prev_txs(d.get("prev_txs", [])),
+            nonce_evidence=_nonce_evidence(d.get("nonce_evidence", "")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise Refused("request_malformed", f"transaction: {exc}") from None
+
+
+def _nonce_evidence(v) -> bytes:
+    if not isinstance(v, str) or len(v) > 2 * limits.CLUSTER_NONCE_EVIDENCE_BYTES_MAX:
+        raise ValueError(f"nonce_evidence must be hex of at most {limits.CLUSTER_NONCE_EVIDENCE_BYTES_MAX} bytes")
+    return bytes.fromhex(v)
+
+
+def _prev_txs(items) -> tuple[bytes, ...]:
+    """Hex strings; their sizes and contents are the checker's (chains/bitcoin/intent.py)."""
+    if not isinstance(items, list) or len(items) > limits.CLUSTER_DIGESTS_PER_REQUEST_MAX:
+        raise ValueError(f"prev_txs must be a list of at most {limits.CLUSTER_DIGESTS_PER_REQUEST_MAX} hex strings")
+    if not all(isinstance(h, str) for h in items):
+        raise ValueError("prev_txs must be hex strings")
+    return tuple(bytes.fromhex(h) for h in items)
 
 
 def _intent_id(v) -> str:

@@ -153,13 +153,34 @@ class LocalCluster:
         return SigningKey(bytes.fromhex(pathlib.Path(self.info["approvers"][approver_id]).read_text().strip()))
 
 
+def funding_tx(label: str, outputs) -> bytes:
+    """A stripped transaction paying `outputs` [(script_pubkey, amount)], spending an outpoint
+    named by `label` (never on any chain: the peers check only its txid and outputs)."""
+    import hashlib
+
+    def compact(n: int) -> bytes:
+        if n < 0xFD:
+            return bytes([n])
+        assert n <= 0xFFFF
+        return b"\xfd" + n.to_bytes(2, "little")
+
+    raw = (2).to_bytes(4, "little") + compact(1) + hashlib.sha256(label.encode()).digest() + (0).to_bytes(4, "little")
+    raw += compact(0) + (0xFFFFFFFF).to_bytes(4, "little") + compact(len(outputs))
+    for script, amount in outputs:
+        raw += amount.to_bytes(8, "little") + compact(len(script)) + script
+    return raw + (0).to_bytes(4, "little")
+
+
 def btc_withdrawal(vault_keys, vault_id: str, amount_sats: int = 50_000, destination_path=(9, 9), fee_sats: int = 1_000,
-                   n_inputs: int = 1, tamper: str | None = None, funding: str = "funding", intent: WithdrawalIntent | None = None):
+                   n_inputs: int = 1, tamper: str | None = None, funding: str = "funding", intent: WithdrawalIntent | None = None,
+                   in_amounts: tuple[int, ...] | None = None, fee_max: int = 5_000):
     """A real unsigned regtest P2WPKH transaction spending our inputs to an outside destination
     (a key at `destination_path` of an unrelated test key), with change back to us, plus its
     intent. `tamper="destination"|"amount"` builds a transaction that pays something else.
-    The inputs are named by `funding` (another name: other outpoints); `intent`: another
-    version of that approved intent (the same payment, e.g. a fee bump with a higher fee_sats)."""
+    Input i spends output 0 of its own funding transaction (`funding_tx`, sent as its proof
+    in `prev_txs`), paying our key at (0, i) `in_amounts[i]` (default 5 BTC each); `funding`
+    names them (another name: other outpoints); `intent`: another version of that approved
+    intent (the same payment, e.g. a fee bump with a higher fee_sats)."""
     import hashlib
 
     from bip32 import BIP32
@@ -167,10 +188,12 @@ def btc_withdrawal(vault_keys, vault_id: str, amount_sats: int = 50_000, destina
     outsider = BIP32.from_seed(hashlib.sha256(b"outsider").digest())
     dest_pub = outsider.get_pubkey_from_path(list(destination_path))
     destination = btx.p2wpkh_address(dest_pub, "regtest")
-    in_amount = 500_000_000
-    ins = [btx.TxIn(hashlib.sha256(f"{funding}-{i}".encode()).hexdigest(), i, in_amount, vault_keys.child_public_key((0, i)))
-           for i in range(n_inputs)]
-    change = in_amount * n_inputs - amount_sats - fee_sats
+    in_amounts = tuple(in_amounts or (500_000_000,) * n_inputs)
+    n_inputs = len(in_amounts)
+    our_scripts = [btx.p2wpkh_script_pubkey(vault_keys.child_public_key((0, i))) for i in range(n_inputs)]
+    prev_txs = tuple(funding_tx(f"{funding}-{i}", [(our_scripts[i], a)]) for i, a in enumerate(in_amounts))
+    ins = [btx.TxIn(btx.txid_of(raw), 0, a, vault_keys.child_public_key((0, i))) for i, (raw, a) in enumerate(zip(prev_txs, in_amounts))]
+    change = sum(in_amounts) - amount_sats - fee_sats
     pay_script = btx.script_pubkey_for(destination, "regtest")
     pay_amount = amount_sats
     if tamper == "destination":
@@ -180,10 +203,11 @@ def btc_withdrawal(vault_keys, vault_id: str, amount_sats: int = 50_000, destina
     outs = [btx.TxOut(pay_script, pay_amount), btx.TxOut(btx.p2wpkh_script_pubkey(vault_keys.child_public_key((1, 0))), change)]
     t = btx.build(ins, outs, "regtest")
     tx = UnsignedTransaction("bitcoin", "regtest", btx.unsigned_bytes(t),
-                             tuple(InputKey((0, i), in_amount) for i in range(n_inputs)), change_paths=((1, 0),))
+                             tuple(InputKey((0, i), a) for i, a in enumerate(in_amounts)), change_paths=((1, 0),),
+                             prev_txs=prev_txs)
     if intent is None:
         intent = WithdrawalIntent(intent_id=rq.new_request_id(), vault_id=vault_id, chain="bitcoin", network="regtest", asset="BTC",
-                                  payments=(Payment(destination, amount_sats),), fee_max=5_000)
+                                  payments=(Payment(destination, amount_sats),), fee_max=fee_max)
     return tx, intent
 
 

@@ -27,11 +27,18 @@ BTC = 100_000_000
 HOURLY_BTC = 3 * BTC // 2  # every peer's rolling-hour amount limit for BTC in this module
 
 
+TOKEN = "0x" + "cd" * 20  # an ERC-20 contract address (no chain here: the peers parse the calldata)
+
+
 def _lower_the_hourly_btc_limit(cluster):
+    """...and a band for TOKEN (one approval), which the dev policy does not name."""
+    from chains.ethereum import tx as etx
+
     for name in PEERS:
         policy = cluster.dir / name / "policy.toml"
         text, n = re.subn(r'(?m)^BTC = "\d+"$', f'BTC = "{HOURLY_BTC}"', policy.read_text())
         assert n == 1, "the dev policy's [rate_limits.amount_per_hour] BTC line moved"
+        text += f'\n[[bands]]\nasset = "ERC20:{etx.checksum(TOKEN)}"\namount_max = "1000000"\napprovals_min = 1\n'
         policy.write_text(text)
 
 
@@ -121,13 +128,14 @@ def test_one_request_id_with_another_body_is_refused(cluster, vault, node):
 
 
 def test_the_hourly_limit_survives_a_restart_of_every_peer(cluster, vault, node):
-    tx, intent, approvals = approved(cluster, vault, amount_sats=BTC)
+    # 1 BTC out with its fee_max (5,000 sat), the one-approval band's most (issue 14)
+    tx, intent, approvals = approved(cluster, vault, amount_sats=BTC - 5_000)
     assert node.sign("peer-1", rq.sign_request(vault.vault_id, tx, intent, approvals)).ok
     for name in PEERS:
         cluster.procs[name].stop()
     cluster.start_all()
     before = cluster.signatures_total()
-    reply = node.sign("peer-1", body_of(cluster, vault, amount_sats=BTC))
+    reply = node.sign("peer-1", body_of(cluster, vault, amount_sats=BTC - 5_000))
     refused(reply, "rate_limit_exceeded")
     assert "amount_per_hour BTC" in reply.reason
     assert cluster.signatures_total() == before
@@ -161,7 +169,34 @@ def test_an_ethereum_tip_beyond_the_peers_own_limit_is_refused_even_when_approve
     tx = UnsignedTransaction("ethereum", "1337", etx.unsigned_payload(t), (InputKey((0, 0)),))
     intent = WithdrawalIntent(intent_id=rq.new_request_id(), vault_id=vault.vault_id, chain="ethereum", network="1337",
                               asset="ETH", payments=(Payment(destination, 10**15),), fee_max=21_000 * 10**6 * gwei)
-    body = rq.sign_request(vault.vault_id, tx, intent, (rq.approve(intent, "approver-1", cluster.approver("approver-1")),))
+    # 21 ETH with its fee_max: the two-approval band (issue 14), so both approve
+    body = rq.sign_request(vault.vault_id, tx, intent, tuple(rq.approve(intent, a, cluster.approver(a)) for a in ("approver-1", "approver-2")))
     before = cluster.signatures_total()
     refused(node.sign("peer-1", body), "fee_exceeds_policy")
+    assert cluster.signatures_total() == before
+
+
+def test_an_erc20_transfer_with_an_absurd_gas_limit_is_refused_even_when_approved(cluster, vault, node):
+    """A token transfer needs ~60,000 gas; this one allows 900,000 at 20 gwei (0.018 ETH), its
+    intent's fee_max raised to match and approved. Every peer holds gas limit x maxFeePerGas to
+    its own [fees.ethereum] fee_max (0.01 ETH); and within the approved fee_max, nothing more."""
+    from chains.ethereum import tx as etx
+    from node.ports import InputKey, Payment, UnsignedTransaction, WithdrawalIntent
+
+    gwei, dest = 10**9, etx.checksum("0x" + "ab" * 20)
+
+    def body(gas: int, fee_max: int) -> dict:
+        t = etx.Eip1559Tx(chain_id=1337, nonce=0, max_priority_fee_per_gas=gwei, max_fee_per_gas=20 * gwei, gas=gas,
+                          to=etx.checksum(TOKEN), value=0, data=etx.erc20_transfer_data(dest, 1_000))
+        tx = UnsignedTransaction("ethereum", "1337", etx.unsigned_payload(t), (InputKey((0, 0)),))
+        intent = WithdrawalIntent(intent_id=rq.new_request_id(), vault_id=vault.vault_id, chain="ethereum", network="1337",
+                                  asset=f"ERC20:{etx.checksum(TOKEN)}", payments=(Payment(dest, 1_000),), fee_max=fee_max)
+        return rq.sign_request(vault.vault_id, tx, intent, (rq.approve(intent, "approver-1", cluster.approver("approver-1")),))
+
+    before = cluster.signatures_total()
+    for coordinator in PEERS:
+        refused(node.sign(coordinator, body(900_000, 900_000 * 20 * gwei)), "fee_exceeds_policy")
+        reply = node.sign(coordinator, body(900_000, 60_000 * 20 * gwei))
+        refused(reply, "transaction_does_not_match_intent")
+        assert "fee_exceeds_max" in reply.reason
     assert cluster.signatures_total() == before

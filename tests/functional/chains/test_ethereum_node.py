@@ -309,3 +309,38 @@ def test_bad_withdrawals_are_refused_and_take_no_nonce(eth, hot):
 
 
 EIP55_BROKEN = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD"  # last letter's case flipped
+
+
+def test_past_the_nonce_window_the_adapter_attaches_what_it_signed_as_evidence(eth, hot):
+    """A sender at nonce W - 1 (anvil_setNonce: as if it had sent that many) needs no evidence;
+    at W the peers need a transaction of ours signed near it: the adapter attaches the one it
+    just signed, the intent check accepts it, and the chain mines it. A sender whose nonce moved
+    far ahead with nothing of ours signed is refused before a nonce is taken."""
+    from chains.ethereum import tx as etx
+    from node import limits
+
+    w = limits.CLUSTER_ETH_NONCE_WINDOW
+    sender_path, dest = (1, 7), eth.w3.eth.accounts[1]
+    sender = eth.ours.address("ours", sender_path)
+    eth.node.set_balance(sender, 10 * ETH)
+    eth.node.call("anvil_setNonce", sender, hex(w - 1))
+    first = intent(eth, "window-1", dest, ETH // 100)
+    utx = eth.ours.build_withdrawal(first, source_path=sender_path)
+    assert_eq((etx.parse_unsigned(utx.payload).nonce, utx.nonce_evidence), (w - 1, b""), "inside the window: no evidence")
+    txid = sign_and_send(eth, eth.ours, utx, first)
+    wait_until(lambda: eth.ours.status(txid).state == TX_CONFIRMED, 10, "nonce W - 1 is mined")
+    second = intent(eth, "window-2", dest, ETH // 100)
+    utx2 = eth.ours.build_withdrawal(second, source_path=sender_path)
+    assert_eq(etx.parse_unsigned(utx2.payload).nonce, w, "the next nonce")
+    assert_eq(etx.parse_signed(utx2.nonce_evidence)[0].nonce, w - 1, "evidence: what we signed at W - 1")
+    assert_eq(eth.ours.build_withdrawal(second, source_path=sender_path).nonce_evidence, utx2.nonce_evidence, "kept on rebuild")
+    txid2 = sign_and_send(eth, eth.ours, utx2, second)
+    wait_until(lambda: eth.ours.status(txid2).state == TX_CONFIRMED, 10, "nonce W is mined")
+    far_path = (1, 8)
+    far = eth.ours.address("ours", far_path)
+    eth.node.set_balance(far, 10 * ETH)
+    eth.node.call("anvil_setNonce", far, hex(10 * w))
+    with pytest.raises(ChainError) as exc:
+        eth.ours.build_withdrawal(intent(eth, "window-far", dest, ETH // 100), source_path=far_path)
+    assert_eq(exc.value.reason, "nonce_evidence_not_found", "refusal")
+    assert_eq(eth.ours.nonce_of("window-far", far), None, "no nonce taken")

@@ -5,15 +5,14 @@ The signer's spend-once rule (mpc/signer/records.py) stands on it. Real unsigned
 
 from __future__ import annotations
 
-import hashlib
-
 import pytest
 
 from chains import intent_checker
+from chains.bitcoin import tx as btx
 from chains.ethereum import tx as etx
 from chains.keys import Bip32VaultKeys
 from node.ports import InputKey, IntentMismatch, UnsignedTransaction
-from tests.support.cluster import btc_withdrawal, eth_withdrawal
+from tests.support.cluster import btc_withdrawal, eth_withdrawal, funding_tx
 
 KEYS = Bip32VaultKeys.from_xpub(
     "xpub661MyMwAqRbcFW31YEwpkMuc5THy2PSt5bDMsktWQcFF8syAmRUapSCGu8ED9W6oDMSgv6Zz8idoc4a6mr8BDzTJY47LJhkJ8UB7WEGuduB"
@@ -22,7 +21,9 @@ SENDER = etx.address_of(KEYS.child_public_key((0, 0)))
 
 
 def outpoint(funding: str, i: int) -> str:
-    return f"{hashlib.sha256(f'{funding}-{i}'.encode()).hexdigest()}:{i}"
+    """Input i spends output 0 of its own funding transaction (tests/support/cluster.py)."""
+    script = btx.p2wpkh_script_pubkey(KEYS.child_public_key((0, i)))
+    return f"{btx.txid_of(funding_tx(f'{funding}-{i}', [(script, 500_000_000)]))}:0"
 
 
 def btc(**kw) -> UnsignedTransaction:

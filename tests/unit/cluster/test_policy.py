@@ -4,6 +4,7 @@ the verifier's precedence order."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import coincurve
@@ -16,7 +17,7 @@ from mpc.wire.parties import RecordKeys
 from mpc.signer.policy import Policy, PolicyError, RequestVerifier
 from mpc.wire.requests import Refused
 from node import limits
-from node.ports import SigningDigest
+from node.ports import InputKey, SigningDigest
 from tests.support.cluster import btc_withdrawal
 
 NODE = SigningKey.generate()
@@ -57,7 +58,7 @@ def request(amount=50_000, approvers=(("alice", ALICE),), tamper=None, vault="v1
 def test_a_valid_request_gives_the_digests_the_peer_computed(records):
     v = verifier(records).verify_sign(*signed(request()), KEYS)
     assert len(v.digests) == 1 and len(v.digests[0].digest) == 32 and v.digests[0].path == (0, 0)
-    assert (v.asset, v.amount, v.opaque) == ("BTC", 50_000, False)
+    assert (v.asset, v.amount, v.opaque) == ("BTC", 50_000 + 5_000, False), "the payment and the intent's fee_max"
 
 
 def _expired():
@@ -79,6 +80,20 @@ def _intent_vault_mismatch():
     return signed(b)
 
 
+def _input_amount_stated_low():
+    """Issue 14, attack 2: the transaction and its previous transaction as built, one input's
+    amount stated 1 BTC lower than the previous transaction holds."""
+    tx, intent = btc_withdrawal(KEYS, "v1", amount_sats=50_000)
+    tx = dataclasses.replace(tx, inputs=(InputKey(tx.inputs[0].path, tx.inputs[0].amount - 100_000_000),))
+    return signed(rq.sign_request("v1", tx, intent, [rq.approve(intent, "alice", ALICE)]))
+
+
+def _prev_txs_not_hex():
+    b = request()
+    b["transaction"]["prev_txs"] = ["zz"]
+    return signed(b)
+
+
 def _intent_id_too_long():
     b = request()
     b["intent"]["intent_id"] = "i" * (limits.CLUSTER_INTENT_ID_CHARS_MAX + 1)  # each peer records it: bounded
@@ -97,8 +112,12 @@ CASES = [
     ("no approval", lambda: signed(request(approvers=())), "approvals_below_quorum"),
     ("unregistered approver does not count", lambda: _approval_by(MALLORY, "mallory"), "approvals_below_quorum"),
     ("second band needs two", lambda: signed(request(amount=500_000)), "approvals_below_quorum"),
+    # issue 14: a BTC band counts the payments and fee_max (5,000 sat): 96,000 is in the second
+    ("a payment in the first band, with its fee_max in the second", lambda: signed(request(amount=96_000)), "approvals_below_quorum"),
     ("destination not the intent's", lambda: signed(request(tamper="destination")), "transaction_does_not_match_intent"),
     ("amount not the intent's", lambda: signed(request(tamper="amount")), "transaction_does_not_match_intent"),
+    ("an input amount its previous transaction does not hold", _input_amount_stated_low, "input_amount_mismatch"),
+    ("previous transactions that are not hex", _prev_txs_not_hex, "request_malformed"),
 ]
 
 
@@ -279,3 +298,140 @@ def test_only_the_networks_the_peer_names_are_signed_for(networks, reason, recor
 def test_bad_networks_are_refused(networks):
     with pytest.raises(PolicyError, match="networks"):
         policy(networks=networks)
+
+
+# --- issue 14: bands and hourly limits count what a transaction can take out -----------------
+def test_the_hourly_btc_limit_counts_payments_and_fee_max(records):
+    """Two 50,000-sat payments fit 104,999 sat an hour; with their fee_max (5,000 each) they do not."""
+    v = verifier(records, rate_limits={"signatures_per_hour": 100, "amount_per_hour": {"BTC": 104_999}})
+    v.verify_sign(*signed(request()), KEYS)
+    with pytest.raises(Refused) as e:
+        v.verify_sign(*signed(request()), KEYS)
+    assert (e.value.reason, e.value.detail) == ("rate_limit_exceeded", "amount_per_hour BTC")
+
+
+TOKEN = "0x" + "cd" * 20
+GWEI = 10**9
+
+
+def eth_verifier(records, **over) -> RequestVerifier:
+    from chains.ethereum.intent import EthereumIntentChecker
+    from chains.ethereum import tx as etx
+
+    d = dict(bands=[{"asset": "ETH", "amount_max": str(10**18), "approvals_min": 1},
+                    {"asset": f"ERC20:{etx.checksum(TOKEN)}", "amount_max": "1000", "approvals_min": 1}],
+             fees={"ethereum": ETH_FEES})
+    d.update(over)
+    return RequestVerifier(policy(**d), "production", {"ethereum": EthereumIntentChecker()}, records)
+
+
+def erc20_request(amount=1_000, gas=60_000, max_fee_per_gas=20 * GWEI, fee_max=None, nonce=0):
+    """An ERC-20 transfer of `amount` token units; the intent's fee_max is gas x maxFeePerGas
+    unless given (what the approvers approved)."""
+    from chains.ethereum import tx as etx
+    from node.ports import InputKey, Payment, UnsignedTransaction, WithdrawalIntent
+
+    dest = etx.checksum("0x" + "ab" * 20)
+    t = etx.Eip1559Tx(chain_id=1337, nonce=nonce, max_priority_fee_per_gas=GWEI, max_fee_per_gas=max_fee_per_gas, gas=gas,
+                      to=etx.checksum(TOKEN), value=0, data=etx.erc20_transfer_data(dest, amount))
+    tx = UnsignedTransaction("ethereum", "1337", etx.unsigned_payload(t), (InputKey((0, 0)),))
+    intent = WithdrawalIntent(intent_id=rq.new_request_id(), vault_id="v1", chain="ethereum", network="1337",
+                              asset=f"ERC20:{etx.checksum(TOKEN)}", payments=(Payment(dest, amount),),
+                              fee_max=gas * max_fee_per_gas if fee_max is None else fee_max)
+    return rq.sign_request("v1", tx, intent, [rq.approve(intent, "alice", ALICE)])
+
+
+def eth_request(amount_wei: int, nonce: int = 0):
+    from tests.support.cluster import eth_withdrawal
+
+    tx, intent = eth_withdrawal(KEYS, "v1", amount_wei=amount_wei, nonce=nonce)  # fee_max 21,000 x 2 gwei
+    return rq.sign_request("v1", tx, intent, [rq.approve(intent, "alice", ALICE)])
+
+
+ETH_BAND_CASES = [
+    ("ETH: payment and fee_max within the band", lambda: eth_request(10**18 - 21_000 * 2 * GWEI), None),
+    ("ETH: the payment fits the band, with its fee_max it does not", lambda: eth_request(10**18 - 21_000 * 2 * GWEI + 1),
+     "amount_exceeds_policy"),
+    ("ERC-20: the band counts token units only", lambda: erc20_request(amount=1_000), None),
+    ("ERC-20: above its band", lambda: erc20_request(amount=1_001), "amount_exceeds_policy"),
+    ("ERC-20: an absurd gas limit within the approved fee_max, past the peer's cap",
+     lambda: erc20_request(gas=900_000, max_fee_per_gas=20 * GWEI), "fee_exceeds_policy"),
+    ("ERC-20: an absurd gas limit past the approved fee_max",
+     lambda: erc20_request(gas=900_000, fee_max=60_000 * 20 * GWEI), "transaction_does_not_match_intent"),
+    ("ERC-20: a gas limit past any transaction's", lambda: erc20_request(gas=30_000_000, max_fee_per_gas=GWEI, fee_max=10**16),
+     "transaction_does_not_match_intent"),
+]
+
+
+@pytest.mark.parametrize("name,make,reason", ETH_BAND_CASES, ids=[c[0] for c in ETH_BAND_CASES])
+def test_ethereum_bands_and_gas(name, make, reason, records):
+    signs_or_refuses(eth_verifier(records), make(), reason)
+
+
+def test_token_fees_count_against_the_hourly_eth_fee_budget_not_the_eth_amount(records):
+    """fee_per_hour ETH holds two token transfers' fee_max (60,000 gas x 20 gwei each); the
+    third is refused, while ETH's own amount limit is untouched and an ETH payment still signs."""
+    fee = 60_000 * 20 * GWEI
+    v = eth_verifier(records, rate_limits={"signatures_per_hour": 100, "amount_per_hour": {"ETH": str(10**17)},
+                                           "fee_per_hour": {"ETH": str(2 * fee)}})
+    for nonce in (0, 1):
+        signs_or_refuses(v, erc20_request(nonce=nonce), None)
+    with pytest.raises(Refused) as e:
+        v.verify_sign(*signed(erc20_request(nonce=2)), KEYS)
+    assert (e.value.reason, e.value.detail) == ("rate_limit_exceeded", "fee_per_hour ETH")
+    signs_or_refuses(v, eth_request(10**17 - 21_000 * 2 * GWEI, nonce=3), None)
+    with pytest.raises(Refused) as e:
+        v.verify_sign(*signed(eth_request(1, nonce=4)), KEYS)
+    assert (e.value.reason, e.value.detail) == ("rate_limit_exceeded", "amount_per_hour ETH")
+
+
+def test_a_fee_budget_for_a_token_is_refused():
+    with pytest.raises(PolicyError, match="fee_per_hour"):
+        policy(rate_limits={"signatures_per_hour": 1, "fee_per_hour": {"ERC20:0xabc": "1"}})
+
+
+# --- issue 14: approval expiry ([approvals] age_s_max), for an intent's first version ----------
+AGE_S = 3600
+
+
+def timed_request(ago_s: int | None, intent=None, **kw):
+    """An intent's transaction with alice's approval signed `ago_s` seconds ago (None: untimed)."""
+    tx, intent = btc_withdrawal(KEYS, "v1", intent=intent, **kw)
+    at_ms = None if ago_s is None else rq.now_ms() - ago_s * 1000
+    return rq.sign_request("v1", tx, intent, [rq.approve(intent, "alice", ALICE, at_ms)]), intent
+
+
+@pytest.mark.parametrize("ago_s,reason", [
+    (60, None),
+    (AGE_S - 60, None),
+    (AGE_S + 60, "approvals_expired"),
+    (None, "approvals_expired"),  # an untimed approval has no age to hold: it does not count
+])
+def test_a_first_version_needs_its_quorum_signed_within_the_age(ago_s, reason, records):
+    signs_or_refuses(verifier(records, approvals={"age_s_max": AGE_S}), timed_request(ago_s)[0], reason)
+
+
+def test_a_fee_bump_of_a_joined_intent_signs_after_its_approvals_expired(records):
+    v = verifier(records, approvals={"age_s_max": AGE_S})
+    first, intent = timed_request(AGE_S - 60)
+    records.record_intent(v.verify_sign(*signed(first), KEYS).version)  # what Join does
+    bump, _ = timed_request(AGE_S + 600, intent=intent, fee_sats=3_000)  # the same approval, aged past the limit
+    signs_or_refuses(v, bump, None)
+    other, _ = timed_request(AGE_S + 600)  # another intent approved as long ago
+    signs_or_refuses(v, other, "approvals_expired")
+
+
+@pytest.mark.parametrize("over,msg", [
+    ({"approvals": {"age_s_max": limits.RECORDS_INTENT_KEPT_MS // 1000}}, "retention"),
+    ({"approvals": {"age_s_max": 7200}, "vaults": {"cold": {"delay_s": 3600}}}, "vaults.cold.delay_s"),
+    ({"approvals": {"age_s_max": "1h"}}, "integer"),
+    ({"approvals": {"max_age": 60}}, "age_s_max only"),
+])
+def test_an_approval_age_the_records_or_a_delay_cannot_honour_is_refused_at_start(over, msg):
+    with pytest.raises(PolicyError, match=msg):
+        policy(**over)
+
+
+def test_an_approval_age_past_the_longest_delay_and_margin_loads():
+    p = policy(approvals={"age_s_max": 3600 + limits.APPROVAL_AGE_MARGIN_S}, vaults={"cold": {"delay_s": 3600}})
+    assert p.approval_age_s_max == 3600 + limits.APPROVAL_AGE_MARGIN_S

@@ -6,7 +6,6 @@ per refusal in the verifier's precedence order."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 
 import coincurve
@@ -21,6 +20,7 @@ from mpc.signer.policy import Policy, PolicyError, RequestVerifier
 from mpc.wire.requests import Refused
 from node import limits
 from node.ports import InputKey, Payment, UnsignedTransaction, WithdrawalIntent
+from tests.support.cluster import funding_tx
 
 NODE = SigningKey.generate()
 ALICE, BOB = SigningKey.generate(), SigningKey.generate()
@@ -83,11 +83,12 @@ def refill(pays: Keys = HOT, amount: int = 2_000_000, dest_vault: str = "hot"):
     """A real unsigned regtest transaction: the cold vault's coin -> `pays`'s wallet address, change to cold."""
     address = btx.p2wpkh_address(pays.child_public_key(HOT_WALLET), "regtest")
     in_amount = 5_000_000
-    ins = [btx.TxIn(hashlib.sha256(b"cold-coin").hexdigest(), 0, in_amount, COLD.child_public_key((1, 0)))]
+    coin = funding_tx("cold-coin", [(btx.p2wpkh_script_pubkey(COLD.child_public_key((1, 0))), in_amount)])
+    ins = [btx.TxIn(btx.txid_of(coin), 0, in_amount, COLD.child_public_key((1, 0)))]
     outs = [btx.TxOut(btx.script_pubkey_for(address, "regtest"), amount),
             btx.TxOut(btx.p2wpkh_script_pubkey(COLD.child_public_key((1, 1))), in_amount - amount - 1_000)]
     tx = UnsignedTransaction("bitcoin", "regtest", btx.unsigned_bytes(btx.build(ins, outs, "regtest")),
-                             (InputKey((1, 0), in_amount),), change_paths=((1, 1),))
+                             (InputKey((1, 0), in_amount),), change_paths=((1, 1),), prev_txs=(coin,))
     intent = WithdrawalIntent(intent_id=rq.new_request_id(), vault_id="cold", chain="bitcoin", network="regtest", asset="BTC",
                               payments=(Payment(address, amount),), fee_max=5_000, kind="refill",
                               own_destination_paths=(HOT_WALLET,), own_destination_vault=dest_vault)
@@ -114,7 +115,7 @@ def _claimed_time_changed():
 
 def test_a_refill_past_its_delay_to_the_hot_vault_the_peer_knows_is_signed():
     v = verify(body())
-    assert (v.vault_id, v.asset, v.amount, len(v.digests)) == ("cold", "BTC", 2_000_000, 1)
+    assert (v.vault_id, v.asset, v.amount, len(v.digests)) == ("cold", "BTC", 2_000_000 + 5_000, 1)  # + fee_max (issue 14)
 
 
 def test_the_delay_runs_from_the_quorum_the_kth_signed_time():
@@ -153,7 +154,7 @@ def test_a_refill_whose_hot_address_is_derived_from_other_keys_names_the_mismatc
 
 
 def test_without_a_delay_untimed_approvals_count_and_other_vaults_keep_the_shared_bands():
-    assert verify(body(times=(None, None)), vaults={}).amount == 2_000_000
+    assert verify(body(times=(None, None)), vaults={}).amount == 2_000_000 + 5_000  # the payment + fee_max
     # The shared bands (no approvals up to 1 BTC) do not apply to the cold vault: it has its own.
     assert policy().quorum("BTC", 2_000_000, "cold") == 2
     assert policy().quorum("BTC", 2_000_000, "hot") == 0
@@ -200,7 +201,7 @@ def test_an_ethereum_refill_pays_only_the_hot_wallet_the_peer_derives(pays, reas
     v = RequestVerifier(pol, "production", {"ethereum": EthereumIntentChecker()}, RECORDS, clock_ms=lambda: NOW_MS)
     raw, sig = rq.sign_body(eth_refill(pays), NODE)
     if reason is None:
-        assert v.verify_sign(raw, sig, COLD).amount == 10**17
+        assert v.verify_sign(raw, sig, COLD).amount == 10**17 + 21_000 * 2 * 10**9  # the payment + fee_max
     else:
         with pytest.raises(Refused) as e:
             v.verify_sign(raw, sig, COLD)

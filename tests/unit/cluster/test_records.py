@@ -110,6 +110,18 @@ def test_request_digest_ignores_only_created_at_ms():
     assert e.value.reason == "request_malformed"
 
 
+def test_request_digest_tells_apart_previous_transactions_it_hashes():
+    """prev_txs enter the digest by their SHA-256 (megabytes of hex, re-encoded at every peer
+    otherwise): another previous transaction, or another order, is another request."""
+    tx = {"chain": "bitcoin", "network": "regtest", "payload": "00", "inputs": [], "change_paths": [], "prev_txs": ["aa", "bb"]}
+    body = {**rq.sign_request("v1", None, None, request_id="r1"), "transaction": tx}
+    digest = rq.request_digest(body)
+    assert rq.request_digest({**body, "created_at_ms": 1}) == digest
+    for other in (["aa", "bc"], ["bb", "aa"], ["aa"], ["aa", "bb", "cc"]):
+        assert rq.request_digest({**body, "transaction": {**tx, "prev_txs": other}}) != digest, other
+    assert body["transaction"]["prev_txs"] == ["aa", "bb"], "the body itself is left as it was"
+
+
 # --- a log that does not verify is a refusal to start, naming its line ----------------------
 
 

@@ -41,8 +41,9 @@ exceeded = "{velocity}"
 [[vaults]]
 id = "hot"
 kind = "hot"
-bands = [{{ asset = "BTC", amount_max = "1000", approvals_min = 0 }}, {{ asset = "BTC", amount_max = "1000000", approvals_min = 2 }}]
+bands = [{{ asset = "BTC", amount_max = "101000", approvals_min = 0 }}, {{ asset = "BTC", amount_max = "1100000", approvals_min = 2 }}]
 """
+# A BTC band counts the amount plus fee_max (issue 14): no approvals up to 1,000 sat paid out.
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
