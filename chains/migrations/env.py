@@ -1,0 +1,13 @@
+"""Alembic environment of the chain adapters' database (the chains_* tables): migrations run on
+the connection chains.state.migrate() hands over, versioned in their own table
+(`chains_alembic_version`), so the adapters' database may be the node's or a separate one."""
+
+from alembic import context
+
+from chains.state import VERSION_TABLE, metadata
+
+connection = context.config.attributes.get("connection")
+assert connection is not None, "run migrations through chains.state.migrate()"
+context.configure(connection=connection, target_metadata=metadata, render_as_batch=True, version_table=VERSION_TABLE)
+with context.begin_transaction():
+    context.run_migrations()
