@@ -108,9 +108,15 @@ class Scanner:
             fork = self._find_fork(local_tip)
             if fork < local_tip[0]:
                 with self.state.begin() as st:
-                    self._rollback(st, fork)
-                    st.delete_blocks_above(fork)
-                    [seq] = st.observe([], rollback_to=fork)
+                    st.lock_head()
+                    raced = st.tip() != local_tip  # another scanner of the chain got here first
+                    if not raced:
+                        self._rollback(st, fork)
+                        st.delete_blocks_above(fork)
+                        [seq] = st.observe([], rollback_to=fork)
+                if raced:
+                    log.warning("scan_reorg_raced", chain=self.chain, fork_height=fork)
+                    return ScanResult(tip_height=local_tip[0], tip_hash=local_tip[1], rolled_back_to=None, events=())
                 events.append(self._observation(seq, OBSERVED_ROLLBACK, fork))
                 rolled_back_to = fork
                 log.warning("reorg", chain=self.chain, network=self.network, fork_height=fork, old_tip=local_tip[0])
@@ -130,7 +136,10 @@ class Scanner:
                     break
                 with self.state.begin() as st:
                     # Another scanner of the same chain (an overlapping restart) may have moved
-                    # the tip since we read it: then this one stops, having changed nothing.
+                    # the tip since we read it: then this one stops, having changed nothing. The
+                    # head's lock first, so that on PostgreSQL too the tip is read after the
+                    # other's commit.
+                    st.lock_head()
                     now = st.tip()
                     if (now[0] if now else start - 1) != ref.height - 1:
                         log.warning("scan_tip_moved", chain=self.chain, height=ref.height)

@@ -304,7 +304,7 @@ class StateTx:
         return cur
 
     # --- observations (the deposit log) ---------------------------------------------------
-    def _lock_head(self) -> tuple[int, int | None, str | None]:
+    def lock_head(self) -> tuple[int, int | None, str | None]:
         """Locks this chain's head row (creating it the first time): (last_seq, tip, tip hash)."""
         q = sa.select(heads.c.last_seq, heads.c.tip_height, heads.c.tip_hash).where(heads.c.chain_id == self.chain_id)
         if self.c.dialect.name == "postgresql":
@@ -319,7 +319,7 @@ class StateTx:
         """Appends a rollback (when given) then the payments seen, and moves the head to the
         stored tip; returns their seqs. Call after the blocks table changed, in the same
         transaction."""
-        last, _, _ = self._lock_head()
+        last, _, _ = self.lock_head()
         rows = []
         if rollback_to is not None:
             last += 1

@@ -14,15 +14,22 @@ class ScriptedChain(Scanner):
     chain = "test"
     network = "scripted"
 
-    def __init__(self, state, confirmations=3, address=ADDRESS, asset="COIN"):
+    def __init__(self, state, confirmations=3, pay_to=ADDRESS, asset="COIN", chain=None, network=None):
         self.state = state
         self.asset = asset
-        self.address = address
+        self.pay_to = pay_to
+        self.chain = chain or self.chain
+        self.network = network or self.network
         self.confirmations = self._check_confirmations({asset: confirmations})
         self.start_height = 0
         self.blocks: list[tuple[str, list[tuple[str, int]]]] = []
 
+    def address(self, vault_id, path):
+        """Deposit address `path` of the vault (what node.deposits.issue_address asks for)."""
+        return f"{vault_id}-{path[0]}-{path[1]}"
+
     def extend(self, n, deposits=(), tag="a"):
+        """`n` blocks; the first pays `deposits`: (deposit_id, amount[, address]) each."""
         for i in range(n):
             h = len(self.blocks)
             self.blocks.append((f"{tag}{h}", list(deposits) if i == 0 else []))
@@ -45,7 +52,8 @@ class ScriptedChain(Scanner):
     def _apply_block(self, st, ref, deposits):
         return self._seen(
             st,
-            [DepositRow(d, self.asset, d, self.address, "v", (0, 0), amount, ref.height, ref.hash) for d, amount in deposits],
+            [DepositRow(d[0], self.asset, d[0], d[2] if len(d) > 2 else self.pay_to, "v", (0, 0), d[1], ref.height, ref.hash)
+             for d in deposits],
         )
 
     def _rollback(self, st, fork_height):

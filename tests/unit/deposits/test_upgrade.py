@@ -65,8 +65,8 @@ def test_a_node_made_by_ede5567_upgrades_without_losing_or_recrediting_a_deposit
     store = open_store(node_url)
     engine = make_engine(chains_url)
     try:
-        chain = ScriptedChain(ChainState(engine, "bitcoin:regtest"), confirmations=expected["depth"], asset="BTC")
-        chain.chain, chain.network = "bitcoin", "regtest"
+        chain = ScriptedChain(ChainState(engine, "bitcoin:regtest"), confirmations=expected["depth"], asset="BTC",
+                              chain="bitcoin", network="regtest")
         chain.blocks = [(h, []) for h in expected["blocks"]]  # the node the old scanner followed
         assert (_version(node_url, "alembic_version"), _version(chains_url, "chains_alembic_version")) == ("0008", "c0002")
         assert chain.observations(0, 100).last_seq == 7, "one entry per stored deposit"
