@@ -1,20 +1,30 @@
 """Deposit crediting benchmark (shared/design/benchmarks.md form).
 
-Measures how fast `Deposits.sync` turns an adapter's stored deposits into ledger credits:
-a batch of N deposits to N issued addresses, each first seen already at its depth, so each
-costs the full booking (pending transfer, post, deposit wallet <- clearing), its deposit row,
-its journal body and its two webhook outbox rows, in bounded batches (DEPOSITS_SYNC_BATCH_MAX).
+Booking: how fast `Deposits.sync` turns a chain's observation log into ledger credits: N
+payments to issued addresses appended to a real ChainState log (chains_observations), each
+first seen already at its depth, so each costs the full booking (pending transfer, post,
+deposit wallet <- clearing), its deposit row, its journal body and its two webhook outbox rows,
+in bounded batches (DEPOSITS_SYNC_BATCH_MAX).
 - project: `sync_deposits_per_s`, deposits credited per second through `Deposits.sync`.
 - baseline: the same three transfers per deposit through the ledger's own write path
   (`Ledger.create_transfers`, one call per DEPOSITS_SYNC_BATCH_MAX deposits, as one sync write)
   on a store of the same kind.
   A credit cannot cost less than its ledger transfers, so that is the honest floor;
   **`sync_overhead_ratio`** = baseline deposits/s / sync deposits/s (1.0 = no overhead).
-The adapter side is a stand-in that returns prepared `Deposit` values (the chain scan is
-measured by bench/chains.py). Rounds alternate project and baseline after a warm-up, each on
-a fresh store.
 
-    python bench/deposits.py [--quick] [--pg postgresql+psycopg://…]
+Idle pass (issue 18): one `Deposits.sync` with nothing new, on a node holding 10,000, 100,000
+and 1,000,000 past deposits (credited and swept) and a chain log of as many entries, the
+cursor at its end; the history is built by bulk SQL (executemany), not by booking it.
+- `idle_pass_ms_<n>`: median pass; `idle_rows_read_<n>`: rows the pass read (its report).
+- **`history_pass_ratio`** = idle pass at the largest history / at the smallest (target <= 1.5).
+- `confirm_passes_after_depth`: passes it takes, once a new deposit's block reaches its
+  depth, to credit it (target 1), measured on the largest history; `confirm_pass_ms` its time.
+
+The chain side is a real ChainState read through the Scanner's `observations` (the block scan
+itself is measured by bench/chains.py). Booking rounds alternate project and baseline after a
+warm-up, each on a fresh store.
+
+    python bench/deposits.py [--quick] [--pg postgresql+psycopg://…] [--histories 10000,100000,1000000]
 """
 
 from __future__ import annotations
@@ -34,17 +44,59 @@ from bench._common import figure, machine, median, progress  # noqa: E402
 BENCH = "deposits"
 
 
-class Source:
-    chain, network = "bitcoin", "regtest"
+DEPTH = 6
+HISTORY_CHUNK_ROWS = 10_000  # rows per executemany when building a history
+IDLE_PASSES = 15  # passes timed per history
 
-    def __init__(self):
-        self.rows = []
 
-    def address(self, vault_id, path):
-        return f"bcrt1qbench{vault_id}{path[0]}x{path[1]}"
+def chain_state(url: str | None, tmp: pathlib.Path):
+    """A ChainState (its own SQLite file, or a PostgreSQL schema) and its drop()."""
+    import sqlalchemy as sa
 
-    def deposits(self):
-        return self.rows
+    from chains.state import ChainState, make_engine
+
+    if url is None:
+        engine = make_engine(f"sqlite:///{tmp / (uuid.uuid4().hex + '-chains.db')}")
+        return ChainState(engine, "bitcoin:regtest"), engine.dispose
+    schema = f"bc_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(url)
+    with admin.begin() as c:
+        c.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    engine = make_engine(url).execution_options(schema_translate_map={None: schema})
+
+    def drop():
+        engine.dispose()
+        with admin.begin() as c:
+            c.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+    return ChainState(engine, "bitcoin:regtest"), drop
+
+
+def source(state):
+    """The adapter side: the real log read (chains.scanning.Scanner.observations), no node."""
+    from chains.scanning import Scanner
+
+    class Source(Scanner):
+        chain, network = "bitcoin", "regtest"
+
+        def __init__(self):
+            self.state = state
+            self.confirmations = {"BTC": DEPTH}
+
+        def address(self, vault_id, path):
+            return f"bcrt1qbench{vault_id}{path[0]}x{path[1]}"
+
+    return Source()
+
+
+def advance(state, to_height: int, rows=()) -> None:
+    """The scanner's writes for blocks up to `to_height`: their hashes, then `rows` seen in the last."""
+    with state.begin() as st:
+        tip = st.tip()
+        for h in range((tip[0] + 1) if tip else to_height, to_height + 1):
+            st.put_block(h, f"{h:064x}", 10_000)
+        st.observe(list(rows))
 
 
 def fresh(url: str | None, tmp: pathlib.Path):
@@ -76,19 +128,20 @@ def fresh(url: str | None, tmp: pathlib.Path):
 
 
 def run_sync(url, tmp, n: int) -> float:
+    from chains.state import DepositRow
     from node.deposits import Deposits
-    from node.ports import DEPOSIT_CREDITED, Deposit
 
     store, ledger, drop = fresh(url, tmp)
+    state, drop_state = chain_state(url, tmp)
     try:
-        src = Source()
+        src = source(state)
         deps = Deposits(ledger, {"bitcoin": src}, vault_id="hot")
-        for i in range(n):  # a handful of addresses, many deposits each
-            if i < 8:
-                deps.issue_address("bench.main", "BTC", actor="bench")
+        for _ in range(8):  # a handful of addresses, many deposits each
+            deps.issue_address("bench.main", "BTC", actor="bench")
         addrs = [a.address for a in deps.addresses("bench.main")]
-        src.rows = [Deposit("bitcoin", "regtest", "BTC", f"{i:064x}:0", f"{i:064x}", addrs[i % len(addrs)], "hot", (0, i % 8),
-                            1_000 + i, 100, "00" * 32, DEPOSIT_CREDITED) for i in range(n)]
+        advance(state, 100, [DepositRow(f"{i:064x}:0", "BTC", f"{i:064x}", addrs[i % len(addrs)], "hot", (0, i % 8),
+                                        1_000 + i, 100, f"{100:064x}") for i in range(n)])
+        advance(state, 100 + DEPTH - 1)  # at depth when first seen
         t0 = time.perf_counter()
         booked = 0
         while True:
@@ -101,6 +154,89 @@ def run_sync(url, tmp, n: int) -> float:
         return n / dt
     finally:
         drop()
+        drop_state()
+
+
+def build_history(store, state, n: int, addrs: list) -> int:
+    """n credited, swept deposits in the node and n "seen" entries in the chain log, the cursor
+    at the end, by bulk SQL. Returns the tip height."""
+    from chains.state import blocks, heads, observations
+    from node.deposits import deposit_record_id
+    from node.store.deposit_models import deposit_cursors, deposits
+
+    per_block = 100
+    tip = n // per_block + DEPTH + 1
+    for start in range(0, n, HISTORY_CHUNK_ROWS):
+        node_rows, log_rows = [], []
+        for i in range(start, min(n, start + HISTORY_CHUNK_ROWS)):
+            did, h = f"{i:064x}:0", i // per_block
+            a = addrs[i % len(addrs)]
+            node_rows.append(dict(id=deposit_record_id("bitcoin", "regtest", did, 1), chain="bitcoin", network="regtest",
+                                  chain_deposit_id=did, epoch=1, asset="BTC", txid=f"{i:064x}", address=a.address,
+                                  address_id=a.id, sub_account_id=a.sub_account_id, vault_id="hot", amount=1_000 + i,
+                                  block_height=h, block_hash=f"{h:064x}", status="credited", review=None,
+                                  swept_by=f"wd_{i // 1000}", created_at_ns=i + 1, updated_at_ns=i + 1))
+            log_rows.append(dict(chain_id="bitcoin:regtest", seq=i + 1, kind="seen", deposit_id=did, asset="BTC",
+                                 txid=f"{i:064x}", address=a.address, vault_id="hot", path=f"0/{a.path[1]}",
+                                 amount=1_000 + i, height=h, block_hash=f"{h:064x}"))
+        with store.engine.begin() as c:
+            c.execute(deposits.insert(), node_rows)
+        with state.engine.begin() as c:
+            c.execute(observations.insert(), log_rows)
+        progress(f"history: {min(n, start + HISTORY_CHUNK_ROWS)}/{n}")
+    with state.engine.begin() as c:
+        c.execute(blocks.insert(), [dict(chain_id="bitcoin:regtest", height=h, hash=f"{h:064x}") for h in range(tip - 50, tip + 1)])
+        c.execute(heads.insert().values(chain_id="bitcoin:regtest", last_seq=n, tip_height=tip, tip_hash=f"{tip:064x}"))
+    with store.engine.begin() as c:
+        c.execute(deposit_cursors.insert().values(chain="bitcoin", network="regtest", seq=n, tip_height=tip, updated_at_ns=n))
+    if store.dialect == "postgresql":
+        with store.engine.connect() as c:
+            c.exec_driver_sql("ANALYZE deposits")
+            c.commit()
+        with state.engine.connect() as c:
+            c.exec_driver_sql("ANALYZE chains_observations")
+            c.commit()
+    return tip
+
+
+def run_idle(url, tmp, n: int, confirm: bool) -> dict:
+    """The idle pass over a history of n; with `confirm`, then a new deposit to its depth."""
+    from chains.state import DepositRow
+    from node.deposits import Deposits
+
+    store, ledger, drop = fresh(url, tmp)
+    state, drop_state = chain_state(url, tmp)
+    try:
+        src = source(state)
+        deps = Deposits(ledger, {"bitcoin": src}, vault_id="hot")
+        addrs = [deps.issue_address("bench.main", "BTC", actor="bench") for _ in range(8)]
+        t0 = time.perf_counter()
+        tip = build_history(store, state, n, addrs)
+        progress(f"history of {n}: built in {time.perf_counter() - t0:.1f}s")
+        times, rows = [], set()
+        for _ in range(IDLE_PASSES):
+            t0 = time.perf_counter()
+            r = deps.sync(src)
+            times.append(time.perf_counter() - t0)
+            assert r.total == 0 and not r.more, r
+            rows.add(r.rows_read)
+        out = {"pass_s": median(times), "rows_read": max(rows)}
+        if confirm:
+            a = addrs[0]
+            advance(state, tip + 1, [DepositRow("f" * 64 + ":0", "BTC", "f" * 64, a.address, "hot", a.path, 123_456, tip + 1,
+                                                f"{tip + 1:064x}")])
+            assert deps.sync(src).pending == 1
+            advance(state, tip + DEPTH)  # the block reaches its depth
+            passes, t0 = 0, time.perf_counter()
+            while True:
+                passes += 1
+                if deps.sync(src).credited == 1 or passes > DEPTH:
+                    break
+            out.update(confirm_passes=passes, confirm_s=time.perf_counter() - t0)
+        return out
+    finally:
+        drop()
+        drop_state()
 
 
 def run_baseline(url, tmp, n: int, batch: int) -> float:
@@ -134,6 +270,8 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--pg", help="PostgreSQL URL (default: SQLite in a temp dir)")
+    ap.add_argument("--histories", default="10000,100000,1000000", help="past deposits for the idle pass")
+    ap.add_argument("--skip-booking", action="store_true", help="the idle pass only")
     args = ap.parse_args()
     n, rounds = (1_000, 2) if args.quick else (4_000, 5)
     # One sync write books DEPOSITS_SYNC_BATCH_MAX deposits: the baseline writes the same
@@ -141,6 +279,18 @@ def main() -> int:
     batch = limits.DEPOSITS_SYNC_BATCH_MAX
     progress(f"{BENCH}: {machine()}; {n} deposits per round, {rounds} rounds, {'PostgreSQL' if args.pg else 'SQLite'}")
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-deposits-"))
+    histories = sorted(int(h) for h in args.histories.split(","))
+    idle = {}
+    for h in histories:
+        idle[h] = run_idle(args.pg, tmp, h, confirm=h == histories[-1])
+        progress(f"idle pass at {h} past deposits: {idle[h]['pass_s'] * 1000:.2f} ms, {idle[h]['rows_read']} rows read")
+        figure(BENCH, f"idle_pass_ms_{h}", round(idle[h]["pass_s"] * 1000, 3), "ms")
+        figure(BENCH, f"idle_rows_read_{h}", idle[h]["rows_read"], "rows")
+    figure(BENCH, "history_pass_ratio", round(idle[histories[-1]]["pass_s"] / idle[histories[0]]["pass_s"], 3), "ratio")
+    figure(BENCH, "confirm_passes_after_depth", idle[histories[-1]]["confirm_passes"], "passes")
+    figure(BENCH, "confirm_pass_ms", round(idle[histories[-1]]["confirm_s"] * 1000, 3), "ms")
+    if args.skip_booking:
+        return 0
     run_sync(args.pg, tmp, n // 10)  # warm-up
     run_baseline(args.pg, tmp, n // 10, batch)
     sync, base = [], []

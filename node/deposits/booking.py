@@ -60,6 +60,8 @@ class _Booking:
     outbox: list = field(default_factory=list)
     accounts: dict = field(default_factory=dict)
     addresses: dict = field(default_factory=dict)  # address id -> DepositAddress
+    records: dict = field(default_factory=dict)  # chain deposit id -> its records, oldest epoch first (kept current)
+    new_rows: list = field(default_factory=list)  # records to insert (flushed before any read of the table)
 
 
 class Booking:
@@ -76,7 +78,6 @@ class Booking:
         chain, network = adapter.chain, adapter.network
         depths = {**dict(getattr(adapter, "confirmations", {}) or {}), **self.confirmations}
         report = SyncReport()
-        complete = True
         for _ in range(limits.DEPOSITS_SYNC_PASSES_MAX):
             with self.store.reading() as conn:
                 cursor = self._cursor(conn, chain, network)
@@ -91,11 +92,12 @@ class Booking:
                     due = self._due(conn, chain, network, page.tip_height, depths, report)
                 if not due:
                     break  # nothing new, nothing due: no write (the cursor's tip moves with the next booking)
-            self.store.write(actor, "deposit.sync",
-                             lambda tx, c=cursor, p=page: self._write_page(tx, chain, network, c, p, depths, report))
-            if complete:
+            due_full = self.store.write(
+                actor, "deposit.sync", lambda tx, c=cursor, p=page: self._write_page(tx, chain, network, c, p, depths, report))
+            if complete and not due_full:
                 break
-        report.more = not complete
+        else:
+            report.more = True  # the log or the due deposits go on: the next call carries on
         if report.total:
             log.info("deposits_synced", chain=chain, pending=report.pending, credited=report.credited, voided=report.voided,
                      flagged=report.flagged, more=report.more)
@@ -138,10 +140,11 @@ class Booking:
         cursor = self._cursor(tx.conn, chain, network)  # under the write lock: another syncer may have moved it
         items = [o for o in page.items if o.seq > cursor.seq]
         if cursor.seq > page.last_seq:
-            return None, None  # a fresher syncer booked past this page: it confirms too
+            return False, None  # a fresher syncer booked past this page: it confirms too
         body: dict = {"chain": chain, "network": network, "deposits": []}
         b = _Booking(tx, body, report)
         ctx = self._context(tx.conn, chain, [o for o in items if o.kind == OBSERVED_SEEN])
+        b.records = self._records_of(tx.conn, chain, network, {o.deposit_id for o in items if o.kind != OBSERVED_ROLLBACK})
         for o in items:
             if o.kind == OBSERVED_SEEN:
                 self._on_seen(b, o, ctx)
@@ -150,15 +153,18 @@ class Booking:
             else:
                 assert o.kind == OBSERVED_LEFT, f"observation kind {o.kind!r}"
                 self._on_left(b, chain, network, o)
+        self._flush(b)
         consumed = items[-1].seq if items else cursor.seq
         tip = cursor.tip_height
+        due_full = False
         if consumed == page.last_seq and page.tip_height is not None:
             tip = page.tip_height
-            for rec in self._due(tx.conn, chain, network, tip, depths, report):
-                self._credit(b, rec)
+            due = self._due(tx.conn, chain, network, tip, depths, report)
+            due_full = len(due) >= limits.DEPOSITS_SYNC_BATCH_MAX
+            self._credit_many(b, due)
         report.observations += len(items)
         if not b.events and not body["deposits"] and consumed == cursor.seq and tip == cursor.tip_height:
-            return None, None
+            return False, None
         self._move_cursor(tx, chain, network, cursor, consumed, tip)
         body["cursor"] = {"seq": consumed, "tip_height": tip}
         results = []
@@ -169,7 +175,7 @@ class Booking:
         if bad:
             raise LedgerError(TransferResult(bad[0][1]), f"deposit sync {chain}: {bad}")
         webhooks.emit_many(tx.conn, [(client_id or SYSTEM_OWNER, t, data) for client_id, t, data in b.outbox])
-        return None, body
+        return due_full, body
 
     @staticmethod
     def _move_cursor(tx: WriteTx, chain: str, network: str, old: Cursor, seq: int, tip_height: int | None) -> None:
@@ -212,12 +218,33 @@ class Booking:
         return b.addresses[address_id]
 
     @staticmethod
-    def _epochs(conn, chain: str, network: str, chain_deposit_id: str) -> list[DepositRecord]:
-        """Every record of one chain deposit, oldest epoch first (one per time it entered the chain)."""
-        rows = conn.execute(select(deposits).where(and_(
-            deposits.c.chain == chain, deposits.c.network == network, deposits.c.chain_deposit_id == chain_deposit_id))
-            .order_by(deposits.c.epoch))
-        return [_record(r) for r in rows]
+    def _records_of(conn, chain: str, network: str, wanted: set[str]) -> dict[str, list[DepositRecord]]:
+        """Every record of these chain deposits, oldest epoch first (one per time it entered the
+        chain): one query per chunk, on the unique index."""
+        out: dict[str, list[DepositRecord]] = {}
+        items = sorted(wanted)
+        for i in range(0, len(items), limits.LEDGER_QUERY_IDS_MAX):
+            for r in conn.execute(select(deposits).where(and_(
+                    deposits.c.chain == chain, deposits.c.network == network,
+                    deposits.c.chain_deposit_id.in_(items[i:i + limits.LEDGER_QUERY_IDS_MAX]))).order_by(deposits.c.epoch)):
+                out.setdefault(r.chain_deposit_id, []).append(_record(r))
+        return out
+
+    @staticmethod
+    def _flush(b: _Booking) -> None:
+        if b.new_rows:
+            b.tx.conn.execute(deposits.insert(), b.new_rows)
+            b.new_rows = []
+
+    def _keep(self, b: _Booking, rec: DepositRecord) -> DepositRecord:
+        """Records `rec` as the current version of its epoch in the page's view."""
+        epochs = b.records.setdefault(rec.chain_deposit_id, [])
+        for i, old in enumerate(epochs):
+            if old.id == rec.id:
+                epochs[i] = rec
+                return rec
+        epochs.append(rec)
+        return rec
 
     # ---------------------------------------------------------------- the state machine
     def _on_seen(self, b: _Booking, o: Observation, ctx: dict) -> None:
@@ -225,7 +252,7 @@ class Booking:
         if a is None or o.asset not in ctx["assets"] or family_of_safe(o.asset) != a.family or o.txid in ctx["ours"]:
             b.report.skipped += 1
             return
-        records = self._epochs(b.tx.conn, o.chain, o.network, o.deposit_id)
+        records = b.records.get(o.deposit_id, [])
         latest = records[-1] if records else None
         if latest is None or latest.status == DEPOSIT_VOIDED:
             self._first_sight(b, o, a, 1 if latest is None else latest.epoch + 1)
@@ -237,27 +264,29 @@ class Booking:
             self._first_sight(b, o, a, latest.epoch + 1)
         elif latest.status == DEPOSIT_CREDITED:
             latest = self._flag(b, latest)
-            self._set(b.tx, latest, block_height=o.height, block_hash=o.block_hash)
+            self._set_in(b, latest, block_height=o.height, block_hash=o.block_hash)
         else:
             assert latest.status == DEPOSIT_REORGED_AFTER_CREDIT, latest.status
             # Mined again after a reorg took it out: staff have the flag; keep where it lives now.
-            self._set(b.tx, latest, block_height=o.height, block_hash=o.block_hash)
+            self._set_in(b, latest, block_height=o.height, block_hash=o.block_hash)
             log.warning("deposit_reincluded_after_flag", deposit=latest.id, height=o.height)
 
     def _on_rollback(self, b: _Booking, chain: str, network: str, height: int) -> None:
+        self._flush(b)
         rows = b.tx.conn.execute(select(deposits).where(and_(
             deposits.c.chain == chain, deposits.c.network == network, deposits.c.block_height > height,
             deposits.c.status.in_((DEPOSIT_PENDING, DEPOSIT_CREDITED)))).order_by(deposits.c.seq)).all()
         b.report.rows_read += len(rows)
         for r in rows:
-            rec = _record(r)
+            current = [x for x in b.records.get(r.chain_deposit_id, []) if x.id == r.id]
+            rec = current[0] if current else _record(r)
             if rec.status == DEPOSIT_PENDING:
                 self._void(b, rec)
             else:
                 self._flag(b, rec)
 
     def _on_left(self, b: _Booking, chain: str, network: str, o: Observation) -> None:
-        records = self._epochs(b.tx.conn, chain, network, o.deposit_id)
+        records = b.records.get(o.deposit_id, [])
         latest = records[-1] if records else None
         if latest is None:
             return  # left before we ever booked it: nothing to undo
@@ -283,6 +312,11 @@ class Booking:
         assert res.rowcount == 1, f"deposit {rec.id} moved under a serialised write"
         return dataclasses.replace(rec, updated_at_ns=now, **values)
 
+    def _set_in(self, b: _Booking, rec: DepositRecord, **values) -> DepositRecord:
+        """`_set` within a sync write, keeping the page's view current (the row is flushed first)."""
+        self._flush(b)
+        return self._keep(b, self._set(b.tx, rec, **values))
+
     def _first_sight(self, b: _Booking, o: Observation, a: DepositAddress, epoch: int) -> None:
         """A new deposit (or a new epoch of one): its pending credit; posted in the same write
         when already at depth (the confirmations at the end of the batch)."""
@@ -295,30 +329,41 @@ class Booking:
         rec = DepositRecord(did, 0, o.chain, o.network, o.deposit_id, epoch, o.asset, o.txid, o.address, a.id,
                             a.sub_account_id, a.vault_id, o.amount, o.height, o.block_hash, DEPOSIT_PENDING, None, None,
                             now, now)
-        b.tx.conn.execute(deposits.insert(), {f.name: getattr(rec, f.name) for f in dataclasses.fields(rec) if f.name != "seq"})
+        b.new_rows.append({f.name: getattr(rec, f.name) for f in dataclasses.fields(rec) if f.name != "seq"})
+        self._keep(b, rec)
         b.addresses[a.id] = a
         self._note(b, rec, "deposit.pending")
         b.report.pending += 1
 
-    def _credit(self, b: _Booking, rec: DepositRecord) -> None:
-        _, clearing, wallet = self._accounts(b, rec.sub_account_id, rec.asset, rec.vault_id)
-        b.events.append(TransferCreate(f"{rec.id}:post", pending_id=rec.id, flags=TransferFlags.POST_PENDING))
-        b.events.append(TransferCreate(f"{rec.id}:in", wallet, clearing, rec.amount, rec.asset, CODE_DEPOSIT,
-                                       user_data=rec.txid[:limits.LEDGER_USER_DATA_CHARS_MAX]))
-        rec = self._set(b.tx, rec, status=DEPOSIT_CREDITED)
-        self._note(b, rec, "deposit.credited")
-        b.report.credited += 1
+    def _credit_many(self, b: _Booking, due: list[DepositRecord]) -> None:
+        """Posts the pending deposits at depth: their transfers, one UPDATE per chunk."""
+        if not due:
+            return
+        now = b.tx.next_timestamp_ns()
+        ids = [rec.id for rec in due]
+        for i in range(0, len(ids), limits.LEDGER_QUERY_IDS_MAX):
+            chunk = ids[i:i + limits.LEDGER_QUERY_IDS_MAX]
+            res = b.tx.conn.execute(deposits.update().where(and_(deposits.c.id.in_(chunk), deposits.c.status == DEPOSIT_PENDING))
+                                    .values(status=DEPOSIT_CREDITED, updated_at_ns=now))
+            assert res.rowcount == len(chunk), "a due deposit moved under a serialised write"
+        for rec in due:
+            _, clearing, wallet = self._accounts(b, rec.sub_account_id, rec.asset, rec.vault_id)
+            b.events.append(TransferCreate(f"{rec.id}:post", pending_id=rec.id, flags=TransferFlags.POST_PENDING))
+            b.events.append(TransferCreate(f"{rec.id}:in", wallet, clearing, rec.amount, rec.asset, CODE_DEPOSIT,
+                                           user_data=rec.txid[:limits.LEDGER_USER_DATA_CHARS_MAX]))
+            self._note(b, dataclasses.replace(rec, status=DEPOSIT_CREDITED, updated_at_ns=now), "deposit.credited")
+            b.report.credited += 1
 
     def _void(self, b: _Booking, rec: DepositRecord) -> None:
         b.events.append(TransferCreate(f"{rec.id}:void", pending_id=rec.id, flags=TransferFlags.VOID_PENDING))
-        rec = self._set(b.tx, rec, status=DEPOSIT_VOIDED)
+        rec = self._set_in(b, rec, status=DEPOSIT_VOIDED)
         self._note(b, rec, "deposit.voided")
         b.report.voided += 1
 
     def _flag(self, b: _Booking, rec: DepositRecord) -> DepositRecord:
         # Never debit the customer here: they may have spent it. Staff decide; the journal,
         # the flagged queue and the reconciliation (books above chain) all show it.
-        rec = self._set(b.tx, rec, status=DEPOSIT_REORGED_AFTER_CREDIT, review=REVIEW_REVERSAL_NEEDED)
+        rec = self._set_in(b, rec, status=DEPOSIT_REORGED_AFTER_CREDIT, review=REVIEW_REVERSAL_NEEDED)
         log.error("deposit_reorged_after_credit", deposit=rec.id, sub_account=rec.sub_account_id, asset=rec.asset,
                   amount=str(rec.amount), txid=rec.txid)
         self._note(b, rec, "deposit.reorged")
