@@ -8,6 +8,9 @@ from chains.state import VERSION_TABLE, metadata
 
 connection = context.config.attributes.get("connection")
 assert connection is not None, "run migrations through chains.state.migrate()"
-context.configure(connection=connection, target_metadata=metadata, render_as_batch=True, version_table=VERSION_TABLE)
+# An engine with a schema_translate_map (tests: a PostgreSQL schema each) keeps its version there too.
+schema = (connection.get_execution_options().get("schema_translate_map") or {}).get(None)
+context.configure(connection=connection, target_metadata=metadata, render_as_batch=True, version_table=VERSION_TABLE,
+                  version_table_schema=schema)
 with context.begin_transaction():
     context.run_migrations()

@@ -27,7 +27,7 @@ down_revision = 'c0001'
 branch_labels = None
 depends_on = None
 
-_BATCH_ROWS = 1000
+_STATUSES = ('pending', 'credited', 'voided', 'reorged_after_credit')
 
 _old = sa.MetaData()  # Table (not table()): a schema_translate_map applies to it
 _legacy = sa.Table(
@@ -65,21 +65,19 @@ def upgrade() -> None:
         sa.Column('tip_hash', sa.String(80)),
     )
     conn = op.get_bind()
-    last: dict[str, int] = {}
-    batch: list[dict] = []
-    rows = conn.execute(sa.select(_legacy).order_by(_legacy.c.chain_id, _legacy.c.block_height, _legacy.c.deposit_id)).all()
-    for r in rows:
-        seq = last[r.chain_id] = last.get(r.chain_id, 0) + 1
-        kind = 'seen' if r.status in ('pending', 'credited') else 'left'
-        assert r.status in ('pending', 'credited', 'voided', 'reorged_after_credit'), r.status
-        batch.append(dict(chain_id=r.chain_id, seq=seq, kind=kind, deposit_id=r.deposit_id, asset=r.asset, txid=r.txid,
-                          address=r.address, vault_id=r.vault_id, path=r.path, amount=int(r.amount),
-                          height=r.block_height, block_hash=r.block_hash))
-        if len(batch) >= _BATCH_ROWS:
-            conn.execute(observations.insert(), batch)
-            batch = []
-    if batch:
-        conn.execute(observations.insert(), batch)
+    old = _legacy.c
+    unknown = conn.execute(sa.select(sa.func.count()).select_from(_legacy).where(old.status.not_in(_STATUSES))).scalar_one()
+    assert unknown == 0, f"{unknown} chains_deposits rows in a status this upgrade does not know"
+    # One INSERT … SELECT: seq numbers each chain's deposits in height order (no rows in Python).
+    seq = sa.func.row_number().over(partition_by=old.chain_id, order_by=(old.block_height, old.deposit_id))
+    kind = sa.case((old.status.in_(('pending', 'credited')), 'seen'), else_='left')
+    cols = ['chain_id', 'seq', 'kind', 'deposit_id', 'asset', 'txid', 'address', 'vault_id', 'path', 'amount', 'height',
+            'block_hash']
+    conn.execute(observations.insert().from_select(cols, sa.select(
+        old.chain_id, seq, kind, old.deposit_id, old.asset, old.txid, old.address, old.vault_id, old.path, old.amount,
+        old.block_height, old.block_hash)))
+    last = {r.chain_id: int(r.n) for r in conn.execute(
+        sa.select(old.chain_id, sa.func.count().label('n')).group_by(old.chain_id))}
     chain_ids = set(last) | {r.chain_id for r in conn.execute(sa.select(_blocks.c.chain_id).distinct())}
     for chain_id in sorted(chain_ids):
         tip = conn.execute(sa.select(_blocks.c.height, _blocks.c.hash).where(_blocks.c.chain_id == chain_id)

@@ -102,3 +102,54 @@ def test_a_node_made_by_ede5567_upgrades_without_losing_or_recrediting_a_deposit
     finally:
         store.dispose()
         engine.dispose()
+
+
+def test_the_chains_log_carried_over_on_postgresql_matches_sqlite(tmp_path, pg_url):
+    """c0002 on PostgreSQL (a fresh schema brought to c0001, the fixture's chains_deposits rows
+    copied in) gives the same log and heads as on the SQLite file."""
+    import uuid
+
+    from alembic import command
+    from alembic.config import Config
+
+    from chains import state as cs
+
+    shutil.copy(FIXTURE / "chains.db", tmp_path / "chains.db")
+    lite = make_engine(f"sqlite:///{tmp_path / 'chains.db'}")
+    legacy = sa.Table("chains_deposits", sa.MetaData(), autoload_with=lite)
+    with lite.connect() as c:
+        rows = [dict(r._mapping) for r in c.execute(sa.select(legacy))]
+        blocks = [dict(r._mapping) for r in c.execute(sa.select(cs.blocks))]
+    cs.migrate(lite)
+    schema = f"up_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(pg_url)
+    with admin.begin() as c:
+        c.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    pg = make_engine(pg_url).execution_options(schema_translate_map={None: schema})
+    try:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(cs.MIGRATIONS_DIR))
+        with pg.connect() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "c0001")
+            conn.commit()
+        with pg.begin() as c:
+            c.execute(sa.Table("chains_deposits", sa.MetaData(), autoload_with=c).insert(), rows)
+            c.execute(cs.blocks.insert(), blocks)
+        cs.migrate(pg)
+
+        def log(engine):
+            with engine.connect() as c:
+                obs = [tuple(r) for r in c.execute(sa.select(cs.observations).order_by(cs.observations.c.seq))]
+                heads = [tuple(r) for r in c.execute(sa.select(cs.heads))]
+            return obs, heads
+
+        assert len(rows) == 7 and log(pg) == log(lite)
+        with pg.connect() as c:
+            assert not sa.inspect(c).has_table("chains_deposits", schema=schema)
+    finally:
+        pg.dispose()
+        lite.dispose()
+        with admin.begin() as c:
+            c.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
