@@ -15,7 +15,8 @@ in bounded batches (DEPOSITS_SYNC_BATCH_MAX).
 Idle pass (issue 18): one `Deposits.sync` with nothing new, on a node holding 10,000, 100,000
 and 1,000,000 past deposits (credited and swept) and a chain log of as many entries, the
 cursor at its end; the history is built by bulk SQL (executemany), not by booking it.
-- `idle_pass_ms_<n>`: median pass; `idle_rows_read_<n>`: rows the pass read (its report).
+- `idle_pass_ms_<n>`: median pass (the histories are built first, then passed over in turn);
+  `idle_rows_read_<n>`: rows the pass read (its report).
 - **`history_pass_ratio`** = idle pass at the largest history / at the smallest (target <= 1.5).
 - `confirm_passes_after_depth`: passes it takes, once a new deposit's block reaches its
   depth, to credit it (target 1), measured on the largest history; `confirm_pass_ms` its time.
@@ -46,13 +47,11 @@ BENCH = "deposits"
 
 DEPTH = 6
 HISTORY_CHUNK_ROWS = 10_000  # rows per executemany when building a history
-IDLE_PASSES = 15  # passes timed per history
+IDLE_PASSES = 31  # passes timed per history (alternating between the histories)
 
 
 def chain_state(url: str | None, tmp: pathlib.Path):
     """A ChainState (its own SQLite file, or a PostgreSQL schema) and its drop()."""
-    import sqlalchemy as sa
-
     from chains.state import ChainState, make_engine
 
     if url is None:
@@ -199,44 +198,52 @@ def build_history(store, state, n: int, addrs: list) -> int:
     return tip
 
 
-def run_idle(url, tmp, n: int, confirm: bool) -> dict:
-    """The idle pass over a history of n; with `confirm`, then a new deposit to its depth."""
-    from chains.state import DepositRow
+def idle_world(url, tmp, n: int):
+    """A node and a chain log holding a history of n: (deps, source, state, tip, addresses, drop)."""
     from node.deposits import Deposits
 
     store, ledger, drop = fresh(url, tmp)
     state, drop_state = chain_state(url, tmp)
-    try:
-        src = source(state)
-        deps = Deposits(ledger, {"bitcoin": src}, vault_id="hot")
-        addrs = [deps.issue_address("bench.main", "BTC", actor="bench") for _ in range(8)]
-        t0 = time.perf_counter()
-        tip = build_history(store, state, n, addrs)
-        progress(f"history of {n}: built in {time.perf_counter() - t0:.1f}s")
-        times, rows = [], set()
-        for _ in range(IDLE_PASSES):
-            t0 = time.perf_counter()
-            r = deps.sync(src)
-            times.append(time.perf_counter() - t0)
-            assert r.total == 0 and not r.more, r
-            rows.add(r.rows_read)
-        out = {"pass_s": median(times), "rows_read": max(rows)}
-        if confirm:
-            a = addrs[0]
-            advance(state, tip + 1, [DepositRow("f" * 64 + ":0", "BTC", "f" * 64, a.address, "hot", a.path, 123_456, tip + 1,
-                                                f"{tip + 1:064x}")])
-            assert deps.sync(src).pending == 1
-            advance(state, tip + DEPTH)  # the block reaches its depth
-            passes, t0 = 0, time.perf_counter()
-            while True:
-                passes += 1
-                if deps.sync(src).credited == 1 or passes > DEPTH:
-                    break
-            out.update(confirm_passes=passes, confirm_s=time.perf_counter() - t0)
-        return out
-    finally:
+    src = source(state)
+    deps = Deposits(ledger, {"bitcoin": src}, vault_id="hot")
+    addrs = [deps.issue_address("bench.main", "BTC", actor="bench") for _ in range(8)]
+    t0 = time.perf_counter()
+    tip = build_history(store, state, n, addrs)
+    progress(f"history of {n}: built in {time.perf_counter() - t0:.1f}s")
+
+    def drop_all():
         drop()
         drop_state()
+
+    return deps, src, state, tip, addrs, drop_all
+
+
+def idle_pass(deps, src) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    r = deps.sync(src)
+    dt = time.perf_counter() - t0
+    assert r.total == 0 and not r.more, r
+    return dt, r.rows_read
+
+
+def confirm_after_depth(deps, src, state, tip, addrs) -> tuple[int, float]:
+    """A new deposit one block above the tip, then its block to depth: the passes (and the time
+    of the last) until it is credited."""
+    from chains.state import DepositRow
+
+    a = addrs[0]
+    advance(state, tip + 1, [DepositRow("f" * 64 + ":0", "BTC", "f" * 64, a.address, "hot", a.path, 123_456, tip + 1,
+                                        f"{tip + 1:064x}")])
+    assert deps.sync(src).pending == 1
+    advance(state, tip + DEPTH)  # the block reaches its depth
+    passes = 0
+    while True:
+        passes += 1
+        t0 = time.perf_counter()
+        credited = deps.sync(src).credited
+        dt = time.perf_counter() - t0
+        if credited == 1 or passes > DEPTH:
+            return passes, dt
 
 
 def run_baseline(url, tmp, n: int, batch: int) -> float:
@@ -280,15 +287,29 @@ def main() -> int:
     progress(f"{BENCH}: {machine()}; {n} deposits per round, {rounds} rounds, {'PostgreSQL' if args.pg else 'SQLite'}")
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-deposits-"))
     histories = sorted(int(h) for h in args.histories.split(","))
-    idle = {}
-    for h in histories:
-        idle[h] = run_idle(args.pg, tmp, h, confirm=h == histories[-1])
-        progress(f"idle pass at {h} past deposits: {idle[h]['pass_s'] * 1000:.2f} ms, {idle[h]['rows_read']} rows read")
-        figure(BENCH, f"idle_pass_ms_{h}", round(idle[h]["pass_s"] * 1000, 3), "ms")
-        figure(BENCH, f"idle_rows_read_{h}", idle[h]["rows_read"], "rows")
-    figure(BENCH, "history_pass_ratio", round(idle[histories[-1]]["pass_s"] / idle[histories[0]]["pass_s"], 3), "ratio")
-    figure(BENCH, "confirm_passes_after_depth", idle[histories[-1]]["confirm_passes"], "passes")
-    figure(BENCH, "confirm_pass_ms", round(idle[histories[-1]]["confirm_s"] * 1000, 3), "ms")
+    worlds = {h: idle_world(args.pg, tmp, h) for h in histories}
+    try:
+        times: dict[int, list[float]] = {h: [] for h in histories}
+        rows: dict[int, set[int]] = {h: set() for h in histories}
+        for h in histories:  # warm-up
+            idle_pass(*worlds[h][:2])
+        for _ in range(IDLE_PASSES):  # alternating, so that load on the machine hits each alike
+            for h in histories:
+                dt, n_rows = idle_pass(*worlds[h][:2])
+                times[h].append(dt)
+                rows[h].add(n_rows)
+        for h in histories:
+            progress(f"idle pass at {h} past deposits: {median(times[h]) * 1000:.2f} ms, {max(rows[h])} rows read")
+            figure(BENCH, f"idle_pass_ms_{h}", round(median(times[h]) * 1000, 3), "ms")
+            figure(BENCH, f"idle_rows_read_{h}", max(rows[h]), "rows")
+        figure(BENCH, "history_pass_ratio", round(median(times[histories[-1]]) / median(times[histories[0]]), 3), "ratio")
+        deps, src, state, tip, addrs, _ = worlds[histories[-1]]
+        passes, dt = confirm_after_depth(deps, src, state, tip, addrs)
+        figure(BENCH, "confirm_passes_after_depth", passes, "passes")
+        figure(BENCH, "confirm_pass_ms", round(dt * 1000, 3), "ms")
+    finally:
+        for w in worlds.values():
+            w[-1]()
     if args.skip_booking:
         return 0
     run_sync(args.pg, tmp, n // 10)  # warm-up
