@@ -93,7 +93,7 @@ class Booking:
                 if not due:
                     break  # nothing new, nothing due: no write (the cursor's tip moves with the next booking)
             due_full = self.store.write(
-                actor, "deposit.sync", lambda tx, c=cursor, p=page: self._write_page(tx, chain, network, c, p, depths, report))
+                actor, "deposit.sync", lambda tx, p=page: self._write_page(tx, chain, network, p, depths, report))
             if complete and not due_full:
                 break
         else:
@@ -135,8 +135,10 @@ class Booking:
                 out.append(_record(r))
         return out
 
-    def _write_page(self, tx: WriteTx, chain: str, network: str, read: Cursor, page: ObservationPage,
-                    depths: dict[str, int], report: SyncReport):
+    def _write_page(self, tx: WriteTx, chain: str, network: str, page: ObservationPage, depths: dict[str, int],
+                    report: SyncReport):
+        """One batch: the page's observations after the cursor (re-read under the write lock),
+        then the confirmations if the page reached the log's head, then the cursor."""
         cursor = self._cursor(tx.conn, chain, network)  # under the write lock: another syncer may have moved it
         items = [o for o in page.items if o.seq > cursor.seq]
         if cursor.seq > page.last_seq:
@@ -157,7 +159,9 @@ class Booking:
         consumed = items[-1].seq if items else cursor.seq
         tip = cursor.tip_height
         due_full = False
-        if consumed == page.last_seq and page.tip_height is not None:
+        stale = consumed == cursor.seq and cursor.tip_height is not None and (page.tip_height or -1) < cursor.tip_height
+        if consumed == page.last_seq and page.tip_height is not None and not stale:
+            # (stale: another syncer already confirmed at a later tip of this same log head)
             tip = page.tip_height
             due = self._due(tx.conn, chain, network, tip, depths, report)
             due_full = len(due) >= limits.DEPOSITS_SYNC_BATCH_MAX
@@ -165,7 +169,7 @@ class Booking:
         report.observations += len(items)
         if not b.events and not body["deposits"] and consumed == cursor.seq and tip == cursor.tip_height:
             return False, None
-        self._move_cursor(tx, chain, network, cursor, consumed, tip)
+        self._move_cursor(tx, chain, network, consumed, tip)
         body["cursor"] = {"seq": consumed, "tip_height": tip}
         results = []
         step = limits.LEDGER_BATCH_EVENTS_MAX
@@ -178,7 +182,7 @@ class Booking:
         return due_full, body
 
     @staticmethod
-    def _move_cursor(tx: WriteTx, chain: str, network: str, old: Cursor, seq: int, tip_height: int | None) -> None:
+    def _move_cursor(tx: WriteTx, chain: str, network: str, seq: int, tip_height: int | None) -> None:
         values = {"seq": seq, "tip_height": tip_height, "updated_at_ns": tx.now_ns()}
         done = tx.conn.execute(deposit_cursors.update().where(and_(
             deposit_cursors.c.chain == chain, deposit_cursors.c.network == network)).values(**values)).rowcount
