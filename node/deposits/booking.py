@@ -27,6 +27,7 @@ from sqlalchemy import and_, select
 
 from node import limits, webhooks
 from node.customers import CODE_DEPOSIT, SYSTEM_OWNER
+from node.deposits import rules
 from node.deposits.records import (REVIEW_REVERSAL_NEEDED, DepositAddress, DepositRecord, SyncReport, _address, _record,
                                    deposit_record_id, family_of_safe)
 from node.ledger import AccountKind, LedgerError, TransferCreate, TransferFlags, TransferResult
@@ -131,7 +132,7 @@ class Booking:
             if depth is None:
                 log.warning("deposit_depth_not_configured", chain=chain, asset=r.asset, deposit=r.id)
                 continue
-            if tip_height - r.block_height + 1 >= depth:
+            if rules.is_due(tip_height, r.block_height, depth):
                 out.append(_record(r))
         return out
 
@@ -258,22 +259,22 @@ class Booking:
             return
         records = b.records.get(o.deposit_id, [])
         latest = records[-1] if records else None
-        if latest is None or latest.status == DEPOSIT_VOIDED:
+        action = rules.on_seen(latest and latest.status, latest and latest.block_hash, o.block_hash)
+        if action == rules.BOOK_NEW:
             self._first_sight(b, o, a, 1 if latest is None else latest.epoch + 1)
-        elif latest.block_hash == o.block_hash:
-            return  # already booked at this block
-        elif latest.status == DEPOSIT_PENDING:
+        elif action == rules.VOID_THEN_NEW:
             # Booked in a block whose rollback we never read (only the upgrade's log does this).
             self._void(b, latest)
             self._first_sight(b, o, a, latest.epoch + 1)
-        elif latest.status == DEPOSIT_CREDITED:
+        elif action == rules.FLAG_AND_MOVE:
             latest = self._flag(b, latest)
             self._set_in(b, latest, block_height=o.height, block_hash=o.block_hash)
-        else:
-            assert latest.status == DEPOSIT_REORGED_AFTER_CREDIT, latest.status
+        elif action == rules.MOVE:
             # Mined again after a reorg took it out: staff have the flag; keep where it lives now.
             self._set_in(b, latest, block_height=o.height, block_hash=o.block_hash)
             log.warning("deposit_reincluded_after_flag", deposit=latest.id, height=o.height)
+        else:
+            assert action == rules.NOTHING, action
 
     def _on_rollback(self, b: _Booking, chain: str, network: str, height: int) -> None:
         self._flush(b)
@@ -284,20 +285,20 @@ class Booking:
         for r in rows:
             current = [x for x in b.records.get(r.chain_deposit_id, []) if x.id == r.id]
             rec = current[0] if current else _record(r)
-            if rec.status == DEPOSIT_PENDING:
-                self._void(b, rec)
-            else:
-                self._flag(b, rec)
+            self._gone(b, rec)
 
     def _on_left(self, b: _Booking, chain: str, network: str, o: Observation) -> None:
         records = b.records.get(o.deposit_id, [])
         latest = records[-1] if records else None
-        if latest is None:
-            return  # left before we ever booked it: nothing to undo
-        if latest.status == DEPOSIT_PENDING:
-            self._void(b, latest)
-        elif latest.status == DEPOSIT_CREDITED:
-            self._flag(b, latest)
+        if latest is not None:  # (left before we ever booked it: nothing to undo)
+            self._gone(b, latest)
+
+    def _gone(self, b: _Booking, rec: DepositRecord) -> None:
+        action = rules.on_gone(rec.status)
+        if action == rules.VOID:
+            self._void(b, rec)
+        elif action == rules.FLAG:
+            self._flag(b, rec)
 
     # ---------------------------------------------------------------- bookings
     def _accounts(self, b: _Booking, sub_id: str, asset: str, vault_id: str) -> tuple[int, int, int]:
