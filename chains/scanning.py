@@ -79,8 +79,9 @@ class Scanner:
         with self.state.begin() as st:
             last, tip_height, tip_hash = st.head()
             rows = st.observations_after(after_seq, last, limit) if last > after_seq else []
+            calm = not rows or rows[-1].seq == last or not st.rollback_between(rows[-1].seq, last)
         items = tuple(self._observation(r.seq, r.kind, r.height, r if r.deposit_id is not None else None) for r in rows)
-        return ObservationPage(last_seq=last, tip_height=tip_height, tip_hash=tip_hash, items=items)
+        return ObservationPage(last_seq=last, tip_height=tip_height, tip_hash=tip_hash, items=items, no_rollback_after=calm)
 
     # --- the scan -------------------------------------------------------------------------
     def _find_fork(self, st_tip: tuple[int, str]) -> int:

@@ -104,6 +104,7 @@ observations = sa.Table(
     sa.Column("amount", Amount),
     sa.Column("height", sa.BigInteger, nullable=False),
     sa.Column("block_hash", sa.String(80)),
+    sa.Index("ix_chains_observations_chain_id_kind_seq", "chain_id", "kind", "seq"),
 )
 
 # One row per chain: the last observation's seq and the scanned tip, changed in the same
@@ -342,6 +343,14 @@ class StateTx:
             sa.select(heads.c.last_seq, heads.c.tip_height, heads.c.tip_hash).where(heads.c.chain_id == self.chain_id)
         ).first()
         return (row.last_seq, row.tip_height, row.tip_hash) if row else (0, None, None)
+
+    def rollback_between(self, after_seq: int, upto_seq: int) -> bool:
+        """Whether a rollback was logged with after_seq < seq <= upto_seq (index (chain, kind, seq))."""
+        return self.c.execute(
+            sa.select(observations.c.seq).where(
+                observations.c.chain_id == self.chain_id, observations.c.kind == OBSERVED_ROLLBACK,
+                observations.c.seq > after_seq, observations.c.seq <= upto_seq).limit(1)
+        ).first() is not None
 
     def observations_after(self, after_seq: int, upto_seq: int, limit: int) -> list:
         """Observations with after_seq < seq <= upto_seq, oldest first, at most `limit` (one

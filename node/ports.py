@@ -231,11 +231,18 @@ class ObservationPage:
     tip_height: int | None
     tip_hash: str | None
     items: tuple[Observation, ...]
+    no_rollback_after: bool = False  # no "rollback" follows the items up to last_seq
 
     @property
     def complete(self) -> bool:
-        """Whether the page reaches the head (then the tip applies to what was read)."""
+        """Whether the page reaches the head."""
         return not self.items or self.items[-1].seq == self.last_seq
+
+    @property
+    def tip_applies(self) -> bool:
+        """Whether the tip describes the blocks of every item read: the page reaches the head,
+        or nothing after it rolled back (then confirmations may be counted against it)."""
+        return self.complete or self.no_rollback_after
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ rows, the webhook events and the new cursor together:
     left (the upgrade's carried-over statuses)      -> as a rollback, for that deposit
     pending with tip - height + 1 >= depth(asset)   -> post it                      deposit.credited
 
-Confirmations are applied only when the batch reached the log's head: the tip read with the
-page then describes exactly the blocks whose observations were booked (a rollback not yet
-read can never make a deposit look deeper than it is).
+Confirmations are applied only when the tip read with the page describes the blocks of every
+observation booked: the page reached the log's head, or no rollback follows it (a rollback not
+yet read can never make a deposit look deeper than it is).
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ class Booking:
     def _write_page(self, tx: WriteTx, chain: str, network: str, page: ObservationPage, depths: dict[str, int],
                     report: SyncReport):
         """One batch: the page's observations after the cursor (re-read under the write lock),
-        then the confirmations if the page reached the log's head, then the cursor."""
+        then the confirmations if the page's tip applies to them, then the cursor."""
         cursor = self._cursor(tx.conn, chain, network)  # under the write lock: another syncer may have moved it
         items = [o for o in page.items if o.seq > cursor.seq]
         if cursor.seq > page.last_seq:
@@ -161,7 +161,7 @@ class Booking:
         tip = cursor.tip_height
         due_full = False
         stale = consumed == cursor.seq and cursor.tip_height is not None and (page.tip_height or -1) < cursor.tip_height
-        if consumed == page.last_seq and page.tip_height is not None and not stale:
+        if page.tip_applies and page.tip_height is not None and not stale:
             # (stale: another syncer already confirmed at a later tip of this same log head)
             tip = page.tip_height
             due = self._due(tx.conn, chain, network, tip, depths, report)

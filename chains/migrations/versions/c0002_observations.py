@@ -57,6 +57,7 @@ def upgrade() -> None:
         sa.Column('height', sa.BigInteger, nullable=False),
         sa.Column('block_hash', sa.String(80)),
     )
+    op.create_index('ix_chains_observations_chain_id_kind_seq', 'chains_observations', ['chain_id', 'kind', 'seq'])
     heads = op.create_table(
         'chains_heads',
         sa.Column('chain_id', sa.String(64), primary_key=True),

@@ -224,3 +224,27 @@ def test_a_pending_deposit_is_read_by_index_not_by_history(lw):
     r = deps.sync(chain)
     assert (r.pending, r.observations) == (1, 1)
     assert lw.records() == [("d1", 1, DEPOSIT_CREDITED), ("d2", 1, DEPOSIT_PENDING)]
+
+
+def test_a_batch_is_confirmed_against_the_tip_only_when_no_rollback_follows_it(lw, monkeypatch):
+    from node import limits
+
+    monkeypatch.setattr(limits, "DEPOSITS_SYNC_BATCH_MAX", 1)
+    monkeypatch.setattr(limits, "DEPOSITS_SYNC_PASSES_MAX", 1)
+    chain, deps = lw.chain, lw.deps
+    chain.extend(1)  # h0
+    chain.extend(1, [lw.pay("early", 1_000)])  # h1
+    chain.extend(1, [lw.pay("late", 2_000)])  # h2
+    chain.extend(DEPTH)  # at depth on this branch
+    chain.scan()
+    # Nothing follows "early" but more sightings: its batch of one is at depth against the tip.
+    r = deps.sync(chain)
+    assert (r.pending, r.credited, r.more) == (1, 1, True)
+    chain.reorg(DEPTH + 1, DEPTH + 3, tag="b")  # h2.. replaced: "late" leaves; the tip is higher than before
+    chain.scan()
+    # "late" is next, and a rollback follows it: the (later, higher) tip says nothing of its block.
+    r = deps.sync(chain)
+    assert (r.pending, r.credited, r.more) == (1, 0, True), "never credited against a tip it is not under"
+    r = deps.sync(chain)
+    assert (r.voided, r.flagged, r.more) == (1, 0, False)
+    assert lw.records() == [("early", 1, DEPOSIT_CREDITED), ("late", 1, DEPOSIT_VOIDED)]
