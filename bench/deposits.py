@@ -20,6 +20,8 @@ cursor at its end; the history is built by bulk SQL (executemany), not by bookin
 - **`history_pass_ratio`** = idle pass at the largest history / at the smallest (target <= 1.5).
 - `confirm_passes_after_depth`: passes it takes, once a new deposit's block reaches its
   depth, to credit it (target 1), measured on the largest history; `confirm_pass_ms` its time.
+- `book_on_history_per_s_<n>`: booking BOOK_ON_HISTORY new deposits on top of the smallest and
+  the largest history (before issue 18: 1,000 took 0.2 s, 100,000 took 125 s).
 
 The chain side is a real ChainState read through the Scanner's `observations` (the block scan
 itself is measured by bench/chains.py). Booking rounds alternate project and baseline after a
@@ -47,6 +49,7 @@ BENCH = "deposits"
 
 DEPTH = 6
 HISTORY_CHUNK_ROWS = 10_000  # rows per executemany when building a history
+BOOK_ON_HISTORY = 2_560  # new deposits booked on top of a history (ten full batches)
 IDLE_PASSES = 31  # passes timed per history (alternating between the histories)
 
 
@@ -246,6 +249,21 @@ def confirm_after_depth(deps, src, state, tip, addrs) -> tuple[int, float]:
             return passes, dt
 
 
+def book_on_history(deps, src, state, tip, addrs, n: int) -> float:
+    """Deposits/s booking n new deposits (first seen at depth) on top of the history."""
+    from chains.state import DepositRow
+
+    rows = [DepositRow(f"e{i:063x}:0", "BTC", f"e{i:063x}", addrs[i % len(addrs)].address, "hot", addrs[i % len(addrs)].path,
+                       1_000 + i, tip + 1, f"{tip + 1:064x}") for i in range(n)]
+    advance(state, tip + 1, rows)
+    advance(state, tip + DEPTH)
+    t0 = time.perf_counter()
+    booked = 0
+    while booked < n:
+        booked += deps.sync(src).credited
+    return n / (time.perf_counter() - t0)
+
+
 def run_baseline(url, tmp, n: int, batch: int) -> float:
     from node.customers import CODE_DEPOSIT, Customers
     from node.ledger import AccountKind, TransferCreate, TransferFlags
@@ -307,6 +325,13 @@ def main() -> int:
         passes, dt = confirm_after_depth(deps, src, state, tip, addrs)
         figure(BENCH, "confirm_passes_after_depth", passes, "passes")
         figure(BENCH, "confirm_pass_ms", round(dt * 1000, 3), "ms")
+        for h in (histories[0], histories[-1]):  # booking does not slow down with history either
+            d, sr, st, t, ad, _ = worlds[h]
+            if h == histories[-1]:
+                t += DEPTH  # (the confirm step above moved it)
+            rate = book_on_history(d, sr, st, t, ad, BOOK_ON_HISTORY)
+            progress(f"booking {BOOK_ON_HISTORY} on a history of {h}: {rate:.0f}/s")
+            figure(BENCH, f"book_on_history_per_s_{h}", round(rate), "1/s")
     finally:
         for w in worlds.values():
             w[-1]()
