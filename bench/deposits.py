@@ -195,8 +195,9 @@ def build_history(store, state, n: int, addrs: list) -> int:
         with store.engine.connect() as c:
             c.exec_driver_sql("ANALYZE deposits")
             c.commit()
+        schema = state.engine.get_execution_options()["schema_translate_map"][None]  # (raw SQL is not translated)
         with state.engine.connect() as c:
-            c.exec_driver_sql("ANALYZE chains_observations")
+            c.exec_driver_sql(f'ANALYZE "{schema}".chains_observations')
             c.commit()
     return tip
 
