@@ -448,14 +448,17 @@ def write_node_config(data_dir: pathlib.Path, chains: DevChains, cluster_file: p
     return path
 
 
+KEPT_ON_RESET = ("chains_addresses", "chains_counters", "chains_observations", "chains_heads")
+
+
 def forget_replaced_chains(data_dir: pathlib.Path, chains: DevChains) -> list[str]:
     """A dev chain can be replaced under the node by a new one: btcd mines a new regtest chain
     at every start, and Anvil starts a new chain when its state was not dumped (`dev up` killed
     outright, not stopped) or was deleted. To the node's scanner a replaced chain is a reorg
     deeper than any it follows, refused at every pass for good. So the node's stored view of
-    it (blocks, deposits, UTXOs, nonces, transactions) is dropped and the new chain rescanned
-    from its genesis. The watched addresses and their counters stay (they derive from the keys,
-    valid on any chain). The books are left alone: deposits credited on the old chain meet a
+    it (blocks, UTXOs, nonces, transactions) is dropped and the new chain rescanned from its
+    genesis; its observation log gets "rollback to -1" (every block left). The watched addresses
+    and their counters stay (they derive from the keys, valid on any chain). The books are left alone: deposits credited on the old chain meet a
     deep reorg (flagged for staff by node.deposits, the customer never debited silently).
 
     A chain counts as replaced when the lowest block the node stored (the one above the genesis
@@ -483,9 +486,13 @@ def forget_replaced_chains(data_dir: pathlib.Path, chains: DevChains) -> list[st
                 continue
             with engine.begin() as conn:
                 for table in chain_state.metadata.sorted_tables:
-                    if table.name in ("chains_addresses", "chains_counters") or "chain_id" not in table.c:
+                    if table.name in KEPT_ON_RESET or "chain_id" not in table.c:
                         continue
                     conn.execute(sa.delete(table).where(table.c.chain_id == chain_id))
+            # The observation log is the node's input (its cursor points into it): it stays, and
+            # says that every block left the chain.
+            with chain_state.ChainState(engine, chain_id).begin() as st:
+                st.observe([], rollback_to=-1)
             node.log.get("api.dev_chains").warning("dev_chain_state_reset", chain=chain_id, height=height,
                                                    note="the dev chain was replaced by a new one; rescanning it")
             dropped.append(chain_id)

@@ -142,7 +142,7 @@ class Worker:
 
 class NodeRoot:
     """What the node process holds: the store, ledger, withdrawals (evented), chain adapters,
-    the cluster client, the pipeline, deposits (when node/deposits.py is present), the API app
+    the cluster client, the pipeline, deposits (node/deposits/), the API app
     and the workers. Construction does the operator's idempotent set-up (vaults, ledgers,
     wallets, first policy) and starts nothing; `start_workers()` / `stop()`."""
 

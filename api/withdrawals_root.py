@@ -16,7 +16,7 @@ cluster client, wired into node.pipeline.Pipeline from one TOML config.
     [ethereum]                                 # chains.config.EthereumSettings fields
     chain_id = 1337
     rpc_url = "http://127.0.0.1:8545"
-    [deposits]                                 # optional: customer deposits (node/deposits.py)
+    [deposits]                                 # optional: customer deposits (node/deposits/)
     vault = "hot"                              # the vault whose children are deposit addresses
     first_index = 0                            # the first deposit address index (default 0)
     [deposits.sweep_min]                       # per asset, base units: sweep an address from here
@@ -111,8 +111,9 @@ class World:
                                wallet_address=self.vault_address)
 
     def sync_deposits(self) -> int:
-        """Credits what the adapters' stored deposits say (after `scan()`), in bounded batches
-        (node.deposits.Deposits.sync). Returns how many changes were booked."""
+        """Books what each adapter's observation log holds after the node's cursor (after
+        `scan()`), in bounded batches (node.deposits.Deposits.sync). Returns how many changes
+        were booked."""
         if self.deposits is None:
             return 0
         return sum(self.deposits.sync(a).total for a in self.chains.values())

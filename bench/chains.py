@@ -103,7 +103,7 @@ def main() -> int:
             else:
                 res = a.scan()
             dt = time.perf_counter() - t0
-            pending = [e for e in res.events if e.kind == "pending"]
+            pending = [e for e in res.events if e.kind == "seen"]
             assert res.tip_height == last and len(pending) == len(deposit_addrs) * blocks, (res.tip_height, len(pending))
             return dt
 

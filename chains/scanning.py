@@ -1,29 +1,20 @@
 """Block scanning shared by both chains: find the fork point, roll back what a reorg affected,
-apply new blocks one transaction each, and move deposits through their states.
-
-    pending (seen in a block: 1 confirmation) -> credited (at the asset's depth)
-    pending  --reorg--> voided                 (the ledger voids the pending credit)
-    credited --reorg--> reorged_after_credit   (flagged for staff: the credit was posted)
-    voided   --mined again--> pending, epoch + 1
+apply new blocks one transaction each, and report what it observed. It keeps no deposit
+status: each applied block appends the payments to watched deposit addresses it holds
+("seen": address, asset, amount, height, block hash) to the chain's observation log, and a
+reorg appends "rollback to height h", in the same transaction as the blocks table change.
+node/deposits/ reads the log after its cursor and decides (depth, void, flag).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from chains.errors import ChainError, ReorgTooDeep
-from chains.state import ChainState, DepositRow, StateTx
+from chains.state import OBSERVED_ROLLBACK, OBSERVED_SEEN, ChainState, DepositRow, StateTx, path_from_text
 from node import limits
 from node.log import get as get_log
-from node.ports import (
-    DEPOSIT_CREDITED,
-    DEPOSIT_PENDING,
-    DEPOSIT_REORGED_AFTER_CREDIT,
-    DEPOSIT_VOIDED,
-    Deposit,
-    DepositEvent,
-    ScanResult,
-)
+from node.ports import Observation, ObservationPage, ScanResult
 
 ROLE_DEPOSIT = "deposit"
 ROLE_INTERNAL = "internal"
@@ -41,8 +32,11 @@ class BlockRef:
 class Scanner:
     """Mixin for adapters. The adapter provides `_node_tip_height()`, `_node_block_hash(h)`,
     `_fetch_blocks(start, end) -> list[(BlockRef, payload)]` (all node reads happen here),
-    `_apply_block(st, ref, payload) -> list[DepositEvent]` (database only, no node call: it runs
-    inside the block's transaction) and `_rollback(st, fork_height)`."""
+    `_apply_block(st, ref, payload) -> list[Observation]` (database only, no node call: it runs
+    inside the block's transaction, after the block's hash is stored, and ends with
+    `self._seen(st, payments)`, which appends them to the log and moves the head) and
+    `_rollback(st, fork_height)`. `confirmations` (asset -> depth) is configuration the node's
+    crediting applies (DepositSource); the scanner itself decides nothing by it."""
 
     chain: str
     network: str
@@ -62,81 +56,32 @@ class Scanner:
         except KeyError:
             raise ChainError("asset_not_configured", asset) from None
 
-    # --- deposits -------------------------------------------------------------------------
-    def _deposit(self, row: DepositRow, tip_height: int | None = None) -> Deposit:
-        confs = 0
-        if tip_height is not None and row.status in (DEPOSIT_PENDING, DEPOSIT_CREDITED):
-            confs = max(0, tip_height - row.block_height + 1)
-        return Deposit(
-            chain=self.chain,
-            network=self.network,
-            asset=row.asset,
-            deposit_id=row.deposit_id,
-            txid=row.txid,
-            address=row.address,
-            vault_id=row.vault_id,
-            path=row.path,
-            amount=row.amount,
-            block_height=row.block_height,
-            block_hash=row.block_hash,
-            status=row.status,
-            epoch=row.epoch,
-            confirmations=confs,
-        )
+    # --- observations ----------------------------------------------------------------------
+    def _seen(self, st: StateTx, rows: list[DepositRow]) -> list[Observation]:
+        """Payments found in a newly applied block: appended to the log (no status: the node
+        decides). Runs in the block's transaction, after its hash was stored."""
+        seqs = st.observe(rows)
+        return [self._observation(seq, OBSERVED_SEEN, r.block_height, r) for seq, r in zip(seqs, rows)]
 
-    def _seen(self, st: StateTx, rows: list[DepositRow]) -> list[DepositEvent]:
-        """Deposits found in a newly applied block (one lookup, one batched insert)."""
-        events = []
-        known = st.deposits_by_id([r.deposit_id for r in rows])
-        new = []
-        for row in rows:
-            old = known.get(row.deposit_id)
-            if old is None:
-                row = replace(row, status=DEPOSIT_PENDING, epoch=1)
-                new.append(row)
-                events.append(DepositEvent(DEPOSIT_PENDING, self._deposit(row, row.block_height)))
-            elif old.status == DEPOSIT_VOIDED:
-                row = replace(row, status=DEPOSIT_PENDING, epoch=old.epoch + 1)
-                st.update_deposit(
-                    row.deposit_id, status=row.status, epoch=row.epoch, block_height=row.block_height, block_hash=row.block_hash
-                )
-                events.append(DepositEvent(DEPOSIT_PENDING, self._deposit(row, row.block_height)))
-            elif old.status == DEPOSIT_REORGED_AFTER_CREDIT:
-                # Mined again after a reorg took it out: staff already have the flag; keep the
-                # block it is in now so that a status read shows where it lives.
-                st.update_deposit(row.deposit_id, block_height=row.block_height, block_hash=row.block_hash)
-                log.warning("deposit_reincluded_after_flag", chain=self.chain, deposit=row.deposit_id, height=row.block_height)
-            else:
-                # pending or credited and seen again: only if one block were applied twice.
-                assert old.block_hash != row.block_hash, f"block {row.block_hash} applied twice"
-        st.insert_deposits(new)
-        return events
+    def _observation(self, seq: int, kind: str, height: int, r=None, block_hash: str | None = None) -> Observation:
+        if r is None:
+            return Observation(chain=self.chain, network=self.network, seq=seq, kind=kind, height=height)
+        return Observation(chain=self.chain, network=self.network, seq=seq, kind=kind, height=height,
+                           deposit_id=r.deposit_id, asset=r.asset, txid=r.txid, address=r.address, vault_id=r.vault_id,
+                           path=tuple(r.path) if not isinstance(r.path, str) else path_from_text(r.path),
+                           amount=int(r.amount), block_hash=r.block_hash if block_hash is None else block_hash)
 
-    def _rollback_deposits(self, st: StateTx, fork_height: int) -> list[DepositEvent]:
-        events = []
-        for row in st.deposits_above(fork_height):
-            if row.status == DEPOSIT_PENDING:
-                st.update_deposit(row.deposit_id, status=DEPOSIT_VOIDED)
-                events.append(DepositEvent(DEPOSIT_VOIDED, self._deposit(replace(row, status=DEPOSIT_VOIDED))))
-            elif row.status == DEPOSIT_CREDITED:
-                st.update_deposit(row.deposit_id, status=DEPOSIT_REORGED_AFTER_CREDIT)
-                flagged = replace(row, status=DEPOSIT_REORGED_AFTER_CREDIT)
-                log.error("deposit_reorged_after_credit", chain=self.chain, deposit=row.deposit_id, amount=str(row.amount))
-                events.append(DepositEvent(DEPOSIT_REORGED_AFTER_CREDIT, self._deposit(flagged)))
-        return events
-
-    def _confirm(self, st: StateTx, tip_height: int) -> list[DepositEvent]:
-        events = []
-        for row in st.deposits_with_status(DEPOSIT_PENDING):
-            if tip_height - row.block_height + 1 >= self.confirmations_for(row.asset):
-                events.append(DepositEvent(DEPOSIT_CREDITED, self._deposit(replace(row, status=DEPOSIT_CREDITED), tip_height)))
-        st.set_deposits_status([e.deposit.deposit_id for e in events], DEPOSIT_CREDITED)
-        return events
-
-    def deposits(self) -> list[Deposit]:
+    def observations(self, after_seq: int, limit: int) -> ObservationPage:
+        """What the scanner observed after `after_seq`, oldest first, at most `limit`, with the
+        head (last seq, scanned tip) they were read against: one transaction, so the tip and
+        the observations agree (DepositSource)."""
+        assert type(after_seq) is int and after_seq >= 0 and type(limit) is int and limit >= 1
         with self.state.begin() as st:
-            tip = st.tip()
-            return [self._deposit(r, tip[0] if tip else None) for r in st.all_deposits()]
+            last, tip_height, tip_hash = st.head()
+            rows = st.observations_after(after_seq, last, limit) if last > after_seq else []
+            calm = not rows or rows[-1].seq == last or not st.rollback_between(rows[-1].seq, last)
+        items = tuple(self._observation(r.seq, r.kind, r.height, r if r.deposit_id is not None else None) for r in rows)
+        return ObservationPage(last_seq=last, tip_height=tip_height, tip_hash=tip_hash, items=items, no_rollback_after=calm)
 
     # --- the scan -------------------------------------------------------------------------
     def _find_fork(self, st_tip: tuple[int, str]) -> int:
@@ -156,7 +101,7 @@ class Scanner:
             height -= 1
 
     def scan(self) -> ScanResult:
-        events: list[DepositEvent] = []
+        events: list[Observation] = []
         rolled_back_to = None
         with self.state.begin() as st:
             local_tip = st.tip()
@@ -164,9 +109,16 @@ class Scanner:
             fork = self._find_fork(local_tip)
             if fork < local_tip[0]:
                 with self.state.begin() as st:
-                    events += self._rollback_deposits(st, fork)
-                    self._rollback(st, fork)
-                    st.delete_blocks_above(fork)
+                    st.lock_head()
+                    raced = st.tip() != local_tip  # another scanner of the chain got here first
+                    if not raced:
+                        self._rollback(st, fork)
+                        st.delete_blocks_above(fork)
+                        [seq] = st.observe([], rollback_to=fork)
+                if raced:
+                    log.warning("scan_reorg_raced", chain=self.chain, fork_height=fork)
+                    return ScanResult(tip_height=local_tip[0], tip_hash=local_tip[1], rolled_back_to=None, events=())
+                events.append(self._observation(seq, OBSERVED_ROLLBACK, fork))
                 rolled_back_to = fork
                 log.warning("reorg", chain=self.chain, network=self.network, fork_height=fork, old_tip=local_tip[0])
                 local_tip = (fork, self._stored_hash(fork))
@@ -185,18 +137,19 @@ class Scanner:
                     break
                 with self.state.begin() as st:
                     # Another scanner of the same chain (an overlapping restart) may have moved
-                    # the tip since we read it: then this one stops, having changed nothing.
+                    # the tip since we read it: then this one stops, having changed nothing. The
+                    # head's lock first, so that on PostgreSQL too the tip is read after the
+                    # other's commit.
+                    st.lock_head()
                     now = st.tip()
                     if (now[0] if now else start - 1) != ref.height - 1:
                         log.warning("scan_tip_moved", chain=self.chain, height=ref.height)
                         break
-                    events += self._apply_block(st, ref, payload)
                     st.put_block(ref.height, ref.hash, limits.CHAINS_BLOCK_HASHES_KEPT_COUNT)
+                    events += self._apply_block(st, ref, payload)  # observes (and moves the head)
                 parent_hash = ref.hash
         with self.state.begin() as st:
             tip = st.tip()
-            if tip is not None:
-                events += self._confirm(st, tip[0])
         tip = tip or (start - 1, "")
         return ScanResult(tip_height=tip[0], tip_hash=tip[1], rolled_back_to=rolled_back_to, events=tuple(events))
 

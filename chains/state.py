@@ -1,4 +1,5 @@
-"""The chain adapters' own persistent state: scanned block hashes, watched addresses, deposits,
+"""The chain adapters' own persistent state: scanned block hashes, watched addresses, what the
+scanner observed (the deposit log: payments seen and rollbacks, no statuses),
 the Bitcoin UTXO set, Ethereum nonces and the transactions we built.
 
 Kept behind this small interface, on its own `chains_*` tables, so that the adapters do not
@@ -13,16 +14,40 @@ crash leaves either the whole block applied or none of it.
 from __future__ import annotations
 
 import contextlib
+import pathlib
+import threading
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from node.ports import Path
+from node.ports import OBSERVED_ROLLBACK, OBSERVED_SEEN, Path
 from node.store.types import Amount  # the ledger's money column: one definition
 
 metadata = sa.MetaData()
 _IN_CHUNK = 500  # bound parameters per IN (...) list
+VERSION_TABLE = "chains_alembic_version"  # Alembic's record of this database's chains_* revision
+MIGRATIONS_DIR = pathlib.Path(__file__).resolve().parent / "migrations"
+_migrated: set[int] = set()  # engines brought to head by this process
+_migrate_lock = threading.Lock()
+
+
+def migrate(engine: sa.Engine) -> None:
+    """Brings the chains_* tables to the newest Alembic revision (idempotent; once per engine
+    per process). A database made before Alembic (metadata.create_all) is adopted by c0001."""
+    with _migrate_lock:
+        if id(engine) in _migrated:
+            return
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with engine.connect() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+            conn.commit()
+        _migrated.add(id(engine))
 
 
 def path_text(path: Path) -> str:
@@ -59,21 +84,39 @@ counters = sa.Table(
     sa.Column("value", sa.BigInteger, nullable=False),
 )
 
-deposits = sa.Table(
-    "chains_deposits",
+# What the scanner saw, append-only, in the order it saw it (`seq` per chain, no gaps): "seen"
+# (an output or token transfer to a watched deposit address, in block `height` / `block_hash`)
+# and "rollback" (every block above `height` left the chain). A third kind, "left" (this
+# deposit's inclusion is gone), is written only by the upgrade from the old per-deposit
+# statuses (migration c0002). No status here: node/deposits/ decides.
+observations = sa.Table(
+    "chains_observations",
     metadata,
     sa.Column("chain_id", sa.String(64), primary_key=True),
-    sa.Column("deposit_id", sa.String(200), primary_key=True),
-    sa.Column("asset", sa.String(100), nullable=False),
-    sa.Column("txid", sa.String(80), nullable=False),
-    sa.Column("address", sa.String(100), nullable=False),
-    sa.Column("vault_id", sa.String(100), nullable=False),
-    sa.Column("path", sa.String(200), nullable=False),
-    sa.Column("amount", Amount, nullable=False),
-    sa.Column("block_height", sa.BigInteger, nullable=False),
-    sa.Column("block_hash", sa.String(80), nullable=False),
-    sa.Column("status", sa.String(32), nullable=False),
-    sa.Column("epoch", sa.Integer, nullable=False),
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("deposit_id", sa.String(200)),  # <txid>:<vout> | <tx hash>:<log index> | <tx hash>:value
+    sa.Column("asset", sa.String(100)),
+    sa.Column("txid", sa.String(80)),
+    sa.Column("address", sa.String(100)),
+    sa.Column("vault_id", sa.String(100)),
+    sa.Column("path", sa.String(200)),
+    sa.Column("amount", Amount),
+    sa.Column("height", sa.BigInteger, nullable=False),
+    sa.Column("block_hash", sa.String(80)),
+    sa.Index("ix_chains_observations_chain_id_kind_seq", "chain_id", "kind", "seq"),
+)
+
+# One row per chain: the last observation's seq and the scanned tip, changed in the same
+# transaction as the blocks and observations (a reader of this row gets a consistent point).
+# Every scanner write locks it first, so one chain's observations commit in seq order.
+heads = sa.Table(
+    "chains_heads",
+    metadata,
+    sa.Column("chain_id", sa.String(64), primary_key=True),
+    sa.Column("last_seq", sa.BigInteger, nullable=False),
+    sa.Column("tip_height", sa.BigInteger),
+    sa.Column("tip_hash", sa.String(80)),
 )
 
 utxos = sa.Table(
@@ -129,6 +172,8 @@ class Utxo:
 
 @dataclass(frozen=True)
 class DepositRow:
+    """A payment to a deposit address found in a block (what a "seen" observation records)."""
+
     deposit_id: str
     asset: str
     txid: str
@@ -138,8 +183,6 @@ class DepositRow:
     amount: int
     block_height: int
     block_hash: str
-    status: str
-    epoch: int
 
 
 @dataclass(frozen=True)
@@ -180,7 +223,7 @@ class ChainState:
     def __init__(self, engine: sa.Engine, chain_id: str):
         self.engine = engine
         self.chain_id = chain_id
-        metadata.create_all(engine)
+        migrate(engine)
 
     @contextlib.contextmanager
     def begin(self):
@@ -261,83 +304,64 @@ class StateTx:
         )
         return cur
 
-    # --- deposits ---------------------------------------------------------------------------
-    def deposit(self, deposit_id: str) -> DepositRow | None:
+    # --- observations (the deposit log) ---------------------------------------------------
+    def lock_head(self) -> tuple[int, int | None, str | None]:
+        """Locks this chain's head row (creating it the first time): (last_seq, tip, tip hash)."""
+        q = sa.select(heads.c.last_seq, heads.c.tip_height, heads.c.tip_hash).where(heads.c.chain_id == self.chain_id)
+        if self.c.dialect.name == "postgresql":
+            q = q.with_for_update()
+        row = self.c.execute(q).first()
+        if row is None:
+            self.c.execute(heads.insert().values(chain_id=self.chain_id, last_seq=0, tip_height=None, tip_hash=None))
+            return 0, None, None
+        return row.last_seq, row.tip_height, row.tip_hash
+
+    def observe(self, seen: list[DepositRow], rollback_to: int | None = None) -> list[int]:
+        """Appends a rollback (when given) then the payments seen, and moves the head to the
+        stored tip; returns their seqs. Call after the blocks table changed, in the same
+        transaction."""
+        last, _, _ = self.lock_head()
+        rows = []
+        if rollback_to is not None:
+            last += 1
+            rows.append(dict(chain_id=self.chain_id, seq=last, kind=OBSERVED_ROLLBACK, height=rollback_to))
+        for d in seen:
+            last += 1
+            rows.append(dict(chain_id=self.chain_id, seq=last, kind=OBSERVED_SEEN, deposit_id=d.deposit_id, asset=d.asset,
+                             txid=d.txid, address=d.address, vault_id=d.vault_id, path=path_text(d.path), amount=d.amount,
+                             height=d.block_height, block_hash=d.block_hash))
+        if rows:
+            self.c.execute(observations.insert(), rows)
+        tip = self.tip()
+        self.c.execute(heads.update().where(heads.c.chain_id == self.chain_id).values(
+            last_seq=last, tip_height=tip[0] if tip else None, tip_hash=tip[1] if tip else None))
+        return [r["seq"] for r in rows]
+
+    def head(self) -> tuple[int, int | None, str | None]:
+        """(last_seq, tip_height, tip_hash) as of the last committed scanner write."""
         row = self.c.execute(
-            sa.select(deposits).where(deposits.c.chain_id == self.chain_id, deposits.c.deposit_id == deposit_id)
+            sa.select(heads.c.last_seq, heads.c.tip_height, heads.c.tip_hash).where(heads.c.chain_id == self.chain_id)
         ).first()
-        return _deposit_row(row) if row else None
+        return (row.last_seq, row.tip_height, row.tip_hash) if row else (0, None, None)
 
-    def deposits_by_id(self, deposit_ids: list[str]) -> dict[str, DepositRow]:
-        out = {}
-        for i in range(0, len(deposit_ids), _IN_CHUNK):
-            q = sa.select(deposits).where(
-                deposits.c.chain_id == self.chain_id, deposits.c.deposit_id.in_(deposit_ids[i : i + _IN_CHUNK])
-            )
-            out.update({r.deposit_id: _deposit_row(r) for r in self.c.execute(q)})
-        return out
+    def rollback_between(self, after_seq: int, upto_seq: int) -> bool:
+        """Whether a rollback was logged with after_seq < seq <= upto_seq (index (chain, kind, seq))."""
+        return self.c.execute(
+            sa.select(observations.c.seq).where(
+                observations.c.chain_id == self.chain_id, observations.c.kind == OBSERVED_ROLLBACK,
+                observations.c.seq > after_seq, observations.c.seq <= upto_seq).limit(1)
+        ).first() is not None
 
-    def insert_deposit(self, d: DepositRow) -> None:
-        self.insert_deposits([d])
-
-    def insert_deposits(self, rows: list[DepositRow]) -> None:
-        if not rows:
-            return
-        self.c.execute(
-            deposits.insert(),
-            [
-                dict(
-                    chain_id=self.chain_id,
-                    deposit_id=d.deposit_id,
-                    asset=d.asset,
-                    txid=d.txid,
-                    address=d.address,
-                    vault_id=d.vault_id,
-                    path=path_text(d.path),
-                    amount=d.amount,
-                    block_height=d.block_height,
-                    block_hash=d.block_hash,
-                    status=d.status,
-                    epoch=d.epoch,
-                )
-                for d in rows
-            ],
-        )
-
-    def set_deposits_status(self, deposit_ids: list[str], status: str) -> None:
-        for i in range(0, len(deposit_ids), _IN_CHUNK):
-            self.c.execute(
-                deposits.update()
-                .where(deposits.c.chain_id == self.chain_id, deposits.c.deposit_id.in_(deposit_ids[i : i + _IN_CHUNK]))
-                .values(status=status)
-            )
-
-    def update_deposit(self, deposit_id: str, **values) -> None:
-        self.c.execute(
-            deposits.update()
-            .where(deposits.c.chain_id == self.chain_id, deposits.c.deposit_id == deposit_id)
-            .values(**values)
-        )
-
-    def deposits_with_status(self, status: str) -> list[DepositRow]:
+    def observations_after(self, after_seq: int, upto_seq: int, limit: int) -> list:
+        """Observations with after_seq < seq <= upto_seq, oldest first, at most `limit` (one
+        range read on the primary key: its cost does not grow with the log)."""
         q = (
-            sa.select(deposits)
-            .where(deposits.c.chain_id == self.chain_id, deposits.c.status == status)
-            .order_by(deposits.c.block_height, deposits.c.deposit_id)
+            sa.select(observations)
+            .where(observations.c.chain_id == self.chain_id, observations.c.seq > after_seq, observations.c.seq <= upto_seq)
+            .order_by(observations.c.seq)
+            .limit(limit)
         )
-        return [_deposit_row(r) for r in self.c.execute(q)]
-
-    def deposits_above(self, height: int) -> list[DepositRow]:
-        q = (
-            sa.select(deposits)
-            .where(deposits.c.chain_id == self.chain_id, deposits.c.block_height > height)
-            .order_by(deposits.c.block_height, deposits.c.deposit_id)
-        )
-        return [_deposit_row(r) for r in self.c.execute(q)]
-
-    def all_deposits(self) -> list[DepositRow]:
-        q = sa.select(deposits).where(deposits.c.chain_id == self.chain_id).order_by(deposits.c.deposit_id)
-        return [_deposit_row(r) for r in self.c.execute(q)]
+        return list(self.c.execute(q))
 
     # --- bitcoin UTXO set -------------------------------------------------------------------
     def add_utxo(self, u: Utxo) -> None:
@@ -570,22 +594,6 @@ class _AutoTx:
                 return getattr(st, name)(*a, **kw)
 
         return call
-
-
-def _deposit_row(r) -> DepositRow:
-    return DepositRow(
-        deposit_id=r.deposit_id,
-        asset=r.asset,
-        txid=r.txid,
-        address=r.address,
-        vault_id=r.vault_id,
-        path=path_from_text(r.path),
-        amount=r.amount,
-        block_height=r.block_height,
-        block_hash=r.block_hash,
-        status=r.status,
-        epoch=r.epoch,
-    )
 
 
 def _utxo(r) -> Utxo:

@@ -252,7 +252,7 @@ POR_OWNER_ROWS_MAX = 100  # journal rows read to find which API client created a
 POR_OWNERS_CACHED_MAX = 100_000  # customer -> owning client entries the API keeps
 POR_ETH_BALANCES_PER_BATCH = 100  # balance reads at the snapshot block in one JSON-RPC batch
 
-# --- deposits and sweeps (node/deposits.py) -----------------------------------------------
+# --- deposits and sweeps (node/deposits/) -----------------------------------------------
 DEPOSITS_SYNC_BATCH_MAX = 256  # deposits one sync write books (one store write, <= 4 transfers each)
 DEPOSITS_SYNC_PASSES_MAX = 8  # sync writes per chain per call (then the worker's pipeline gets its turn)
 DEPOSITS_PAGE_MAX = 500  # rows per listing of deposit addresses / deposits

@@ -222,65 +222,92 @@ class EcdsaSignature:
 
 
 # --- the chain port (chains/bitcoin, chains/ethereum) --------------------------------------
-# A watcher calls `scan()` on a timer; the events it returns drive the ledger: `pending` records
-# a pending credit, `credited` posts it, `voided` voids it (a reorg before the confirmation
-# depth), `reorged_after_credit` flags a posted deposit that left the chain for staff.
+# A watcher calls `scan()` on a timer. The scanner only reports what it observed, in an
+# append-only log per chain: a payment to a watched deposit address in a block ("seen"), and
+# "rollback" (every block above `height` left the chain). node/deposits/ reads the log after its
+# cursor and owns every deposit status below: `pending` records a pending credit, `credited`
+# posts it (at the asset's depth), `voided` voids it (a reorg before the depth),
+# `reorged_after_credit` flags a posted deposit that left the chain for staff.
 
 DEPOSIT_PENDING = "pending"
 DEPOSIT_CREDITED = "credited"
 DEPOSIT_VOIDED = "voided"
 DEPOSIT_REORGED_AFTER_CREDIT = "reorged_after_credit"
 
+OBSERVED_SEEN = "seen"
+OBSERVED_ROLLBACK = "rollback"
+OBSERVED_LEFT = "left"  # this deposit's inclusion is gone (only the upgrade from per-deposit statuses writes it)
+
 
 @dataclass(frozen=True)
-class Deposit:
-    """One payment to one of our deposit addresses, identified by `deposit_id`
-    (bitcoin `<txid>:<vout>`, ethereum `<tx hash>:<log index>` or `<tx hash>:value`).
+class Observation:
+    """One entry of a chain's observation log, `seq` increasing by one per chain.
 
-    `epoch` counts how often it entered the chain: a deposit voided by a reorg and mined again
-    comes back as a new pending deposit with the next epoch (ledger transfer ids use both)."""
+    "seen": `deposit_id` (bitcoin `<txid>:<vout>`, ethereum `<tx hash>:<log index>` or
+    `<tx hash>:value`) paid `amount` of `asset` to `address` (of `vault_id` at `path`) in block
+    `height` / `block_hash`. "rollback": the blocks above `height` left the chain (the deposit
+    fields are empty). "left": the deposit's current inclusion left the chain."""
 
     chain: str
     network: str
-    asset: str
-    deposit_id: str
-    txid: str
-    address: str
-    vault_id: str
-    path: Path
-    amount: int
-    block_height: int
-    block_hash: str
-    status: str
-    epoch: int = 1
-    confirmations: int = 0
+    seq: int
+    kind: str
+    height: int
+    deposit_id: str = ""
+    asset: str = ""
+    txid: str = ""
+    address: str = ""
+    vault_id: str = ""
+    path: Path = ()
+    amount: int = 0
+    block_hash: str = ""
 
 
 @dataclass(frozen=True)
-class DepositEvent:
-    kind: str  # one of the DEPOSIT_* statuses: the status the deposit just entered
-    deposit: Deposit
+class ObservationPage:
+    """Observations after a cursor, read in one transaction with the head they agree with: the
+    log's `last_seq` and the scanned tip at that seq (None before the first block)."""
+
+    last_seq: int
+    tip_height: int | None
+    tip_hash: str | None
+    items: tuple[Observation, ...]
+    no_rollback_after: bool = False  # no "rollback" follows the items up to last_seq
+
+    @property
+    def complete(self) -> bool:
+        """Whether the page reaches the head."""
+        return not self.items or self.items[-1].seq == self.last_seq
+
+    @property
+    def tip_applies(self) -> bool:
+        """Whether the tip describes the blocks of every item read: the page reaches the head,
+        or nothing after it rolled back (then confirmations may be counted against it)."""
+        return self.complete or self.no_rollback_after
 
 
 @dataclass(frozen=True)
 class ScanResult:
-    """What one `scan()` saw: the tip it reached, the blocks it rolled back, and the events."""
+    """What one `scan()` saw: the tip it reached, the blocks it rolled back, and what it
+    appended to the observation log."""
 
     tip_height: int
     tip_hash: str
     rolled_back_to: int | None  # the fork height when a reorg was found, else None
-    events: tuple[DepositEvent, ...]
+    events: tuple[Observation, ...]
 
 
 @runtime_checkable
 class DepositSource(Protocol):
-    """The deposits a chain adapter has stored (every status, every epoch): what the node's
-    crediting reads after `scan()`, level-triggered, so nothing depends on one scan's events."""
+    """A chain adapter's observation log, read by the node after its own cursor (so nothing
+    depends on one scan's return value, and a pass reads only what is new). `confirmations`:
+    the configured depth per asset (node/deposits/ applies it)."""
 
     chain: str
     network: str
+    confirmations: dict[str, int]
 
-    def deposits(self) -> list[Deposit]: ...
+    def observations(self, after_seq: int, limit: int) -> ObservationPage: ...
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,7 @@ def reconciliation(withdrawals: wd.Withdrawals, balances: Balances, assets: list
 
 
 def _deposits_reorged_after_credit(conn) -> dict[str, tuple[int, int]]:
-    """asset -> (count, amount) of credited deposits a reorg took out (node/deposits.py)."""
+    """asset -> (count, amount) of credited deposits a reorg took out (node/deposits/)."""
     from node.deposits import REVIEW_REVERSAL_NEEDED
     from node.store.deposit_models import deposits
 

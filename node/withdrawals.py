@@ -386,7 +386,7 @@ class Withdrawals:
         return self.customers._ensure_account(tx, owner, asset, kind, body)
 
     def wallet_account(self, conn, vault_id: str, asset: str) -> int:
-        # The vault's own wallet (hot or cold), never its deposit wallet (node/deposits.py books that one).
+        # The vault's own wallet (hot or cold), never its deposit wallet (node/deposits/ books that one).
         r = conn.execute(select(wallets.c.account_id).where(and_(wallets.c.vault_id == vault_id, wallets.c.asset == asset,
                                                                  wallets.c.kind != "deposit"))
                          .order_by(wallets.c.id)).first()

@@ -1,4 +1,4 @@
-"""Deposit addresses (issue, list) and deposits (list, get), over node/deposits.py.
+"""Deposit addresses (issue, list) and deposits (list, get), over node/deposits/.
 
 An address is issued from the node's hot vault for a sub-account (scope `deposit`); the chain
 scan and the deposit sync (the node's workers) credit what it receives: `deposit.pending` at

@@ -160,7 +160,7 @@ class BitcoinAdapter(Scanner):
                 # (change, sweeps) and coinbase outputs are funds, not customer deposits.
                 if role == ROLE_DEPOSIT and not ours_spent and not parsed.coinbase:
                     candidates.append(
-                        DepositRow(f"{txid}:{vout}", "BTC", txid, address, vault_id, path, out.amount, ref.height, ref.hash, "", 0)
+                        DepositRow(f"{txid}:{vout}", "BTC", txid, address, vault_id, path, out.amount, ref.height, ref.hash)
                     )
         st.add_utxos(new_utxos)
         for prev_txid, prev_vout, txid in spends:

@@ -219,7 +219,7 @@ class EthereumAdapter(Scanner):
     @staticmethod
     def _row(deposit_id, asset, txh, to, hit, amount, ref) -> DepositRow:
         vault_id, path, _ = hit
-        return DepositRow(deposit_id, asset, txh, to, vault_id, path, amount, ref.height, ref.hash, "", 0)
+        return DepositRow(deposit_id, asset, txh, to, vault_id, path, amount, ref.height, ref.hash)
 
     def _rollback(self, st: StateTx, fork_height: int) -> None:
         # Balances are read from the node; nonces stay ours (a reorged-out transaction of ours

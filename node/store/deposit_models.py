@@ -1,4 +1,5 @@
-"""Tables of deposit addresses and customer deposits (migration 0005_deposits).
+"""Tables of deposit addresses, customer deposits (migration 0005_deposits) and the cursor in
+each chain's observation log (migration 0008_deposit_cursors).
 
 Written only through `Store.write` (journaled, serialised with the ledger), so a deposit's
 status change, its ledger transfers and its webhook event commit together or not at all.
@@ -69,3 +70,22 @@ deposits = Table(
     Index(None, "sub_account_id", "seq"),
     Index(None, "status"),
 )
+
+# The node's cursor in one chain's observation log (chains_observations): the last entry it
+# booked and the scanned tip it applied confirmations at. Moved in the same Store.write as the
+# bookings, so a crash leaves both or neither.
+deposit_cursors = Table(
+    "deposit_cursors",
+    metadata,
+    Column("chain", String(16), primary_key=True),
+    Column("network", String(16), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("tip_height", BigInteger, nullable=True),
+    Column("updated_at_ns", BigInteger, nullable=False),
+)
+
+# What a pass reads besides the log: the pending deposits due at the tip, and on a rollback the
+# deposits above the fork. Both are ranges of recent heights, whatever the history.
+Index("ix_deposits_chain_network_status_block_height", deposits.c.chain, deposits.c.network, deposits.c.status,
+      deposits.c.block_height)
+Index("ix_deposits_chain_network_block_height", deposits.c.chain, deposits.c.network, deposits.c.block_height)

@@ -1,5 +1,7 @@
 """Fixtures for the chain adapters against real nodes: one btcd / Anvil per test module with a
-fresh datadir and free ports, stopped by pid; adapter state on SQLite in the module's temp dir."""
+fresh datadir and free ports, stopped by pid; adapter state on SQLite in the module's temp dir.
+The scanner only reports observations; `Books` is the node's crediting (node/deposits/) over an
+adapter, which decides the deposit statuses these tests check."""
 
 from __future__ import annotations
 
@@ -15,6 +17,39 @@ from tests.support.test_signer import PlainTestSigner
 pytestmark = pytest.mark.functional
 
 BTC_CONFIRMATIONS = 3
+BOOKS_FIRST_INDEX = 100  # addresses the books issue: (0, 100), (0, 101), ... (the tests' own paths stay below)
+
+
+class Books:
+    """A node store (SQLite file, or a PostgreSQL schema) with the ledgers, one customer and
+    node.deposits.Deposits over `adapter` (vault "ours")."""
+
+    def __init__(self, url: str, adapter, assets: dict[str, int], *, schema: str | None = None):
+        from node.customers import Customers
+        from node.deposits import Deposits
+        from node.ledger import Ledger, LedgerKind
+        from node.store import open_store
+
+        self.adapter = adapter
+        self.store = open_store(url, schema=schema)
+        ledger = Ledger(self.store)
+        for asset, scale in assets.items():
+            ledger.create_ledger(asset, scale, LedgerKind.CRYPTO, actor="test")
+        Customers(ledger).create_customer("cust", "Customer", actor="test")
+        self.deps = Deposits(ledger, {adapter.chain: adapter}, vault_id="ours", first_index=BOOKS_FIRST_INDEX)
+
+    def issue(self, asset: str) -> str:
+        return self.deps.issue_address("cust.main", asset, actor="test").address
+
+    def sync(self, adapter=None):
+        return self.deps.sync(adapter or self.adapter)
+
+    def of(self, txid: str) -> list[tuple]:
+        """(status, epoch, amount, address) of each record of the deposits paid by `txid`."""
+        return [(d.status, d.epoch, d.amount, d.address) for d in self.deps.list("cust.main", limit=500) if d.txid == txid]
+
+    def all(self) -> list:
+        return self.deps.list("cust.main", limit=500)
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +89,13 @@ def btc(workdir):
         yield world
     finally:
         world.node.stop()
+
+
+@pytest.fixture(scope="module")
+def btc_books(btc, workdir):
+    books = Books(f"sqlite:///{workdir / 'btc-node.db'}", btc.ours, {"BTC": 8})
+    yield books
+    books.store.dispose()
 
 
 ETH_CONFIRMATIONS = 3
@@ -111,3 +153,10 @@ def eth(workdir):
         yield world
     finally:
         world.node.stop()
+
+
+@pytest.fixture(scope="module")
+def eth_books(eth, workdir):
+    books = Books(f"sqlite:///{workdir / 'eth-node.db'}", eth.ours, {"ETH": 18, eth.asset: 6})
+    yield books
+    books.store.dispose()

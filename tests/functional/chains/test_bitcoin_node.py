@@ -2,7 +2,8 @@
 
 Signatures come from a plain test key (tests/support/test_signer.py), standing in for the MPC
 cluster, and only here. The story runs in order: the faucet (an outside wallet the node mines
-to) pays our deposit addresses; deposits go pending -> credited; reorgs void or flag them; we
+to) pays our deposit addresses; the scanner reports the deposits and the node's crediting
+(node/deposits/) takes them pending -> credited; reorgs void or flag them; we
 withdraw (with change, batched), bump a stuck withdrawal's fee, sweep deposits, and the intent
 check refuses a transaction that does not match its intent.
 """
@@ -20,6 +21,8 @@ from node.ports import (
     DEPOSIT_PENDING,
     DEPOSIT_REORGED_AFTER_CREDIT,
     DEPOSIT_VOIDED,
+    OBSERVED_ROLLBACK,
+    OBSERVED_SEEN,
     TX_CONFIRMED,
     TX_MEMPOOL,
     TX_UNKNOWN,
@@ -64,8 +67,8 @@ def faucet_pays(btc, address: str, amount: int, label: str) -> str:
     return txid
 
 
-def events_of(result, kind):
-    return [e.deposit for e in result.events if e.kind == kind]
+def seen_of(result):
+    return [o for o in result.events if o.kind == OBSERVED_SEEN]
 
 
 def assert_eq(actual, expected, what=""):
@@ -82,47 +85,56 @@ def funded(btc):
     return btc
 
 
-def test_deposit_pending_at_one_confirmation_then_credited_at_depth(funded):
-    btc = funded
-    address = btc.ours.address("ours", (0, 0))
+def test_deposit_pending_at_one_confirmation_then_credited_at_depth(funded, btc_books):
+    btc, books = funded, btc_books
+    address = books.issue("BTC")
     txid = faucet_pays(btc, address, 250_000_000, "faucet-1")
     btc.node.generate(1)
     first = btc.ours.scan()
-    pending = events_of(first, DEPOSIT_PENDING)
-    assert_eq([(d.txid, d.amount, d.address, d.status) for d in pending], [(txid, 250_000_000, address, DEPOSIT_PENDING)], "pending")
-    assert_eq(events_of(first, DEPOSIT_CREDITED), [], "credited at 1 confirmation")
+    assert_eq([(o.txid, o.amount, o.address) for o in seen_of(first)], [(txid, 250_000_000, address)], "observed")
+    r = books.sync()
+    assert_eq((r.pending, r.credited), (1, 0), "booked at 1 confirmation")
+    assert_eq(books.of(txid), [(DEPOSIT_PENDING, 1, 250_000_000, address)], "pending")
     btc.node.generate(BTC_CONFIRMATIONS - 2)
-    assert_eq(events_of(btc.ours.scan(), DEPOSIT_CREDITED), [], f"credited at {BTC_CONFIRMATIONS - 1} confirmations")
+    assert_eq(btc.ours.scan().events, (), "the scanner reports no depth")
+    assert_eq(books.sync().credited, 0, f"credited at {BTC_CONFIRMATIONS - 1} confirmations")
     btc.node.generate(1)
-    credited = events_of(btc.ours.scan(), DEPOSIT_CREDITED)
-    assert_eq([(d.txid, d.amount, d.confirmations) for d in credited], [(txid, 250_000_000, BTC_CONFIRMATIONS)], "credited")
-    # Exactly once: scanning again reports nothing new.
-    assert_eq(btc.ours.scan().events, (), "events of a scan with no new blocks")
-    # A second deposit for the withdrawals below.
-    faucet_pays(btc, btc.ours.address("ours", (0, 1)), 150_000_000, "faucet-2")
-    btc.node.generate(BTC_CONFIRMATIONS)
-    assert_eq(len(events_of(btc.ours.scan(), DEPOSIT_CREDITED)), 1, "second deposit credited")
-
-
-def test_a_restarted_adapter_sees_each_deposit_exactly_once(funded):
-    btc = funded
     btc.ours.scan()
+    assert_eq(books.sync().credited, 1, "credited at depth, in the first pass after it")
+    assert_eq(books.of(txid), [(DEPOSIT_CREDITED, 1, 250_000_000, address)], "credited")
+    # Exactly once: scanning and syncing again books nothing.
+    assert_eq(btc.ours.scan().events, (), "events of a scan with no new blocks")
+    assert_eq(books.sync().total, 0, "a pass with nothing new")
+    # A second deposit for the withdrawals below.
+    faucet_pays(btc, books.issue("BTC"), 150_000_000, "faucet-2")
+    btc.node.generate(BTC_CONFIRMATIONS)
+    btc.ours.scan()
+    assert_eq(books.sync().credited, 1, "second deposit credited")
+
+
+def test_a_restarted_adapter_sees_each_deposit_exactly_once(funded, btc_books):
+    btc, books = funded, btc_books
+    btc.ours.scan()
+    books.sync()
     restarted = btc.adapter("ours", btc.signer)  # a new process on the same database
     assert_eq(restarted.scan().events, (), "events after a restart with nothing new")
-    address = restarted.address("ours", (0, 60))
+    address = books.issue("BTC")
     txid = faucet_pays(btc, address, 3_000_000, "faucet-restart")
     btc.node.generate(1)
-    assert_eq([d.txid for d in events_of(restarted.scan(), DEPOSIT_PENDING)], [txid], "pending once")
+    assert_eq([o.txid for o in seen_of(restarted.scan())], [txid], "observed once")
     # The old instance, still running, reads the same state: nothing is reported twice.
-    assert_eq(events_of(btc.ours.scan(), DEPOSIT_PENDING), [], "pending again from the other instance")
+    assert_eq(seen_of(btc.ours.scan()), [], "observed again by the other instance")
+    assert_eq(books.sync(restarted).pending, 1, "booked once")
+    assert_eq(books.sync(btc.ours).total, 0, "and not again through the other instance")
 
 
-def test_reorg_before_depth_voids_the_deposit(funded):
-    btc = funded
-    address = btc.ours.address("ours", (0, 2))
+def test_reorg_before_depth_voids_the_deposit(funded, btc_books):
+    btc, books = funded, btc_books
+    address = books.issue("BTC")
     txid = faucet_pays(btc, address, 10_000_000, "faucet-reorg-1")
     (block_hash,) = btc.node.generate(1)
-    assert_eq([d.txid for d in events_of(btc.ours.scan(), DEPOSIT_PENDING)], [txid], "pending")
+    assert_eq([o.txid for o in seen_of(btc.ours.scan())], [txid], "observed")
+    assert_eq(books.sync().pending, 1, "pending")
     height = btc.node.call("getblock", block_hash)["height"]
     btc.node.call("invalidateblock", block_hash)
     # btcd puts the transactions of a disconnected block back in its mempool.
@@ -130,29 +142,31 @@ def test_reorg_before_depth_voids_the_deposit(funded):
     btc.node.generate(2)  # the other branch is now longer
     result = btc.ours.scan()
     assert_eq(result.rolled_back_to, height - 1, "fork height")
-    voided = events_of(result, DEPOSIT_VOIDED)
-    assert_eq([(d.txid, d.status, d.epoch) for d in voided], [(txid, DEPOSIT_VOIDED, 1)], "voided")
+    assert_eq([(o.kind, o.height) for o in result.events if o.kind == OBSERVED_ROLLBACK], [(OBSERVED_ROLLBACK, height - 1)],
+              "the rollback reported")
+    r = books.sync()
+    assert_eq((r.voided, r.pending), (1, 1), "voided, and booked again")
     # btcd puts the transactions of an invalidated block back in its mempool, so the new
     # branch mines it again: the same deposit comes back as a new pending one, epoch 2.
-    again = [d for d in events_of(result, DEPOSIT_PENDING) if d.txid == txid]
-    assert_eq([(d.epoch, d.status) for d in again], [(2, DEPOSIT_PENDING)], "mined again on the new branch")
+    assert_eq([(s, e) for s, e, _, _ in books.of(txid)], [(DEPOSIT_VOIDED, 1), (DEPOSIT_PENDING, 2)],
+              "mined again on the new branch")
     btc.faucet.scan()  # the faucet's view rolls back too
 
 
-def test_reorg_after_depth_is_flagged(funded):
-    btc = funded
-    address = btc.ours.address("ours", (0, 3))
+def test_reorg_after_depth_is_flagged(funded, btc_books):
+    btc, books = funded, btc_books
+    address = books.issue("BTC")
     txid = faucet_pays(btc, address, 20_000_000, "faucet-reorg-2")
     (block_hash, *_) = btc.node.generate(BTC_CONFIRMATIONS)
-    credited = events_of(btc.ours.scan(), DEPOSIT_CREDITED)
-    assert txid in [d.txid for d in credited], f"{txid} credited before the reorg"
+    btc.ours.scan()
+    books.sync()
+    assert_eq(books.of(txid)[-1][0], DEPOSIT_CREDITED, "credited before the reorg")
     btc.node.call("invalidateblock", block_hash)
     btc.node.generate(BTC_CONFIRMATIONS + 1)
-    result = btc.ours.scan()
-    flagged = events_of(result, DEPOSIT_REORGED_AFTER_CREDIT)
-    assert_eq([(d.txid, d.status) for d in flagged], [(txid, DEPOSIT_REORGED_AFTER_CREDIT)], "flagged")
-    # The funds it brought are gone from our UTXO set.
-    assert not any(d.txid == txid and d.status == DEPOSIT_CREDITED for d in btc.ours.deposits())
+    btc.ours.scan()
+    assert_eq(books.sync().flagged, 1, "flagged")
+    assert_eq([s for s, *_ in books.of(txid)], [DEPOSIT_REORGED_AFTER_CREDIT], "flagged for staff, never re-credited")
+    assert_eq(books.sync().total, 0, "once")
     btc.faucet.scan()
 
 

@@ -15,9 +15,9 @@ from chains.errors import ChainError
 from chains.ethereum import tx as etx
 from node.ports import (
     DEPOSIT_CREDITED,
-    DEPOSIT_PENDING,
     DEPOSIT_REORGED_AFTER_CREDIT,
     DEPOSIT_VOIDED,
+    OBSERVED_SEEN,
     TX_CONFIRMED,
     TX_MEMPOOL,
     TX_UNKNOWN,
@@ -55,8 +55,8 @@ def sign_and_send(eth, adapter, utx, it) -> str:
     return adapter.broadcast(signed)
 
 
-def events_of(result, kind):
-    return [e.deposit for e in result.events if e.kind == kind]
+def seen_of(result):
+    return [o for o in result.events if o.kind == OBSERVED_SEEN]
 
 
 def assert_eq(actual, expected, what=""):
@@ -71,43 +71,49 @@ def hot(eth):
     return address
 
 
-def test_eth_and_token_deposits_pending_then_credited(eth, hot):
+def test_eth_and_token_deposits_pending_then_credited(eth, hot, eth_books):
+    books = eth_books
     eth.ours.scan()
-    dep = eth.ours.address("ours", (0, 0))
+    dep = books.issue("ETH")
     eth_tx = eth.pay_eth(dep, 2 * ETH)
     token_tx = eth.pay_token(dep, 1_234_567)
     first = eth.ours.scan()
-    pending = sorted((d.asset, d.txid, d.amount) for d in events_of(first, DEPOSIT_PENDING))
-    assert_eq(pending, sorted([("ETH", eth_tx, 2 * ETH), (eth.asset, token_tx, 1_234_567)]), "pending")
-    assert_eq(events_of(first, DEPOSIT_CREDITED), [], "credited too early")
+    seen = sorted((o.asset, o.txid, o.amount) for o in seen_of(first))
+    assert_eq(seen, sorted([("ETH", eth_tx, 2 * ETH), (eth.asset, token_tx, 1_234_567)]), "observed")
+    r = books.sync()
+    assert_eq((r.pending, r.credited), (2, 0), "pending, not credited too early")
     eth.node.mine(ETH_CONFIRMATIONS - 1)
-    credited = sorted((d.asset, d.txid) for d in events_of(eth.ours.scan(), DEPOSIT_CREDITED))
-    assert_eq(credited, sorted([("ETH", eth_tx), (eth.asset, token_tx)]), "credited")
-    assert_eq(eth.ours.scan().events, (), "a scan with nothing new")
-    # The hot wallet's funding from the outside was never a deposit: it is internal.
-    assert not [d for d in eth.ours.deposits() if d.address == hot]
-
-
-def test_reorg_before_depth_voids_and_after_depth_flags(eth, hot):
     eth.ours.scan()
-    early = eth.ours.address("ours", (0, 1))
+    assert_eq(books.sync().credited, 2, "credited at depth")
+    assert_eq([s for s, *_ in books.of(eth_tx) + books.of(token_tx)], [DEPOSIT_CREDITED] * 2, "credited")
+    assert_eq(eth.ours.scan().events, (), "a scan with nothing new")
+    assert_eq(books.sync().total, 0, "a pass with nothing new")
+    # The hot wallet's funding from the outside was never a deposit: it is internal.
+    assert not [o for o in eth.ours.observations(0, 500).items if o.address == hot]
+
+
+def test_reorg_before_depth_voids_and_after_depth_flags(eth, hot, eth_books):
+    books = eth_books
+    eth.ours.scan()
+    early = books.issue("ETH")
     credited_tx = eth.pay_eth(early, ETH)
     eth.node.mine(ETH_CONFIRMATIONS)
-    assert credited_tx in [d.txid for d in events_of(eth.ours.scan(), DEPOSIT_CREDITED)]
-    late = eth.ours.address("ours", (0, 2))
+    eth.ours.scan()
+    books.sync()
+    assert_eq([s for s, *_ in books.of(credited_tx)], [DEPOSIT_CREDITED], "credited")
+    late = books.issue("ETH")
     pending_tx = eth.pay_token(late, 777)
-    assert_eq([d.txid for d in events_of(eth.ours.scan(), DEPOSIT_PENDING)], [pending_tx], "pending")
+    assert_eq([o.txid for o in seen_of(eth.ours.scan())], [pending_tx], "observed")
+    assert_eq(books.sync().pending, 1, "pending")
     # Replace the last ETH_CONFIRMATIONS + 2 blocks with empty ones.
     tip = eth.node.height()
     eth.node.call("anvil_reorg", ETH_CONFIRMATIONS + 2, [])
     result = eth.ours.scan()
     assert_eq(result.rolled_back_to, tip - ETH_CONFIRMATIONS - 2, "fork height")
-    assert_eq([(d.txid, d.status) for d in events_of(result, DEPOSIT_VOIDED)], [(pending_tx, DEPOSIT_VOIDED)], "voided")
-    assert_eq(
-        [(d.txid, d.status) for d in events_of(result, DEPOSIT_REORGED_AFTER_CREDIT)],
-        [(credited_tx, DEPOSIT_REORGED_AFTER_CREDIT)],
-        "flagged",
-    )
+    r = books.sync()
+    assert_eq((r.voided, r.flagged), (1, 1), "voided and flagged")
+    assert_eq([s for s, *_ in books.of(pending_tx)], [DEPOSIT_VOIDED], "voided")
+    assert_eq([s for s, *_ in books.of(credited_tx)], [DEPOSIT_REORGED_AFTER_CREDIT], "flagged")
 
 
 def test_eth_withdrawal_mined(eth, hot):
@@ -226,7 +232,7 @@ def test_token_sweep_with_gas_from_the_station(eth, hot):
     # The top-up to our own deposit address is not a customer deposit.
     eth.node.mine(1)
     eth.ours.scan()
-    assert not [d for d in eth.ours.deposits() if d.txid == gas_tx]
+    assert not [o for o in eth.ours.observations(0, 500).items if o.txid == gas_tx]
 
 
 def test_eth_sweep_pays_its_own_gas(eth, hot):

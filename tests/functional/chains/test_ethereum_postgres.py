@@ -1,5 +1,6 @@
 """The Ethereum adapter with its state on PostgreSQL (NUMERIC(78,0)): a deposit of 100 ETH —
-far beyond 64 bits in wei — goes pending -> credited exactly, and the nonce sequence survives a
+far beyond 64 bits in wei — is observed exactly and goes pending -> credited
+(the node's books on PostgreSQL too), and the nonce sequence survives a
 restart. A fresh Anvil and a fresh PostgreSQL schema for this module; plain test key."""
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from chains.ethereum import tx as etx
 from chains.ethereum.adapter import EthereumAdapter
 from chains import state as chain_state
 from chains.state import ChainState, make_engine
-from node.ports import DEPOSIT_CREDITED, DEPOSIT_PENDING, TX_CONFIRMED, Payment, WithdrawalIntent
-from tests.functional.chains.conftest import ETH_CONFIRMATIONS, GWEI
+from node.ports import DEPOSIT_CREDITED, OBSERVED_SEEN, TX_CONFIRMED, Payment, WithdrawalIntent
+from tests.functional.chains.conftest import ETH_CONFIRMATIONS, GWEI, Books
 from tests.support import nodes
 from tests.support.procs import wait_until
 from tests.support.test_signer import PlainTestSigner
@@ -60,21 +61,32 @@ def world(workdir, pg_schema):
         node.stop()
 
 
-def test_a_large_wei_deposit_is_exact_on_postgres(world, pg_schema):
+def test_a_large_wei_deposit_is_exact_on_postgres(world, pg_schema, pg_url):
     node, signer, adapter = world
     ours = adapter()
-    dep = ours.address("ours", (0, 0))
-    payer = node.call("eth_accounts")[0]
-    node.set_balance(payer, 1000 * ETH)
-    txh = node.call("eth_sendTransaction", {"from": payer, "to": dep, "value": hex(100 * ETH)})
-    assert [(d.txid, d.amount) for d in (e.deposit for e in ours.scan().events if e.kind == DEPOSIT_PENDING)] == [(txh, 100 * ETH)]
-    node.mine(ETH_CONFIRMATIONS - 1)
-    credited = [e.deposit for e in ours.scan().events if e.kind == DEPOSIT_CREDITED]
-    assert [(d.txid, d.amount) for d in credited] == [(txh, 100 * ETH)]
-    with pg_schema.connect() as c:
-        # Raw NUMERIC from the driver (no type conversion): a Decimal equal to the exact wei.
-        stored = c.execute(sa.select(sa.literal_column("amount")).select_from(chain_state.deposits)).scalar_one()
-    assert stored == 100 * ETH and 100 * ETH > 2**63, "NUMERIC(78,0) holds it exactly"
+    schema = f"node_{uuid.uuid4().hex[:10]}"
+    books = Books(pg_url, ours, {"ETH": 18}, schema=schema)  # the node's store on PostgreSQL too
+    try:
+        dep = books.issue("ETH")
+        payer = node.call("eth_accounts")[0]
+        node.set_balance(payer, 1000 * ETH)
+        txh = node.call("eth_sendTransaction", {"from": payer, "to": dep, "value": hex(100 * ETH)})
+        assert [(o.txid, o.amount) for o in ours.scan().events if o.kind == OBSERVED_SEEN] == [(txh, 100 * ETH)]
+        assert books.sync().pending == 1
+        node.mine(ETH_CONFIRMATIONS - 1)
+        ours.scan()
+        assert books.sync().credited == 1
+        assert books.of(txh) == [(DEPOSIT_CREDITED, 1, 100 * ETH, dep)]
+        with pg_schema.connect() as c:
+            # Raw NUMERIC from the driver (no type conversion): a Decimal equal to the exact wei.
+            stored = c.execute(sa.select(sa.literal_column("amount")).select_from(chain_state.observations)).scalar_one()
+        assert stored == 100 * ETH and 100 * ETH > 2**63, "NUMERIC(78,0) holds it exactly"
+    finally:
+        books.store.dispose()
+        admin = make_engine(pg_url)
+        with admin.begin() as c:
+            c.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
 
 
 def test_nonces_survive_a_restart_on_postgres(world):

@@ -1,4 +1,4 @@
-"""The adapters' state store on SQLite and PostgreSQL, and the scanner's deposit state machine
+"""The adapters' state store on SQLite and PostgreSQL, and the scanner's observation log
 driven by a scripted chain (a stand-in for one function's inputs; the real nodes are in
 tests/functional/chains)."""
 
@@ -9,10 +9,10 @@ import uuid
 import pytest
 
 from chains.errors import ReorgTooDeep
-from chains.scanning import BlockRef, Scanner
 from chains.state import ChainState, DepositRow, Utxo, make_engine
 from node import limits
-from node.ports import DEPOSIT_CREDITED, DEPOSIT_PENDING, DEPOSIT_REORGED_AFTER_CREDIT, DEPOSIT_VOIDED
+from node.ports import OBSERVED_ROLLBACK, OBSERVED_SEEN
+from tests.support.scripted_chain import ScriptedChain
 
 BIG_WEI = 2**255 + 12345  # far beyond 64 bits; a float would lose it
 
@@ -41,12 +41,15 @@ def state(request, tmp_path):
 
 
 def test_amounts_round_trip_as_exact_ints(state):
-    row = DepositRow("tx:0", "ETH", "0xab", "0xaddr", "v", (0, 1), BIG_WEI, 5, "0xh", DEPOSIT_PENDING, 1)
+    row = DepositRow("tx:0", "ETH", "0xab", "0xaddr", "v", (0, 1), BIG_WEI, 5, "0xh")
     with state.begin() as st:
-        st.insert_deposit(row)
+        st.put_block(5, "0xh", 10)
+        assert st.observe([row]) == [1]
     with state.begin() as st:
-        got = st.deposit("tx:0")
-    assert got == row and type(got.amount) is int and got.amount == BIG_WEI
+        assert st.head() == (1, 5, "0xh")
+        [got] = st.observations_after(0, 1, 10)
+    assert (got.deposit_id, got.kind, got.height, got.block_hash) == ("tx:0", OBSERVED_SEEN, 5, "0xh")
+    assert type(got.amount) is int and got.amount == BIG_WEI
 
 
 def test_utxo_rollback_undoes_outputs_and_spends_above_the_fork(state):
@@ -87,73 +90,34 @@ def test_nonce_claims_release_and_reuse(state):
             st.claim_nonce("0xA", 0, "i4")  # owned: a programmer error, never a silent reuse
 
 
-class ScriptedChain(Scanner):
-    """A chain whose blocks the test writes: heights -> (hash, [(deposit_id, amount)])."""
-
-    chain = "test"
-    network = "scripted"
-
-    def __init__(self, state, confirmations=3):
-        self.state = state
-        self.confirmations = self._check_confirmations({"COIN": confirmations})
-        self.start_height = 0
-        self.blocks: list[tuple[str, list[tuple[str, int]]]] = []
-
-    def extend(self, n, deposits=(), tag="a"):
-        for i in range(n):
-            h = len(self.blocks)
-            self.blocks.append((f"{tag}{h}", list(deposits) if i == 0 else []))
-
-    def reorg(self, depth, n_new, tag):
-        del self.blocks[len(self.blocks) - depth :]
-        self.extend(n_new, tag=tag)
-
-    def _node_tip_height(self):
-        return len(self.blocks) - 1
-
-    def _node_block_hash(self, height):
-        return self.blocks[height][0]
-
-    def _fetch_blocks(self, start, end):
-        for h in range(start, end + 1):
-            parent = self.blocks[h - 1][0] if h else ""
-            yield BlockRef(h, self.blocks[h][0], parent), self.blocks[h][1]
-
-    def _apply_block(self, st, ref, deposits):
-        return self._seen(
-            st,
-            [DepositRow(d, "COIN", d, "addr", "v", (0, 0), amount, ref.height, ref.hash, "", 0) for d, amount in deposits],
-        )
-
-    def _rollback(self, st, fork_height):
-        pass
-
-
 def kinds(result):
-    return [(e.kind, e.deposit.deposit_id, e.deposit.epoch) for e in result.events]
+    return [(o.kind, o.deposit_id, o.height) for o in result.events]
 
 
-def test_deposit_state_machine_through_reorgs(state):
+def logged(chain, after=0):
+    return [(o.seq, o.kind, o.deposit_id, o.height) for o in chain.observations(after, 100).items]
+
+
+def test_the_scanner_reports_observations_through_reorgs_and_keeps_no_status(state):
     chain = ScriptedChain(state)
     chain.extend(5)
     assert kinds(chain.scan()) == []
     chain.extend(1, deposits=[("d1", 10)])
-    assert kinds(chain.scan()) == [(DEPOSIT_PENDING, "d1", 1)]
-    chain.extend(1)
-    assert kinds(chain.scan()) == []
-    # A reorg before the depth voids it ...
-    chain.reorg(2, 3, tag="b")
+    assert kinds(chain.scan()) == [(OBSERVED_SEEN, "d1", 5)]
+    chain.extend(3)
+    assert kinds(chain.scan()) == [], "depth is the node's business: nothing more to report"
+    page = chain.observations(0, 100)
+    assert (page.last_seq, page.tip_height, page.tip_hash) == (1, 8, "a8")
+    chain.reorg(4, 5, tag="b")
     r = chain.scan()
-    assert (r.rolled_back_to, kinds(r)) == (4, [(DEPOSIT_VOIDED, "d1", 1)])
-    # ... and when it is mined again it is a new pending deposit, epoch 2, credited at depth.
+    assert (r.rolled_back_to, kinds(r)) == (4, [(OBSERVED_ROLLBACK, "", 4)])
     chain.extend(1, deposits=[("d1", 10)], tag="c")
-    assert kinds(chain.scan()) == [(DEPOSIT_PENDING, "d1", 2)]
-    chain.extend(2, tag="c")
-    assert kinds(chain.scan()) == [(DEPOSIT_CREDITED, "d1", 2)]
-    # A reorg after the depth is flagged, never silently undone.
-    chain.reorg(4, 5, tag="d")
-    assert kinds(chain.scan()) == [(DEPOSIT_REORGED_AFTER_CREDIT, "d1", 2)]
-    assert kinds(chain.scan()) == []
+    assert kinds(chain.scan()) == [(OBSERVED_SEEN, "d1", 10)]
+    assert logged(chain) == [(1, OBSERVED_SEEN, "d1", 5), (2, OBSERVED_ROLLBACK, "", 4), (3, OBSERVED_SEEN, "d1", 10)]
+    assert logged(chain, after=2) == [(3, OBSERVED_SEEN, "d1", 10)]
+    [seen] = chain.observations(2, 100).items
+    assert (seen.block_hash, seen.amount, seen.address, seen.asset) == ("c10", 10, "addr", "COIN")
+    assert [o.seq for o in chain.observations(0, 2).items] == [1, 2] and not chain.observations(0, 2).complete
 
 
 def test_a_reorg_deeper_than_the_limit_stops_the_scan(state):
@@ -166,6 +130,7 @@ def test_a_reorg_deeper_than_the_limit_stops_the_scan(state):
         chain.scan()
     with state.begin() as st:
         assert st.tip()[1] == f"a{len(chain.blocks) - 2}", "nothing rolled back"
+    assert logged(chain) == [], "no rollback reported"
 
 
 def test_two_scanners_of_one_chain_never_apply_a_block_twice(state):
@@ -177,11 +142,11 @@ def test_two_scanners_of_one_chain_never_apply_a_block_twice(state):
     def racing(start, end):
         fetched = list(fetch(start, end))
         # The other scanner (an overlapping restart) applies the same blocks first.
-        assert kinds(first.scan()) == [(DEPOSIT_PENDING, "d1", 1), (DEPOSIT_CREDITED, "d1", 1)]
+        assert kinds(first.scan()) == [(OBSERVED_SEEN, "d1", 0)]
         yield from fetched
 
     second._fetch_blocks = racing
     assert kinds(second.scan()) == [], "the stale scanner stops without applying anything"
+    assert logged(first) == [(1, OBSERVED_SEEN, "d1", 0)], "observed once"
     with state.begin() as st:
-        assert [(d.deposit_id, d.status) for d in st.all_deposits()] == [("d1", DEPOSIT_CREDITED)]
         assert st.tip() == (2, "a2")

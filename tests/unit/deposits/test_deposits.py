@@ -1,6 +1,6 @@
-"""node/deposits.py over a real store (SQLite file and a PostgreSQL schema): deposit addresses,
-and crediting driven by the adapter's stored deposits. The adapter here is a fake for one
-function each (`address`, `deposits`); the real btcd / Anvil / signer processes run in
+"""node/deposits/ over a real store (SQLite file and a PostgreSQL schema): deposit addresses,
+and crediting driven by the chain's observation log. The adapter here is a fake for one
+function each (`address`, `observations`); the real btcd / Anvil / signer processes run in
 tests/functional/deposits. Each booking is checked against the ledger, the webhook outbox and
 the journal, and the invariant checker runs after every test."""
 
@@ -16,8 +16,8 @@ from node import invariants, limits
 from node.customers import Customers
 from node.deposits import (REVIEW_REVERSAL_NEEDED, DepositError, Deposits, deposit_record_id)
 from node.ledger import Ledger, LedgerKind
-from node.ports import (DEPOSIT_CREDITED, DEPOSIT_PENDING, DEPOSIT_REORGED_AFTER_CREDIT, DEPOSIT_VOIDED, Deposit,
-                        DepositSource)
+from node.ports import (DEPOSIT_CREDITED, DEPOSIT_PENDING, DEPOSIT_REORGED_AFTER_CREDIT, DEPOSIT_VOIDED,
+                        OBSERVED_ROLLBACK, OBSERVED_SEEN, DepositSource, Observation, ObservationPage)
 from node.store import open_store
 from node.store.api_models import webhook_events
 from node.store.models import chain_head, journal
@@ -30,28 +30,47 @@ TOKEN = "ERC20:0x5FbDB2315678afecb367f642d5dB9b4a52F0aA3A"
 
 
 class FakeChain:
-    """`address(vault, path)` names the path; `deposits()` returns what the test put there."""
+    """`address(vault, path)` names the path; `observations()` pages through the log the test
+    writes (`pay`, `mine`, `rollback`), as a scanner would (chains/scanning.py, tested there)."""
 
-    def __init__(self, chain: str, network: str):
+    def __init__(self, chain: str, network: str, depth: int = 3):
         self.chain = chain
         self.network = network
-        self.stored: dict[str, Deposit] = {}
+        self.confirmations = {"BTC": depth} if chain == "bitcoin" else {"ETH": depth, TOKEN: depth}
+        self.log: list[Observation] = []
+        self.tip = 99
         self.registered: list[tuple[str, tuple]] = []
+        self.pages = 0
 
     def address(self, vault_id, path):
         self.registered.append((vault_id, tuple(path)))
         prefix = "bcrt1q" if self.chain == "bitcoin" else "0x"
         return f"{prefix}{vault_id}{'x'.join(map(str, path))}"
 
-    def deposits(self):
-        return list(self.stored.values())
+    def observations(self, after_seq, limit):
+        self.pages += 1
+        items = tuple(o for o in self.log if o.seq > after_seq)[:limit]
+        return ObservationPage(len(self.log), self.tip, f"{self.tip:064x}", items)
 
-    def put(self, address, amount, status, *, n=1, epoch=1, asset=None, height=100):
+    def _append(self, kind, height, **kw):
+        self.log.append(Observation(self.chain, self.network, len(self.log) + 1, kind, height, **kw))
+
+    def pay(self, address, amount, *, n=1, asset=None, height=None, tag="a"):
+        """A payment seen in block `height` (default: a new block on the tip)."""
         asset = asset or ("BTC" if self.chain == "bitcoin" else "ETH")
+        height = self.tip + 1 if height is None else height
+        self.tip = max(self.tip, height)
         did = f"{n:064x}:0"
-        self.stored[did] = Deposit(self.chain, self.network, asset, did, f"{n:064x}", address, "hot", (0, 0), amount,
-                                   height, f"{height:064x}", status, epoch)
+        self._append(OBSERVED_SEEN, height, deposit_id=did, asset=asset, txid=f"{n:064x}", address=address,
+                     vault_id="hot", path=(0, 0), amount=amount, block_hash=f"{tag}{height:063x}")
         return did
+
+    def mine(self, k):
+        self.tip += k
+
+    def rollback(self, height):
+        self._append(OBSERVED_ROLLBACK, height)
+        self.tip = height
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -167,7 +186,7 @@ def test_a_taken_index_is_skipped_not_reused(world):
 def test_pending_then_credited_with_outbox_and_idempotent_resync(world):
     deps, btc, _ = world
     a = deps.issue_address("zoe.main", "BTC", client_id="cl_1", actor="test")
-    did = btc.put(a.address, 150_000, DEPOSIT_PENDING)
+    did = btc.pay(a.address, 150_000)
     r = deps.sync(btc)
     assert (r.pending, r.credited) == (1, 0)
     dep_id = deposit_record_id("bitcoin", "regtest", did, 1)
@@ -178,7 +197,9 @@ def test_pending_then_credited_with_outbox_and_idempotent_resync(world):
     deps.sync(btc)
     assert head(deps) == before
 
-    btc.put(a.address, 150_000, DEPOSIT_CREDITED)
+    btc.mine(1)
+    assert deps.sync(btc).total == 0, "2 confirmations of 3"
+    btc.mine(1)
     r = deps.sync(btc)
     assert (r.pending, r.credited) == (0, 1)
     assert balance(deps, "zoe.main", "BTC") == (150_000, 0)
@@ -196,7 +217,8 @@ def test_pending_then_credited_with_outbox_and_idempotent_resync(world):
 def test_first_seen_already_at_depth_is_credited_in_one_pass(world):
     deps, btc, _ = world
     a = deps.issue_address("zoe.main", "BTC", actor="test")
-    btc.put(a.address, 7_000, DEPOSIT_CREDITED)
+    btc.pay(a.address, 7_000)
+    btc.mine(2)
     r = deps.sync(btc)
     assert (r.pending, r.credited) == (1, 1)
     assert balance(deps, "zoe.main", "BTC") == (7_000, 0)
@@ -207,12 +229,13 @@ def test_first_seen_already_at_depth_is_credited_in_one_pass(world):
 def test_reorg_before_depth_voids_and_a_remined_deposit_is_a_new_epoch(world):
     deps, btc, _ = world
     a = deps.issue_address("zoe.main", "BTC", actor="test")
-    did = btc.put(a.address, 9_000, DEPOSIT_PENDING)
+    did = btc.pay(a.address, 9_000)
     deps.sync(btc)
-    btc.put(a.address, 9_000, DEPOSIT_VOIDED)
+    btc.rollback(99)
     assert deps.sync(btc).voided == 1
     assert balance(deps, "zoe.main", "BTC") == (0, 0)
-    btc.put(a.address, 9_000, DEPOSIT_CREDITED, epoch=2)
+    btc.pay(a.address, 9_000, tag="b")
+    btc.mine(2)
     r = deps.sync(btc)
     assert (r.pending, r.credited, r.voided) == (1, 1, 0)
     assert [(d.epoch, d.status) for d in deps.list("zoe.main")] == [(1, DEPOSIT_VOIDED), (2, DEPOSIT_CREDITED)]
@@ -221,14 +244,22 @@ def test_reorg_before_depth_voids_and_a_remined_deposit_is_a_new_epoch(world):
 
 
 def test_a_missed_void_is_booked_when_the_next_epoch_shows_up(world):
-    """The process died between the adapter's reorg and our sync; the deposit was mined again:
-    the adapter now says epoch 2 pending, and epoch 1 is still pending here."""
+    """No sync between the reorg and the deposit mined again (the log holds the rollback then
+    the new sighting); and, as the upgrade's carried-over log can say it, a sighting in another
+    block with no rollback read: epoch 1 is voided, epoch 2 pending, either way."""
     deps, btc, _ = world
     a = deps.issue_address("zoe.main", "BTC", actor="test")
-    btc.put(a.address, 9_000, DEPOSIT_PENDING)
+    btc.pay(a.address, 9_000)
     deps.sync(btc)
-    btc.put(a.address, 9_000, DEPOSIT_PENDING, epoch=2)
+    btc.rollback(99)
+    btc.pay(a.address, 9_000, tag="b")
     r = deps.sync(btc)
+    assert (r.pending, r.voided) == (1, 1)
+    assert balance(deps, "zoe.main", "BTC") == (0, 9_000)
+    btc.pay(a.address, 9_000, height=100, tag="c")  # no rollback in between
+    r = deps.sync(btc)
+    assert [(d.epoch, d.status) for d in deps.list("zoe.main")] == [(1, DEPOSIT_VOIDED), (2, DEPOSIT_VOIDED),
+                                                                    (3, DEPOSIT_PENDING)]
     assert (r.pending, r.voided) == (1, 1)
     assert balance(deps, "zoe.main", "BTC") == (0, 9_000)
 
@@ -236,9 +267,10 @@ def test_a_missed_void_is_booked_when_the_next_epoch_shows_up(world):
 def test_reorg_after_credit_is_flagged_for_staff_never_debited(world):
     deps, btc, _ = world
     a = deps.issue_address("zoe.main", "BTC", actor="test")
-    did = btc.put(a.address, 5_000, DEPOSIT_CREDITED)
+    did = btc.pay(a.address, 5_000)
+    btc.mine(2)
     deps.sync(btc)
-    btc.put(a.address, 5_000, DEPOSIT_REORGED_AFTER_CREDIT)
+    btc.rollback(99)
     r = deps.sync(btc)
     assert r.flagged == 1
     rec = deps.get(deposit_record_id("bitcoin", "regtest", did, 1))
@@ -255,9 +287,10 @@ def test_reorg_after_credit_is_flagged_for_staff_never_debited(world):
 def test_reorged_while_still_pending_is_voided(world):
     deps, btc, _ = world
     a = deps.issue_address("zoe.main", "BTC", actor="test")
-    btc.put(a.address, 5_000, DEPOSIT_PENDING)
+    btc.pay(a.address, 5_000)
     deps.sync(btc)
-    btc.put(a.address, 5_000, DEPOSIT_REORGED_AFTER_CREDIT)  # credited and reorged between two syncs
+    btc.mine(5)  # at depth for the scanner, but never confirmed here before ...
+    btc.rollback(99)  # ... the reorg: the tip read with the rollback is what counts
     assert deps.sync(btc).voided == 1
     assert balance(deps, "zoe.main", "BTC") == (0, 0)
 
@@ -265,10 +298,12 @@ def test_reorged_while_still_pending_is_voided(world):
 def test_unmapped_addresses_and_foreign_assets_are_not_customer_credits(world):
     deps, btc, eth = world
     a = deps.issue_address("zoe.main", "ETH", actor="test")
-    btc.put("bcrt1qchangeorvaultwallet", 1_000, DEPOSIT_CREDITED, n=1)
-    eth.put(a.address, 10**20, DEPOSIT_CREDITED, n=2)  # 100 ETH: above 64 bits, exact
-    eth.put(a.address, 5, DEPOSIT_CREDITED, n=3, asset="ERC20:0x0000000000000000000000000000000000000009")  # no ledger
-    eth.put(a.address, 2_500_000, DEPOSIT_CREDITED, n=4, asset=TOKEN)
+    btc.pay("bcrt1qchangeorvaultwallet", 1_000, n=1)
+    btc.mine(2)
+    eth.pay(a.address, 10**20, n=2)  # 100 ETH: above 64 bits, exact
+    eth.pay(a.address, 5, n=3, asset="ERC20:0x0000000000000000000000000000000000000009")  # no ledger
+    eth.pay(a.address, 2_500_000, n=4, asset=TOKEN)
+    eth.mine(2)
     assert deps.sync(btc).skipped == 1
     r = deps.sync(eth)
     assert (r.credited, r.skipped) == (2, 1)
@@ -282,8 +317,9 @@ def test_unmapped_addresses_and_foreign_assets_are_not_customer_credits(world):
 def test_sync_books_in_bounded_batches(world, monkeypatch):
     deps, btc, _ = world
     a = deps.issue_address("zoe.main", "BTC", actor="test")
+    btc.confirmations = {"BTC": 10}
     for n in range(1, 6):
-        btc.put(a.address, 1_000 * n, DEPOSIT_PENDING, n=n, height=100 + n)
+        btc.pay(a.address, 1_000 * n, n=n)
     monkeypatch.setattr(limits, "DEPOSITS_SYNC_BATCH_MAX", 2)
     monkeypatch.setattr(limits, "DEPOSITS_SYNC_PASSES_MAX", 2)
     before = head(deps)
@@ -298,7 +334,7 @@ def test_sync_books_in_bounded_batches(world, monkeypatch):
 
 def test_the_fake_is_a_deposit_source():
     assert isinstance(FakeChain("bitcoin", "regtest"), DepositSource)
-    assert dataclasses.is_dataclass(Deposit)
+    assert dataclasses.is_dataclass(Observation)
 
 
 @pytest.mark.parametrize("decision, funds_left, result, review", [
@@ -311,12 +347,13 @@ def test_the_fake_is_a_deposit_source():
 def test_staff_resolve_a_reorged_credit(world, decision, funds_left, result, review):
     deps, btc, _ = world
     a = deps.issue_address("zoe.main", "BTC", actor="test")
-    did = btc.put(a.address, 5_000, DEPOSIT_CREDITED)
+    did = btc.pay(a.address, 5_000)
+    btc.mine(2)
     deps.sync(btc)
     if funds_left < 5_000:
         r = deps.customers.internal_transfer("spent", "zoe.main", "yan.main", "BTC", 5_000 - funds_left, actor="test")
         assert r.ok
-    btc.put(a.address, 5_000, DEPOSIT_REORGED_AFTER_CREDIT)
+    btc.rollback(99)
     deps.sync(btc)
     dep_id = deposit_record_id("bitcoin", "regtest", did, 1)
     from node.rebalance import _deposits_reorged_after_credit
@@ -355,7 +392,8 @@ def test_outbox_fans_out_to_the_clients_subscribed_endpoints_only(world):
     ep_credit, _ = webhooks.register_endpoint(deps.store.engine, "cl_1", "http://127.0.0.1:9/c", ["deposit.credited"], True, box=BOX)
     webhooks.register_endpoint(deps.store.engine, "cl_2", "http://127.0.0.1:9/other", ["deposit.*"], True, box=BOX)
     a = deps.issue_address("zoe.main", "BTC", client_id="cl_1", actor="test")
-    btc.put(a.address, 1_000, DEPOSIT_CREDITED)
+    btc.pay(a.address, 1_000)
+    btc.mine(2)
     deps.sync(btc)
     with deps.store.reading() as conn:
         rows = conn.execute(sa.select(webhook_deliveries.c.endpoint_id, webhook_events.c.type)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from node.deposits import Sweeper
-from node.ports import DEPOSIT_CREDITED, Vault
+from node.ports import Vault
 from node.withdrawals import ACTIVE, VAULT_WALLET_PATH, Withdrawals
 from tests.unit.deposits.test_deposits import TOKEN, world  # noqa: F401 - the store fixture
 from tests.unit.withdrawals.test_state_machine import KEYS
@@ -51,17 +51,20 @@ def sweeper(world):  # noqa: F811
 def test_below_the_minimum_nothing_then_one_sweep_in_flight_per_address(sweeper):
     deps, btc, _, w, sw, chain = sweeper
     a = deps.issue_address("zoe.main", "BTC", actor="test")
-    btc.put(a.address, 9_999, DEPOSIT_CREDITED, n=1)
+    btc.pay(a.address, 9_999, n=1)
+    btc.mine(2)  # at depth
     deps.sync(btc)
     chain["sweepable"][(a.address, "BTC")] = 9_000
     assert sw.run_once() == [], "below the BTC minimum"
-    btc.put(a.address, 1, DEPOSIT_CREDITED, n=2)
+    btc.pay(a.address, 1, n=2)
+    btc.mine(2)  # at depth
     deps.sync(btc)
     [x] = sw.run_once()
     assert (x.kind, x.asset, x.amount, x.destination, x.source_path) == ("sweep", "BTC", 9_000, HOT_BTC, a.path)
     assert x.intent.own_destination_paths == (VAULT_WALLET_PATH,) and x.intent.kind == "sweep"
     assert {d.swept_by for d in deps.list("zoe.main")} == {x.id}
-    btc.put(a.address, 50_000, DEPOSIT_CREDITED, n=3)
+    btc.pay(a.address, 50_000, n=3)
+    btc.mine(2)  # at depth
     deps.sync(btc)
     assert sw.run_once() == [], "never a second movement while one is in flight"
     w.cancel(x.id, actor="test")
@@ -72,7 +75,8 @@ def test_below_the_minimum_nothing_then_one_sweep_in_flight_per_address(sweeper)
 def test_a_token_address_gets_gas_first_then_its_sweep(sweeper):
     deps, _, eth, w, sw, chain = sweeper
     a = deps.issue_address("zoe.main", TOKEN, actor="test")
-    eth.put(a.address, 500, DEPOSIT_CREDITED, n=1, asset=TOKEN)
+    eth.pay(a.address, 500, n=1, asset=TOKEN)
+    eth.mine(2)  # at depth
     deps.sync(eth)
     chain["gas"][(a.address, TOKEN)] = 777
     chain["sweepable"][(a.address, TOKEN)] = 500
@@ -90,7 +94,8 @@ def test_a_token_address_gets_gas_first_then_its_sweep(sweeper):
 def test_assets_without_a_minimum_are_never_swept(sweeper):
     deps, _, eth, _, sw, chain = sweeper
     a = deps.issue_address("zoe.main", "ETH", actor="test")
-    eth.put(a.address, 10**18, DEPOSIT_CREDITED, n=1)
+    eth.pay(a.address, 10**18, n=1)
+    eth.mine(2)  # at depth
     deps.sync(eth)
     chain["sweepable"][(a.address, "ETH")] = 10**18
     assert sw.run_once() == []
