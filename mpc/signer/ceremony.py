@@ -75,6 +75,7 @@ class Ceremony:
     pending_record: VaultRecord | None = None
     pending_share: bytes | None = None
     drop_vault: bool = False
+    drop_needs_confirm: bool = False  # a reshare's leaving peer: drop only on the new committee's signature
     vault_keys: object = None
     # Pre-params taken for this keygen/reshare. Until Start, tss-lib has computed nothing from
     # them that left this process, so a ceremony that ends before it returns them to the pool;

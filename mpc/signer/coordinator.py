@@ -63,7 +63,7 @@ class Coordinator:
             part = self.participant
             return {"Join": lambda: part.join(self.name, req), "Start": lambda: part.start(self.name, req.session_id),
                     "Await": lambda: part.await_result(self.name, req.session_id, req.timeout_ms / 1000),
-                    "Commit": lambda: part.commit(self.name, req.session_id)}[method]()
+                    "Commit": lambda: part.commit(self.name, req.session_id, req.confirm_signature)}[method]()
         return getattr(self.mesh.stub(peer), method)(req, timeout=timeout_ms / 1000)
 
     def _fanout(self, peers, method: str, make_req, timeout_ms: int) -> dict:
@@ -333,28 +333,29 @@ class Coordinator:
         self.log.info("retire_done", vault=body["vault_id"])
         return pb.CeremonyReply(ok=True, vault_id=body["vault_id"], public_key=bytes.fromhex(rec.public_key), attempts=1)
 
-    def _confirm_reshare(self, signed: pb.SignedRequest, body: dict) -> str | None:
+    def _confirm_reshare(self, signed: pb.SignedRequest, body: dict) -> tuple[str | None, bytes]:
         """t+1 peers of the new committee sign reshare_confirm_digest with the vault's key (each
         computes it and checks it holds the new share: Preparer.confirm); the signature is
-        verified here. None when it verifies, else why not."""
+        verified here, and again by each leaving peer at its Commit. (None, signature) when it
+        verifies, else (why not, b"")."""
         new_committee, t = list(body["new_committee"]), body["new_threshold"]
         healthy = self._pick_healthy(new_committee)
         quorum = ([self.name] if self.name in new_committee else []) + healthy
         if len(quorum) < t + 1:
-            return f"not_enough_healthy_peers: {len(quorum)} < {t + 1}"
+            return f"not_enough_healthy_peers: {len(quorum)} < {t + 1}", b""
         quorum = tuple(sorted(quorum[: t + 1]))
         cid, refusals, unreachable = self._run_ceremony("sign", quorum, signed)
         if refusals or unreachable:
-            return f"join_failed: refused {refusals} unreachable {sorted(unreachable)}"
+            return f"join_failed: refused {refusals} unreachable {sorted(unreachable)}", b""
         results = self._await_all(cid, quorum)
         sigs = {bytes(r.signatures[0]) for r in results.values() if not isinstance(r, Exception) and r.state == "done" and r.signatures}
         self.participant.registry.pop(cid)
         if len(sigs) != 1:
-            return f"confirm_failed: {len(sigs)} distinct signatures from {sorted(results)}"
+            return f"confirm_failed: {len(sigs)} distinct signatures from {sorted(results)}", b""
         (sig,) = sigs
         if not cer.confirm_signature_valid(body, bytes.fromhex(body["public_key"]), sig):
-            return "confirm_failed: the signature does not verify under the vault's key"
-        return None
+            return "confirm_failed: the signature does not verify under the vault's key", b""
+        return None, sig
 
     def _finish_key_ceremony(self, protocol, cid, peers, body, signed=None) -> pb.CeremonyReply:
         results = self._await_all(cid, peers)
@@ -388,14 +389,15 @@ class Coordinator:
             self.metrics.ceremonies.labels(protocol, "failed").inc()
             return pb.CeremonyReply(ok=False, reason=f"commit_failed: {bad}", attempts=1)
         if protocol == "reshare":
-            why = self._confirm_reshare(signed, body)
+            why, confirm_sig = self._confirm_reshare(signed, body)
             if why is not None:
                 self.metrics.ceremonies.labels(protocol, "failed").inc()
                 self._abort_local(cid, (), "reshare_unconfirmed")
-                self.log.warning("reshare_unconfirmed", vault=body["vault_id"], reason=why, kept_on=",".join(leaving))
+                self.log.warning("reshare_unconfirmed", vault=body["vault_id"], session=cid, reason=why, kept_on=",".join(leaving))
                 return pb.CeremonyReply(ok=False, attempts=1,
                                         reason=f"reshare_unconfirmed: the old shares are kept on {leaving}: {why}")
-            bad = _failures(self._fanout(leaving, "Commit", lambda p: pb.CommitRequest(session_id=cid), limits.CLUSTER_RPC_TIMEOUT_MS))
+            bad = _failures(self._fanout(leaving, "Commit", lambda p: pb.CommitRequest(session_id=cid, confirm_signature=confirm_sig),
+                                         limits.CLUSTER_RPC_TIMEOUT_MS))
             if bad:
                 self.log.warning("reshare_old_shares_not_dropped", vault=body["vault_id"], peers=str(bad))
         self.metrics.ceremonies.labels(protocol, "done").inc()

@@ -28,6 +28,7 @@ from mpc.signer.prepare import Preparer
 from mpc.signer.records import RecordsError
 from mpc.signer.store import VaultRecord
 from mpc.transport import envelope as envl
+from mpc.wire import ceremony as cer
 from mpc.wire import parties as wp
 from mpc.wire.requests import Refused
 from node import limits
@@ -604,7 +605,7 @@ class Participant:
             with self._inflight_lock:
                 self._awaiting[caller] -= 1
 
-    def commit(self, caller: str, cid: str) -> pb.Ack:
+    def commit(self, caller: str, cid: str, confirm_signature: bytes = b"") -> pb.Ack:
         c, refusal = self._coordinated(caller, cid)
         if refusal is not None:
             return refusal
@@ -613,6 +614,11 @@ class Participant:
                 return pb.Ack(ok=True)
             if c.state != "done" or c.protocol == "sign":
                 return pb.Ack(ok=False, reason=f"session_{c.state}")
+            # A reshare's leaving peer checks itself that the new committee can sign before its
+            # old share goes (the coordinator's word is not enough).
+            if c.drop_needs_confirm and not cer.confirm_signature_valid(c.body, bytes.fromhex(c.body["public_key"]),
+                                                                        bytes(confirm_signature)):
+                return pb.Ack(ok=False, reason="reshare_unconfirmed")
             # Shares are written only now: the ceremony ended and every party got one key.
             if c.pending_record is not None:
                 self.store.put_vault(c.pending_record, c.pending_share)

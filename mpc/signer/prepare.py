@@ -185,6 +185,7 @@ class Preparer:
                                            public_key.hex(), chain_code.hex(), gen + 1)
         else:
             c.drop_vault = True
+            c.drop_needs_confirm = True
         return c
 
     # ------------------------------------------------------------------ reshare confirmation

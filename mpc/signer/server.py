@@ -58,7 +58,7 @@ class Servicer(pb_grpc.SignerServicer):
         return self.participant.await_result(self._peer_only(context), request.session_id, request.timeout_ms / 1000)
 
     def Commit(self, request, context):  # noqa: N802
-        return self.participant.commit(self._peer_only(context), request.session_id)
+        return self.participant.commit(self._peer_only(context), request.session_id, request.confirm_signature)
 
     def Deliver(self, request, context):  # noqa: N802
         return self.participant.deliver(self._peer_only(context), request)

@@ -23,7 +23,7 @@ from mpc.wire import ceremony as cer
 from mpc.wire import requests as rq
 from mpc.wire.parties import RecordKeys
 from node.ports import SigningRefused
-from tests.functional.adversarial.harness import RogueNode
+from tests.functional.adversarial.harness import RogueNode, peer_stub
 from tests.functional.cluster.conftest import make_cluster
 from tests.support.cluster import btc_withdrawal
 from tests.support.procs import wait_until
@@ -240,6 +240,16 @@ def test_old_shares_stay_until_the_new_committee_has_signed(cluster):
     after = shares(cluster, "confirm")
     assert after["peer-1"] == before["peer-1"] and after["peer-3"] == before["peer-3"], "an old share went before a signature"
     assert after["peer-5"] and after["peer-6"] and after["peer-2"] != before["peer-2"]
+    # The coordinator's word is not enough: a Commit from it (its own certificate) without the new
+    # committee's signature, or with one that is not over this reshare, is refused by the leaving
+    # peer itself, and its old share stays.
+    cid = re.findall(r"reshare_unconfirmed.*?session=([0-9a-f]{32})", cluster.stderr("peer-2"))[-1]
+    forged = bytes(65)
+    stub = peer_stub(cluster, as_peer="peer-2", to="peer-1")  # the old quorum: peer-2 and peer-1
+    for sig in (b"", forged):
+        ack = stub.Commit(pb.CommitRequest(session_id=cid, confirm_signature=sig), timeout=30)
+        assert (ack.ok, ack.reason) == (False, "reshare_unconfirmed"), ack
+    assert shares(cluster, "confirm") == after, "a leaving peer dropped its share on the coordinator's word"
 
 
 def test_retiring_a_vault_needs_its_approvals_and_every_peer(cluster, node):
