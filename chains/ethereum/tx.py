@@ -112,17 +112,23 @@ def digest_eth_account(t: Eip1559Tx) -> bytes:
     return bytes(serializable_unsigned_transaction_from_dict(t.as_eth_account_dict()).hash())
 
 
+def _typed_fields(raw: bytes, n_fields: int) -> list:
+    """The RLP list of an EIP-1559 envelope (type byte 2), which must hold `n_fields` items."""
+    if not raw or raw[0] != TX_TYPE_EIP1559:
+        raise ChainError("transaction_type_not_eip1559")
+    try:
+        items = rlp.decode(raw[1:])
+    except Exception as exc:  # pyrlp raises several types on bad bytes
+        raise ChainError("transaction_unparseable", repr(exc)) from None
+    if not isinstance(items, list) or len(items) != n_fields:
+        raise ChainError("transaction_unparseable", f"expected {n_fields} fields")
+    return items
+
+
 def parse_unsigned(payload: bytes) -> Eip1559Tx:
     """Strict: type 2, nine fields, canonical integers, a 20-byte `to`, an empty access list,
     and the bytes re-encode to exactly `payload`."""
-    if not payload or payload[0] != TX_TYPE_EIP1559:
-        raise ChainError("transaction_type_not_eip1559")
-    try:
-        items = rlp.decode(payload[1:])
-    except Exception as exc:  # pyrlp raises several types on bad bytes
-        raise ChainError("transaction_unparseable", repr(exc)) from None
-    if not isinstance(items, list) or len(items) != 9:
-        raise ChainError("transaction_unparseable", "expected 9 fields")
+    items = _typed_fields(payload, 9)
     chain_id, nonce, prio, max_fee, gas, to, value, data, access_list = items
     try:
         ints = [big_endian_int.deserialize(x) for x in (chain_id, nonce, prio, max_fee, gas, value)]
@@ -143,14 +149,7 @@ def parse_unsigned(payload: bytes) -> Eip1559Tx:
 def parse_signed(raw: bytes) -> tuple[Eip1559Tx, EcdsaSignature]:
     """A signed EIP-1559 transaction (type 2, the nine fields, y parity, r, s): its unsigned
     part (strict, as parse_unsigned) and its signature. Who signed it: `recover_address`."""
-    if not raw or raw[0] != TX_TYPE_EIP1559:
-        raise ChainError("transaction_type_not_eip1559")
-    try:
-        items = rlp.decode(raw[1:])
-    except Exception as exc:  # pyrlp raises several types on bad bytes
-        raise ChainError("transaction_unparseable", repr(exc)) from None
-    if not isinstance(items, list) or len(items) != 12:
-        raise ChainError("transaction_unparseable", "expected 12 fields")
+    items = _typed_fields(raw, 12)
     t = parse_unsigned(bytes([TX_TYPE_EIP1559]) + rlp.encode(items[:9]))
     try:
         y, r, s = (big_endian_int.deserialize(x) for x in items[9:])
